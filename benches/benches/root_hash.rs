@@ -1,0 +1,2 @@
+//! Benchmark `root_hash` (see BENCHMARKS.md). To be written with the protocol issue.
+fn main() {}

@@ -1,0 +1,2 @@
+//! Benchmark `tokens` (see BENCHMARKS.md). To be written with the protocol issue.
+fn main() {}

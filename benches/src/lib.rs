@@ -1,0 +1,2 @@
+//! Benchmark harnesses for sealtune (criterion benches live in `benches/benches/`).
+#![deny(missing_docs)]

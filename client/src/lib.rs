@@ -1,0 +1,4 @@
+//! # sealtune-client
+//!
+//! The customer library behind the `sealtune` CLI.
+#![deny(missing_docs)]

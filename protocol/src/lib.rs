@@ -1,0 +1,33 @@
+//! # sealtune-protocol
+//!
+//! Every wire format sealtune shares with the 0G fine-tuning network, implemented once and free of
+//! frameworks (no tokio, axum, sqlx, pyo3 or network code). The worker, the client, the verifier,
+//! the Python module and the contract tests all call these functions; none re-implements a digest.
+//!
+//! | module | PROTOCOL.md | what |
+//! |---|---|---|
+//! | [`sig`] | §2, §4 | strict secp256k1 signature parsing, recovery, EIP-191 |
+//! | [`request`] | §2 | customer request digests and signer recovery, timestamp window |
+//! | [`eip712`] | §1 | the EIP-712 `VerifierMessage` settled on chain |
+//! | [`fee`] | §3 | the task fee formula |
+//! | [`deliverable`] | §4 | sealing and opening the encrypted model, tag signature |
+//! | [`ecies`] | §4 | the eciesjs-compatible wrap of the model key |
+//! | [`storage`] | §6 | 0G Storage root hash, submission nodes, segment proofs |
+//! | [`dataset`] | §3 | dataset record shapes and the `messages` conversion |
+//! | [`tokens`] | §3 | the token-counting rule behind the fee (feature `tokenizer`) |
+//! | [`events`] | — | the events the executor streams to the worker |
+#![deny(missing_docs)]
+
+pub mod dataset;
+pub mod deliverable;
+pub mod ecies;
+pub mod eip712;
+pub mod events;
+pub mod fee;
+pub mod request;
+pub mod sig;
+pub mod storage;
+#[cfg(feature = "tokenizer")]
+pub mod tokens;
+
+pub use alloy_primitives::{Address, B256, U256, keccak256};

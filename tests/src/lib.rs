@@ -1,0 +1,121 @@
+//! Shared helpers for sealtune's end-to-end and smoke tests: where the set-up put the tools, and
+//! processes that are stopped when the test ends.
+//!
+//! Every helper fails with a message that says what to run when a tool is missing, never skips.
+#![deny(missing_docs)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The checkout's root directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The directory of the shared fixtures: `$SEALTUNE_FIXTURES`, default `../shared/fixtures` beside the checkout.
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("SEALTUNE_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/fixtures"))
+}
+
+/// A fixture file by relative path; panics with where to put it when it is missing.
+pub fn fixture(rel: &str) -> PathBuf {
+    let p = fixtures_dir().join(rel);
+    assert!(
+        p.exists(),
+        "fixture {rel} not found at {}: set SEALTUNE_FIXTURES to the shared fixtures directory \
+         (default ../shared/fixtures beside the checkout)",
+        p.display()
+    );
+    p
+}
+
+/// An executable installed by `scripts/setup` under `node_modules/.bin`.
+pub fn node_tool(name: &str) -> PathBuf {
+    let p = repo_root().join("node_modules/.bin").join(name);
+    assert!(
+        p.exists(),
+        "{name} not found at {}: run scripts/setup (it installs the pinned npm tools)",
+        p.display()
+    );
+    p
+}
+
+/// The project venv's Python interpreter.
+pub fn venv_python() -> PathBuf {
+    let p = repo_root().join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "the project venv is missing ({}): run scripts/setup",
+        p.display()
+    );
+    p
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
+}
+
+/// A child process killed (and reaped) when dropped.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A local anvil chain on loopback, stopped on drop.
+pub struct Anvil {
+    _child: ChildGuard,
+    /// The JSON-RPC endpoint, `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    /// The chain id it runs with.
+    pub chain_id: u64,
+}
+
+impl Anvil {
+    /// Start anvil with the given chain id and wait until it accepts connections (at most 10 s).
+    pub fn start(chain_id: u64) -> Anvil {
+        let port = free_port();
+        let child = Command::new(node_tool("anvil"))
+            .args(["--silent", "--port", &port.to_string(), "--chain-id", &chain_id.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start anvil: {e}"));
+        let child = ChildGuard(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "anvil did not listen on port {port} within 10 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Anvil { _child: child, endpoint: format!("http://127.0.0.1:{port}"), chain_id }
+    }
+}
+
+/// Run a command to completion and return its stdout; panic with its stderr when it fails.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}:\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

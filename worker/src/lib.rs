@@ -1,0 +1,5 @@
+//! # sealtune-worker
+//!
+//! The provider service that runs inside a TDX confidential VM: HTTP API, task store, pipeline,
+//! executor (embedded CPython), chain client, storage and attestation.
+#![deny(missing_docs)]
