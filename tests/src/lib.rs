@@ -90,7 +90,13 @@ impl Anvil {
     pub fn start(chain_id: u64) -> Anvil {
         let port = free_port();
         let child = Command::new(node_tool("anvil"))
-            .args(["--silent", "--port", &port.to_string(), "--chain-id", &chain_id.to_string()])
+            .args([
+                "--silent",
+                "--port",
+                &port.to_string(),
+                "--chain-id",
+                &chain_id.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -98,10 +104,17 @@ impl Anvil {
         let child = ChildGuard(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "anvil did not listen on port {port} within 10 s");
+            assert!(
+                Instant::now() < deadline,
+                "anvil did not listen on port {port} within 10 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Anvil { _child: child, endpoint: format!("http://127.0.0.1:{port}"), chain_id }
+        Anvil {
+            _child: child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            chain_id,
+        }
     }
 }
 

@@ -6,7 +6,11 @@ use std::process::Command;
 #[test]
 fn official_0g_compute_cli_reports_its_pinned_version() {
     let out = run_ok(Command::new(node_tool("0g-compute-cli")).arg("--version"));
-    assert_eq!(out.trim(), "0.9.0", "the pinned @0gfoundation/0g-compute-ts-sdk");
+    assert_eq!(
+        out.trim(),
+        "0.9.0",
+        "the pinned @0gfoundation/0g-compute-ts-sdk"
+    );
 }
 
 #[test]
@@ -28,5 +32,9 @@ console.log(JSON.stringify({ ok: Buffer.compare(pt, msg) === 0, ctLen: ct.length
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["ok"], true, "{v}");
     // eciesjs 0.4 defaults: 65-byte uncompressed ephemeral key, 16-byte nonce, 16-byte tag, then the ciphertext
-    assert_eq!(v["ctLen"].as_u64().unwrap(), 65 + 16 + 16 + v["msgLen"].as_u64().unwrap(), "{v}");
+    assert_eq!(
+        v["ctLen"].as_u64().unwrap(),
+        65 + 16 + 16 + v["msgLen"].as_u64().unwrap(),
+        "{v}"
+    );
 }

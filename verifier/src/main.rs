@@ -1,5 +1,11 @@
 //! `sealtune-verify`: thin binary over the `sealtune_verifier` library.
-fn main() {
-    eprintln!("sealtune-verify: not yet implemented (see the verifier issue)");
-    std::process::exit(2);
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    let cli = sealtune_verifier::cli::Cli::parse();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let code = sealtune_verifier::cli::run(&cli, now, &mut std::io::stdout().lock())?;
+    std::process::exit(code);
 }

@@ -37,9 +37,13 @@ result = (float((x @ x.T).sum()), torch.__version__, transformers.__version__, p
         let globals = PyDict::new(py);
         py.run(code, Some(&globals), None)
             .unwrap_or_else(|e| panic!("import failed: {e}"));
-        let (sum, torch_v, tf_v, peft_v): (f64, String, String, String) =
-            globals.get_item("result").unwrap().unwrap().extract().unwrap();
-        assert_eq!(sum, 70.0);
+        let (sum, torch_v, tf_v, peft_v): (f64, String, String, String) = globals
+            .get_item("result")
+            .unwrap()
+            .unwrap()
+            .extract()
+            .unwrap();
+        assert_eq!(sum, 83.0, "sum of x @ x.T for x = [[0,1,2],[3,4,5]]");
         assert!(torch_v.starts_with("2.13.0"), "torch {torch_v}");
         assert_eq!(tf_v, "5.23.0");
         assert_eq!(peft_v, "0.21.2");

@@ -1,0 +1,310 @@
+//! report_data → TEE signer binding (PROTOCOL.md §5).
+//!
+//! Layouts of the 64 bytes inside the quote body:
+//! - (a) [`Layout::AsciiAddress`]: the ASCII `0x…` address (42 bytes) zero-padded to 64;
+//! - (b) [`Layout::TappdSha512`]: `sha512("app-data:" ‖ data)`, checkable only with the preimage `data`;
+//! - (c) [`Layout::ZgRawSigner`]: the non-legacy 0G layout with the raw signer at bytes 32–52;
+//! - sealtune's [`Layout::Nonce`]: `signer (20) ‖ 12 zero bytes ‖ nonce (32)`.
+
+use base64::Engine;
+use serde::Serialize;
+use sha2::{Digest, Sha512};
+
+/// A 20-byte EVM address.
+pub type Address = [u8; 20];
+
+/// Why report_data does not bind what it should.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BindingError {
+    /// The JSON `report_data` is neither base64 nor hex of 64 bytes.
+    #[error("JSON report_data is not 64 bytes of base64 or hex")]
+    JsonEncoding,
+    /// The JSON `report_data` differs from the quote body's.
+    #[error("JSON report_data differs from the quote body's report_data")]
+    JsonMismatch,
+    /// The nonce layout does not hold the nonce the verifier chose.
+    #[error(
+        "report_data does not carry the nonce this verifier chose (expected signer ‖ 0^12 ‖ nonce)"
+    )]
+    NonceMismatch,
+    /// The tappd preimage does not hash to report_data.
+    #[error("report_data is not sha512(\"app-data:\" ‖ preimage)")]
+    PreimageMismatch,
+    /// No known layout fits.
+    #[error(
+        "report_data layout not recognised (not an ASCII 0x address; give the expected signer for the 0G raw layout or the tappd preimage)"
+    )]
+    UnknownLayout,
+    /// The bound signer is not the expected one.
+    #[error("report_data binds signer 0x{found}, expected 0x{expected}")]
+    WrongSigner {
+        /// Signer found (hex).
+        found: String,
+        /// Signer expected (hex).
+        expected: String,
+    },
+    /// An address string that is not `0x` + 40 hex digits.
+    #[error("not an address: {0}")]
+    BadAddress(String),
+}
+
+/// Which layout bound the signer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// (a) ASCII `0x…` address zero-padded.
+    AsciiAddress,
+    /// (b) legacy tappd `sha512("app-data:" ‖ data)`.
+    TappdSha512,
+    /// (c) 0G layout with the raw signer at bytes 32–52.
+    ZgRawSigner,
+    /// sealtune's `signer ‖ 0^12 ‖ nonce`.
+    Nonce,
+}
+
+/// What the verifier knows when checking the binding.
+#[derive(Debug, Clone, Default)]
+pub struct BindingExpectations {
+    /// The signer the contract (or the user) says the service has.
+    pub signer: Option<Address>,
+    /// The nonce this verifier sent with `GET /v1/quote?nonce=`.
+    pub nonce: Option<[u8; 32]>,
+    /// The `data` of a legacy tappd quote.
+    pub tappd_preimage: Option<Vec<u8>>,
+}
+
+/// The binding found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Binding {
+    /// Layout.
+    pub layout: Layout,
+    /// The signer bound (hex, no 0x), when the layout names one.
+    pub signer: Option<String>,
+}
+
+/// Decode the JSON `report_data` (base64 per PROTOCOL.md §5; hex as raw dstack sends) and compare it
+/// with the quote body's.
+pub fn check_json_report_data(json: &str, body: &[u8; 64]) -> Result<(), BindingError> {
+    let json = json.trim();
+    let decoded = if json.len() == 128 && json.bytes().all(|b| b.is_ascii_hexdigit()) {
+        hex::decode(json).map_err(|_| BindingError::JsonEncoding)?
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(json)
+            .map_err(|_| BindingError::JsonEncoding)?
+    };
+    if decoded.len() != 64 {
+        return Err(BindingError::JsonEncoding);
+    }
+    if decoded.as_slice() == body.as_slice() {
+        Ok(())
+    } else {
+        Err(BindingError::JsonMismatch)
+    }
+}
+
+/// Parse `0x` + 40 hex digits (any case).
+pub fn parse_address(s: &str) -> Result<Address, BindingError> {
+    let h = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
+    let bytes = hex::decode(h).map_err(|_| BindingError::BadAddress(s.to_string()))?;
+    Address::try_from(bytes.as_slice()).map_err(|_| BindingError::BadAddress(s.to_string()))
+}
+
+/// sealtune's fresh layout: `signer ‖ 0^12 ‖ nonce`.
+pub fn nonce_report_data(signer: &Address, nonce: &[u8; 32]) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    let (a, rest) = out.split_at_mut(20);
+    a.copy_from_slice(signer);
+    let (_, n) = rest.split_at_mut(12);
+    n.copy_from_slice(nonce);
+    out
+}
+
+/// Layout (a): the ASCII address zero-padded.
+pub fn ascii_report_data(signer: &Address) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    let s = format!("0x{}", hex::encode(signer));
+    let (a, _) = out.split_at_mut(42);
+    a.copy_from_slice(s.as_bytes());
+    out
+}
+
+/// Layout (b): `sha512("app-data:" ‖ data)`.
+pub fn tappd_report_data(data: &[u8]) -> [u8; 64] {
+    let mut h = Sha512::new();
+    h.update(b"app-data:");
+    h.update(data);
+    h.finalize().into()
+}
+
+/// Find the layout of `rd` given what the verifier knows, and check the signer when one is expected.
+pub fn check_binding(rd: &[u8; 64], exp: &BindingExpectations) -> Result<Binding, BindingError> {
+    let (head, tail) = rd.split_at(32);
+    let binding = if let Some(nonce) = &exp.nonce {
+        let (signer, zeros) = head.split_at(20);
+        if zeros.iter().any(|b| *b != 0) || tail != nonce.as_slice() {
+            return Err(BindingError::NonceMismatch);
+        }
+        Binding {
+            layout: Layout::Nonce,
+            signer: Some(hex::encode(signer)),
+        }
+    } else if let Some(pre) = &exp.tappd_preimage {
+        if tappd_report_data(pre) != *rd {
+            return Err(BindingError::PreimageMismatch);
+        }
+        Binding {
+            layout: Layout::TappdSha512,
+            signer: find_address(pre).map(hex::encode),
+        }
+    } else if let Some(a) = ascii_address(rd) {
+        Binding {
+            layout: Layout::AsciiAddress,
+            signer: Some(hex::encode(a)),
+        }
+    } else if let Some(expected) = &exp.signer {
+        let raw = tail.get(..20).ok_or(BindingError::UnknownLayout)?;
+        if raw != expected.as_slice() {
+            return Err(BindingError::UnknownLayout);
+        }
+        Binding {
+            layout: Layout::ZgRawSigner,
+            signer: Some(hex::encode(raw)),
+        }
+    } else {
+        return Err(BindingError::UnknownLayout);
+    };
+    if let Some(expected) = &exp.signer {
+        let expected = hex::encode(expected);
+        match &binding.signer {
+            Some(found) if *found == expected => {}
+            found => {
+                return Err(BindingError::WrongSigner {
+                    found: found.clone().unwrap_or_else(|| "(none)".into()),
+                    expected,
+                });
+            }
+        }
+    }
+    Ok(binding)
+}
+
+fn ascii_address(rd: &[u8; 64]) -> Option<Address> {
+    let (text, pad) = rd.split_at(42);
+    if pad.iter().any(|b| *b != 0) {
+        return None;
+    }
+    let s = core::str::from_utf8(text).ok()?;
+    let h = s.strip_prefix("0x")?;
+    let bytes = hex::decode(h).ok()?;
+    Address::try_from(bytes.as_slice()).ok()
+}
+
+fn find_address(data: &[u8]) -> Option<Address> {
+    data.windows(42).find_map(|w| {
+        let s = core::str::from_utf8(w).ok()?;
+        let h = s.strip_prefix("0x")?;
+        let bytes = hex::decode(h).ok()?;
+        Address::try_from(bytes.as_slice()).ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIGNER: Address = [0x11; 20];
+
+    #[test]
+    fn ascii_address_layout_binds_the_signer() {
+        let rd = ascii_report_data(&SIGNER);
+        let exp = BindingExpectations {
+            signer: Some(SIGNER),
+            ..Default::default()
+        };
+        let b = check_binding(&rd, &exp).unwrap();
+        assert_eq!(b.layout, Layout::AsciiAddress);
+    }
+
+    #[test]
+    fn ascii_address_of_another_signer_is_rejected() {
+        let rd = ascii_report_data(&[0x22; 20]);
+        let exp = BindingExpectations {
+            signer: Some(SIGNER),
+            ..Default::default()
+        };
+        assert!(matches!(
+            check_binding(&rd, &exp),
+            Err(BindingError::WrongSigner { .. })
+        ));
+    }
+
+    #[test]
+    fn nonce_layout_requires_the_verifiers_nonce() {
+        let rd = nonce_report_data(&SIGNER, &[7; 32]);
+        let ok = BindingExpectations {
+            signer: Some(SIGNER),
+            nonce: Some([7; 32]),
+            ..Default::default()
+        };
+        assert_eq!(check_binding(&rd, &ok).unwrap().layout, Layout::Nonce);
+        let stale = BindingExpectations {
+            nonce: Some([8; 32]),
+            ..ok
+        };
+        assert_eq!(check_binding(&rd, &stale), Err(BindingError::NonceMismatch));
+    }
+
+    #[test]
+    fn tappd_layout_needs_the_preimage() {
+        let data = br#"{"address":"0x1111111111111111111111111111111111111111"}"#.to_vec();
+        let rd = tappd_report_data(&data);
+        let exp = BindingExpectations {
+            signer: Some(SIGNER),
+            tappd_preimage: Some(data),
+            ..Default::default()
+        };
+        assert_eq!(
+            check_binding(&rd, &exp).unwrap().layout,
+            Layout::TappdSha512
+        );
+        let without = BindingExpectations {
+            signer: Some(SIGNER),
+            ..Default::default()
+        };
+        assert_eq!(
+            check_binding(&rd, &without),
+            Err(BindingError::UnknownLayout)
+        );
+    }
+
+    #[test]
+    fn zg_raw_signer_layout_binds_bytes_32_to_52() {
+        let mut rd = [0xab; 64];
+        rd[32..52].copy_from_slice(&SIGNER);
+        let exp = BindingExpectations {
+            signer: Some(SIGNER),
+            ..Default::default()
+        };
+        assert_eq!(
+            check_binding(&rd, &exp).unwrap().layout,
+            Layout::ZgRawSigner
+        );
+    }
+
+    #[test]
+    fn json_report_data_must_equal_the_quote_body() {
+        let rd = ascii_report_data(&SIGNER);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(rd);
+        check_json_report_data(&b64, &rd).unwrap();
+        check_json_report_data(&hex::encode(rd), &rd).unwrap();
+        let other = ascii_report_data(&[0x22; 20]);
+        assert_eq!(
+            check_json_report_data(&b64, &other),
+            Err(BindingError::JsonMismatch)
+        );
+    }
+}

@@ -1,0 +1,419 @@
+//! The whole quote check, link by link: input → [`VerificationReport`].
+
+use serde::Serialize;
+
+use crate::dcap::{DcapOutcome, TcbPolicy, verify_dcap};
+use crate::event_log::{
+    EventLogSummary, EventPolicy, check_compose_hash, parse_event_log, verify_event_log,
+};
+use crate::pck::{PckInfo, parse_pck_chain};
+use crate::quote::ParsedQuote;
+use crate::report_data::{BindingExpectations, check_binding, check_json_report_data};
+
+/// Why an input document could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// JSON without a usable `quote` field.
+    #[error("quote JSON: {0}")]
+    Json(String),
+    /// The quote is neither hex nor binary.
+    #[error("quote is not valid hex: {0}")]
+    Hex(String),
+}
+
+/// A quote as served by `GET /v1/quote` / dstack `GetQuote`, or a bare quote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuoteDocument {
+    /// The raw quote.
+    pub quote: Vec<u8>,
+    /// The JSON `report_data` field, as sent.
+    pub report_data: Option<String>,
+    /// The event log (a JSON string).
+    pub event_log: Option<String>,
+    /// `tcb_info` (a JSON string containing `app_compose`).
+    pub tcb_info: Option<String>,
+    /// The response says it comes from the insecure dev attestation source.
+    pub dev: bool,
+}
+
+impl QuoteDocument {
+    /// Read a GetQuote JSON response, a hex quote, or a binary quote.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, InputError> {
+        let trimmed = bytes.trim_ascii();
+        if trimmed.first() == Some(&b'{') {
+            let v: serde_json::Value =
+                serde_json::from_slice(trimmed).map_err(|e| InputError::Json(e.to_string()))?;
+            let string_or_json = |k: &str| -> Option<String> {
+                match v.get(k)? {
+                    serde_json::Value::Null => None,
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    other => Some(other.to_string()),
+                }
+            };
+            let dev = v.get("dev").and_then(|d| d.as_bool()).unwrap_or(false)
+                || v.get("attestation").and_then(|a| a.as_str()) == Some("dev");
+            let quote = match v.get("quote").and_then(|q| q.as_str()) {
+                Some(q) => decode_hex(q)?,
+                None if dev => Vec::new(),
+                None => return Err(InputError::Json("no \"quote\" string".into())),
+            };
+            return Ok(Self {
+                quote,
+                report_data: string_or_json("report_data"),
+                event_log: string_or_json("event_log"),
+                tcb_info: string_or_json("tcb_info"),
+                dev,
+            });
+        }
+        let is_hex = !trimmed.is_empty()
+            && trimmed
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() || b.is_ascii_whitespace());
+        let quote = if is_hex {
+            let text: String = trimmed
+                .iter()
+                .filter(|b| !b.is_ascii_whitespace())
+                .map(|b| char::from(*b))
+                .collect();
+            decode_hex(&text)?
+        } else {
+            bytes.to_vec()
+        };
+        Ok(Self {
+            quote,
+            ..Default::default()
+        })
+    }
+}
+
+fn decode_hex(s: &str) -> Result<Vec<u8>, InputError> {
+    let s = s.trim();
+    hex::decode(s.strip_prefix("0x").unwrap_or(s)).map_err(|e| InputError::Hex(e.to_string()))
+}
+
+/// Everything the check depends on besides the document. Time is an input.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// Unix time at which collateral validity is judged.
+    pub now: u64,
+    /// Collateral; `None` fails the DCAP link (PCCS fetch is not implemented yet).
+    pub collateral: Option<dcap_qvl::QuoteCollateralV3>,
+    /// Trust anchor (DER); `None` is Intel's production root.
+    pub root_ca_der: Option<Vec<u8>>,
+    /// TCB policy.
+    pub tcb_policy: TcbPolicy,
+    /// Event log policy.
+    pub event_policy: EventPolicy,
+    /// Signer / nonce / tappd preimage expectations.
+    pub binding: BindingExpectations,
+    /// Accept a response from the insecure dev attestation source.
+    pub allow_dev_quote: bool,
+}
+
+/// One link of the chain of trust.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Link {
+    /// Link name.
+    pub name: &'static str,
+    /// Whether it holds.
+    pub ok: bool,
+    /// Whether the overall verdict depends on it.
+    pub required: bool,
+    /// What was found, or why it fails.
+    pub detail: String,
+}
+
+/// The outcome of checking one quote.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VerificationReport {
+    /// Time used (unix seconds).
+    pub now: u64,
+    /// The links, in chain order.
+    pub links: Vec<Link>,
+    /// The independent reading of the quote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quote: Option<ParsedQuote>,
+    /// The PCK leaf.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pck: Option<PckInfo>,
+    /// dcap-qvl's outcome.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dcap: Option<DcapOutcome>,
+    /// The event log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_log: Option<EventLogSummary>,
+    /// Every required link holds.
+    pub verified: bool,
+}
+
+impl VerificationReport {
+    fn push(&mut self, name: &'static str, result: Result<String, String>) {
+        let (ok, detail) = match result {
+            Ok(d) => (true, d),
+            Err(d) => (false, d),
+        };
+        self.links.push(Link {
+            name,
+            ok,
+            required: true,
+            detail,
+        });
+    }
+
+    /// The human report: one line per link.
+    pub fn render_human(&self) -> String {
+        let mut out = String::new();
+        for l in &self.links {
+            let mark = if l.ok { "✓" } else { "✗" };
+            let opt = if l.required { "" } else { " (informational)" };
+            out.push_str(&format!("{mark} {:<22} {}{opt}\n", l.name, l.detail));
+        }
+        if let Some(q) = &self.quote {
+            out.push_str(&format!(
+                "  quote v{} {} tee_type={:#x}\n",
+                q.header.version,
+                q.body.shape(),
+                q.header.tee_type
+            ));
+            if let Some(td) = q.body.td() {
+                out.push_str(&format!("  MRTD   {}\n", hex::encode(td.mr_td)));
+                for (i, r) in td.rtmr.iter().enumerate() {
+                    out.push_str(&format!("  RTMR{i}  {}\n", hex::encode(r)));
+                }
+            }
+            out.push_str(&format!(
+                "  report_data {}\n",
+                hex::encode(q.body.report_data())
+            ));
+        }
+        if let Some(p) = &self.pck {
+            out.push_str(&format!(
+                "  PCK FMSPC {} PCESVN {} CPUSVN {} PPID {}\n",
+                p.fmspc,
+                p.pce_svn,
+                p.cpu_svn,
+                p.ppid.as_deref().unwrap_or("-")
+            ));
+        }
+        if let Some(e) = &self.event_log {
+            out.push_str(&format!(
+                "  app-id {} instance-id {} key-provider {}\n",
+                e.app_id.as_deref().unwrap_or("-"),
+                e.instance_id.as_deref().unwrap_or("-"),
+                e.key_provider.as_deref().unwrap_or("-")
+            ));
+        }
+        out.push_str(if self.verified {
+            "VERIFIED: every required link holds\n"
+        } else {
+            "NOT VERIFIED\n"
+        });
+        out
+    }
+}
+
+/// Check a quote document: DCAP, the independent reading and its cross-check, report_data, event log.
+pub fn verify_document(doc: &QuoteDocument, opts: &VerifyOptions) -> VerificationReport {
+    let mut rep = VerificationReport {
+        now: opts.now,
+        ..Default::default()
+    };
+    if doc.dev {
+        rep.push(
+            "dev attestation",
+            if opts.allow_dev_quote {
+                Ok("insecure dev attestation source accepted (--allow-dev-quote): nothing below is hardware-backed".into())
+            } else {
+                Err("the provider uses the insecure dev attestation source (no TEE); rejected unless --allow-dev-quote".into())
+            },
+        );
+        if doc.quote.is_empty() {
+            rep.verified = rep.links.iter().all(|l| l.ok || !l.required);
+            return rep;
+        }
+    }
+
+    // 1. The independent reading.
+    let parsed = match ParsedQuote::parse(&doc.quote) {
+        Ok(p) => p,
+        Err(e) => {
+            rep.push("quote parse", Err(e.to_string()));
+            rep.verified = false;
+            return rep;
+        }
+    };
+    rep.push(
+        "quote parse",
+        Ok(format!(
+            "v{} {} ({} signed bytes, {} trailing)",
+            parsed.header.version,
+            parsed.body.shape(),
+            parsed.signed_len,
+            parsed.trailing_len
+        )),
+    );
+    rep.push(
+        "quote signature",
+        parsed
+            .verify_signature(&doc.quote)
+            .map(|()| "ECDSA-P256 over header+body verifies with the attestation key".into())
+            .map_err(|e| e.to_string()),
+    );
+    rep.push(
+        "QE binds key",
+        parsed
+            .verify_qe_binding()
+            .map(|()| "QE report_data = sha256(attestation key ‖ QE auth data)".into())
+            .map_err(|e| e.to_string()),
+    );
+    let pck = parse_pck_chain(&parsed.cert_data);
+    match &pck {
+        Ok(p) => {
+            rep.push(
+                "PCK leaf",
+                Ok(format!(
+                    "FMSPC {} PCESVN {} ({} certificates)",
+                    p.fmspc,
+                    p.pce_svn,
+                    p.chain.len()
+                )),
+            );
+            rep.push(
+                "QE report signature",
+                parsed
+                    .verify_qe_report_signature(&p.leaf_public_key)
+                    .map(|()| "signed by the PCK leaf key".into())
+                    .map_err(|e| format!("QE report {e}")),
+            );
+        }
+        Err(e) => rep.push("PCK leaf", Err(e.to_string())),
+    }
+    rep.push("TD attributes", td_attributes(&parsed));
+
+    // 2. DCAP with dcap-qvl, then the cross-check.
+    let dcap = match &opts.collateral {
+        None => Err("no collateral (pass --collateral; PCCS fetch is not implemented yet)".into()),
+        Some(c) => verify_dcap(
+            &doc.quote,
+            c,
+            opts.now,
+            &opts.tcb_policy,
+            opts.root_ca_der.as_deref(),
+        )
+        .map_err(|e| e.to_string()),
+    };
+    match dcap {
+        Ok(d) => {
+            rep.push(
+                "DCAP (dcap-qvl)",
+                Ok(format!(
+                    "TCB {} advisories [{}] FMSPC {}, collateral valid until {}",
+                    d.status,
+                    d.advisory_ids.join(", "),
+                    d.fmspc,
+                    d.collateral_expires
+                )),
+            );
+            if let Ok(p) = &pck {
+                rep.push(
+                    "cross-check",
+                    crate::crosscheck::cross_check(&parsed, p, &d.claims)
+                        .map(|n| format!("{n} fields agree with dcap-qvl"))
+                        .map_err(|e| e.to_string()),
+                );
+            }
+            rep.dcap = Some(d);
+        }
+        Err(e) => rep.push("DCAP (dcap-qvl)", Err(e)),
+    }
+
+    // 3. report_data.
+    let rd = parsed.body.report_data();
+    if let Some(json_rd) = &doc.report_data {
+        rep.push(
+            "JSON report_data",
+            check_json_report_data(json_rd, rd)
+                .map(|()| "equals the quote body's report_data".into())
+                .map_err(|e| e.to_string()),
+        );
+    }
+    rep.push(
+        "signer binding",
+        check_binding(rd, &opts.binding)
+            .map(|b| {
+                format!(
+                    "{:?} layout binds 0x{}",
+                    b.layout,
+                    b.signer.as_deref().unwrap_or("(no signer in preimage)")
+                )
+            })
+            .map_err(|e| e.to_string()),
+    );
+
+    // 4. Event log.
+    if let Some(td) = parsed.body.td() {
+        match &doc.event_log {
+            None => rep.push(
+                "event log",
+                Err("no event log: RTMRs cannot be replayed".into()),
+            ),
+            Some(log) => {
+                let events = parse_event_log(log);
+                let result = events
+                    .as_ref()
+                    .map_err(Clone::clone)
+                    .and_then(|ev| verify_event_log(ev, &td.rtmr, &opts.event_policy));
+                match result {
+                    Ok(s) => {
+                        rep.push(
+                            "event log",
+                            Ok(format!(
+                                "{} events replay into RTMR0–3; digests and system events check",
+                                s.events
+                            )),
+                        );
+                        rep.event_log = Some(s);
+                    }
+                    Err(e) => rep.push("event log", Err(e.to_string())),
+                }
+                let compose = match (&events, &doc.tcb_info) {
+                    (Err(e), _) => Err(e.to_string()),
+                    (Ok(_), None) => Err("no tcb_info.app_compose in the response".into()),
+                    (Ok(ev), Some(info)) => check_compose_hash(ev, info)
+                        .map(|h| format!("sha256(app_compose) = compose-hash event = {h}"))
+                        .map_err(|e| e.to_string()),
+                };
+                rep.push("compose hash", compose);
+            }
+        }
+    }
+    rep.quote = Some(parsed);
+    rep.pck = pck.ok();
+    rep.verified = rep.links.iter().all(|l| l.ok || !l.required);
+    rep
+}
+
+fn td_attributes(q: &ParsedQuote) -> Result<String, String> {
+    match &q.body {
+        crate::quote::Body::Sgx(r) => {
+            if r.is_debug() {
+                Err("debug enclave".into())
+            } else {
+                Ok("production enclave".into())
+            }
+        }
+        _ => {
+            let td = q.body.td().ok_or("no TD report")?;
+            if td.is_debug() {
+                Err("debug TD (host can read its memory)".into())
+            } else if td.is_migratable() {
+                Err("migratable TD".into())
+            } else {
+                Ok(format!(
+                    "not debug, not migratable ({:#018x})",
+                    td.td_attributes_u64()
+                ))
+            }
+        }
+    }
+}
