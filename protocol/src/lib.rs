@@ -10,6 +10,7 @@
 //! | [`request`] | §2 | customer request digests and signer recovery, timestamp window |
 //! | [`eip712`] | §1 | the EIP-712 `VerifierMessage` settled on chain |
 //! | [`fee`] | §3 | the task fee formula |
+//! | [`params`] | §3 | the stock LoRA `trainingParams` and their ranges |
 //! | [`deliverable`] | §4 | sealing and opening the encrypted model, tag signature |
 //! | [`ecies`] | §4 | the eciesjs-compatible wrap of the model key |
 //! | [`storage`] | §6 | 0G Storage root hash, submission nodes, segment proofs |
@@ -24,6 +25,7 @@ pub mod ecies;
 pub mod eip712;
 pub mod events;
 pub mod fee;
+pub mod params;
 pub mod request;
 pub mod sig;
 pub mod storage;

@@ -1,9 +1,20 @@
 //! # sealtune-worker
 //!
-//! The provider service that runs inside a TDX confidential VM: HTTP API, task store, pipeline,
-//! executor (embedded CPython), chain client, storage and attestation.
+//! The provider service that runs inside a TDX confidential VM: HTTP API ([`api`]), task store
+//! ([`store`], SQLite), pipeline ([`pipeline`]: setup → execute → finalize → settle → retention),
+//! executor ([`exec`], embedded CPython in a child process), chain client ([`chain`]), storage
+//! ([`storage`]) and attestation ([`attest`]). [`cli`] is the command line; [`config`] the file.
 #![deny(missing_docs)]
 
+pub mod api;
+pub mod app;
 pub mod attest;
+pub mod chain;
+pub mod cli;
+pub mod config;
 pub mod exec;
+pub mod metrics;
+pub mod models;
+pub mod pipeline;
 pub mod storage;
+pub mod store;

@@ -1,5 +1,13 @@
 //! `sealtune-worker`: thin binary over the `sealtune_worker` library.
-fn main() {
-    eprintln!("sealtune-worker: not yet implemented (see the worker issue)");
-    std::process::exit(2);
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = sealtune_worker::cli::Cli::parse();
+    match sealtune_worker::cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sealtune-worker: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
 }

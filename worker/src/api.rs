@@ -1,0 +1,557 @@
+//! The provider HTTP API (PROTOCOL.md §2), with axum.
+//!
+//! Errors are `{"error": "..."}` with a 4xx/5xx status that says whose fault it is; request bodies
+//! are size-limited (JSON: `limits.max_body_bytes`, uploads: `limits.max_upload_bytes`); model
+//! downloads are rate-limited per customer. Everything a customer reads or changes is scoped to the
+//! address in the URL, and the mutating routes (cancel, download, upload) are signed by it.
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::TryStreamExt;
+use sealtune_protocol::request::{self, CreateTask, RequestError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::Worker;
+use crate::config::ParamsSchema;
+use crate::store::{NewTask, Order, StoreError, Task, TaskState};
+
+/// An API error: a status and a message for the customer.
+#[derive(Debug)]
+pub struct ApiError(pub StatusCode, pub String);
+
+impl ApiError {
+    fn bad(msg: impl Into<String>) -> Self {
+        ApiError(StatusCode::BAD_REQUEST, msg.into())
+    }
+    fn not_found(msg: impl Into<String>) -> Self {
+        ApiError(StatusCode::NOT_FOUND, msg.into())
+    }
+    fn conflict(msg: impl Into<String>) -> Self {
+        ApiError(StatusCode::CONFLICT, msg.into())
+    }
+    fn internal(msg: impl std::fmt::Display) -> Self {
+        tracing::error!("internal error: {msg}");
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {msg}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UnfinishedTask { .. } | StoreError::Busy(_) => ApiError::conflict(e.to_string()),
+            StoreError::QueueFull(_) => ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+fn request_err(e: RequestError) -> ApiError {
+    match e {
+        RequestError::WrongSigner { .. } => ApiError(StatusCode::UNAUTHORIZED, e.to_string()),
+        other => ApiError::bad(other.to_string()),
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The router with every route.
+pub fn router(worker: Arc<Worker>) -> Router {
+    let upload_limit = usize::try_from(worker.config.limits.max_upload_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(64 << 10);
+    let body_limit = worker.config.limits.max_body_bytes;
+    Router::new()
+        .route("/v1/user/{addr}/task", post(create_task).get(list_tasks))
+        .route("/v1/user/{addr}/task/{id}", get(get_task))
+        .route("/v1/user/{addr}/task/{id}/cancel", post(cancel_task))
+        .route("/v1/user/{addr}/task/{id}/log", get(task_log))
+        .route("/v1/user/{addr}/task/{id}/lora", post(download_lora))
+        .route(
+            "/v1/user/{addr}/dataset",
+            post(upload_dataset).layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route("/v1/task/pending", get(pending))
+        .route("/v1/quote", get(quote))
+        .route("/v1/model", get(list_models))
+        .route("/v1/model/{name}", get(get_model))
+        .route("/v1/model/desc/{name}", get(model_desc))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(worker.clone(), count_responses))
+        .with_state(worker)
+}
+
+async fn count_responses(
+    State(worker): State<Arc<Worker>>,
+    matched: Option<axum::extract::MatchedPath>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = matched.map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let res = next.run(req).await;
+    worker
+        .metrics
+        .http
+        .get_or_create(&crate::metrics::HttpLabel {
+            route,
+            status: res.status().as_u16(),
+        })
+        .inc();
+    res
+}
+
+fn parse_addr(addr: &str) -> ApiResult<alloy::primitives::Address> {
+    request::parse_address("user address in the URL", addr).map_err(request_err)
+}
+
+fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// The task as 0G's broker returns it, plus sealtune's extra fields.
+fn task_json(t: &Task) -> Value {
+    json!({
+        "id": t.id,
+        "createdAt": rfc3339(t.created_at),
+        "updatedAt": rfc3339(t.updated_at),
+        "userAddress": t.user_address,
+        "preTrainedModelHash": t.pre_trained_model_hash,
+        "datasetHash": t.dataset_hash,
+        "trainingParams": t.training_params,
+        "fee": t.task_fee.clone().unwrap_or_else(|| t.fee.clone()),
+        "nonce": t.nonce,
+        "signature": t.signature,
+        "progress": t.progress.as_str(),
+        "deliverIndex": t.deliver_index.map(|i| i.to_string()),
+        "deliverTime": t.deliver_time.map(rfc3339),
+        "modelType": t.model_type,
+        "wait": t.wait,
+        "failReason": t.fail_reason,
+        "tokens": t.token_count,
+        "modelRootHash": t.model_root_hash.clone().filter(|r| !r.is_empty()),
+        "settledFee": t.settled_fee,
+        "settleTx": t.settle_tx,
+    })
+}
+
+async fn own_task(worker: &Worker, addr: &str, id: &str) -> ApiResult<Task> {
+    let user = parse_addr(addr)?;
+    let task = worker.store.get(id).await?;
+    match task {
+        Some(t) if t.user_address.eq_ignore_ascii_case(&user.to_string()) => Ok(t),
+        // Another customer's task looks exactly like a missing one.
+        _ => Err(ApiError::not_found(format!("task {id} not found for {user}"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateBody {
+    user_address: String,
+    pre_trained_model_hash: String,
+    dataset_hash: String,
+    training_params: String,
+    #[serde(default)]
+    fee: Option<String>,
+    nonce: String,
+    signature: String,
+    #[serde(default)]
+    wait: bool,
+}
+
+async fn create_task(
+    State(worker): State<Arc<Worker>>,
+    Path(addr): Path<String>,
+    body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let Json(body) = body.map_err(|e| ApiError::bad(format!("invalid task body: {}", e.body_text())))?;
+    let url_user = parse_addr(&addr)?;
+    let fee = body.fee.clone().unwrap_or_else(|| "0".to_owned());
+    let wire = CreateTask::from_wire(&body.user_address, &body.nonce, &body.dataset_hash, &fee)
+        .map_err(request_err)?;
+    if wire.user != url_user {
+        return Err(ApiError::bad(format!(
+            "userAddress {} does not match the address in the URL {url_user}",
+            wire.user
+        )));
+    }
+    let model = worker.config.model(&body.pre_trained_model_hash).ok_or_else(|| {
+        let names: Vec<String> = worker
+            .config
+            .service
+            .models
+            .iter()
+            .map(|m| format!("{} ({})", m.name, m.hash))
+            .collect();
+        ApiError::bad(format!(
+            "unknown preTrainedModelHash {}; this provider offers: {}",
+            body.pre_trained_model_hash,
+            names.join(", ")
+        ))
+    })?;
+    match model.params {
+        ParamsSchema::Lora => {
+            sealtune_protocol::params::LoraParams::parse(&body.training_params)
+                .map_err(|e| ApiError::bad(e.to_string()))?;
+        }
+        ParamsSchema::Free => {
+            sealtune_protocol::fee::epochs_from_training_params(&body.training_params)
+                .map_err(|e| ApiError::bad(e.to_string()))?;
+        }
+    }
+    if body.dataset_hash.parse::<alloy::primitives::B256>().is_err() {
+        return Err(ApiError::bad(format!(
+            "datasetHash {} is not a 0x-prefixed 32-byte hash",
+            body.dataset_hash
+        )));
+    }
+    let signature = request::parse_signature(&body.signature).map_err(request_err)?;
+    let verified = wire.verify(&signature).map_err(request_err)?;
+    // A nonce already used on chain is refused now rather than after setup.
+    if let Ok(Some(account)) = worker.chain.account(url_user).await
+        && wire.nonce <= account.nonce
+    {
+        return Err(ApiError::bad(format!(
+            "nonce {} was already used: it must be greater than the account's nonce {}",
+            wire.nonce, account.nonce
+        )));
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let new = NewTask {
+        id: id.clone(),
+        user_address: url_user.to_string().to_lowercase(),
+        pre_trained_model_hash: body.pre_trained_model_hash.clone(),
+        dataset_hash: body.dataset_hash.clone(),
+        training_params: body.training_params.clone(),
+        fee,
+        nonce: wire.nonce.to_string(),
+        signature: body.signature.clone(),
+        user_public_key: hex::encode(verified.signer.uncompressed_public_key()),
+        fee_ceiling: verified.fee_ceiling.map(|c| c.to_string()),
+        wait: body.wait,
+        model_type: match model.data_type {
+            crate::config::DataType::Text => "text".into(),
+            crate::config::DataType::Image => "image".into(),
+        },
+    };
+    worker
+        .store
+        .insert_task(&new, worker.config.limits.queue_size, worker.clock.now())
+        .await?;
+    worker.metrics.tasks_created.inc();
+    worker.metrics.state(TaskState::Init);
+    worker.task_log(&id, "task accepted and queued").await;
+    worker.wake.notify_one();
+    Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    latest: Option<bool>,
+    #[serde(default)]
+    order: Option<String>,
+}
+
+async fn list_tasks(
+    State(worker): State<Arc<Worker>>,
+    Path(addr): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let user = parse_addr(&addr)?;
+    let order = match q.order.as_deref() {
+        None | Some("desc") => Order::Desc,
+        Some("asc") => Order::Asc,
+        Some(o) => return Err(ApiError::bad(format!("order must be asc or desc, not {o}"))),
+    };
+    let tasks = worker
+        .store
+        .list_user(&user.to_string().to_lowercase(), q.latest.unwrap_or(false), order)
+        .await?;
+    Ok(Json(Value::Array(tasks.iter().map(task_json).collect())))
+}
+
+async fn get_task(
+    State(worker): State<Arc<Worker>>,
+    Path((addr, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(task_json(&own_task(&worker, &addr, &id).await?)))
+}
+
+#[derive(Deserialize)]
+struct SignatureBody {
+    signature: String,
+    #[serde(default)]
+    timestamp: Option<Value>,
+}
+
+async fn cancel_task(
+    State(worker): State<Arc<Worker>>,
+    Path((addr, id)): Path<(String, String)>,
+    body: Result<Json<SignatureBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Response> {
+    let Json(body) = body.map_err(|e| ApiError::bad(format!("invalid cancel body: {}", e.body_text())))?;
+    let task = own_task(&worker, &addr, &id).await?;
+    let uuid = request::parse_task_id(&id).map_err(request_err)?;
+    let signature = request::parse_signature(&body.signature).map_err(request_err)?;
+    let user = parse_addr(&addr)?;
+    request::verify_cancel(user, &uuid, &signature).map_err(request_err)?;
+    if !task.progress.is_cancellable() {
+        return Err(ApiError::conflict(format!(
+            "task {id} is {}: it can only be cancelled before training starts",
+            task.progress
+        )));
+    }
+    let moved = worker.store.cancel(&id, worker.clock.now()).await?;
+    if !moved {
+        return Err(ApiError::conflict(format!("task {id} started training meanwhile: it can no longer be cancelled")));
+    }
+    worker.metrics.state(TaskState::Failed);
+    worker.task_log(&id, "task cancelled by the customer before training; nothing is charged").await;
+    Ok((StatusCode::OK, "task cancelled").into_response())
+}
+
+async fn task_log(
+    State(worker): State<Arc<Worker>>,
+    Path((addr, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    own_task(&worker, &addr, &id).await?;
+    let lines = worker.store.read_log(&id).await?;
+    let mut text = String::new();
+    for (at, message) in lines {
+        let ts = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at) * 1_000_000)
+            .ok()
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .unwrap_or_default();
+        text.push_str(&format!("[{ts}] {message}\n"));
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+fn parse_ts(v: Option<&Value>) -> ApiResult<u64> {
+    match v {
+        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| ApiError::bad("timestamp must be unix seconds")),
+        Some(Value::String(s)) => request::parse_timestamp(s).map_err(request_err),
+        _ => Err(ApiError::bad("timestamp (unix seconds) is missing")),
+    }
+}
+
+async fn download_lora(
+    State(worker): State<Arc<Worker>>,
+    Path((addr, id)): Path<(String, String)>,
+    body: Result<Json<SignatureBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Response> {
+    let Json(body) = body.map_err(|e| ApiError::bad(format!("invalid download body: {}", e.body_text())))?;
+    let task = own_task(&worker, &addr, &id).await?;
+    let user = parse_addr(&addr)?;
+    let uuid = request::parse_task_id(&id).map_err(request_err)?;
+    let ts = parse_ts(body.timestamp.as_ref())?;
+    let signature = request::parse_signature(&body.signature).map_err(request_err)?;
+    request::verify_lora_download(user, &uuid, ts, worker.clock.now().max(0) as u64, &signature)
+        .map_err(request_err)?;
+    if !matches!(
+        task.progress,
+        TaskState::Delivered | TaskState::UserAcknowledged | TaskState::Finished
+    ) {
+        return Err(ApiError::conflict(format!(
+            "task {id} is {}: the model is not delivered yet",
+            task.progress
+        )));
+    }
+    if task.cleaned_at.is_some() {
+        return Err(ApiError(StatusCode::GONE, format!("task {id}: the retention period is over and the model was deleted")));
+    }
+    // Rate limit per customer per minute.
+    {
+        let minute = worker.clock.now() / 60;
+        let mut map = worker.downloads.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = map.entry(task.user_address.clone()).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        if entry.1 >= worker.config.limits.downloads_per_minute {
+            return Err(ApiError(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many downloads: at most {} per minute", worker.config.limits.downloads_per_minute),
+            ));
+        }
+        entry.1 += 1;
+    }
+    let root = task
+        .model_root_hash
+        .as_deref()
+        .and_then(|r| r.parse::<alloy::primitives::B256>().ok())
+        .ok_or_else(|| ApiError::internal("delivered task without a root hash"))?;
+    let path = worker
+        .files
+        .path_of(&root)
+        .ok_or_else(|| ApiError(StatusCode::GONE, format!("the model file {root} is no longer stored")))?;
+    let file = tokio::fs::File::open(&path).await.map_err(ApiError::internal)?;
+    let len = file.metadata().await.map_err(ApiError::internal)?.len();
+    worker.metrics.download_bytes.inc_by(len);
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 16);
+    let mut res = Response::new(Body::from_stream(stream));
+    let headers = res.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"lora_model_{id}.zip\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(res)
+}
+
+async fn upload_dataset(
+    State(worker): State<Arc<Worker>>,
+    Path(addr): Path<String>,
+    mut multipart: Multipart,
+) -> ApiResult<Json<Value>> {
+    parse_addr(&addr)?;
+    let limit = worker.config.limits.max_upload_bytes;
+    let mut stored = None;
+    let mut signature = None;
+    let mut timestamp = None;
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| ApiError::bad(format!("invalid multipart body: {e}")))?
+    {
+        match field.name().unwrap_or("") {
+            "file" => {
+                let reader = tokio_util::io::StreamReader::new(
+                    field.map_err(|e| std::io::Error::other(e.to_string())),
+                );
+                let s = worker.files.put_upload(reader, limit).await.map_err(|e| match e {
+                    crate::storage::StorageError::TooLarge(_) => ApiError(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("the dataset is larger than this provider's limit of {limit} bytes"),
+                    ),
+                    other => ApiError::bad(format!("upload failed: {other}")),
+                })?;
+                stored = Some(s);
+            }
+            "signature" => signature = Some(field.text().await.map_err(|e| ApiError::bad(e.to_string()))?),
+            "timestamp" => timestamp = Some(field.text().await.map_err(|e| ApiError::bad(e.to_string()))?),
+            _ => {}
+        }
+    }
+    let check = || -> ApiResult<()> {
+        let sig = request::parse_signature(signature.as_deref().ok_or_else(|| ApiError::bad("signature field missing"))?)
+            .map_err(request_err)?;
+        let ts = request::parse_timestamp(timestamp.as_deref().ok_or_else(|| ApiError::bad("timestamp field missing"))?)
+            .map_err(request_err)?;
+        request::verify_dataset_upload(&addr, ts, worker.clock.now().max(0) as u64, &sig).map_err(request_err)?;
+        Ok(())
+    };
+    let Some(stored) = stored else {
+        return Err(ApiError::bad("file field missing"));
+    };
+    if let Err(e) = check() {
+        let _ = worker.files.remove(&stored.keccak).await;
+        return Err(e);
+    }
+    Ok(Json(json!({
+        "datasetHash": stored.keccak.to_string(),
+        "rootHash": stored.root.to_string(),
+        "size": stored.len,
+        "message": "dataset uploaded to the TEE",
+    })))
+}
+
+async fn pending(State(worker): State<Arc<Worker>>) -> ApiResult<String> {
+    Ok(worker.store.pending_count().await?.to_string())
+}
+
+#[derive(Deserialize)]
+struct QuoteQuery {
+    #[serde(default)]
+    nonce: Option<String>,
+}
+
+async fn quote(State(worker): State<Arc<Worker>>, Query(q): Query<QuoteQuery>) -> ApiResult<Json<Value>> {
+    let nonce = match q.nonce {
+        None => None,
+        Some(n) => {
+            let bytes = hex::decode(n.trim_start_matches("0x")).map_err(|_| ApiError::bad("nonce must be 64 hex characters"))?;
+            Some(<[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| ApiError::bad("nonce must be 32 bytes (64 hex characters)"))?)
+        }
+    };
+    let body = worker
+        .attest
+        .quote_body(nonce)
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("no quote available: {e}")))?;
+    Ok(Json(body))
+}
+
+fn model_json(m: &crate::config::ModelConfig) -> Value {
+    json!({
+        "name": m.name,
+        "hash": m.hash.to_string(),
+        "image": m.image,
+        "dataType": match m.data_type { crate::config::DataType::Text => "text", crate::config::DataType::Image => "image" },
+        "trainingScript": m.training_script.display().to_string(),
+        "description": m.description,
+        "tokenizer": m.tokenizer,
+        "usageFile": m.usage_file.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+    })
+}
+
+async fn list_models(State(worker): State<Arc<Worker>>) -> Json<Value> {
+    Json(Value::Array(worker.config.service.models.iter().map(model_json).collect()))
+}
+
+async fn get_model(State(worker): State<Arc<Worker>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    worker
+        .config
+        .model(&name)
+        .map(|m| Json(model_json(m)))
+        .ok_or_else(|| ApiError::not_found(format!("model {name} is not offered here")))
+}
+
+async fn model_desc(State(worker): State<Arc<Worker>>, Path(name): Path<String>) -> ApiResult<Response> {
+    let m = worker
+        .config
+        .model(&name)
+        .ok_or_else(|| ApiError::not_found(format!("model {name} is not offered here")))?;
+    let path = m
+        .usage_file
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found(format!("model {name} has no usage documentation")))?;
+    let bytes = tokio::fs::read(path).await.map_err(ApiError::internal)?;
+    Ok(([(header::CONTENT_TYPE, "application/zip")], bytes).into_response())
+}
+
+async fn metrics(State(worker): State<Arc<Worker>>) -> Response {
+    if let Ok(n) = worker.store.pending_count().await {
+        worker.metrics.pending.set(n as i64);
+    }
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        worker.metrics.render(),
+    )
+        .into_response()
+}
+
+/// The OpenAPI document of this API.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}

@@ -1,0 +1,113 @@
+//! The worker's shared state: configuration, task store, files, chain, attestation, clock.
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::attest::Attestation;
+use crate::chain::Chain;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Time as an input: the pipeline and the API never read the system clock directly.
+pub trait Clock: Send + Sync + 'static {
+    /// Unix seconds.
+    fn now(&self) -> i64 {
+        self.now_ms() / 1000
+    }
+    /// Unix milliseconds.
+    fn now_ms(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    }
+}
+
+/// Named test-only crash points (`SEALTUNE_TEST_CRASH_AT=<name>`): the worker aborts when it reaches
+/// the named pipeline stage, so tests can kill it at each stage and restart it. Never set in
+/// production; the worker warns at start when it is set.
+#[derive(Debug, Clone, Default)]
+pub struct CrashPoints(Option<String>);
+
+impl CrashPoints {
+    /// Every crash point, in pipeline order.
+    pub const ALL: [&'static str; 7] = [
+        "after-setup",
+        "during-training",
+        "after-training",
+        "after-seal",
+        "after-add-deliverable",
+        "before-settle",
+        "after-settle",
+    ];
+    /// From `SEALTUNE_TEST_CRASH_AT`.
+    pub fn from_env() -> Self {
+        CrashPoints(std::env::var("SEALTUNE_TEST_CRASH_AT").ok().filter(|s| !s.is_empty()))
+    }
+    /// The armed point, if any.
+    pub fn armed(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+    /// Aborts the process when `name` is armed.
+    pub fn hit(&self, name: &str) {
+        if self.0.as_deref() == Some(name) {
+            tracing::error!(crash_point = name, "test crash point reached: aborting");
+            std::process::abort();
+        }
+    }
+}
+
+/// Everything the API and the pipeline share.
+pub struct Worker {
+    /// Configuration.
+    pub config: Config,
+    /// Task store.
+    pub store: Store,
+    /// Files: uploads, deliverables.
+    pub files: crate::storage::Store,
+    /// Chain client.
+    pub chain: Chain,
+    /// TEE key and quotes.
+    pub attest: Attestation,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Wakes the pipeline (new task, cancel).
+    pub wake: Notify,
+    /// The running task's cancel token.
+    pub running: std::sync::Mutex<Option<(String, CancellationToken)>>,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// This binary (for `exec` children).
+    pub exe: PathBuf,
+    /// Test crash points.
+    pub crash: CrashPoints,
+    /// Download rate limiter: (user, minute) → count.
+    pub downloads: std::sync::Mutex<std::collections::HashMap<String, (i64, u32)>>,
+}
+
+impl Worker {
+    /// The directory of one task's files.
+    pub fn task_dir(&self, id: &str) -> PathBuf {
+        self.config.data_dir.join("tasks").join(id)
+    }
+
+    /// Appends a line to a task's log (errors are logged, not returned: the log is best effort).
+    pub async fn task_log(&self, id: &str, message: impl AsRef<str>) {
+        let message = message.as_ref();
+        tracing::info!(task = id, "{message}");
+        if let Err(e) = self.store.log(id, message, self.clock.now_ms()).await {
+            tracing::warn!(task = id, "cannot write task log: {e}");
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! The provider's side of the chain: alloy with the provider wallet over the FineTuningServing
+//! contract. Registers or updates the service at start, toggles `occupied`, reads accounts and
+//! deliverables, announces deliverables and settles fees. Contract reverts come back as
+//! [`ContractError`] with the decoded custom error.
+//!
+//! Nonces are fetched per transaction (alloy's cached nonce manager leaves a gap after a transaction
+//! whose gas estimation reverted); transactions are sent one at a time through a mutex.
+use alloy::network::EthereumWallet;
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionReceipt;
+use alloy::signers::local::PrivateKeySigner;
+use sealtune_contracts::ContractError;
+use sealtune_contracts::bindings::FineTuningServing::{
+    self, AccountDetails, Deliverable, FineTuningServingInstance, Quota, Service,
+};
+use sealtune_contracts::Revert;
+
+/// 100 ether: the contract's `MIN_PROVIDER_STAKE`.
+pub const DEFAULT_STAKE_WEI: u128 = 100_000_000_000_000_000_000;
+
+/// The service as the worker wants it on chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// Public URL.
+    pub url: String,
+    /// Quota.
+    pub quota: QuotaSpec,
+    /// Price per token in neuron.
+    pub price_per_token: U256,
+    /// Model names.
+    pub models: Vec<String>,
+    /// The TEE signer.
+    pub tee_signer: Address,
+}
+
+/// The machine's quota.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[allow(missing_docs)]
+pub struct QuotaSpec {
+    pub cpu_count: u64,
+    pub node_memory: u64,
+    pub gpu_count: u64,
+    pub node_storage: u64,
+    pub gpu_type: String,
+}
+
+impl QuotaSpec {
+    fn to_abi(&self) -> Quota {
+        Quota {
+            cpuCount: U256::from(self.cpu_count),
+            nodeMemory: U256::from(self.node_memory),
+            gpuCount: U256::from(self.gpu_count),
+            nodeStorage: U256::from(self.node_storage),
+            gpuType: self.gpu_type.clone(),
+        }
+    }
+}
+
+/// The provider's chain client.
+#[derive(Clone)]
+pub struct Chain {
+    provider: DynProvider,
+    serving: FineTuningServingInstance<DynProvider>,
+    /// The provider wallet's address.
+    pub address: Address,
+    /// The chain id.
+    pub chain_id: u64,
+    send_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chain")
+            .field("address", &self.address)
+            .field("serving", self.serving.address())
+            .field("chain_id", &self.chain_id)
+            .finish()
+    }
+}
+
+/// Sends a contract call and waits for a successful receipt.
+macro_rules! send {
+    ($self:ident, $call:expr) => {{
+        let _serial = $self.send_lock.lock().await;
+        let pending = $call.send().await.map_err(ContractError::from)?;
+        let receipt = pending.get_receipt().await?;
+        if !receipt.status() {
+            return Err(ContractError::Failed(receipt.transaction_hash));
+        }
+        Ok::<TransactionReceipt, ContractError>(receipt)
+    }};
+}
+
+impl Chain {
+    /// Connects to `rpc` with `wallet` and reads the chain id.
+    pub async fn connect(
+        rpc: &str,
+        wallet: PrivateKeySigner,
+        serving: Address,
+    ) -> Result<Chain, ContractError> {
+        let address = wallet.address();
+        let url = rpc.parse().map_err(|e| {
+            ContractError::Call(alloy::contract::Error::TransportError(
+                alloy::transports::TransportErrorKind::custom_str(&format!(
+                    "invalid RPC URL {rpc}: {e}"
+                )),
+            ))
+        })?;
+        let provider = ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .with_gas_estimation()
+            .with_simple_nonce_management()
+            .fetch_chain_id()
+            .wallet(EthereumWallet::from(wallet))
+            .connect_http(url)
+            .erased();
+        let chain_id = provider
+            .get_chain_id()
+            .await
+            .map_err(|e| ContractError::Call(e.into()))?;
+        Ok(Chain {
+            serving: FineTuningServing::new(serving, provider.clone()),
+            provider,
+            address,
+            chain_id,
+            send_lock: Default::default(),
+        })
+    }
+
+    /// The serving contract's address.
+    pub fn serving_address(&self) -> Address {
+        *self.serving.address()
+    }
+
+    /// The raw provider (for reads the worker does not wrap).
+    pub fn provider(&self) -> &DynProvider {
+        &self.provider
+    }
+
+    /// This provider's service, if registered.
+    pub async fn service(&self) -> Result<Option<Service>, ContractError> {
+        match self.serving.getService(self.address).call().await {
+            Ok(s) => Ok(Some(s)),
+            Err(e) => {
+                let e = ContractError::from(e);
+                if e.revert_name() == Some("ServiceNotExist") {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Registers the service (with `stake` on first registration) or updates it when it differs.
+    /// Returns whether a transaction was sent.
+    pub async fn register_service(
+        &self,
+        spec: &ServiceSpec,
+        occupied: bool,
+        stake: U256,
+    ) -> Result<bool, ContractError> {
+        let current = self.service().await?;
+        if let Some(s) = &current {
+            let same = s.url == spec.url
+                && s.quota.cpuCount == U256::from(spec.quota.cpu_count)
+                && s.quota.nodeMemory == U256::from(spec.quota.node_memory)
+                && s.quota.gpuCount == U256::from(spec.quota.gpu_count)
+                && s.quota.nodeStorage == U256::from(spec.quota.node_storage)
+                && s.quota.gpuType == spec.quota.gpu_type
+                && s.pricePerToken == spec.price_per_token
+                && s.occupied == occupied
+                && s.models == spec.models
+                && s.teeSignerAddress == spec.tee_signer;
+            if same {
+                return Ok(false);
+            }
+        }
+        let value = if current.is_some() { U256::ZERO } else { stake };
+        send!(
+            self,
+            self.serving
+                .addOrUpdateService(
+                    spec.url.clone(),
+                    spec.quota.to_abi(),
+                    spec.price_per_token,
+                    occupied,
+                    spec.models.clone(),
+                    spec.tee_signer,
+                )
+                .value(value)
+        )?;
+        Ok(true)
+    }
+
+    /// Sets the service's `occupied` flag, keeping everything else.
+    pub async fn set_occupied(&self, occupied: bool) -> Result<(), ContractError> {
+        let Some(s) = self.service().await? else {
+            return Ok(());
+        };
+        if s.occupied == occupied {
+            return Ok(());
+        }
+        send!(
+            self,
+            self.serving.addOrUpdateService(
+                s.url,
+                s.quota,
+                s.pricePerToken,
+                occupied,
+                s.models,
+                s.teeSignerAddress,
+            )
+        )?;
+        Ok(())
+    }
+
+    /// The user's sub-account with this provider, if it exists.
+    pub async fn account(&self, user: Address) -> Result<Option<AccountDetails>, ContractError> {
+        match self.serving.getAccount(user, self.address).call().await {
+            Ok(a) => Ok(Some(a)),
+            Err(e) => {
+                let e = ContractError::from(e);
+                if e.revert_name() == Some("AccountNotExists") {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// The deliverable `id` of `user`, if announced.
+    pub async fn deliverable(
+        &self,
+        user: Address,
+        id: &str,
+    ) -> Result<Option<Deliverable>, ContractError> {
+        match self
+            .serving
+            .getDeliverable(user, self.address, id.to_owned())
+            .call()
+            .await
+        {
+            Ok(d) if d.id.is_empty() => Ok(None),
+            Ok(d) => Ok(Some(d)),
+            Err(e) => {
+                let e = ContractError::from(e);
+                match e.revert_name() {
+                    Some("DeliverableNotExists" | "AccountNotExists") => Ok(None),
+                    _ => Err(e),
+                }
+            }
+        }
+    }
+
+    /// `lockTime()` in seconds.
+    pub async fn lock_time(&self) -> Result<u64, ContractError> {
+        let t = self.serving.lockTime().call().await?;
+        Ok(t.try_into().unwrap_or(u64::MAX))
+    }
+
+    /// `addDeliverable(user, id, root)`.
+    pub async fn add_deliverable(
+        &self,
+        user: Address,
+        id: &str,
+        root: B256,
+    ) -> Result<TransactionReceipt, ContractError> {
+        send!(
+            self,
+            self.serving
+                .addDeliverable(user, id.to_owned(), Bytes::copy_from_slice(root.as_slice()))
+        )
+    }
+
+    /// `settleFees(input)`.
+    pub async fn settle(
+        &self,
+        input: &sealtune_protocol::eip712::VerifierInput,
+    ) -> Result<TransactionReceipt, ContractError> {
+        let input = FineTuningServing::VerifierInput {
+            id: input.id.clone(),
+            encryptedSecret: input.encryptedSecret.clone(),
+            modelRootHash: input.modelRootHash.clone(),
+            nonce: input.nonce,
+            signature: input.signature.clone(),
+            taskFee: input.taskFee,
+            user: input.user,
+        };
+        send!(self, self.serving.settleFees(input))
+    }
+}
+
+/// True when `e` is a revert the chain will repeat (no point retrying).
+pub fn is_permanent(e: &ContractError) -> bool {
+    matches!(e, ContractError::Reverted(Revert::Serving(_) | Revert::Ledger(_)))
+}

@@ -1,0 +1,336 @@
+//! The `sealtune-worker` command line: `serve`, `exec` (the executor child), `config check`, and
+//! `chain deploy` / `chain ack-signer` for local chains.
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use alloy::primitives::{Address, U256};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{CrashPoints, SystemClock, Worker};
+use crate::chain::{Chain, QuotaSpec, ServiceSpec};
+use crate::config::Config;
+
+/// sealtune-worker: the confidential fine-tuning provider service for the 0G Compute Network.
+#[derive(Parser, Debug)]
+#[command(name = "sealtune-worker", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the provider service (HTTP API, pipeline, settlement).
+    Serve {
+        /// The config file (TOML); SEALTUNE_* variables override it.
+        #[arg(long, short, env = "SEALTUNE_CONFIG")]
+        config: PathBuf,
+    },
+    /// The executor child (started by `serve`, not by hand).
+    #[command(hide = true)]
+    Exec {
+        /// The task directory holding exec.json.
+        task_dir: PathBuf,
+    },
+    /// Configuration tools.
+    Config {
+        /// What to do.
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Local-chain helpers (development and the end-to-end run).
+    Chain {
+        /// What to do.
+        #[command(subcommand)]
+        action: ChainAction,
+    },
+}
+
+/// `config` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ConfigAction {
+    /// Load the config, apply the environment, and check everything that can be checked offline.
+    Check {
+        /// The config file.
+        #[arg(long, short, env = "SEALTUNE_CONFIG")]
+        config: PathBuf,
+        /// Print the effective configuration (without secrets) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `chain` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ChainAction {
+    /// Deploy LedgerManager + FineTuningServing (the deployer becomes the owner); prints JSON addresses.
+    Deploy {
+        /// JSON-RPC URL.
+        #[arg(long, env = "SEALTUNE_RPC", default_value = "http://127.0.0.1:8545")]
+        rpc: String,
+        /// The deployer's private key.
+        #[arg(long, env = "SEALTUNE_DEPLOYER_KEY")]
+        key: String,
+        /// Refund lock time in seconds.
+        #[arg(long, default_value_t = sealtune_contracts::DEFAULT_LOCK_TIME_SECS)]
+        lock_time: u64,
+    },
+    /// As the contract owner, acknowledge a provider's current TEE signer (only after verifying its quote).
+    AckSigner {
+        /// JSON-RPC URL.
+        #[arg(long, env = "SEALTUNE_RPC", default_value = "http://127.0.0.1:8545")]
+        rpc: String,
+        /// The owner's private key.
+        #[arg(long, env = "SEALTUNE_OWNER_KEY")]
+        key: String,
+        /// FineTuningServing address.
+        #[arg(long)]
+        serving: Address,
+        /// LedgerManager address.
+        #[arg(long)]
+        ledger: Address,
+        /// The provider whose signer is acknowledged.
+        #[arg(long)]
+        provider: Address,
+    },
+}
+
+/// Runs the command; `exec` returns the child's exit code.
+pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
+        Command::Exec { task_dir } => Ok(crate::exec::child_main(&task_dir)),
+        Command::Config { action: ConfigAction::Check { config, json } } => {
+            init_tracing();
+            let cfg = Config::load(&config, &env_map())?;
+            let problems = cfg.check();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "ok": problems.is_empty(),
+                        "problems": problems,
+                        "config": cfg,
+                    }))?
+                );
+            } else if problems.is_empty() {
+                println!("config {} is valid ({} models)", config.display(), cfg.service.models.len());
+            } else {
+                for p in &problems {
+                    eprintln!("✗ {p}");
+                }
+            }
+            Ok(if problems.is_empty() {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::from(1)
+            })
+        }
+        Command::Serve { config } => {
+            init_tracing();
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(serve(config))?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Chain { action } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(chain_action(action))?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn env_map() -> BTreeMap<String, String> {
+    std::env::vars().filter(|(k, _)| k.starts_with("SEALTUNE_")).collect()
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+}
+
+async fn chain_action(action: ChainAction) -> anyhow::Result<()> {
+    use alloy::providers::ProviderBuilder;
+    use alloy::signers::local::PrivateKeySigner;
+    match action {
+        ChainAction::Deploy { rpc, key, lock_time } => {
+            let signer: PrivateKeySigner = key.parse().context("--key is not a private key")?;
+            let provider = ProviderBuilder::new().wallet(signer).connect_http(rpc.parse()?);
+            let d = sealtune_contracts::deploy(
+                &provider,
+                &sealtune_contracts::DeployConfig {
+                    lock_time_secs: lock_time,
+                    ..Default::default()
+                },
+            )
+            .await?;
+            println!("{}", serde_json::json!({"serving": d.serving.to_string(), "ledger": d.ledger.to_string()}));
+        }
+        ChainAction::AckSigner { rpc, key, serving, ledger, provider: who } => {
+            let signer: PrivateKeySigner = key.parse().context("--key is not a private key")?;
+            let provider = ProviderBuilder::new().wallet(signer).connect_http(rpc.parse()?);
+            let d = sealtune_contracts::Deployment { serving, ledger };
+            sealtune_contracts::acknowledge_tee_signer(&provider, &d, who).await?;
+            println!("{}", serde_json::json!({"acknowledged": who.to_string()}));
+        }
+    }
+    Ok(())
+}
+
+/// The machine's quota, from the config where set, else detected (NVML for GPUs when present).
+pub fn detect_quota(cfg: &crate::config::QuotaConfig) -> QuotaSpec {
+    let cpus = std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0);
+    let (gpus, gpu_type) = match nvml_wrapper::Nvml::init() {
+        Ok(nvml) => {
+            let n = nvml.device_count().unwrap_or(0) as u64;
+            let name = nvml
+                .device_by_index(0)
+                .and_then(|d| d.name())
+                .unwrap_or_else(|_| "unknown".into());
+            (n, name)
+        }
+        Err(_) => (0, "none".to_owned()),
+    };
+    QuotaSpec {
+        cpu_count: cfg.cpu_count.unwrap_or(cpus),
+        node_memory: cfg.node_memory.unwrap_or(memory),
+        gpu_count: cfg.gpu_count.unwrap_or(gpus),
+        node_storage: cfg.node_storage.unwrap_or(0),
+        gpu_type: cfg.gpu_type.clone().unwrap_or(gpu_type),
+    }
+}
+
+async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
+    let config = Config::load(&config_path, &env_map())?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    let crash = CrashPoints::from_env();
+    if let Some(p) = crash.armed() {
+        tracing::warn!("TEST CRASH POINT ARMED ({p}): this worker will abort on purpose; never set SEALTUNE_TEST_CRASH_AT in production");
+    }
+    let attest = crate::attest::Attestation::open(&config.attestation, &config.data_dir).await?;
+    if attest.is_dev() {
+        tracing::warn!(
+            "INSECURE DEV ATTESTATION: this worker has no TDX quote; every verifier rejects it unless told --allow-dev-quote. Never use it with real customers."
+        );
+    }
+    let store = crate::store::Store::open(&config.data_dir.join("worker.sqlite")).await?;
+    let signer = attest.signer();
+    match store.meta("tee_signer").await? {
+        Some(old) if old != signer.to_string() => {
+            tracing::warn!("the TEE signer changed from {old} to {signer}: the service will be re-registered and the owner must acknowledge the new signer");
+            for t in store
+                .in_states(&[
+                    crate::store::TaskState::Delivering,
+                    crate::store::TaskState::Delivered,
+                    crate::store::TaskState::UserAcknowledged,
+                ])
+                .await?
+            {
+                store
+                    .log(&t.id, &format!("the worker's TEE signer changed from {old} to {signer}; this task's model was sealed under {old}"), SystemClock.now_ms_static())
+                    .await?;
+            }
+        }
+        _ => {}
+    }
+    store.set_meta("tee_signer", &signer.to_string()).await?;
+
+    let (serving, _ledger) = config.contracts()?;
+    let chain = Chain::connect(config.chain.rpc_url(), config.wallet()?, serving).await?;
+    let spec = ServiceSpec {
+        url: config.serving_url.clone(),
+        quota: detect_quota(&config.service.quota),
+        price_per_token: config.service.price_per_token,
+        models: config.service.models.iter().map(|m| m.name.clone()).collect(),
+        tee_signer: signer,
+    };
+    let stake = config.chain.stake_wei.unwrap_or(U256::from(crate::chain::DEFAULT_STAKE_WEI));
+    if chain.register_service(&spec, false, stake).await? {
+        tracing::info!(provider = %chain.address, "service registered or updated on chain");
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, provider = %chain.address, tee_signer = %signer, "sealtune-worker serving");
+
+    let worker = Arc::new(Worker {
+        files: crate::storage::Store::open(&config.storage, &config.data_dir)?,
+        config,
+        store,
+        chain,
+        attest,
+        clock: Arc::new(SystemClock),
+        wake: Default::default(),
+        running: Default::default(),
+        metrics: Default::default(),
+        exe: std::env::current_exe()?,
+        crash,
+        downloads: Default::default(),
+    });
+    let shutdown = CancellationToken::new();
+    let lanes = [
+        tokio::spawn(crate::pipeline::run_training_lane(worker.clone(), shutdown.clone())),
+        tokio::spawn(crate::pipeline::run_settle_lane(worker.clone(), shutdown.clone())),
+        tokio::spawn(crate::pipeline::run_retention_lane(worker.clone(), shutdown.clone())),
+    ];
+    let app = crate::api::router(worker.clone());
+    let stop = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            stop.cancel();
+        })
+        .await?;
+    // Stop a running child too: its task is trained again at the next start.
+    if let Some((_, token)) = worker.running.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        token.cancel();
+    }
+    for lane in lanes {
+        let _ = lane.await;
+    }
+    Ok(())
+}
+
+impl SystemClock {
+    fn now_ms_static(&self) -> i64 {
+        crate::app::Clock::now_ms(self)
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,667 @@
+//! The worker's configuration: one TOML file plus `SEALTUNE_*` environment overrides.
+//!
+//! Every key has a documented default except what only the provider can know (the wallet key, the
+//! chain, the public URL, the models). The 0G provider config's key names are accepted as aliases
+//! (`servingUrl`, `privateKeys`, `service.customizedModels` with `dataType`, `trainingScript`), so a
+//! 0G provider can carry its model list over. `sealtune-worker config check` loads the file, applies
+//! the environment, and validates everything it can without the network (model paths, scripts,
+//! tokenizers, the wallet key, the parameter schemas).
+//!
+//! ```toml
+//! data_dir = "/var/lib/sealtune"          # SEALTUNE_DATA_DIR
+//! listen = "0.0.0.0:3080"                 # SEALTUNE_LISTEN
+//! serving_url = "https://ft.example.com"  # SEALTUNE_SERVING_URL (0G: servingUrl)
+//! private_key = "0x…"                     # SEALTUNE_PRIVATE_KEY  (0G: privateKeys, first entry)
+//!
+//! [chain]
+//! rpc = "http://127.0.0.1:8545"           # SEALTUNE_RPC
+//! serving = "0x…"                         # SEALTUNE_SERVING  (FineTuningServing)
+//! ledger = "0x…"                          # SEALTUNE_LEDGER   (LedgerManager)
+//!
+//! [service]
+//! price_per_token = "1000000000"          # neuron per token
+//!
+//! [[service.models]]                      # 0G: service.customizedModels
+//! name = "SmolLM2-135M-Instruct"
+//! hash = "0x…"                            # what customers send as preTrainedModelHash
+//! data_type = "text"
+//! training_script = "scripts/training/lora_causal_lm.py"
+//! weights = { hf = "HuggingFaceTB/SmolLM2-135M-Instruct" }
+//!
+//! [attestation]
+//! source = "dstack"                        # or "dev" (insecure, loud), "tappd", "configfs-tsm"
+//! ```
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::signers::local::PrivateKeySigner;
+use sealtune_protocol::fee::{FeeSchedule, PriceCoefficient};
+use serde::{Deserialize, Serialize};
+
+use crate::attest::AttestConfig;
+use crate::storage::StorageConfig;
+
+/// A configuration problem, with the key it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML error, with the line.
+        message: String,
+    },
+    /// A value is missing or wrong.
+    #[error("config key `{key}`: {message}")]
+    Invalid {
+        /// The key, dotted.
+        key: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// A duration written as `"6h"`, `"30m"`, `"45s"`, `"3d"` or a number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "DurationText", into = "DurationText")]
+pub struct Span(pub Duration);
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum DurationText {
+    Seconds(u64),
+    Text(String),
+}
+
+impl TryFrom<DurationText> for Span {
+    type Error = String;
+    fn try_from(v: DurationText) -> Result<Self, String> {
+        match v {
+            DurationText::Seconds(s) => Ok(Span(Duration::from_secs(s))),
+            DurationText::Text(t) => parse_span(&t).map(Span),
+        }
+    }
+}
+
+impl From<Span> for DurationText {
+    fn from(s: Span) -> Self {
+        DurationText::Text(format!("{}s", s.0.as_secs()))
+    }
+}
+
+/// Parses `"90"`, `"90s"`, `"15m"`, `"6h"`, `"3d"`.
+pub fn parse_span(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 90s, 15m, 6h or 3d"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{text}`: unknown unit `{unit}` (use s, m, h or d)")),
+    };
+    n.checked_mul(mult)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("`{text}` is too long"))
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the database, uploads, store, task directories and the dev key live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Address the HTTP API listens on (default `0.0.0.0:3080`).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The public URL registered on chain (`service.url`).
+    #[serde(alias = "servingUrl", default)]
+    pub serving_url: String,
+    /// The provider wallet's private key (pays gas, owns the service). Prefer the env var.
+    #[serde(default, skip_serializing)]
+    pub private_key: Option<String>,
+    /// 0G's `privateKeys` list: the first entry is used when `private_key` is unset.
+    #[serde(alias = "privateKeys", default, skip_serializing)]
+    pub private_keys: Vec<String>,
+    /// The chain and the contracts.
+    #[serde(default)]
+    pub chain: ChainConfig,
+    /// What is sold.
+    #[serde(default)]
+    pub service: ServiceConfig,
+    /// Queue, timeouts, retention and rate limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// The quote source and TEE key.
+    pub attestation: AttestConfig,
+    /// Storage backends.
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// Python used by the executor: the venv whose site-packages are added (default `$VIRTUAL_ENV`).
+    #[serde(default)]
+    pub python_venv: Option<PathBuf>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/sealtune")
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 3080))
+}
+
+/// Chain settings.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    /// JSON-RPC URL (default `http://127.0.0.1:8545`).
+    #[serde(default)]
+    pub rpc: Option<String>,
+    /// FineTuningServing address.
+    #[serde(default)]
+    pub serving: Option<Address>,
+    /// LedgerManager address.
+    #[serde(default)]
+    pub ledger: Option<Address>,
+    /// Stake sent with the first `addOrUpdateService` (default 100 ether, the contract minimum).
+    #[serde(default)]
+    pub stake_wei: Option<U256>,
+    /// How often the chain is polled for acknowledgements (default 2 s).
+    #[serde(default)]
+    pub poll_interval: Option<Span>,
+}
+
+impl ChainConfig {
+    /// The RPC URL or the local default.
+    pub fn rpc_url(&self) -> &str {
+        self.rpc.as_deref().unwrap_or("http://127.0.0.1:8545")
+    }
+    /// The polling interval.
+    pub fn poll(&self) -> Duration {
+        self.poll_interval.map_or(Duration::from_secs(2), |s| s.0)
+    }
+}
+
+/// The on-chain quota advertised with the service; detected when unset.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// CPU cores.
+    pub cpu_count: Option<u64>,
+    /// Memory in bytes.
+    pub node_memory: Option<u64>,
+    /// GPUs.
+    pub gpu_count: Option<u64>,
+    /// Disk in bytes.
+    pub node_storage: Option<u64>,
+    /// GPU model name.
+    pub gpu_type: Option<String>,
+}
+
+/// The service: price and models.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// `pricePerToken` in neuron (default 1 gwei-unit, `1000000000`).
+    #[serde(default = "default_price", alias = "pricePerToken")]
+    pub price_per_token: U256,
+    /// Advertised quota (detected from the machine when unset).
+    #[serde(default)]
+    pub quota: QuotaConfig,
+    /// The models (0G: `customizedModels`).
+    #[serde(default, alias = "customizedModels")]
+    pub models: Vec<ModelConfig>,
+}
+
+fn default_price() -> U256 {
+    U256::from(1_000_000_000u64)
+}
+
+/// Where a model's weights come from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub enum Weights {
+    /// A local directory in HF layout.
+    #[serde(rename = "path")]
+    Path(PathBuf),
+    /// An entry of the local Hugging Face cache (`HF_HUB_CACHE`), read offline through hf-hub.
+    #[serde(rename = "hf")]
+    Hf(String),
+    /// A file in sealtune's storage (local store or 0G Storage) by root hash: a zip of the model directory.
+    #[serde(rename = "root")]
+    Root(B256),
+}
+
+/// The schema of a model's `trainingParams`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ParamsSchema {
+    /// The stock LoRA script's five keys (PROTOCOL.md §3).
+    #[default]
+    Lora,
+    /// Any JSON object; the script validates.
+    Free,
+}
+
+/// `text` or `image`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DataType {
+    /// Text datasets (JSONL records).
+    #[default]
+    Text,
+    /// Image-folder datasets.
+    Image,
+}
+
+/// One model the provider offers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Its name.
+    pub name: String,
+    /// Its id: customers send it as `preTrainedModelHash`.
+    pub hash: B256,
+    /// The image name shown to customers.
+    #[serde(default)]
+    pub image: String,
+    /// `text` or `image`.
+    #[serde(default, alias = "dataType")]
+    pub data_type: DataType,
+    /// The training script (relative paths are relative to the config file).
+    #[serde(alias = "trainingScript")]
+    pub training_script: PathBuf,
+    /// Shown to customers.
+    #[serde(default)]
+    pub description: String,
+    /// The tokenizer id shown to customers (0G: the tokenizer's root hash).
+    #[serde(default)]
+    pub tokenizer: String,
+    /// Where the weights are; required (0G's config does not say, sealtune must know).
+    pub weights: Option<Weights>,
+    /// `tokenizer.json` used for the fee (default: the one in the weights directory).
+    #[serde(default)]
+    pub tokenizer_path: Option<PathBuf>,
+    /// Price coefficient (default 1).
+    #[serde(default)]
+    pub price_coefficient: PriceCoefficient,
+    /// Flat storage fee in neuron (default 0).
+    #[serde(default)]
+    pub storage_fee: U256,
+    /// Parameter schema (default `lora`).
+    #[serde(default)]
+    pub params: ParamsSchema,
+    /// A zip of usage docs served at `/v1/model/desc/:name`.
+    #[serde(default, alias = "usageFile")]
+    pub usage_file: Option<PathBuf>,
+}
+
+impl ModelConfig {
+    /// The fee schedule of this model under `price_per_token`.
+    pub fn fee_schedule(&self, price_per_token: U256) -> FeeSchedule {
+        FeeSchedule {
+            price_per_token,
+            price_coefficient: self.price_coefficient,
+            storage_fee: self.storage_fee,
+        }
+    }
+}
+
+/// Queue, timeouts, retention and rate limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Tasks queued or running at most (default 5, as 0G).
+    #[serde(default = "d_queue")]
+    pub queue_size: u32,
+    /// How long a delivered model waits for the customer's acknowledgement before the penalty
+    /// settlement (default 6 h; the effective wait is min(this, lockTime / 2)).
+    #[serde(default = "d_ack")]
+    pub ack_timeout: Span,
+    /// How long datasets, fetched models and deliverables are kept after a task ends (default 3 d).
+    #[serde(default = "d_retention")]
+    pub retention: Span,
+    /// Longest training run (default 24 h).
+    #[serde(default = "d_train")]
+    pub training_timeout: Span,
+    /// Memory limit of the executor child in bytes (default none).
+    #[serde(default)]
+    pub executor_memory_bytes: Option<u64>,
+    /// Largest dataset upload (default 100 MiB, as 0G).
+    #[serde(default = "d_upload")]
+    pub max_upload_bytes: u64,
+    /// Largest JSON request body (default 1 MiB).
+    #[serde(default = "d_body")]
+    pub max_body_bytes: usize,
+    /// Model downloads per customer per minute (default 6).
+    #[serde(default = "d_dl")]
+    pub downloads_per_minute: u32,
+    /// How many times a task interrupted by a restart is trained again (default 1).
+    #[serde(default = "d_retries")]
+    pub training_restarts: u32,
+}
+
+fn d_queue() -> u32 {
+    5
+}
+fn d_ack() -> Span {
+    Span(Duration::from_secs(6 * 3600))
+}
+fn d_retention() -> Span {
+    Span(Duration::from_secs(3 * 86_400))
+}
+fn d_train() -> Span {
+    Span(Duration::from_secs(24 * 3600))
+}
+fn d_upload() -> u64 {
+    100 << 20
+}
+fn d_body() -> usize {
+    1 << 20
+}
+fn d_dl() -> u32 {
+    6
+}
+fn d_retries() -> u32 {
+    1
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            queue_size: d_queue(),
+            ack_timeout: d_ack(),
+            retention: d_retention(),
+            training_timeout: d_train(),
+            executor_memory_bytes: None,
+            max_upload_bytes: d_upload(),
+            max_body_bytes: d_body(),
+            downloads_per_minute: d_dl(),
+            training_restarts: d_retries(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`, applies `env` overrides (`SEALTUNE_*`) and resolves relative paths against the
+    /// file's directory.
+    pub fn load(path: &Path, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Config::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
+        config.apply_env(env)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    /// Parses TOML text (no env, no path resolution).
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Applies `SEALTUNE_*` overrides.
+    pub fn apply_env(&mut self, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+        let get = |k: &str| env.get(k).filter(|v| !v.is_empty());
+        if let Some(v) = get("SEALTUNE_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("SEALTUNE_LISTEN") {
+            self.listen = v
+                .parse()
+                .map_err(|e| invalid("SEALTUNE_LISTEN", format!("{e}")))?;
+        }
+        if let Some(v) = get("SEALTUNE_SERVING_URL") {
+            self.serving_url = v.clone();
+        }
+        if let Some(v) = get("SEALTUNE_PRIVATE_KEY") {
+            self.private_key = Some(v.clone());
+        }
+        if let Some(v) = get("SEALTUNE_RPC") {
+            self.chain.rpc = Some(v.clone());
+        }
+        if let Some(v) = get("SEALTUNE_SERVING") {
+            self.chain.serving = Some(
+                v.parse()
+                    .map_err(|e| invalid("SEALTUNE_SERVING", format!("{e}")))?,
+            );
+        }
+        if let Some(v) = get("SEALTUNE_LEDGER") {
+            self.chain.ledger = Some(
+                v.parse()
+                    .map_err(|e| invalid("SEALTUNE_LEDGER", format!("{e}")))?,
+            );
+        }
+        Ok(())
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.data_dir);
+        if let Some(v) = self.python_venv.as_mut() {
+            fix(v);
+        }
+        for m in &mut self.service.models {
+            fix(&mut m.training_script);
+            if let Some(Weights::Path(p)) = m.weights.as_mut() {
+                fix(p);
+            }
+            if let Some(p) = m.tokenizer_path.as_mut() {
+                fix(p);
+            }
+            if let Some(p) = m.usage_file.as_mut() {
+                fix(p);
+            }
+        }
+    }
+
+    /// The provider wallet.
+    pub fn wallet(&self) -> Result<PrivateKeySigner, ConfigError> {
+        let key = self
+            .private_key
+            .as_ref()
+            .or_else(|| self.private_keys.first())
+            .ok_or_else(|| {
+                invalid(
+                    "private_key",
+                    "no provider wallet key: set SEALTUNE_PRIVATE_KEY (or private_key in the file)",
+                )
+            })?;
+        key.trim()
+            .parse()
+            .map_err(|_| invalid("private_key", "not a 32-byte hex private key"))
+    }
+
+    /// The serving and ledger addresses.
+    pub fn contracts(&self) -> Result<(Address, Address), ConfigError> {
+        let serving = self.chain.serving.ok_or_else(|| {
+            invalid(
+                "chain.serving",
+                "the FineTuningServing address is missing (SEALTUNE_SERVING)",
+            )
+        })?;
+        let ledger = self.chain.ledger.ok_or_else(|| {
+            invalid(
+                "chain.ledger",
+                "the LedgerManager address is missing (SEALTUNE_LEDGER)",
+            )
+        })?;
+        Ok((serving, ledger))
+    }
+
+    /// The model whose id is `hash` (or whose name is `hash`).
+    pub fn model(&self, name_or_hash: &str) -> Option<&ModelConfig> {
+        let as_hash: Option<B256> = name_or_hash.parse().ok();
+        self.service
+            .models
+            .iter()
+            .find(|m| Some(m.hash) == as_hash || m.name == name_or_hash)
+    }
+
+    /// Everything that can be checked offline: the wallet key, the contracts, models' scripts,
+    /// weights and tokenizers, duplicate names or hashes. Returns human-readable problems (empty = fine).
+    pub fn check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(e) = self.wallet() {
+            problems.push(e.to_string());
+        }
+        if let Err(e) = self.contracts() {
+            problems.push(e.to_string());
+        }
+        if self.serving_url.is_empty() {
+            problems.push("config key `serving_url`: the public URL customers reach this worker at is missing (SEALTUNE_SERVING_URL)".into());
+        }
+        if self.service.models.is_empty() {
+            problems.push("config key `service.models`: no model is offered".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let mut hashes = std::collections::BTreeSet::new();
+        for m in &self.service.models {
+            if !names.insert(m.name.as_str()) | !hashes.insert(m.hash) {
+                problems.push(format!("model `{}`: duplicate name or hash", m.name));
+            }
+            if !m.training_script.is_file() {
+                problems.push(format!(
+                    "model `{}`: training script {} not found",
+                    m.name,
+                    m.training_script.display()
+                ));
+            }
+            match &m.weights {
+                None => problems.push(format!(
+                    "model `{}`: `weights` is missing (path, hf or root)",
+                    m.name
+                )),
+                Some(Weights::Path(p)) if !p.is_dir() => problems.push(format!(
+                    "model `{}`: weights directory {} not found",
+                    m.name,
+                    p.display()
+                )),
+                Some(Weights::Hf(repo)) => {
+                    if let Err(e) = crate::models::hf_snapshot(repo) {
+                        problems.push(format!("model `{}`: {e}", m.name));
+                    }
+                }
+                _ => {}
+            }
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [attestation]
+        source = "dev"
+    "#;
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let c = Config::from_toml(MINIMAL).unwrap();
+        assert_eq!(c.limits.queue_size, 5);
+        assert_eq!(c.limits.ack_timeout.0, Duration::from_secs(6 * 3600));
+        assert_eq!(c.limits.retention.0, Duration::from_secs(3 * 86_400));
+        assert_eq!(c.limits.max_upload_bytes, 100 << 20);
+        assert_eq!(c.listen.port(), 3080);
+        assert_eq!(c.chain.rpc_url(), "http://127.0.0.1:8545");
+    }
+
+    #[test]
+    fn accepts_0g_key_names() {
+        let c = Config::from_toml(
+            r#"
+            servingUrl = "http://x"
+            privateKeys = ["0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"]
+            [attestation]
+            source = "dev"
+            [service]
+            [[service.customizedModels]]
+            name = "m"
+            hash = "0x1d98b2088bd094f879315ac29edd471638204cd45e7c8d066ee88fbc7c174ce7"
+            image = "deepseek:latest"
+            dataType = "text"
+            trainingScript = "/app/finetune.py"
+            description = "d"
+            tokenizer = "0x919d382d5192a7d22006ff5063f1b9064a5b6dd23e03998937f03024f1e2cd36"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.serving_url, "http://x");
+        assert!(c.wallet().is_ok());
+        assert_eq!(c.service.models[0].data_type, DataType::Text);
+        assert!(c.model("m").is_some());
+        assert!(
+            c.model("0x1d98b2088bd094f879315ac29edd471638204cd45e7c8d066ee88fbc7c174ce7")
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let e = Config::from_toml("bogus = 1\n[attestation]\nsource = \"dev\"").unwrap_err();
+        assert!(e.contains("bogus"), "{e}");
+        let e = Config::from_toml("[limits]\nack_timeout = \"6y\"\n[attestation]\nsource = \"dev\"")
+            .unwrap_err();
+        assert!(e.contains("unknown unit"), "{e}");
+    }
+
+    #[test]
+    fn env_overrides_the_file() {
+        let mut c = Config::from_toml(MINIMAL).unwrap();
+        let env = BTreeMap::from([
+            ("SEALTUNE_RPC".to_owned(), "http://h:1".to_owned()),
+            ("SEALTUNE_LISTEN".to_owned(), "127.0.0.1:9".to_owned()),
+        ]);
+        c.apply_env(&env).unwrap();
+        assert_eq!(c.chain.rpc_url(), "http://h:1");
+        assert_eq!(c.listen.port(), 9);
+        let bad = BTreeMap::from([("SEALTUNE_SERVING".to_owned(), "nope".to_owned())]);
+        assert!(c.apply_env(&bad).unwrap_err().to_string().contains("SEALTUNE_SERVING"));
+    }
+
+    #[test]
+    fn spans_parse() {
+        assert_eq!(parse_span("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_span("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_span("3d").unwrap(), Duration::from_secs(259_200));
+        assert!(parse_span("h").is_err());
+        assert!(parse_span("99999999999999999999d").is_err());
+    }
+}
