@@ -2,7 +2,8 @@
 //!
 //! Each module (`FineTuningServing`, `LedgerManager`) carries the contract's structs, events,
 //! errors (`FineTuningServingErrors`, `LedgerManagerErrors`), call types, an RPC instance type and
-//! `deploy`. [`VerifierMessage`] is the EIP-712 struct the TEE signer signs for `settleFees`.
+//! `deploy`. [`VerifierMessage`] (re-exported from `sealtune_protocol::eip712`) is the EIP-712
+//! struct the TEE signer signs for `settleFees`.
 #![allow(missing_docs)]
 
 use alloy::sol;
@@ -21,28 +22,6 @@ sol!(
     "artifacts/LedgerManager.json"
 );
 
-sol! {
-    /// EIP-712 message signed by the provider's TEE signer (domain "0G Fine-Tuning Serving", version "1").
-    #[derive(Debug, PartialEq, Eq)]
-    struct VerifierMessage {
-        string id;
-        bytes encryptedSecret;
-        bytes modelRootHash;
-        uint256 nonce;
-        uint256 taskFee;
-        address user;
-    }
-}
-
-/// The EIP-712 domain of a FineTuningServing deployment.
-pub fn verifier_domain(
-    chain_id: u64,
-    serving: alloy::primitives::Address,
-) -> alloy::sol_types::Eip712Domain {
-    alloy::sol_types::eip712_domain! {
-        name: "0G Fine-Tuning Serving",
-        version: "1",
-        chain_id: chain_id,
-        verifying_contract: serving,
-    }
-}
+/// The EIP-712 message the TEE signer signs for `settleFees`, and its domain: one implementation,
+/// in `sealtune_protocol::eip712`, re-exported here for the contract tests and deploy tooling.
+pub use sealtune_protocol::eip712::{VerifierMessage, domain as verifier_domain};
