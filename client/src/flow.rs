@@ -468,6 +468,7 @@ impl Client {
             Err(e) if e.revert_name() == Some("DeliverableNotExists") => Err(ClientError::NotReady(format!(
                 "task {task_id} has no deliverable on chain yet (the provider announces it when training is done)"
             ))),
+            Err(e) if e.revert_name() == Some("AccountNotExists") => Err(ClientError::NoSubAccount(provider)),
             other => other,
         }
     }
