@@ -395,8 +395,9 @@ fn client(s: &Settings) -> Result<Client> {
     Client::new(Chain::connect(s.rpc()?, s.contracts()?, Some(signer))?)
 }
 
+/// Read a file named on the command line (a missing or unreadable one is bad input).
 fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| ClientError::io(path, e))
+    std::fs::read(path).map_err(|e| ClientError::InvalidInput(format!("{}: {e}", path.display())))
 }
 
 fn read_params(path: &Path) -> Result<String> {
@@ -896,7 +897,8 @@ fn root_hash(files: &[PathBuf]) -> Result<Output> {
     let mut rows = Vec::new();
     let mut lines = Vec::new();
     for f in files {
-        let meta = std::fs::metadata(f).map_err(|e| ClientError::io(f, e))?;
+        let meta = std::fs::metadata(f)
+            .map_err(|e| ClientError::InvalidInput(format!("{}: {e}", f.display())))?;
         if !meta.is_file() {
             return Err(ClientError::InvalidInput(format!("{} is not a file", f.display())));
         }

@@ -246,7 +246,8 @@ impl Client {
         now_ms: u64,
         progress: Arc<dyn Progress>,
     ) -> Result<UploadedDataset> {
-        let meta = std::fs::metadata(path).map_err(|e| ClientError::io(path, e))?;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| ClientError::InvalidInput(format!("dataset {}: {e}", path.display())))?;
         if !meta.is_file() {
             return Err(ClientError::InvalidInput(format!("{} is not a file", path.display())));
         }
@@ -546,6 +547,9 @@ impl Client {
     ) -> Result<(Option<DownloadCheck>, Option<TxOutcome>)> {
         let deliverable = self.deliverable(provider, task_id).await?;
         let check = match file {
+            Some(f) if !f.is_file() => {
+                return Err(ClientError::InvalidInput(format!("{} is not a file", f.display())));
+            }
             Some(f) => {
                 let service = self.chain.service(provider).await?;
                 Some(model::check_download(
@@ -600,6 +604,12 @@ impl Client {
         unzip_to: Option<&Path>,
         progress: &dyn Progress,
     ) -> Result<DecryptedModel> {
+        if !encrypted.is_file() {
+            return Err(ClientError::InvalidInput(format!(
+                "encrypted model {} is not a file (download it with `sealtune download-model`)",
+                encrypted.display()
+            )));
+        }
         let deliverable = self.deliverable(provider, task_id).await?;
         if !deliverable.acknowledged {
             return Err(ClientError::NotReady(format!(

@@ -8,7 +8,26 @@ use clap::Parser;
 use sealtune_client::cli::{Cli, RunEnv, error_json, run};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let informational = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand);
+            if !informational && std::env::args().any(|a| a == "--json") {
+                // `--json` promises one JSON document on stdout, usage errors included.
+                let doc = serde_json::json!({ "error": {
+                    "kind": "usage",
+                    "message": e.kind().as_str().unwrap_or("invalid arguments"),
+                    "detail": e.render().to_string(),
+                    "hint": "see `sealtune --help` or `sealtune <command> --help`",
+                    "exit_code": 2,
+                }});
+                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+                return ExitCode::from(2);
+            }
+            e.exit()
+        }
+    };
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
