@@ -31,10 +31,7 @@ pub fn parse_amount(text: &str) -> Result<U256, ClientError> {
             "amount {text:?}: {why}; write a number of 0G such as 3 or 0.5, or neuron such as 1500neuron"
         ))
     };
-    let (digits, is_neuron) = match t
-        .strip_suffix("neuron")
-        .or_else(|| t.strip_suffix("wei"))
-    {
+    let (digits, is_neuron) = match t.strip_suffix("neuron").or_else(|| t.strip_suffix("wei")) {
         Some(d) => (d.trim(), true),
         // No "0G" suffix: "20G" would read as 2.
         None => (t, false),
@@ -97,7 +94,10 @@ mod tests {
     #[test]
     fn parses_decimal_0g_exactly() {
         assert_eq!(parse_amount("3").unwrap(), U256::from(3 * NEURON_PER_0G));
-        assert_eq!(parse_amount("0.000000000000000001").unwrap(), U256::from(1u8));
+        assert_eq!(
+            parse_amount("0.000000000000000001").unwrap(),
+            U256::from(1u8)
+        );
         assert_eq!(parse_amount(".5").unwrap(), U256::from(NEURON_PER_0G / 2));
         assert_eq!(parse_amount("20G").unwrap_err().kind(), "invalid_input");
         assert_eq!(parse_amount("12neuron").unwrap(), U256::from(12u8));
@@ -105,7 +105,17 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_an_amount() {
-        for bad in ["", "-1", "1e18", "0x10", "1.0000000000000000001", "abc", ".", "1.5wei", "1,5"] {
+        for bad in [
+            "",
+            "-1",
+            "1e18",
+            "0x10",
+            "1.0000000000000000001",
+            "abc",
+            ".",
+            "1.5wei",
+            "1,5",
+        ] {
             assert!(parse_amount(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -195,7 +195,12 @@ impl ProviderApi {
         format!("/v1/user/{}", user.to_checksum(None))
     }
 
-    async fn send(&self, method: &'static str, url: &str, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+    async fn send(
+        &self,
+        method: &'static str,
+        url: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
         let resp = req.send().await.map_err(|e| ClientError::Unreachable {
             url: url.to_owned(),
             message: error_chain(&e),
@@ -254,10 +259,15 @@ impl ProviderApi {
     /// `POST /v1/user/:addr/task`: returns the new task id.
     pub async fn create_task(&self, user: Address, body: &CreateTaskBody) -> Result<String> {
         let url = self.url(&format!("{}/task", Self::user_path(user)));
-        let resp = self.send("POST", &url, self.http.post(&url).json(body)).await?;
-        let body = read_limited(resp, MAX_JSON_BYTES)
-            .await
-            .map_err(|detail| ClientError::BadResponse { url: url.clone(), detail })?;
+        let resp = self
+            .send("POST", &url, self.http.post(&url).json(body))
+            .await?;
+        let body = read_limited(resp, MAX_JSON_BYTES).await.map_err(|detail| {
+            ClientError::BadResponse {
+                url: url.clone(),
+                detail,
+            }
+        })?;
         #[derive(Deserialize)]
         struct Created {
             id: String,
@@ -274,18 +284,21 @@ impl ProviderApi {
 
     /// `GET /v1/user/:addr/task/:id`.
     pub async fn task(&self, user: Address, id: &str) -> Result<Task> {
-        self.get_json(&format!("{}/task/{id}", Self::user_path(user))).await
+        self.get_json(&format!("{}/task/{id}", Self::user_path(user)))
+            .await
     }
 
     /// `GET /v1/user/:addr/task` (newest first with `latest`).
     pub async fn tasks(&self, user: Address, latest: bool) -> Result<Vec<Task>> {
         let q = if latest { "?latest=true" } else { "" };
-        self.get_json(&format!("{}/task{q}", Self::user_path(user))).await
+        self.get_json(&format!("{}/task{q}", Self::user_path(user)))
+            .await
     }
 
     /// `GET /v1/user/:addr/task/:id/log`: the progress log, lines `[RFC3339] message`.
     pub async fn log(&self, user: Address, id: &str) -> Result<String> {
-        self.get_text(&format!("{}/task/{id}/log", Self::user_path(user))).await
+        self.get_text(&format!("{}/task/{id}/log", Self::user_path(user)))
+            .await
     }
 
     /// `POST /v1/user/:addr/task/:id/cancel` with the cancel signature.
@@ -305,7 +318,10 @@ impl ProviderApi {
         let text = self.get_text("/v1/task/pending").await?;
         text.trim().parse().map_err(|_| ClientError::BadResponse {
             url: self.url("/v1/task/pending"),
-            detail: format!("not an integer: {:?}", text.chars().take(40).collect::<String>()),
+            detail: format!(
+                "not an integer: {:?}",
+                text.chars().take(40).collect::<String>()
+            ),
         })
     }
 
@@ -366,34 +382,41 @@ impl ProviderApi {
             .map_err(|e| ClientError::io(path, e))?
             .len();
         progress.set_total(len);
-        let stream = futures_util::stream::try_unfold((file, progress.clone()), |(mut f, p)| async move {
-            let mut buf = vec![0u8; 256 * 1024];
-            let n = f.read(&mut buf).await?;
-            if n == 0 {
-                return Ok::<_, std::io::Error>(None);
-            }
-            buf.truncate(n);
-            p.advance(n as u64);
-            Ok(Some((buf, (f, p))))
-        });
+        let stream =
+            futures_util::stream::try_unfold((file, progress.clone()), |(mut f, p)| async move {
+                let mut buf = vec![0u8; 256 * 1024];
+                let n = f.read(&mut buf).await?;
+                if n == 0 {
+                    return Ok::<_, std::io::Error>(None);
+                }
+                buf.truncate(n);
+                p.advance(n as u64);
+                Ok(Some((buf, (f, p))))
+            });
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "dataset.jsonl".into());
-        let part = reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), len)
-            .file_name(name)
-            .mime_str("application/octet-stream")
-            .map_err(|e| ClientError::InvalidInput(e.to_string()))?;
+        let part =
+            reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), len)
+                .file_name(name)
+                .mime_str("application/octet-stream")
+                .map_err(|e| ClientError::InvalidInput(e.to_string()))?;
         let form = reqwest::multipart::Form::new()
             .text("signature", signature.to_owned())
             .text("timestamp", timestamp.to_string())
             .part("file", part);
-        let result = self.send("POST", &url, self.http.post(&url).multipart(form)).await;
+        let result = self
+            .send("POST", &url, self.http.post(&url).multipart(form))
+            .await;
         progress.finish();
         let resp = result?;
-        let body = read_limited(resp, MAX_JSON_BYTES)
-            .await
-            .map_err(|detail| ClientError::BadResponse { url: url.clone(), detail })?;
+        let body = read_limited(resp, MAX_JSON_BYTES).await.map_err(|detail| {
+            ClientError::BadResponse {
+                url: url.clone(),
+                detail,
+            }
+        })?;
         parse_json(&url, &body)
     }
 
@@ -440,7 +463,10 @@ async fn stream_to_file(
     loop {
         let chunk = resp.chunk().await.map_err(|e| ClientError::Unreachable {
             url: url.to_owned(),
-            message: format!("download interrupted after {bytes} bytes: {}", error_chain(&e)),
+            message: format!(
+                "download interrupted after {bytes} bytes: {}",
+                error_chain(&e)
+            ),
         })?;
         let Some(chunk) = chunk else { break };
         hasher.update(&chunk);
@@ -451,7 +477,9 @@ async fn stream_to_file(
         progress.advance(chunk.len() as u64);
     }
     file.flush().await.map_err(|e| ClientError::io(dest, e))?;
-    file.sync_all().await.map_err(|e| ClientError::io(dest, e))?;
+    file.sync_all()
+        .await
+        .map_err(|e| ClientError::io(dest, e))?;
     if bytes == 0 {
         return Err(ClientError::BadResponse {
             url: url.to_owned(),
@@ -465,7 +493,10 @@ async fn stream_to_file(
 }
 
 /// Read a response body, refusing more than `limit` bytes.
-async fn read_limited(mut resp: reqwest::Response, limit: usize) -> std::result::Result<Vec<u8>, String> {
+async fn read_limited(
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> std::result::Result<Vec<u8>, String> {
     let mut out = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| error_chain(&e))? {
         if out.len().saturating_add(chunk.len()) > limit {

@@ -14,7 +14,9 @@
 use alloy::primitives::Address;
 use base64::Engine;
 use sealtune_verifier::report_data::{BindingExpectations, check_binding};
-use sealtune_verifier::verify::{Link, QuoteDocument, VerificationReport, VerifyOptions, verify_document};
+use sealtune_verifier::verify::{
+    Link, QuoteDocument, VerificationReport, VerifyOptions, verify_document,
+};
 use serde::Serialize;
 
 use crate::api::ProviderApi;
@@ -111,7 +113,8 @@ fn decode_report_data(text: &str) -> Option<[u8; 64]> {
 }
 
 fn carries_nonce(rd: &[u8; 64], nonce: &[u8; 32]) -> bool {
-    rd.get(20..32).is_some_and(|z| z.iter().all(|b| *b == 0)) && rd.get(32..) == Some(nonce.as_slice())
+    rd.get(20..32).is_some_and(|z| z.iter().all(|b| *b == 0))
+        && rd.get(32..) == Some(nonce.as_slice())
 }
 
 /// Verify the quote document `doc` of `service` (already fetched with `opts.nonce`).
@@ -151,7 +154,12 @@ pub fn verify_quote_document(
         let detail = match &json_rd {
             None => Err("no 64-byte report_data in the dev attestation answer".to_owned()),
             Some(rd) => check_binding(rd, &binding)
-                .map(|_| format!("dev report_data binds the on-chain TEE signer {}", service.tee_signer))
+                .map(|_| {
+                    format!(
+                        "dev report_data binds the on-chain TEE signer {}",
+                        service.tee_signer
+                    )
+                })
                 .map_err(|e| e.to_string()),
         };
         extra.push(link("signer binding", detail));

@@ -268,7 +268,10 @@ macro_rules! send_tx {
 }
 
 /// A read failed: a revert becomes [`ClientError::Contract`], an address without code a config error.
-fn read_err(action: &'static str, at: Address) -> impl FnOnce(alloy::contract::Error) -> ClientError {
+fn read_err(
+    action: &'static str,
+    at: Address,
+) -> impl FnOnce(alloy::contract::Error) -> ClientError {
     move |e| match e {
         alloy::contract::Error::ZeroData(..) => ClientError::Config(format!(
             "{action}: no contract answers at {at} on this chain: check --rpc, --ledger and --serving"
@@ -297,10 +300,14 @@ impl std::fmt::Debug for Chain {
 impl Chain {
     /// Connect to `rpc`. With a `signer` the chain can send the customer's transactions; without one
     /// it only reads.
-    pub fn connect(rpc: &str, contracts: Contracts, signer: Option<PrivateKeySigner>) -> Result<Self> {
-        let url: Url = rpc.parse().map_err(|e| {
-            ClientError::Config(format!("--rpc {rpc:?} is not a URL: {e}"))
-        })?;
+    pub fn connect(
+        rpc: &str,
+        contracts: Contracts,
+        signer: Option<PrivateKeySigner>,
+    ) -> Result<Self> {
+        let url: Url = rpc
+            .parse()
+            .map_err(|e| ClientError::Config(format!("--rpc {rpc:?} is not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(ClientError::Config(format!(
                 "--rpc {rpc:?}: only http:// and https:// RPC URLs are supported"
@@ -358,18 +365,24 @@ impl Chain {
 
     /// The chain id.
     pub async fn chain_id(&self) -> Result<u64> {
-        self.provider.get_chain_id().await.map_err(|e| ClientError::Rpc {
-            action: "eth_chainId",
-            message: e.to_string(),
-        })
+        self.provider
+            .get_chain_id()
+            .await
+            .map_err(|e| ClientError::Rpc {
+                action: "eth_chainId",
+                message: e.to_string(),
+            })
     }
 
     /// The native balance of `who`, in neuron.
     pub async fn wallet_balance(&self, who: Address) -> Result<U256> {
-        self.provider.get_balance(who).await.map_err(|e| ClientError::Rpc {
-            action: "eth_getBalance",
-            message: e.to_string(),
-        })
+        self.provider
+            .get_balance(who)
+            .await
+            .map_err(|e| ClientError::Rpc {
+                action: "eth_getBalance",
+                message: e.to_string(),
+            })
     }
 
     /// The customer's ledger, `None` when it has none.
@@ -400,9 +413,14 @@ impl Chain {
     pub async fn deposit_fund(&self, amount: U256) -> Result<TxOutcome> {
         self.signer()?;
         if amount.is_zero() {
-            return Err(ClientError::InvalidInput("deposit amount must be above 0".into()));
+            return Err(ClientError::InvalidInput(
+                "deposit amount must be above 0".into(),
+            ));
         }
-        Ok(send_tx!("deposit-fund", self.ledger().depositFund().value(amount)))
+        Ok(send_tx!(
+            "deposit-fund",
+            self.ledger().depositFund().value(amount)
+        ))
     }
 
     /// `refund`: withdraw `amount` of the ledger's available balance to the wallet.
@@ -546,7 +564,8 @@ impl Chain {
         self.signer()?;
         Ok(send_tx!(
             "acknowledge-model",
-            self.serving().acknowledgeDeliverable(provider, id.to_owned())
+            self.serving()
+                .acknowledgeDeliverable(provider, id.to_owned())
         ))
     }
 

@@ -60,7 +60,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "SEALTUNE_LEDGER")]
     pub ledger: Option<String>,
     /// FineTuningServing contract address.
-    #[arg(long, global = true, env = "SEALTUNE_SERVING", visible_alias = "fine-tuning-ca")]
+    #[arg(
+        long,
+        global = true,
+        env = "SEALTUNE_SERVING",
+        visible_alias = "fine-tuning-ca"
+    )]
     pub serving: Option<String>,
     /// The customer's private key (hex). Prefer SEALTUNE_KEY or --keystore: flags are visible to other local users.
     #[arg(long, global = true, env = "SEALTUNE_KEY", hide_env_values = true)]
@@ -69,7 +74,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "SEALTUNE_KEYSTORE")]
     pub keystore: Option<PathBuf>,
     /// The keystore password (from the environment only).
-    #[arg(long, env = "SEALTUNE_KEYSTORE_PASSWORD", hide = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "SEALTUNE_KEYSTORE_PASSWORD",
+        hide = true,
+        hide_env_values = true
+    )]
     pub keystore_password: Option<String>,
     /// Config file (default ~/.config/sealtune/config.toml).
     #[arg(long, global = true, env = "SEALTUNE_CONFIG")]
@@ -154,7 +164,9 @@ pub enum Command {
         pending: bool,
     },
     /// Move funds from the ledger into the sub-account with a provider (the first time at least 1 0G).
-    #[command(after_help = "Example: sealtune transfer-fund --provider 0x70997970C51812dc3A010C7d01b50e0d17dc79C8 --amount 2")]
+    #[command(
+        after_help = "Example: sealtune transfer-fund --provider 0x70997970C51812dc3A010C7d01b50e0d17dc79C8 --amount 2"
+    )]
     TransferFund {
         /// The provider's address.
         #[arg(long)]
@@ -174,7 +186,9 @@ pub enum Command {
         provider: Vec<String>,
     },
     /// Check a provider's TEE attestation against its on-chain TEE signer.
-    #[command(after_help = "Example: sealtune verify-provider --provider 0x7099… --collateral collateral.json --save-quote quote.json")]
+    #[command(
+        after_help = "Example: sealtune verify-provider --provider 0x7099… --collateral collateral.json --save-quote quote.json"
+    )]
     VerifyProvider {
         /// The provider's address.
         #[arg(long)]
@@ -187,7 +201,9 @@ pub enum Command {
         verify: VerifyArgs,
     },
     /// Count the dataset's tokens with the model's tokenizer and compute the fee, before paying anything.
-    #[command(after_help = "Examples:\n  sealtune estimate --tokenizer ./SmolLM2/tokenizer.json --dataset-path data.jsonl --price-per-token 1000neuron\n  sealtune estimate --provider 0x7099… --model HuggingFaceTB/SmolLM2-135M-Instruct --dataset-path data.jsonl --config-path params.json")]
+    #[command(
+        after_help = "Examples:\n  sealtune estimate --tokenizer ./SmolLM2/tokenizer.json --dataset-path data.jsonl --price-per-token 1000neuron\n  sealtune estimate --provider 0x7099… --model HuggingFaceTB/SmolLM2-135M-Instruct --dataset-path data.jsonl --config-path params.json"
+    )]
     Estimate {
         /// The dataset (JSONL or zip).
         #[arg(long)]
@@ -228,7 +244,9 @@ pub enum Command {
         data_path: PathBuf,
     },
     /// Create a fine-tuning task (verifies the provider first unless --no-verify).
-    #[command(after_help = "Example: sealtune create-task --provider 0x7099… --model SmolLM2-135M-Instruct --dataset-path data.jsonl --config-path params.json --max-fee 0.5")]
+    #[command(
+        after_help = "Example: sealtune create-task --provider 0x7099… --model SmolLM2-135M-Instruct --dataset-path data.jsonl --config-path params.json --max-fee 0.5"
+    )]
     CreateTask {
         /// The provider's address.
         #[arg(long)]
@@ -237,7 +255,11 @@ pub enum Command {
         #[arg(long, visible_alias = "pretrained-model")]
         model: String,
         /// A dataset hash already uploaded.
-        #[arg(long, conflicts_with = "dataset_path", required_unless_present = "dataset_path")]
+        #[arg(
+            long,
+            conflicts_with = "dataset_path",
+            required_unless_present = "dataset_path"
+        )]
         dataset: Option<String>,
         /// A dataset file to upload to the provider's TEE first.
         #[arg(long)]
@@ -288,7 +310,9 @@ pub enum Command {
     },
     /// Download the encrypted model, check its hash and TEE tag signature against the chain, then
     /// acknowledge it on chain (nothing is acknowledged when a check fails).
-    #[command(after_help = "Example: sealtune download-model --provider 0x7099… --task-id 6f1c… --output model.enc")]
+    #[command(
+        after_help = "Example: sealtune download-model --provider 0x7099… --task-id 6f1c… --output model.enc"
+    )]
     DownloadModel {
         /// The provider and the task.
         #[command(flatten)]
@@ -385,7 +409,11 @@ fn settings(cli: &Cli) -> Result<Settings> {
 }
 
 fn chain(s: &Settings, with_key: bool) -> Result<Chain> {
-    let signer = if with_key { Some(s.key.signer()?) } else { None };
+    let signer = if with_key {
+        Some(s.key.signer()?)
+    } else {
+        None
+    };
     Chain::connect(s.rpc()?, s.contracts()?, signer)
 }
 
@@ -403,9 +431,8 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
 fn read_params(path: &Path) -> Result<String> {
     let text = String::from_utf8(read_file(path)?)
         .map_err(|_| ClientError::InvalidInput(format!("{} is not UTF-8", path.display())))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| {
-        ClientError::InvalidInput(format!("{}: not JSON: {e}", path.display()))
-    })?;
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| ClientError::InvalidInput(format!("{}: not JSON: {e}", path.display())))?;
     if !v.is_object() {
         return Err(ClientError::InvalidInput(format!(
             "{}: training parameters must be a JSON object",
@@ -427,7 +454,11 @@ fn verify_options(args: &VerifyArgs, env: &RunEnv) -> Result<VerifyProviderOptio
 }
 
 fn tx_line(what: &str, tx: &crate::chain::TxOutcome) -> String {
-    format!("{what}: transaction {} (block {})", tx.tx_hash, tx.block.map_or("?".into(), |b| b.to_string()))
+    format!(
+        "{what}: transaction {} (block {})",
+        tx.tx_hash,
+        tx.block.map_or("?".into(), |b| b.to_string())
+    )
 }
 
 fn dev_warning(allow: bool) {
@@ -451,8 +482,14 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
             let ledger = c.chain.ledger_of(c.user()?).await?;
             Ok(Output::new(
                 json!({ "tx": tx, "ledger": ledger }),
-                format!("{}\nledger of {}: {} 0G available", tx_line("ledger created", &tx), c.user()?,
-                    ledger.map(|l| format_0g(l.available_balance)).unwrap_or_default()),
+                format!(
+                    "{}\nledger of {}: {} 0G available",
+                    tx_line("ledger created", &tx),
+                    c.user()?,
+                    ledger
+                        .map(|l| format_0g(l.available_balance))
+                        .unwrap_or_default()
+                ),
             ))
         }
         Command::DepositFund { amount } => {
@@ -463,9 +500,18 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
             let ledger = c.chain.ledger_of(c.user()?).await?;
             Ok(Output::new(
                 json!({ "tx": tx, "ledger": ledger }),
-                format!("{}\nledger: {} 0G available, {} 0G total", tx_line("deposited", &tx),
-                    ledger.as_ref().map(|l| format_0g(l.available_balance)).unwrap_or_default(),
-                    ledger.as_ref().map(|l| format_0g(l.total_balance)).unwrap_or_default()),
+                format!(
+                    "{}\nledger: {} 0G available, {} 0G total",
+                    tx_line("deposited", &tx),
+                    ledger
+                        .as_ref()
+                        .map(|l| format_0g(l.available_balance))
+                        .unwrap_or_default(),
+                    ledger
+                        .as_ref()
+                        .map(|l| format_0g(l.total_balance))
+                        .unwrap_or_default()
+                ),
             ))
         }
         Command::Refund { amount } => {
@@ -473,15 +519,24 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
             let s = settings(cli)?;
             let c = client(&s)?;
             let tx = c.chain.refund(amount).await?;
-            Ok(Output::new(json!({ "tx": tx }), tx_line(&format!("{} 0G back to the wallet", format_0g(amount)), &tx)))
+            Ok(Output::new(
+                json!({ "tx": tx }),
+                tx_line(&format!("{} 0G back to the wallet", format_0g(amount)), &tx),
+            ))
         }
         Command::GetAccount => {
             let s = settings(cli)?;
             let c = client(&s)?;
             let a = c.account_summary().await?;
-            let mut h = format!("account {}\nwallet: {} 0G\n", a.user, format_0g(a.wallet_balance));
+            let mut h = format!(
+                "account {}\nwallet: {} 0G\n",
+                a.user,
+                format_0g(a.wallet_balance)
+            );
             match &a.ledger {
-                None => h.push_str("ledger: none (create it with `sealtune create-account --amount 3`)\n"),
+                None => h.push_str(
+                    "ledger: none (create it with `sealtune create-account --amount 3`)\n",
+                ),
                 Some(l) => h.push_str(&format!(
                     "ledger: {} 0G available, {} 0G total\n",
                     format_0g(l.available_balance),
@@ -538,9 +593,15 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
                     sv.quota.gpu_type,
                     sv.models.join(", "),
                     sv.tee_signer,
-                    if sv.tee_signer_acknowledged { "" } else { " (NOT acknowledged by the contract owner)" },
+                    if sv.tee_signer_acknowledged {
+                        ""
+                    } else {
+                        " (NOT acknowledged by the contract owner)"
+                    },
                     if sv.occupied { ", occupied" } else { "" },
-                    queued.map(|q| format!(", {q} task(s) queued")).unwrap_or_default(),
+                    queued
+                        .map(|q| format!(", {q} task(s) queued"))
+                        .unwrap_or_default(),
                 ));
             }
             if services.is_empty() {
@@ -548,12 +609,19 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
             }
             Ok(Output::new(Value::Array(rows), h.trim_end()))
         }
-        Command::TransferFund { provider, amount, service_name } => {
+        Command::TransferFund {
+            provider,
+            amount,
+            service_name,
+        } => {
             let provider = parse_address("--provider", provider)?;
             let amount = parse_amount(amount)?;
             let s = settings(cli)?;
             let c = client(&s)?;
-            let tx = c.chain.transfer_fund(provider, amount, service_name.as_deref()).await?;
+            let tx = c
+                .chain
+                .transfer_fund(provider, amount, service_name.as_deref())
+                .await?;
             let account = c.chain.account(c.user()?, provider).await?;
             let ledger = c.chain.ledger_of(c.user()?).await?;
             Ok(Output::new(
@@ -562,7 +630,9 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
                     "{}\nsub-account with {provider}: {} 0G; ledger: {} 0G available",
                     tx_line("transferred", &tx),
                     account.map(|a| format_0g(a.balance)).unwrap_or_default(),
-                    ledger.map(|l| format_0g(l.available_balance)).unwrap_or_default()
+                    ledger
+                        .map(|l| format_0g(l.available_balance))
+                        .unwrap_or_default()
                 ),
             ))
         }
@@ -586,12 +656,18 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
                 format!(
                     "{}\nledger: {} 0G available; the rest of each sub-account is pending refund and can be retrieved after {} s (run `sealtune retrieve-fund` again then)",
                     tx_line("retrieve requested", &tx),
-                    ledger.map(|l| format_0g(l.available_balance)).unwrap_or_default(),
+                    ledger
+                        .map(|l| format_0g(l.available_balance))
+                        .unwrap_or_default(),
                     lock
                 ),
             ))
         }
-        Command::VerifyProvider { provider, save_quote, verify } => {
+        Command::VerifyProvider {
+            provider,
+            save_quote,
+            verify,
+        } => {
             let provider = parse_address("--provider", provider)?;
             let opts = verify_options(verify, env)?;
             dev_warning(verify.allow_dev_quote);
@@ -623,9 +699,17 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
                 Some(p) => read_params(p)?,
                 None => "{}".to_owned(),
             };
-            let coefficient = price_coefficient.parse().map_err(|e: sealtune_protocol::fee::FeeError| ClientError::InvalidInput(e.to_string()))?;
+            let coefficient =
+                price_coefficient
+                    .parse()
+                    .map_err(|e: sealtune_protocol::fee::FeeError| {
+                        ClientError::InvalidInput(e.to_string())
+                    })?;
             let storage_fee = parse_amount(storage_fee)?;
-            let provider = provider.as_deref().map(|p| parse_address("--provider", p)).transpose()?;
+            let provider = provider
+                .as_deref()
+                .map(|p| parse_address("--provider", p))
+                .transpose()?;
             let mut service = None;
             let price_per_token = match (price_per_token, provider) {
                 (Some(p), _) => parse_amount(p)?,
@@ -654,7 +738,10 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
                     {
                         repo = t;
                     }
-                    TokenizerSource::HfCache { repo, cache_dir: None }
+                    TokenizerSource::HfCache {
+                        repo,
+                        cache_dir: None,
+                    }
                 }
                 (None, None) => {
                     return Err(ClientError::InvalidInput(
@@ -680,7 +767,9 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
                     "{} records, {} tokens (official count{}), {} epoch(s)\nfee: {} 0G ({} neuron) = {} tokens x {} neuron x {} epochs x {} + {} neuron",
                     e.records,
                     e.tokens,
-                    e.tokens_with_instruction.map(|t| format!("; {t} counting instruction")).unwrap_or_default(),
+                    e.tokens_with_instruction
+                        .map(|t| format!("; {t} counting instruction"))
+                        .unwrap_or_default(),
                     e.epochs,
                     format_0g(e.fee),
                     e.fee,
@@ -692,15 +781,23 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
                 ),
             ))
         }
-        Command::UploadDataset { provider, data_path } => {
+        Command::UploadDataset {
+            provider,
+            data_path,
+        } => {
             let provider = parse_address("--provider", provider)?;
             let s = settings(cli)?;
             let c = client(&s)?;
             let pb: Arc<dyn Progress> = Arc::new(bar("upload", show));
-            let up = c.upload_dataset(provider, data_path, env.now_ms, pb).await?;
+            let up = c
+                .upload_dataset(provider, data_path, env.now_ms, pb)
+                .await?;
             Ok(Output::new(
                 to_json(&up),
-                format!("uploaded {} bytes; dataset hash {}", up.bytes, up.dataset_hash),
+                format!(
+                    "uploaded {} bytes; dataset hash {}",
+                    up.bytes, up.dataset_hash
+                ),
             ))
         }
         Command::CreateTask {
@@ -752,15 +849,25 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
                     "created task {}\n  provider verified: {}{}\n  dataset {}\n  signature: {} form{}\nfollow it with `sealtune query-progress --provider {provider} --task-id {}`",
                     t.task_id,
                     t.provider_verified,
-                    if t.dev_quote { " (INSECURE dev attestation)" } else { "" },
+                    if t.dev_quote {
+                        " (INSECURE dev attestation)"
+                    } else {
+                        ""
+                    },
                     t.dataset_hash,
                     t.signature_form,
-                    t.max_fee.map(|f| format!(", fee ceiling {} 0G", format_0g(f))).unwrap_or_default(),
+                    t.max_fee
+                        .map(|f| format!(", fee ceiling {} 0G", format_0g(f)))
+                        .unwrap_or_default(),
                     t.task_id
                 ),
             ))
         }
-        Command::QueryProgress { provider, task_id, all } => {
+        Command::QueryProgress {
+            provider,
+            task_id,
+            all,
+        } => {
             let provider = parse_address("--provider", provider)?;
             let s = settings(cli)?;
             let c = client(&s)?;
@@ -768,10 +875,20 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
                 let tasks = c.tasks(provider).await?;
                 let h = tasks
                     .iter()
-                    .map(|t| format!("{}  {}  {}", t.id, t.progress.as_deref().unwrap_or("?"), t.created_at.as_deref().unwrap_or("")))
+                    .map(|t| {
+                        format!(
+                            "{}  {}  {}",
+                            t.id,
+                            t.progress.as_deref().unwrap_or("?"),
+                            t.created_at.as_deref().unwrap_or("")
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n");
-                return Ok(Output::new(to_json(&tasks), if h.is_empty() { "no tasks".into() } else { h }));
+                return Ok(Output::new(
+                    to_json(&tasks),
+                    if h.is_empty() { "no tasks".into() } else { h },
+                ));
             }
             let t = c.task(provider, task_id.as_deref()).await?;
             let state = t.progress.clone().unwrap_or_else(|| "?".into());
@@ -785,7 +902,11 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
                 format!(
                     "task {}: {state}{}\n{next}",
                     t.id,
-                    t.fee.as_deref().filter(|f| *f != "0").map(|f| format!(" (fee {f} neuron)")).unwrap_or_default()
+                    t.fee
+                        .as_deref()
+                        .filter(|f| *f != "0")
+                        .map(|f| format!(" (fee {f} neuron)"))
+                        .unwrap_or_default()
                 ),
             ))
         }
@@ -794,7 +915,10 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
             let s = settings(cli)?;
             let c = client(&s)?;
             let (id, log) = c.log(provider, task_id.as_deref()).await?;
-            Ok(Output::new(json!({ "task_id": id, "log": log }), log.trim_end()))
+            Ok(Output::new(
+                json!({ "task_id": id, "log": log }),
+                log.trim_end(),
+            ))
         }
         Command::CancelTask { task } => {
             let provider = parse_address("--provider", &task.provider)?;
@@ -806,13 +930,24 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
                 format!("task {} cancelled", task.task_id),
             ))
         }
-        Command::DownloadModel { task, output, no_acknowledge } => {
+        Command::DownloadModel {
+            task,
+            output,
+            no_acknowledge,
+        } => {
             let provider = parse_address("--provider", &task.provider)?;
             let s = settings(cli)?;
             let c = client(&s)?;
             let pb = bar("download", show);
             let d = c
-                .download_model(provider, &task.task_id, output, !no_acknowledge, env.now_ms, &pb)
+                .download_model(
+                    provider,
+                    &task.task_id,
+                    output,
+                    !no_acknowledge,
+                    env.now_ms,
+                    &pb,
+                )
                 .await?;
             Ok(Output::new(
                 to_json(&d),
@@ -823,9 +958,18 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
                     d.check.root_kind,
                     d.check.tag_signer,
                     match (&d.acknowledgement, d.acknowledged) {
-                        (Some(tx), _) => format!("{}\nnext: `sealtune decrypt-model --provider {provider} --task-id {} --encrypted {} --output model.zip --wait 300`", tx_line("acknowledged", tx), task.task_id, d.path.display()),
+                        (Some(tx), _) => format!(
+                            "{}\nnext: `sealtune decrypt-model --provider {provider} --task-id {} --encrypted {} --output model.zip --wait 300`",
+                            tx_line("acknowledged", tx),
+                            task.task_id,
+                            d.path.display()
+                        ),
                         (None, true) => "already acknowledged".to_owned(),
-                        (None, false) => format!("NOT acknowledged (--no-acknowledge): run `sealtune acknowledge-model --provider {provider} --task-id {} --data-path {}`", task.task_id, d.path.display()),
+                        (None, false) => format!(
+                            "NOT acknowledged (--no-acknowledge): run `sealtune acknowledge-model --provider {provider} --task-id {} --data-path {}`",
+                            task.task_id,
+                            d.path.display()
+                        ),
                     }
                 ),
             ))
@@ -837,7 +981,9 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
             if data_path.is_none() {
                 eprintln!("note: acknowledging without --data-path: the model file is not checked");
             }
-            let (check, tx) = c.acknowledge_model(provider, &task.task_id, data_path.as_deref()).await?;
+            let (check, tx) = c
+                .acknowledge_model(provider, &task.task_id, data_path.as_deref())
+                .await?;
             Ok(Output::new(
                 json!({ "task_id": task.task_id, "checked": check, "tx": tx, "acknowledged": true }),
                 match &tx {
@@ -846,17 +992,35 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
                 },
             ))
         }
-        Command::DecryptModel { task, encrypted, output, unzip, wait } => {
+        Command::DecryptModel {
+            task,
+            encrypted,
+            output,
+            unzip,
+            wait,
+        } => {
             let provider = parse_address("--provider", &task.provider)?;
             let s = settings(cli)?;
             let c = client(&s)?;
             if *wait > 0 {
-                c.wait_settled(provider, &task.task_id, Duration::from_secs(*wait), Duration::from_secs(2))
-                    .await?;
+                c.wait_settled(
+                    provider,
+                    &task.task_id,
+                    Duration::from_secs(*wait),
+                    Duration::from_secs(2),
+                )
+                .await?;
             }
             let pb = bar("decrypt", show);
             let d = c
-                .decrypt_model(provider, &task.task_id, encrypted, output, unzip.as_deref(), &pb)
+                .decrypt_model(
+                    provider,
+                    &task.task_id,
+                    encrypted,
+                    output,
+                    unzip.as_deref(),
+                    &pb,
+                )
                 .await?;
             Ok(Output::new(
                 to_json(&d),
@@ -868,7 +1032,11 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
                     d.zip.display(),
                     d.extracted_to
                         .as_ref()
-                        .map(|p| format!("\nextracted {} file(s) into {}", d.files.unwrap_or(0), p.display()))
+                        .map(|p| format!(
+                            "\nextracted {} file(s) into {}",
+                            d.files.unwrap_or(0),
+                            p.display()
+                        ))
                         .unwrap_or_default()
                 ),
             ))
@@ -880,7 +1048,9 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
 pub fn next_step(state: &str, provider: Address, id: &str) -> String {
     match state {
         "Init" | "SettingUp" | "SetUp" | "Training" | "Trained" | "Delivering" => {
-            format!("next: wait; check again with `sealtune query-progress --provider {provider} --task-id {id}` (log: `sealtune get-log`)")
+            format!(
+                "next: wait; check again with `sealtune query-progress --provider {provider} --task-id {id}` (log: `sealtune get-log`)"
+            )
         }
         "Delivered" => format!(
             "next: `sealtune download-model --provider {provider} --task-id {id} --output model.enc` (checks, then acknowledges)"
@@ -888,7 +1058,9 @@ pub fn next_step(state: &str, provider: Address, id: &str) -> String {
         "UserAcknowledged" | "Finished" => format!(
             "next: `sealtune decrypt-model --provider {provider} --task-id {id} --encrypted model.enc --output model.zip --wait 300`"
         ),
-        "Failed" => format!("the task failed: see why with `sealtune get-log --provider {provider} --task-id {id}`"),
+        "Failed" => format!(
+            "the task failed: see why with `sealtune get-log --provider {provider} --task-id {id}`"
+        ),
         _ => format!("see `sealtune get-log --provider {provider} --task-id {id}`"),
     }
 }
@@ -900,11 +1072,16 @@ fn root_hash(files: &[PathBuf]) -> Result<Output> {
         let meta = std::fs::metadata(f)
             .map_err(|e| ClientError::InvalidInput(format!("{}: {e}", f.display())))?;
         if !meta.is_file() {
-            return Err(ClientError::InvalidInput(format!("{} is not a file", f.display())));
+            return Err(ClientError::InvalidInput(format!(
+                "{} is not a file",
+                f.display()
+            )));
         }
-        let tree = sealtune_protocol::storage::root_hash_file(f).map_err(|source| ClientError::RootHash {
-            path: f.clone(),
-            source,
+        let tree = sealtune_protocol::storage::root_hash_file(f).map_err(|source| {
+            ClientError::RootHash {
+                path: f.clone(),
+                source,
+            }
         })?;
         let layout = tree.layout();
         rows.push(json!({

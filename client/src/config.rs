@@ -138,7 +138,8 @@ pub fn parse_address(what: &str, text: &str) -> Result<Address, ClientError> {
     if hex.len() != 40 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad("an address is 0x followed by 40 hex digits".into()));
     }
-    let mixed = hex.bytes().any(|b| b.is_ascii_lowercase()) && hex.bytes().any(|b| b.is_ascii_uppercase());
+    let mixed =
+        hex.bytes().any(|b| b.is_ascii_lowercase()) && hex.bytes().any(|b| b.is_ascii_uppercase());
     if mixed {
         Address::parse_checksummed(t, None)
             .map_err(|_| bad("wrong EIP-55 checksum (mistyped?)".into()))
@@ -208,7 +209,9 @@ impl RawSettings {
         Ok(Settings {
             rpc: nonempty(self.rpc).or(file.rpc),
             ledger: ledger.map(|l| parse_address("--ledger", &l)).transpose()?,
-            serving: serving.map(|s| parse_address("--serving", &s)).transpose()?,
+            serving: serving
+                .map(|s| parse_address("--serving", &s))
+                .transpose()?,
             key,
         })
     }
@@ -271,8 +274,14 @@ mod tests {
         std::fs::write(&p, "rpc = \"http://x\"\nkey = \"0xabc\"\n").unwrap();
         assert!(ConfigFile::load(&p, true).is_err());
         std::fs::write(&p, "rpc = \"http://x\"\n").unwrap();
-        assert_eq!(ConfigFile::load(&p, true).unwrap().rpc.as_deref(), Some("http://x"));
+        assert_eq!(
+            ConfigFile::load(&p, true).unwrap().rpc.as_deref(),
+            Some("http://x")
+        );
         assert!(ConfigFile::load(&dir.path().join("missing.toml"), true).is_err());
-        assert_eq!(ConfigFile::load(&dir.path().join("missing.toml"), false).unwrap(), ConfigFile::default());
+        assert_eq!(
+            ConfigFile::load(&dir.path().join("missing.toml"), false).unwrap(),
+            ConfigFile::default()
+        );
     }
 }

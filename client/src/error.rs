@@ -45,7 +45,7 @@ pub enum ClientError {
         /// What the client was doing, e.g. `"transfer-fund"`.
         action: &'static str,
         /// The decoded failure.
-        source: ContractError,
+        source: Box<ContractError>,
     },
     /// The address has no fine-tuning service registered on the serving contract.
     #[error("provider {0} has no fine-tuning service on this serving contract")]
@@ -171,7 +171,7 @@ impl ClientError {
     pub fn contract(action: &'static str, source: impl Into<ContractError>) -> Self {
         Self::Contract {
             action,
-            source: source.into(),
+            source: Box::new(source.into()),
         }
     }
 
@@ -224,7 +224,7 @@ impl ClientError {
                 sealtune_protocol::storage::StorageError::Io(_) => exit::INTERNAL,
                 _ => exit::USAGE,
             },
-            Self::Contract { source, .. } => match source {
+            Self::Contract { source, .. } => match source.as_ref() {
                 ContractError::Call(e) if is_transport(e) => exit::UNREACHABLE,
                 _ => exit::CHAIN,
             },
@@ -253,22 +253,32 @@ impl ClientError {
             ),
             Self::Contract { source, .. } => match source.revert() {
                 Some(r) => revert_hint(r),
-                None => h("check --rpc and that --ledger/--serving are sealtune or 0G contracts on that chain"),
+                None => h(
+                    "check --rpc and that --ledger/--serving are sealtune or 0G contracts on that chain",
+                ),
             },
-            Self::UnknownProvider(_) => h("list the registered providers with `sealtune list-service`"),
+            Self::UnknownProvider(_) => {
+                h("list the registered providers with `sealtune list-service`")
+            }
             Self::NoSubAccount(p) => Some(format!(
                 "fund a sub-account first: `sealtune transfer-fund --provider {p} --amount 1`"
             )),
-            Self::BalanceTooLow { provider, needed, .. } => Some(format!(
+            Self::BalanceTooLow {
+                provider, needed, ..
+            } => Some(format!(
                 "balance too low: run `sealtune transfer-fund --provider {provider} --amount {}` (and `sealtune deposit-fund` first if the ledger is short)",
-                crate::amount::format_0g((*needed).max(alloy::primitives::U256::from(crate::amount::NEURON_PER_0G)))
+                crate::amount::format_0g(
+                    (*needed).max(alloy::primitives::U256::from(crate::amount::NEURON_PER_0G))
+                )
             )),
             Self::NoLedger(_) => h("create the ledger first: `sealtune create-account --amount 3`"),
             Self::Rpc { .. } => h("check --rpc (is the node running and reachable?)"),
             Self::Unreachable { .. } => h(
                 "the provider's URL is the one registered on chain (`sealtune list-service`); is it online?",
             ),
-            Self::Http { status: 404, .. } => h("check the task id with `sealtune query-progress --provider <addr>`"),
+            Self::Http { status: 404, .. } => {
+                h("check the task id with `sealtune query-progress --provider <addr>`")
+            }
             Self::Http { status: 413, .. } => h("the dataset is larger than the provider accepts"),
             Self::Attestation(_) => h(
                 "do not send money or data to this provider; `sealtune verify-provider --provider <addr>` prints every link",
@@ -277,7 +287,9 @@ impl ClientError {
                 "the model was NOT acknowledged; download it again with `sealtune download-model`, and if it keeps failing do not acknowledge it",
             ),
             Self::Ecies(_) => h("decrypt with the key of the account that created the task"),
-            Self::NotReady(_) => h("check the state with `sealtune query-progress` and retry later"),
+            Self::NotReady(_) => {
+                h("check the state with `sealtune query-progress` and retry later")
+            }
             _ => None,
         }
     }
@@ -294,7 +306,9 @@ fn is_transport(e: &alloy::contract::Error) -> bool {
 fn revert_hint(r: &Revert) -> Option<String> {
     let s = match r.name() {
         "LedgerNotExists" => "create the ledger first: `sealtune create-account --amount 3`",
-        "LedgerExists" => "the ledger exists already: add funds with `sealtune deposit-fund --amount <0G>`",
+        "LedgerExists" => {
+            "the ledger exists already: add funds with `sealtune deposit-fund --amount <0G>`"
+        }
         "InsufficientAvailableBalance" => {
             "balance too low: run `sealtune deposit-fund --amount <0G>` (or `sealtune retrieve-fund` to bring funds back from sub-accounts)"
         }

@@ -31,7 +31,11 @@ impl TokenizerSource {
     pub fn resolve(&self) -> Result<PathBuf> {
         match self {
             TokenizerSource::Path(p) => {
-                let file = if p.is_dir() { p.join("tokenizer.json") } else { p.clone() };
+                let file = if p.is_dir() {
+                    p.join("tokenizer.json")
+                } else {
+                    p.clone()
+                };
                 if !file.is_file() {
                     return Err(ClientError::InvalidInput(format!(
                         "tokenizer {} not found (pass a tokenizer.json file or the model directory holding it)",

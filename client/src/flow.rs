@@ -83,7 +83,10 @@ pub struct CreatedTask {
     /// The base model's hash.
     pub model_hash: String,
     /// The signed fee ceiling in neuron, if any.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_opt_dec")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_dec"
+    )]
     pub max_fee: Option<U256>,
     /// Which digest was signed: `"0g"` or `"fee-bound"`.
     pub signature_form: &'static str,
@@ -101,7 +104,10 @@ pub struct CreatedTask {
     pub upload: Option<UploadedDataset>,
 }
 
-fn ser_opt_dec<S: serde::Serializer>(v: &Option<U256>, s: S) -> std::result::Result<S::Ok, S::Error> {
+fn ser_opt_dec<S: serde::Serializer>(
+    v: &Option<U256>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     match v {
         Some(v) => s.serialize_str(&v.to_string()),
         None => s.serialize_none(),
@@ -190,7 +196,8 @@ pub fn official_nonce(now_ms: u64) -> U256 {
 
 /// keccak256 of a file, streaming.
 pub fn file_keccak(path: &Path) -> Result<B256> {
-    sealtune_protocol::deliverable::encrypted_file_keccak(path).map_err(|e| ClientError::io(path, e))
+    sealtune_protocol::deliverable::encrypted_file_keccak(path)
+        .map_err(|e| ClientError::io(path, e))
 }
 
 impl Client {
@@ -249,10 +256,16 @@ impl Client {
         let meta = std::fs::metadata(path)
             .map_err(|e| ClientError::InvalidInput(format!("dataset {}: {e}", path.display())))?;
         if !meta.is_file() {
-            return Err(ClientError::InvalidInput(format!("{} is not a file", path.display())));
+            return Err(ClientError::InvalidInput(format!(
+                "{} is not a file",
+                path.display()
+            )));
         }
         if meta.len() == 0 {
-            return Err(ClientError::InvalidInput(format!("dataset {} is empty", path.display())));
+            return Err(ClientError::InvalidInput(format!(
+                "dataset {} is empty",
+                path.display()
+            )));
         }
         let local = file_keccak(path)?;
         let (_, api) = self.provider_api(provider).await?;
@@ -295,8 +308,10 @@ impl Client {
     ) -> Result<CreatedTask> {
         let user = self.user()?;
         // Cheap local checks first: nothing is sent when the input is bad.
-        let params: serde_json::Value = serde_json::from_str(&req.training_params)
-            .map_err(|e| ClientError::InvalidInput(format!("training parameters are not JSON: {e}")))?;
+        let params: serde_json::Value =
+            serde_json::from_str(&req.training_params).map_err(|e| {
+                ClientError::InvalidInput(format!("training parameters are not JSON: {e}"))
+            })?;
         if !params.is_object() {
             return Err(ClientError::InvalidInput(
                 "training parameters must be a JSON object".into(),
@@ -305,7 +320,8 @@ impl Client {
         sealtune_protocol::fee::epochs_from_training_params(&req.training_params)?;
         if req.max_fee.is_some_and(|f| f.is_zero()) {
             return Err(ClientError::InvalidInput(
-                "--max-fee must be above 0 (leave it out to let the provider compute the fee)".into(),
+                "--max-fee must be above 0 (leave it out to let the provider compute the fee)"
+                    .into(),
             ));
         }
         match &req.dataset {
@@ -315,7 +331,10 @@ impl Client {
                 )));
             }
             DatasetSource::File(p) if !p.is_file() => {
-                return Err(ClientError::InvalidInput(format!("dataset {} is not a file", p.display())));
+                return Err(ClientError::InvalidInput(format!(
+                    "dataset {} is not a file",
+                    p.display()
+                )));
             }
             _ => {}
         }
@@ -459,17 +478,26 @@ impl Client {
         let uuid = request::parse_task_id(task_id)?;
         let (_, api) = self.provider_api(provider).await?;
         let sig = request::sign_cancel(self.key()?, &uuid);
-        api.cancel_task(self.user()?, task_id, &sig.to_hex_v27()).await
+        api.cancel_task(self.user()?, task_id, &sig.to_hex_v27())
+            .await
     }
 
     /// The deliverable of `task_id`, with a clear error when it does not exist yet.
     pub async fn deliverable(&self, provider: Address, task_id: &str) -> Result<DeliverableView> {
         request::parse_task_id(task_id)?;
-        match self.chain.deliverable(self.user()?, provider, task_id).await {
-            Err(e) if e.revert_name() == Some("DeliverableNotExists") => Err(ClientError::NotReady(format!(
-                "task {task_id} has no deliverable on chain yet (the provider announces it when training is done)"
-            ))),
-            Err(e) if e.revert_name() == Some("AccountNotExists") => Err(ClientError::NoSubAccount(provider)),
+        match self
+            .chain
+            .deliverable(self.user()?, provider, task_id)
+            .await
+        {
+            Err(e) if e.revert_name() == Some("DeliverableNotExists") => {
+                Err(ClientError::NotReady(format!(
+                    "task {task_id} has no deliverable on chain yet (the provider announces it when training is done)"
+                )))
+            }
+            Err(e) if e.revert_name() == Some("AccountNotExists") => {
+                Err(ClientError::NoSubAccount(provider))
+            }
             other => other,
         }
     }
@@ -522,7 +550,11 @@ impl Client {
         };
         std::fs::rename(&part, &dest).map_err(|e| ClientError::io(&dest, e))?;
         let acknowledgement = if acknowledge && !deliverable.acknowledged {
-            Some(self.chain.acknowledge_deliverable(provider, task_id).await?)
+            Some(
+                self.chain
+                    .acknowledge_deliverable(provider, task_id)
+                    .await?,
+            )
         } else {
             None
         };
@@ -548,7 +580,10 @@ impl Client {
         let deliverable = self.deliverable(provider, task_id).await?;
         let check = match file {
             Some(f) if !f.is_file() => {
-                return Err(ClientError::InvalidInput(format!("{} is not a file", f.display())));
+                return Err(ClientError::InvalidInput(format!(
+                    "{} is not a file",
+                    f.display()
+                )));
             }
             Some(f) => {
                 let service = self.chain.service(provider).await?;
@@ -564,7 +599,10 @@ impl Client {
         if deliverable.acknowledged {
             return Ok((check, None));
         }
-        let tx = self.chain.acknowledge_deliverable(provider, task_id).await?;
+        let tx = self
+            .chain
+            .acknowledge_deliverable(provider, task_id)
+            .await?;
         Ok((check, Some(tx)))
     }
 
@@ -637,7 +675,8 @@ impl Client {
             service.tee_signer,
         )?;
         let key = model::unwrap_secret(self.key()?, &deliverable.encrypted_secret)?;
-        let opened: Opened = model::decrypt_file(encrypted, zip_out, &key, check.tag_signer, progress)?;
+        let opened: Opened =
+            model::decrypt_file(encrypted, zip_out, &key, check.tag_signer, progress)?;
         let unzipped: Option<Unzipped> = match unzip_to {
             Some(dir) => Some(model::unzip(zip_out, dir)?),
             None => None,

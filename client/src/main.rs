@@ -12,7 +12,12 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
-            let informational = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand);
+            let informational = matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            );
             if !informational && std::env::args().any(|a| a == "--json") {
                 // `--json` promises one JSON document on stdout, usage errors included.
                 let doc = serde_json::json!({ "error": {
@@ -54,7 +59,10 @@ fn main() -> ExitCode {
     match result {
         Ok(out) => {
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(&out.json).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&out.json).unwrap_or_default()
+                );
             } else if !out.human.is_empty() {
                 println!("{}", out.human);
             }
@@ -62,7 +70,10 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(&error_json(&e)).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&error_json(&e)).unwrap_or_default()
+                );
             } else {
                 eprintln!("error: {e}");
                 if let Some(h) = e.hint() {

@@ -52,8 +52,10 @@ pub fn tag_signer(path: &Path, chunk_len: ChunkLen) -> Result<(Address, B256)> {
     let mut file = BufReader::new(File::open(path).map_err(|e| ClientError::io(path, e))?);
     let digest = deliverable::tag_digest(&mut file, chunk_len)?;
     let mut sig = [0u8; TAG_SIG_LEN];
-    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).map_err(|e| ClientError::io(path, e))?;
-    file.read_exact(&mut sig).map_err(|e| ClientError::io(path, e))?;
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))
+        .map_err(|e| ClientError::io(path, e))?;
+    file.read_exact(&mut sig)
+        .map_err(|e| ClientError::io(path, e))?;
     let signature = Signature::from_bytes(&sig).map_err(OpenError::MalformedTagSignature)?;
     let signer = signature
         .recover_address(&digest)
@@ -117,14 +119,20 @@ pub fn check_download_with(
 }
 
 /// Open the on-chain `encryptedSecret` with the customer's key.
-pub fn unwrap_secret(customer: &k256::ecdsa::SigningKey, encrypted_secret: &[u8]) -> Result<DeliverableKey> {
+pub fn unwrap_secret(
+    customer: &k256::ecdsa::SigningKey,
+    encrypted_secret: &[u8],
+) -> Result<DeliverableKey> {
     if encrypted_secret.is_empty() {
         return Err(ClientError::NotReady(
             "the deliverable has no encrypted secret yet: the provider settles after the acknowledgement".into(),
         ));
     }
     let secret = k256::SecretKey::from(customer.as_nonzero_scalar());
-    Ok(sealtune_protocol::ecies::unwrap_key(&secret, encrypted_secret)?)
+    Ok(sealtune_protocol::ecies::unwrap_key(
+        &secret,
+        encrypted_secret,
+    )?)
 }
 
 /// Stream-decrypt the sealed file `src` into the zip `dest`, checking the tag signature against
@@ -183,5 +191,9 @@ pub fn decrypt_file_with(
 
 /// Extract the decrypted zip into the new directory `dest` (refusing escaping paths, links and zip bombs).
 pub fn unzip(zip: &Path, dest: &Path) -> Result<Unzipped> {
-    Ok(deliverable::unzip_safely(zip, dest, &UnzipLimits::default())?)
+    Ok(deliverable::unzip_safely(
+        zip,
+        dest,
+        &UnzipLimits::default(),
+    )?)
 }

@@ -27,16 +27,28 @@ async fn create_deposit_transfer_retrieve_moves_balances() {
     let l = c.chain.ledger_of(user).await.unwrap().unwrap();
     assert_eq!((l.available_balance, l.total_balance), (ether(5), ether(5)));
     let wallet_after = c.chain.wallet_balance(user).await.unwrap();
-    assert!(wallet_before - wallet_after >= ether(5), "the wallet paid the deposits");
+    assert!(
+        wallet_before - wallet_after >= ether(5),
+        "the wallet paid the deposits"
+    );
 
     assert_eq!(c.chain.service_name().await.unwrap(), "fine-tuning-v1.0");
-    c.chain.transfer_fund(provider, ether(2), None).await.unwrap();
+    c.chain
+        .transfer_fund(provider, ether(2), None)
+        .await
+        .unwrap();
     let a = c.chain.account(user, provider).await.unwrap().unwrap();
     assert_eq!(a.balance, ether(2));
-    assert!(a.acknowledged, "funding acknowledges the provider's TEE signer");
+    assert!(
+        a.acknowledged,
+        "funding acknowledges the provider's TEE signer"
+    );
     let l = c.chain.ledger_of(user).await.unwrap().unwrap();
     assert_eq!((l.available_balance, l.total_balance), (ether(3), ether(5)));
-    assert_eq!(c.chain.sub_account_providers(user).await.unwrap(), vec![provider]);
+    assert_eq!(
+        c.chain.sub_account_providers(user).await.unwrap(),
+        vec![provider]
+    );
 
     // Retrieving: first a refund request (locked for a day), then, after the lock time, the money.
     let (providers, _) = c.chain.retrieve_fund(&[]).await.unwrap();
@@ -44,16 +56,40 @@ async fn create_deposit_transfer_retrieve_moves_balances() {
     let a = c.chain.account(user, provider).await.unwrap().unwrap();
     assert_eq!(a.pending_refund, ether(2));
     assert_eq!(a.refunds.len(), 1);
-    assert_eq!(c.chain.ledger_of(user).await.unwrap().unwrap().available_balance, ether(3));
+    assert_eq!(
+        c.chain
+            .ledger_of(user)
+            .await
+            .unwrap()
+            .unwrap()
+            .available_balance,
+        ether(3)
+    );
     env.increase_time(c.chain.lock_time().await.unwrap()).await;
     c.chain.retrieve_fund(&[provider]).await.unwrap();
     let l = c.chain.ledger_of(user).await.unwrap().unwrap();
     assert_eq!((l.available_balance, l.total_balance), (ether(5), ether(5)));
-    assert_eq!(c.chain.account(user, provider).await.unwrap().unwrap().balance, U256::ZERO);
+    assert_eq!(
+        c.chain
+            .account(user, provider)
+            .await
+            .unwrap()
+            .unwrap()
+            .balance,
+        U256::ZERO
+    );
 
     // Back to the wallet.
     c.chain.refund(ether(2)).await.unwrap();
-    assert_eq!(c.chain.ledger_of(user).await.unwrap().unwrap().total_balance, ether(3));
+    assert_eq!(
+        c.chain
+            .ledger_of(user)
+            .await
+            .unwrap()
+            .unwrap()
+            .total_balance,
+        ether(3)
+    );
 
     let summary = c.account_summary().await.unwrap();
     assert_eq!(summary.sub_accounts.len(), 1);
@@ -68,7 +104,11 @@ async fn create_account_below_minimum_is_a_typed_revert_and_changes_nothing() {
     let e = c.chain.create_account(ether(1), "").await.unwrap_err();
     assert_eq!(e.revert_name(), Some("MinimumDepositRequired"), "{e}");
     assert_eq!(e.exit_code(), exit::CHAIN);
-    assert!(e.hint().unwrap().contains("at least 3 0G"), "{:?}", e.hint());
+    assert!(
+        e.hint().unwrap().contains("at least 3 0G"),
+        "{:?}",
+        e.hint()
+    );
     assert!(c.chain.ledger_of(user).await.unwrap().is_none());
     assert_eq!(env.tx_count(user).await, 0, "nothing was sent");
 
@@ -85,7 +125,11 @@ async fn transfer_errors_say_what_to_do_next() {
     let provider = env.provider.address();
 
     // No ledger yet.
-    let e = c.chain.transfer_fund(provider, ether(1), None).await.unwrap_err();
+    let e = c
+        .chain
+        .transfer_fund(provider, ether(1), None)
+        .await
+        .unwrap_err();
     assert!(matches!(e, ClientError::NoLedger(a) if a == user), "{e}");
     assert!(e.hint().unwrap().contains("sealtune create-account"));
 
@@ -94,28 +138,66 @@ async fn transfer_errors_say_what_to_do_next() {
     // Unknown provider: refused before anything is sent.
     let sent = env.tx_count(user).await;
     let stranger = Address::repeat_byte(0x42);
-    let e = c.chain.transfer_fund(stranger, ether(1), None).await.unwrap_err();
-    assert!(matches!(e, ClientError::UnknownProvider(a) if a == stranger), "{e}");
+    let e = c
+        .chain
+        .transfer_fund(stranger, ether(1), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ClientError::UnknownProvider(a) if a == stranger),
+        "{e}"
+    );
     assert_eq!(e.exit_code(), exit::CHAIN);
     assert!(e.hint().unwrap().contains("sealtune list-service"));
     assert_eq!(env.tx_count(user).await, sent);
 
     // Below the first-transfer minimum, then more than available.
-    let e = c.chain.transfer_fund(provider, ether(1) / U256::from(2u8), None).await.unwrap_err();
+    let e = c
+        .chain
+        .transfer_fund(provider, ether(1) / U256::from(2u8), None)
+        .await
+        .unwrap_err();
     assert_eq!(e.revert_name(), Some("MinimumDepositRequired"), "{e}");
-    let e = c.chain.transfer_fund(provider, ether(4), None).await.unwrap_err();
+    let e = c
+        .chain
+        .transfer_fund(provider, ether(4), None)
+        .await
+        .unwrap_err();
     assert_eq!(e.revert_name(), Some("InsufficientAvailableBalance"), "{e}");
-    assert!(e.hint().unwrap().contains("sealtune deposit-fund"), "{:?}", e.hint());
-    assert_eq!(env.tx_count(user).await, sent, "refused transfers send nothing");
+    assert!(
+        e.hint().unwrap().contains("sealtune deposit-fund"),
+        "{:?}",
+        e.hint()
+    );
+    assert_eq!(
+        env.tx_count(user).await,
+        sent,
+        "refused transfers send nothing"
+    );
     assert!(c.chain.account(user, provider).await.unwrap().is_none());
 
     // A wrong service name is a typed revert too.
-    let e = c.chain.transfer_fund(provider, ether(1), Some("inference-v9")).await.unwrap_err();
+    let e = c
+        .chain
+        .transfer_fund(provider, ether(1), Some("inference-v9"))
+        .await
+        .unwrap_err();
     assert_eq!(e.revert_name(), Some("InvalidServiceType"), "{e}");
 
     // And after all those refusals the next valid transfer goes through.
-    c.chain.transfer_fund(provider, ether(1), None).await.unwrap();
-    assert_eq!(c.chain.account(user, provider).await.unwrap().unwrap().balance, ether(1));
+    c.chain
+        .transfer_fund(provider, ether(1), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.chain
+            .account(user, provider)
+            .await
+            .unwrap()
+            .unwrap()
+            .balance,
+        ether(1)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,9 +233,15 @@ async fn acknowledge_model_marks_the_deliverable_once() {
 
     // No sub-account yet, then nothing delivered yet: typed errors, not raw reverts.
     let e = c.acknowledge_model(provider, id, None).await.unwrap_err();
-    assert!(matches!(e, ClientError::NoSubAccount(p) if p == provider), "{e}");
+    assert!(
+        matches!(e, ClientError::NoSubAccount(p) if p == provider),
+        "{e}"
+    );
     c.chain.create_account(ether(3), "").await.unwrap();
-    c.chain.transfer_fund(provider, ether(1), None).await.unwrap();
+    c.chain
+        .transfer_fund(provider, ether(1), None)
+        .await
+        .unwrap();
     let e = c.acknowledge_model(provider, id, None).await.unwrap_err();
     assert_eq!(e.exit_code(), exit::NOT_READY, "{e}");
 
@@ -174,7 +262,10 @@ async fn acknowledge_model_marks_the_deliverable_once() {
     assert!(other.acknowledge_model(provider, id, None).await.is_err());
 
     // A malformed task id is refused locally.
-    let e = c.acknowledge_model(provider, "not-a-uuid", None).await.unwrap_err();
+    let e = c
+        .acknowledge_model(provider, "not-a-uuid", None)
+        .await
+        .unwrap_err();
     assert_eq!(e.exit_code(), exit::USAGE, "{e}");
 }
 

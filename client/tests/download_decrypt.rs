@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use alloy::primitives::{U256, keccak256};
 use alloy::signers::local::PrivateKeySigner;
-use common::{Env, QuoteMode, ether, now_ms};
+use common::{DevQuote, Env, ether, now_ms};
 use sealtune_client::attest::VerifyProviderOptions;
 use sealtune_client::error::exit;
 use sealtune_client::progress::NoProgress;
@@ -26,8 +26,18 @@ fn seal(dir: &Path, tee: &PrivateKeySigner) -> (PathBuf, deliverable::Deliverabl
     let weights: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(model.join("sub/adapter_model.safetensors"), &weights).unwrap();
     let sealed = dir.join("sealed.bin");
-    let s = deliverable::seal_dir_to_file(&model, &sealed, &mut rand_core::OsRng, &SealOptions::default()).unwrap();
-    deliverable::finish(&sealed, &deliverable::sign_tags(tee.credential(), &s.tag_digest)).unwrap();
+    let s = deliverable::seal_dir_to_file(
+        &model,
+        &sealed,
+        &mut rand_core::OsRng,
+        &SealOptions::default(),
+    )
+    .unwrap();
+    deliverable::finish(
+        &sealed,
+        &deliverable::sign_tags(tee.credential(), &s.tag_digest),
+    )
+    .unwrap();
     let root = keccak256(std::fs::read(&sealed).unwrap()).to_vec();
     (sealed, s.key, root)
 }
@@ -35,7 +45,10 @@ fn seal(dir: &Path, tee: &PrivateKeySigner) -> (PathBuf, deliverable::Deliverabl
 async fn funded(env: &Env) -> Client {
     let c = env.client(&env.customer);
     c.chain.create_account(ether(3), "").await.unwrap();
-    c.chain.transfer_fund(env.provider.address(), ether(2), None).await.unwrap();
+    c.chain
+        .transfer_fund(env.provider.address(), ether(2), None)
+        .await
+        .unwrap();
     c
 }
 
@@ -52,9 +65,15 @@ async fn download_is_checked_then_acknowledged_and_decrypts_after_settlement() {
 
     let out = work.path().join("dl");
     std::fs::create_dir(&out).unwrap();
-    let d = c.download_model(provider, TASK, &out, true, now_ms(), &NoProgress).await.unwrap();
+    let d = c
+        .download_model(provider, TASK, &out, true, now_ms(), &NoProgress)
+        .await
+        .unwrap();
     assert_eq!(d.path, out.join(format!("model_{TASK}.enc")));
-    assert_eq!(std::fs::read(&d.path).unwrap(), std::fs::read(&sealed).unwrap());
+    assert_eq!(
+        std::fs::read(&d.path).unwrap(),
+        std::fs::read(&sealed).unwrap()
+    );
     assert_eq!(d.check.keccak.as_slice(), root.as_slice());
     assert_eq!(d.check.tag_signer, env.tee.address());
     assert!(d.acknowledged && d.acknowledgement.is_some());
@@ -72,17 +91,40 @@ async fn download_is_checked_then_acknowledged_and_decrypts_after_settlement() {
     // The provider settles with the key wrapped for the customer's public key.
     let customer_pk = k256::PublicKey::from(env.customer.credential().verifying_key());
     let secret = sealtune_protocol::ecies::wrap_key(&mut rand_core::OsRng, &customer_pk, &key);
-    let balance_before = c.chain.account(user, provider).await.unwrap().unwrap().balance;
+    let balance_before = c
+        .chain
+        .account(user, provider)
+        .await
+        .unwrap()
+        .unwrap()
+        .balance;
     let fee = U256::from(12_345u64);
-    env.settle(user, TASK, &root, &secret, U256::from(now_ms()) * U256::from(10_000u64) + U256::from(40u8), fee)
-        .await;
+    env.settle(
+        user,
+        TASK,
+        &root,
+        &secret,
+        U256::from(now_ms()) * U256::from(10_000u64) + U256::from(40u8),
+        fee,
+    )
+    .await;
     let settled = c
-        .wait_settled(provider, TASK, std::time::Duration::from_secs(5), std::time::Duration::from_millis(100))
+        .wait_settled(
+            provider,
+            TASK,
+            std::time::Duration::from_secs(5),
+            std::time::Duration::from_millis(100),
+        )
         .await
         .unwrap();
     assert!(settled.settled);
     assert_eq!(
-        c.chain.account(user, provider).await.unwrap().unwrap().balance,
+        c.chain
+            .account(user, provider)
+            .await
+            .unwrap()
+            .unwrap()
+            .balance,
         balance_before - fee,
         "the customer paid exactly the fee"
     );
@@ -105,11 +147,16 @@ async fn download_is_checked_then_acknowledged_and_decrypts_after_settlement() {
 
     // Another customer's key cannot open it.
     let other = env.client(&env.customer2);
-    let e = sealtune_client::model::unwrap_secret(other.chain.signer().unwrap().credential(), &secret).unwrap_err();
+    let e =
+        sealtune_client::model::unwrap_secret(other.chain.signer().unwrap().credential(), &secret)
+            .unwrap_err();
     assert!(matches!(e, ClientError::Ecies(_)), "{e}");
     // Another customer has no such deliverable: refused before any download.
     let downloads = env.fixture.downloads();
-    let e = other.download_model(provider, TASK, &out, true, now_ms(), &NoProgress).await.unwrap_err();
+    let e = other
+        .download_model(provider, TASK, &out, true, now_ms(), &NoProgress)
+        .await
+        .unwrap_err();
     assert!(matches!(e, ClientError::NoSubAccount(_)), "{e}");
     assert_eq!(env.fixture.downloads(), downloads);
     // The customer's own download carried a signature the fixture verified with the protocol crate.
@@ -133,7 +180,10 @@ async fn tampered_download_is_deleted_and_not_acknowledged() {
     env.fixture.serve_file(TASK, &tampered);
 
     let dest = work.path().join("model.enc");
-    let e = c.download_model(provider, TASK, &dest, true, now_ms(), &NoProgress).await.unwrap_err();
+    let e = c
+        .download_model(provider, TASK, &dest, true, now_ms(), &NoProgress)
+        .await
+        .unwrap_err();
     assert!(matches!(e, ClientError::RootHashMismatch { .. }), "{e}");
     assert_eq!(e.exit_code(), exit::VERIFICATION);
     assert!(!dest.exists());
@@ -155,9 +205,15 @@ async fn model_signed_by_another_tee_is_not_acknowledged() {
     env.fixture.serve_file(TASK, &sealed);
 
     let dest = work.path().join("model.enc");
-    let e = c.download_model(provider, TASK, &dest, true, now_ms(), &NoProgress).await.unwrap_err();
+    let e = c
+        .download_model(provider, TASK, &dest, true, now_ms(), &NoProgress)
+        .await
+        .unwrap_err();
     match &e {
-        ClientError::Deliverable(deliverable::OpenError::WrongSigner { expected, recovered }) => {
+        ClientError::Deliverable(deliverable::OpenError::WrongSigner {
+            expected,
+            recovered,
+        }) => {
             assert_eq!(*expected, env.tee.address());
             assert_eq!(*recovered, impostor.address());
         }
@@ -167,7 +223,11 @@ async fn model_signed_by_another_tee_is_not_acknowledged() {
     assert!(!c.deliverable(provider, TASK).await.unwrap().acknowledged);
 
     // Acknowledging that file explicitly runs the same checks and refuses too.
-    assert!(c.acknowledge_model(provider, TASK, Some(&sealed)).await.is_err());
+    assert!(
+        c.acknowledge_model(provider, TASK, Some(&sealed))
+            .await
+            .is_err()
+    );
     assert!(!c.deliverable(provider, TASK).await.unwrap().acknowledged);
 }
 
@@ -181,23 +241,46 @@ async fn decryption_failure_leaves_no_plaintext() {
     let (sealed, _key, root) = seal(work.path(), &env.tee);
     env.add_deliverable(user, TASK, &root).await;
     env.fixture.serve_file(TASK, &sealed);
-    let d = c.download_model(provider, TASK, work.path(), true, now_ms(), &NoProgress).await.unwrap();
+    let d = c
+        .download_model(provider, TASK, work.path(), true, now_ms(), &NoProgress)
+        .await
+        .unwrap();
     // The provider settles with a wrapped key that is not the file's key.
     let customer_pk = k256::PublicKey::from(env.customer.credential().verifying_key());
     let wrong = deliverable::DeliverableKey::from_bytes([7u8; 32]);
     let secret = sealtune_protocol::ecies::wrap_key(&mut rand_core::OsRng, &customer_pk, &wrong);
-    env.settle(user, TASK, &root, &secret, U256::from(10u8), U256::from(1u8)).await;
+    env.settle(
+        user,
+        TASK,
+        &root,
+        &secret,
+        U256::from(10u8),
+        U256::from(1u8),
+    )
+    .await;
 
     let zip = work.path().join("model.zip");
-    let e = c.decrypt_model(provider, TASK, &d.path, &zip, None, &NoProgress).await.unwrap_err();
-    assert!(matches!(e, ClientError::Deliverable(deliverable::OpenError::WrongKey)), "{e}");
+    let e = c
+        .decrypt_model(provider, TASK, &d.path, &zip, None, &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ClientError::Deliverable(deliverable::OpenError::WrongKey)
+        ),
+        "{e}"
+    );
     assert!(!zip.exists());
     let leftovers: Vec<_> = std::fs::read_dir(work.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with(".sealtune-decrypt-"))
         .collect();
-    assert!(leftovers.is_empty(), "temporary plaintext left: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "temporary plaintext left: {leftovers:?}"
+    );
 }
 
 fn verify_opts(allow_dev: bool) -> VerifyProviderOptions {
@@ -215,26 +298,41 @@ async fn verify_provider_binds_the_on_chain_signer_and_refuses_dev_quotes_by_def
     let c = env.client(&env.customer);
     let provider = env.provider.address();
 
-    let v = c.verify_provider(provider, &verify_opts(true)).await.unwrap();
+    let v = c
+        .verify_provider(provider, &verify_opts(true))
+        .await
+        .unwrap();
     assert!(v.verified, "{}", v.render_human());
     assert!(v.dev_quote && v.fresh);
     assert_eq!(v.tee_signer, env.tee.address());
     assert!(v.render_human().contains("INSECURE DEV ATTESTATION"));
 
-    let v = c.verify_provider(provider, &verify_opts(false)).await.unwrap();
-    assert!(!v.verified, "a dev quote must be refused without --allow-dev-quote");
+    let v = c
+        .verify_provider(provider, &verify_opts(false))
+        .await
+        .unwrap();
+    assert!(
+        !v.verified,
+        "a dev quote must be refused without --allow-dev-quote"
+    );
     let e = v.require_verified().unwrap_err();
     assert_eq!(e.exit_code(), exit::VERIFICATION);
 
-    env.fixture.set_quote_mode(QuoteMode::DevAscii);
-    let v = c.verify_provider(provider, &verify_opts(true)).await.unwrap();
+    env.fixture.set_quote_mode(DevQuote::AsciiLayout);
+    let v = c
+        .verify_provider(provider, &verify_opts(true))
+        .await
+        .unwrap();
     assert!(v.verified && !v.fresh, "{}", v.render_human());
     let mut strict = verify_opts(true);
     strict.require_fresh = true;
     assert!(!c.verify_provider(provider, &strict).await.unwrap().verified);
 
-    env.fixture.set_quote_mode(QuoteMode::DevWrongSigner);
-    let v = c.verify_provider(provider, &verify_opts(true)).await.unwrap();
+    env.fixture.set_quote_mode(DevQuote::WrongSigner);
+    let v = c
+        .verify_provider(provider, &verify_opts(true))
+        .await
+        .unwrap();
     assert!(!v.verified, "{}", v.render_human());
     assert!(v.render_human().contains("signer"));
 }
