@@ -268,6 +268,46 @@ mod tests {
     }
 
     #[test]
+    fn keystore_opens_with_its_password_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = [0x11u8; 32];
+        let (signer, _) = PrivateKeySigner::encrypt_keystore(
+            dir.path(),
+            &mut rand_core::OsRng,
+            key,
+            "correct horse",
+            Some("customer.json"),
+        )
+        .unwrap();
+        let path = dir.path().join("customer.json");
+        let open = |password: Option<&str>| {
+            KeySource::Keystore {
+                path: path.clone(),
+                password: password.map(str::to_owned),
+            }
+            .signer()
+        };
+        assert_eq!(
+            open(Some("correct horse")).unwrap().address(),
+            signer.address()
+        );
+        let e = open(Some("wrong")).unwrap_err();
+        assert_eq!(e.kind(), "config");
+        let e = open(None).unwrap_err().to_string();
+        assert!(e.contains(KEYSTORE_PASSWORD_ENV), "{e}");
+        // A key and a keystore together are ambiguous.
+        std::fs::write(dir.path().join("none.toml"), "").unwrap();
+        let raw = RawSettings {
+            key: Some(format!("0x{}", hex::encode(key))),
+            keystore: Some(path.clone()),
+            config: Some(dir.path().join("none.toml")),
+            ..Default::default()
+        };
+        let e = raw.resolve().unwrap_err().to_string();
+        assert!(e.contains("use one"), "{e}");
+    }
+
+    #[test]
     fn config_file_rejects_unknown_keys() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
