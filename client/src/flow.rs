@@ -1,0 +1,694 @@
+//! The customer's operations that combine the chain, the provider's API and the customer key —
+//! the commands of the seed design and the official client's flow, with the checks before money
+//! or trust moves:
+//!
+//! * [`Client::create_task`] verifies the provider's attestation first (unless told not to), checks
+//!   the sub-account (acknowledging the TEE signer where the official client does, and that it can
+//!   pay), resolves the model, uploads the dataset when given a file, and signs the request (the
+//!   fee-bound form when a fee ceiling is given, else the 0G form).
+//! * [`Client::download_model`] checks the downloaded file's hash against the on-chain
+//!   `modelRootHash` and its tag signature against the service's TEE signer **before**
+//!   acknowledging.
+//! * [`Client::decrypt_model`] opens the on-chain encrypted secret and stream-decrypts.
+//!
+//! Time is an input: every function that signs a timestamp or picks a nonce takes `now_ms`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, U256};
+use sealtune_protocol::deliverable::{Opened, Unzipped};
+use sealtune_protocol::request::{self, CreateTask, CreateTaskForm};
+use serde::Serialize;
+
+use crate::amount::ser_dec;
+use crate::api::{CreateTaskBody, ProviderApi, Task};
+use crate::attest::{ProviderVerification, VerifyProviderOptions, verify_provider};
+use crate::chain::{Chain, DeliverableView, ServiceView, TxOutcome};
+use crate::error::{ClientError, Result};
+use crate::model::{self, DownloadCheck};
+use crate::progress::Progress;
+
+/// Where the dataset of a new task comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatasetSource {
+    /// A dataset hash already known to the provider (`0x` + 64 hex).
+    Hash(String),
+    /// A local file, uploaded to the provider's TEE first.
+    File(PathBuf),
+}
+
+/// Whether [`Client::create_task`] verifies the provider first.
+#[derive(Debug, Clone)]
+pub enum VerifyMode {
+    /// Verify the attestation (recommended).
+    Verify(VerifyProviderOptions),
+    /// Skip it (`--no-verify`): the customer trusts the provider blindly.
+    Skip,
+}
+
+/// A create-task request.
+#[derive(Debug, Clone)]
+pub struct CreateTaskRequest {
+    /// The provider.
+    pub provider: Address,
+    /// A model name the provider offers, or its hash (`0x` + 64 hex).
+    pub model: String,
+    /// The dataset.
+    pub dataset: DatasetSource,
+    /// The training parameters, a JSON object.
+    pub training_params: String,
+    /// The most the customer agrees to pay, in neuron (signed with the fee-bound form); `None`
+    /// signs the official 0G form and lets the provider compute the fee.
+    pub max_fee: Option<U256>,
+    /// Queue behind the provider's other tasks when it is busy.
+    pub wait: bool,
+    /// Verify the provider first.
+    pub verify: VerifyMode,
+}
+
+/// A created task.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedTask {
+    /// The task id.
+    pub task_id: String,
+    /// The provider.
+    pub provider: Address,
+    /// The nonce signed.
+    #[serde(serialize_with = "ser_dec")]
+    pub nonce: U256,
+    /// The dataset hash.
+    pub dataset_hash: String,
+    /// The base model's hash.
+    pub model_hash: String,
+    /// The signed fee ceiling in neuron, if any.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_dec"
+    )]
+    pub max_fee: Option<U256>,
+    /// Which digest was signed: `"0g"` or `"fee-bound"`.
+    pub signature_form: &'static str,
+    /// Tasks queued or running at the provider when this one was sent.
+    pub queued_behind: u64,
+    /// Whether the provider's attestation was verified (false with `--no-verify`).
+    pub provider_verified: bool,
+    /// Whether that attestation came from the insecure dev source.
+    pub dev_quote: bool,
+    /// The `acknowledgeTEESigner` transaction, when the sub-account had not acknowledged the signer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tee_signer_acknowledgement: Option<TxOutcome>,
+    /// The dataset upload, when a file was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload: Option<UploadedDataset>,
+}
+
+fn ser_opt_dec<S: serde::Serializer>(
+    v: &Option<U256>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.serialize_str(&v.to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+/// A dataset uploaded to the provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UploadedDataset {
+    /// The dataset hash (keccak256 of the file), as the provider and this client both computed it.
+    pub dataset_hash: String,
+    /// Bytes uploaded.
+    pub bytes: u64,
+}
+
+/// A downloaded, checked (and by default acknowledged) model.
+#[derive(Debug, Clone, Serialize)]
+pub struct DownloadedModel {
+    /// The task id.
+    pub task_id: String,
+    /// Where the encrypted model is.
+    pub path: PathBuf,
+    /// Bytes downloaded.
+    pub bytes: u64,
+    /// What was checked.
+    pub check: DownloadCheck,
+    /// The acknowledgement transaction (none with `--no-acknowledge` or when already acknowledged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledgement: Option<TxOutcome>,
+    /// Whether the deliverable is acknowledged on chain now.
+    pub acknowledged: bool,
+}
+
+/// A decrypted model.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecryptedModel {
+    /// The task id.
+    pub task_id: String,
+    /// The decrypted zip.
+    pub zip: PathBuf,
+    /// Bytes of the zip.
+    pub zip_bytes: u64,
+    /// Chunks decrypted.
+    pub chunks: u64,
+    /// The TEE signer the tag signature recovered to.
+    pub tee_signer: Address,
+    /// Where the zip was extracted, if asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extracted_to: Option<PathBuf>,
+    /// Files extracted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<usize>,
+}
+
+/// The customer's balances.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountSummary {
+    /// The customer.
+    pub user: Address,
+    /// The wallet's native balance, in neuron.
+    #[serde(serialize_with = "ser_dec")]
+    pub wallet_balance: U256,
+    /// The ledger, if any.
+    pub ledger: Option<crate::chain::LedgerView>,
+    /// The fine-tuning sub-accounts.
+    pub sub_accounts: Vec<crate::chain::AccountView>,
+}
+
+/// The customer: a chain connection with the customer's key.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The chain.
+    pub chain: Chain,
+}
+
+fn is_hash(s: &str) -> bool {
+    s.len() == 66 && s.starts_with("0x") && s.bytes().skip(2).all(|b| b.is_ascii_hexdigit())
+}
+
+/// The official client's nonce: milliseconds × 10000 + 40.
+pub fn official_nonce(now_ms: u64) -> U256 {
+    U256::from(now_ms)
+        .saturating_mul(U256::from(10_000u64))
+        .saturating_add(U256::from(40u64))
+}
+
+/// keccak256 of a file, streaming.
+pub fn file_keccak(path: &Path) -> Result<B256> {
+    sealtune_protocol::deliverable::encrypted_file_keccak(path)
+        .map_err(|e| ClientError::io(path, e))
+}
+
+impl Client {
+    /// A client over `chain`, which must carry the customer's signer.
+    pub fn new(chain: Chain) -> Result<Self> {
+        chain.signer()?;
+        Ok(Client { chain })
+    }
+
+    fn key(&self) -> Result<&k256::ecdsa::SigningKey> {
+        Ok(self.chain.signer()?.credential())
+    }
+
+    /// The customer's address.
+    pub fn user(&self) -> Result<Address> {
+        self.chain.user()
+    }
+
+    /// The provider's service and an API client for its registered URL.
+    pub async fn provider_api(&self, provider: Address) -> Result<(ServiceView, ProviderApi)> {
+        let service = self.chain.service(provider).await?;
+        let api = ProviderApi::new(&service.url)?;
+        Ok((service, api))
+    }
+
+    /// Wallet, ledger and sub-account balances.
+    pub async fn account_summary(&self) -> Result<AccountSummary> {
+        let user = self.user()?;
+        let wallet_balance = self.chain.wallet_balance(user).await?;
+        let ledger = self.chain.ledger_of(user).await?;
+        let mut sub_accounts = Vec::new();
+        if ledger.is_some() {
+            for p in self.chain.sub_account_providers(user).await? {
+                if let Some(a) = self.chain.account(user, p).await? {
+                    sub_accounts.push(a);
+                }
+            }
+        }
+        Ok(AccountSummary {
+            user,
+            wallet_balance,
+            ledger,
+            sub_accounts,
+        })
+    }
+
+    /// Upload a dataset file to the provider's TEE (signature over the checksummed address and
+    /// `now`), and check the provider's `datasetHash` equals the file's keccak256.
+    pub async fn upload_dataset(
+        &self,
+        provider: Address,
+        path: &Path,
+        now_ms: u64,
+        progress: Arc<dyn Progress>,
+    ) -> Result<UploadedDataset> {
+        let meta = std::fs::metadata(path)
+            .map_err(|e| ClientError::InvalidInput(format!("dataset {}: {e}", path.display())))?;
+        if !meta.is_file() {
+            return Err(ClientError::InvalidInput(format!(
+                "{} is not a file",
+                path.display()
+            )));
+        }
+        if meta.len() == 0 {
+            return Err(ClientError::InvalidInput(format!(
+                "dataset {} is empty",
+                path.display()
+            )));
+        }
+        let local = file_keccak(path)?;
+        let (_, api) = self.provider_api(provider).await?;
+        let user = self.user()?;
+        let ts = now_ms / 1000;
+        let sig = request::sign_dataset_upload(self.key()?, &user.to_checksum(None), ts);
+        let answer = api
+            .upload_dataset(user, path, &sig.to_hex_v27(), ts, progress)
+            .await?;
+        if !answer.dataset_hash.eq_ignore_ascii_case(&local.to_string()) {
+            return Err(ClientError::BadResponse {
+                url: format!("{}/v1/user/{user}/dataset", api.base()),
+                detail: format!(
+                    "the provider says the dataset hash is {}, but keccak256 of the file is {local}",
+                    answer.dataset_hash
+                ),
+            });
+        }
+        Ok(UploadedDataset {
+            dataset_hash: local.to_string(),
+            bytes: meta.len(),
+        })
+    }
+
+    /// Verify the provider's attestation against its on-chain service.
+    pub async fn verify_provider(
+        &self,
+        provider: Address,
+        opts: &VerifyProviderOptions,
+    ) -> Result<ProviderVerification> {
+        verify_provider(&self.chain, provider, opts).await
+    }
+
+    /// Create a fine-tuning task (see the module docs for the checks made first).
+    pub async fn create_task(
+        &self,
+        req: &CreateTaskRequest,
+        now_ms: u64,
+        upload_progress: Arc<dyn Progress>,
+    ) -> Result<CreatedTask> {
+        let user = self.user()?;
+        // Cheap local checks first: nothing is sent when the input is bad.
+        let params: serde_json::Value =
+            serde_json::from_str(&req.training_params).map_err(|e| {
+                ClientError::InvalidInput(format!("training parameters are not JSON: {e}"))
+            })?;
+        if !params.is_object() {
+            return Err(ClientError::InvalidInput(
+                "training parameters must be a JSON object".into(),
+            ));
+        }
+        sealtune_protocol::fee::epochs_from_training_params(&req.training_params)?;
+        if req.max_fee.is_some_and(|f| f.is_zero()) {
+            return Err(ClientError::InvalidInput(
+                "--max-fee must be above 0 (leave it out to let the provider compute the fee)"
+                    .into(),
+            ));
+        }
+        match &req.dataset {
+            DatasetSource::Hash(h) if !is_hash(h) => {
+                return Err(ClientError::InvalidInput(format!(
+                    "dataset hash {h:?} must be 0x followed by 64 hex digits"
+                )));
+            }
+            DatasetSource::File(p) if !p.is_file() => {
+                return Err(ClientError::InvalidInput(format!(
+                    "dataset {} is not a file",
+                    p.display()
+                )));
+            }
+            _ => {}
+        }
+
+        let (_service, api) = self.provider_api(req.provider).await?;
+        let verification = match &req.verify {
+            VerifyMode::Verify(opts) => {
+                let v = self.verify_provider(req.provider, opts).await?;
+                v.require_verified()?;
+                Some(v)
+            }
+            VerifyMode::Skip => None,
+        };
+        let account = self
+            .chain
+            .account(user, req.provider)
+            .await?
+            .ok_or(ClientError::NoSubAccount(req.provider))?;
+        let need = req.max_fee.unwrap_or(U256::from(1u8));
+        if account.spendable() < need {
+            return Err(ClientError::BalanceTooLow {
+                provider: req.provider,
+                spendable: account.spendable(),
+                needed: need,
+            });
+        }
+        let tee_ack = if account.acknowledged {
+            None
+        } else {
+            Some(self.chain.acknowledge_tee_signer(req.provider).await?)
+        };
+
+        let model_hash = if is_hash(&req.model) {
+            req.model.clone()
+        } else {
+            let m = api.model(&req.model).await?;
+            if m.hash.is_empty() {
+                return Err(ClientError::BadResponse {
+                    url: format!("{}/v1/model/{}", api.base(), req.model),
+                    detail: "the model has no hash".into(),
+                });
+            }
+            m.hash
+        };
+        let queued_behind = api.pending().await?;
+        if queued_behind > 0 && !req.wait {
+            return Err(ClientError::NotReady(format!(
+                "{queued_behind} task(s) are queued or running at the provider: pass --wait to queue behind them"
+            )));
+        }
+        let (dataset_hash, upload) = match &req.dataset {
+            DatasetSource::Hash(h) => (h.clone(), None),
+            DatasetSource::File(p) => {
+                let up = self
+                    .upload_dataset(req.provider, p, now_ms, upload_progress)
+                    .await?;
+                (up.dataset_hash.clone(), Some(up))
+            }
+        };
+        let nonce = official_nonce(now_ms).max(account.nonce.saturating_add(U256::from(1u8)));
+        let task = CreateTask {
+            user,
+            nonce,
+            dataset_hash: dataset_hash.clone(),
+            fee: req.max_fee.unwrap_or(U256::ZERO),
+        };
+        let form = if req.max_fee.is_some() {
+            CreateTaskForm::WithFee
+        } else {
+            CreateTaskForm::WithoutFee
+        };
+        let signature = task.sign(self.key()?, form);
+        let body = CreateTaskBody {
+            user_address: user.to_checksum(None),
+            pre_trained_model_hash: model_hash.clone(),
+            dataset_hash: dataset_hash.clone(),
+            training_params: req.training_params.clone(),
+            fee: task.fee.to_string(),
+            nonce: nonce.to_string(),
+            signature: signature.to_hex_v27(),
+            wait: req.wait,
+        };
+        let task_id = api.create_task(user, &body).await?;
+        Ok(CreatedTask {
+            task_id,
+            provider: req.provider,
+            nonce,
+            dataset_hash,
+            model_hash,
+            max_fee: req.max_fee,
+            signature_form: match form {
+                CreateTaskForm::WithFee => "fee-bound",
+                CreateTaskForm::WithoutFee => "0g",
+            },
+            queued_behind,
+            provider_verified: verification.as_ref().is_some_and(|v| v.verified),
+            dev_quote: verification.as_ref().is_some_and(|v| v.dev_quote),
+            tee_signer_acknowledgement: tee_ack,
+            upload,
+        })
+    }
+
+    /// One task (`task_id`), or the latest one when `None`.
+    pub async fn task(&self, provider: Address, task_id: Option<&str>) -> Result<Task> {
+        let (_, api) = self.provider_api(provider).await?;
+        let user = self.user()?;
+        match task_id {
+            Some(id) => {
+                request::parse_task_id(id)?;
+                api.task(user, id).await
+            }
+            None => api
+                .tasks(user, true)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| ClientError::NotReady("no task with this provider yet".into())),
+        }
+    }
+
+    /// All the customer's tasks with the provider.
+    pub async fn tasks(&self, provider: Address) -> Result<Vec<Task>> {
+        let (_, api) = self.provider_api(provider).await?;
+        api.tasks(self.user()?, false).await
+    }
+
+    /// The progress log of `task_id` (the latest task when `None`).
+    pub async fn log(&self, provider: Address, task_id: Option<&str>) -> Result<(String, String)> {
+        let id = match task_id {
+            Some(id) => id.to_owned(),
+            None => self.task(provider, None).await?.id,
+        };
+        request::parse_task_id(&id)?;
+        let (_, api) = self.provider_api(provider).await?;
+        let log = api.log(self.user()?, &id).await?;
+        Ok((id, log))
+    }
+
+    /// Cancel `task_id` (only before training starts).
+    pub async fn cancel_task(&self, provider: Address, task_id: &str) -> Result<String> {
+        let uuid = request::parse_task_id(task_id)?;
+        let (_, api) = self.provider_api(provider).await?;
+        let sig = request::sign_cancel(self.key()?, &uuid);
+        api.cancel_task(self.user()?, task_id, &sig.to_hex_v27())
+            .await
+    }
+
+    /// The deliverable of `task_id`, with a clear error when it does not exist yet.
+    pub async fn deliverable(&self, provider: Address, task_id: &str) -> Result<DeliverableView> {
+        request::parse_task_id(task_id)?;
+        match self
+            .chain
+            .deliverable(self.user()?, provider, task_id)
+            .await
+        {
+            Err(e) if e.revert_name() == Some("DeliverableNotExists") => {
+                Err(ClientError::NotReady(format!(
+                    "task {task_id} has no deliverable on chain yet (the provider announces it when training is done)"
+                )))
+            }
+            Err(e) if e.revert_name() == Some("AccountNotExists") => {
+                Err(ClientError::NoSubAccount(provider))
+            }
+            other => other,
+        }
+    }
+
+    /// Download the encrypted model of `task_id` into `out` (a file, or a directory to put
+    /// `model_<task>.enc` in), check it against the chain, then acknowledge it unless
+    /// `acknowledge` is false. A file that fails a check is deleted and nothing is acknowledged.
+    pub async fn download_model(
+        &self,
+        provider: Address,
+        task_id: &str,
+        out: &Path,
+        acknowledge: bool,
+        now_ms: u64,
+        progress: &dyn Progress,
+    ) -> Result<DownloadedModel> {
+        let uuid = request::parse_task_id(task_id)?;
+        let deliverable = self.deliverable(provider, task_id).await?;
+        if deliverable.settled && !deliverable.acknowledged {
+            return Err(ClientError::InvalidInput(format!(
+                "task {task_id} was settled without acknowledgement (penalty): its key is never released"
+            )));
+        }
+        let (service, api) = self.provider_api(provider).await?;
+        let dest = if out.is_dir() {
+            out.join(format!("model_{task_id}.enc"))
+        } else {
+            out.to_path_buf()
+        };
+        let mut part = dest.clone().into_os_string();
+        part.push(".part");
+        let part = PathBuf::from(part);
+        let user = self.user()?;
+        let ts = now_ms / 1000;
+        let sig = request::sign_lora_download(self.key()?, &uuid, ts);
+        let got = api
+            .download_lora(user, task_id, &sig.to_hex_v27(), ts, &part, progress)
+            .await?;
+        let check = match model::check_download(
+            &part,
+            got.keccak,
+            &deliverable.model_root_hash,
+            service.tee_signer,
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = std::fs::remove_file(&part);
+                return Err(e);
+            }
+        };
+        std::fs::rename(&part, &dest).map_err(|e| ClientError::io(&dest, e))?;
+        let acknowledgement = if acknowledge && !deliverable.acknowledged {
+            Some(
+                self.chain
+                    .acknowledge_deliverable(provider, task_id)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        Ok(DownloadedModel {
+            task_id: task_id.to_owned(),
+            path: dest,
+            bytes: got.bytes,
+            check,
+            acknowledged: deliverable.acknowledged || acknowledgement.is_some(),
+            acknowledgement,
+        })
+    }
+
+    /// Acknowledge the deliverable of `task_id`. With `file`, check that file against the chain
+    /// first (hash and tag signature); without, acknowledge unchecked (the escape hatch for a
+    /// model retrieved some other way). Returns `None` when it was already acknowledged.
+    pub async fn acknowledge_model(
+        &self,
+        provider: Address,
+        task_id: &str,
+        file: Option<&Path>,
+    ) -> Result<(Option<DownloadCheck>, Option<TxOutcome>)> {
+        let deliverable = self.deliverable(provider, task_id).await?;
+        let check = match file {
+            Some(f) if !f.is_file() => {
+                return Err(ClientError::InvalidInput(format!(
+                    "{} is not a file",
+                    f.display()
+                )));
+            }
+            Some(f) => {
+                let service = self.chain.service(provider).await?;
+                Some(model::check_download(
+                    f,
+                    file_keccak(f)?,
+                    &deliverable.model_root_hash,
+                    service.tee_signer,
+                )?)
+            }
+            None => None,
+        };
+        if deliverable.acknowledged {
+            return Ok((check, None));
+        }
+        let tx = self
+            .chain
+            .acknowledge_deliverable(provider, task_id)
+            .await?;
+        Ok((check, Some(tx)))
+    }
+
+    /// Poll until the deliverable of `task_id` is settled (at most `timeout`, every `every`).
+    pub async fn wait_settled(
+        &self,
+        provider: Address,
+        task_id: &str,
+        timeout: Duration,
+        every: Duration,
+    ) -> Result<DeliverableView> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let d = self.deliverable(provider, task_id).await?;
+            if d.settled {
+                return Ok(d);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClientError::NotReady(format!(
+                    "task {task_id} is not settled after {} s",
+                    timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Decrypt the encrypted model `encrypted` of `task_id` into the zip `zip_out`, and extract it
+    /// into the new directory `unzip_to` when given. The file is checked against the chain first;
+    /// the key comes from the on-chain encrypted secret (available once the provider settled).
+    pub async fn decrypt_model(
+        &self,
+        provider: Address,
+        task_id: &str,
+        encrypted: &Path,
+        zip_out: &Path,
+        unzip_to: Option<&Path>,
+        progress: &dyn Progress,
+    ) -> Result<DecryptedModel> {
+        if !encrypted.is_file() {
+            return Err(ClientError::InvalidInput(format!(
+                "encrypted model {} is not a file (download it with `sealtune download-model`)",
+                encrypted.display()
+            )));
+        }
+        let deliverable = self.deliverable(provider, task_id).await?;
+        if !deliverable.acknowledged {
+            return Err(ClientError::NotReady(format!(
+                "task {task_id} is not acknowledged: run `sealtune download-model` (it checks and acknowledges) first"
+            )));
+        }
+        if deliverable.encrypted_secret.is_empty() {
+            return Err(ClientError::NotReady(format!(
+                "task {task_id} is acknowledged but the provider has not settled yet (the key is released at settlement): retry shortly"
+            )));
+        }
+        if let Some(dir) = unzip_to
+            && dir.exists()
+        {
+            return Err(ClientError::InvalidInput(format!(
+                "{} exists already: extract into a new directory",
+                dir.display()
+            )));
+        }
+        let service = self.chain.service(provider).await?;
+        let check = model::check_download(
+            encrypted,
+            file_keccak(encrypted)?,
+            &deliverable.model_root_hash,
+            service.tee_signer,
+        )?;
+        let key = model::unwrap_secret(self.key()?, &deliverable.encrypted_secret)?;
+        let opened: Opened =
+            model::decrypt_file(encrypted, zip_out, &key, check.tag_signer, progress)?;
+        let unzipped: Option<Unzipped> = match unzip_to {
+            Some(dir) => Some(model::unzip(zip_out, dir)?),
+            None => None,
+        };
+        Ok(DecryptedModel {
+            task_id: task_id.to_owned(),
+            zip: zip_out.to_path_buf(),
+            zip_bytes: opened.plaintext_len,
+            chunks: opened.chunks,
+            tee_signer: opened.signer,
+            extracted_to: unzip_to.map(Path::to_path_buf),
+            files: unzipped.map(|u| u.files),
+        })
+    }
+}

@@ -1,0 +1,338 @@
+//! Download, check, acknowledge and decrypt a deliverable sealed with `sealtune_protocol`, on a real
+//! chain; the provider's byte path is the test fixture of `common` (the worker comes later).
+//! Every failed check leaves the deliverable unacknowledged and no file behind.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use alloy::primitives::{U256, keccak256};
+use alloy::signers::local::PrivateKeySigner;
+use common::{DevQuote, Env, ether, now_ms};
+use sealtune_client::attest::VerifyProviderOptions;
+use sealtune_client::error::exit;
+use sealtune_client::progress::NoProgress;
+use sealtune_client::{ClientError, flow::Client};
+use sealtune_protocol::deliverable::{self, SealOptions};
+
+const TASK: &str = "5d8a1c44-96b2-4bd1-8f2e-0c6de9a4b7a1";
+
+/// A model directory sealed like the worker does: zip, encrypt, sign the tags with `tee`.
+fn seal(dir: &Path, tee: &PrivateKeySigner) -> (PathBuf, deliverable::DeliverableKey, Vec<u8>) {
+    let model = dir.join("model");
+    std::fs::create_dir_all(model.join("sub")).unwrap();
+    std::fs::write(model.join("adapter_config.json"), br#"{"r": 8}"#).unwrap();
+    let weights: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(model.join("sub/adapter_model.safetensors"), &weights).unwrap();
+    let sealed = dir.join("sealed.bin");
+    let s = deliverable::seal_dir_to_file(
+        &model,
+        &sealed,
+        &mut rand_core::OsRng,
+        &SealOptions::default(),
+    )
+    .unwrap();
+    deliverable::finish(
+        &sealed,
+        &deliverable::sign_tags(tee.credential(), &s.tag_digest),
+    )
+    .unwrap();
+    let root = keccak256(std::fs::read(&sealed).unwrap()).to_vec();
+    (sealed, s.key, root)
+}
+
+async fn funded(env: &Env) -> Client {
+    let c = env.client(&env.customer);
+    c.chain.create_account(ether(3), "").await.unwrap();
+    c.chain
+        .transfer_fund(env.provider.address(), ether(2), None)
+        .await
+        .unwrap();
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_is_checked_then_acknowledged_and_decrypts_after_settlement() {
+    let env = Env::new().await;
+    let c = funded(&env).await;
+    let user = env.customer.address();
+    let provider = env.provider.address();
+    let work = tempfile::tempdir().unwrap();
+    let (sealed, key, root) = seal(work.path(), &env.tee);
+    env.add_deliverable(user, TASK, &root).await;
+    env.fixture.serve_file(TASK, &sealed);
+
+    let out = work.path().join("dl");
+    std::fs::create_dir(&out).unwrap();
+    let d = c
+        .download_model(provider, TASK, &out, true, now_ms(), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(d.path, out.join(format!("model_{TASK}.enc")));
+    assert_eq!(
+        std::fs::read(&d.path).unwrap(),
+        std::fs::read(&sealed).unwrap()
+    );
+    assert_eq!(d.check.keccak.as_slice(), root.as_slice());
+    assert_eq!(d.check.tag_signer, env.tee.address());
+    assert!(d.acknowledged && d.acknowledgement.is_some());
+    assert!(c.deliverable(provider, TASK).await.unwrap().acknowledged);
+
+    // Before settlement the key is not on chain: not ready, nothing written.
+    let zip = work.path().join("model.zip");
+    let e = c
+        .decrypt_model(provider, TASK, &d.path, &zip, None, &NoProgress)
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit_code(), exit::NOT_READY, "{e}");
+    assert!(!zip.exists());
+
+    // The provider settles with the key wrapped for the customer's public key.
+    let customer_pk = k256::PublicKey::from(env.customer.credential().verifying_key());
+    let secret = sealtune_protocol::ecies::wrap_key(&mut rand_core::OsRng, &customer_pk, &key);
+    let balance_before = c
+        .chain
+        .account(user, provider)
+        .await
+        .unwrap()
+        .unwrap()
+        .balance;
+    let fee = U256::from(12_345u64);
+    env.settle(
+        user,
+        TASK,
+        &root,
+        &secret,
+        U256::from(now_ms()) * U256::from(10_000u64) + U256::from(40u8),
+        fee,
+    )
+    .await;
+    let settled = c
+        .wait_settled(
+            provider,
+            TASK,
+            std::time::Duration::from_secs(5),
+            std::time::Duration::from_millis(100),
+        )
+        .await
+        .unwrap();
+    assert!(settled.settled);
+    assert_eq!(
+        c.chain
+            .account(user, provider)
+            .await
+            .unwrap()
+            .unwrap()
+            .balance,
+        balance_before - fee,
+        "the customer paid exactly the fee"
+    );
+
+    let unzip_dir = work.path().join("model-out");
+    let m = c
+        .decrypt_model(provider, TASK, &d.path, &zip, Some(&unzip_dir), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(m.tee_signer, env.tee.address());
+    assert_eq!(m.files, Some(2));
+    assert_eq!(
+        std::fs::read(unzip_dir.join("output_model/sub/adapter_model.safetensors")).unwrap(),
+        std::fs::read(work.path().join("model/sub/adapter_model.safetensors")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(unzip_dir.join("output_model/adapter_config.json")).unwrap(),
+        br#"{"r": 8}"#
+    );
+
+    // Another customer's key cannot open it.
+    let other = env.client(&env.customer2);
+    let e =
+        sealtune_client::model::unwrap_secret(other.chain.signer().unwrap().credential(), &secret)
+            .unwrap_err();
+    assert!(matches!(e, ClientError::Ecies(_)), "{e}");
+    // Another customer has no such deliverable: refused before any download.
+    let downloads = env.fixture.downloads();
+    let e = other
+        .download_model(provider, TASK, &out, true, now_ms(), &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ClientError::NoSubAccount(_)), "{e}");
+    assert_eq!(env.fixture.downloads(), downloads);
+    // The customer's own download carried a signature the fixture verified with the protocol crate.
+    assert_eq!(downloads, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_download_is_deleted_and_not_acknowledged() {
+    let env = Env::new().await;
+    let c = funded(&env).await;
+    let user = env.customer.address();
+    let provider = env.provider.address();
+    let work = tempfile::tempdir().unwrap();
+    let (sealed, _key, root) = seal(work.path(), &env.tee);
+    env.add_deliverable(user, TASK, &root).await;
+    let mut bytes = std::fs::read(&sealed).unwrap();
+    let n = bytes.len();
+    bytes[n - 100] ^= 1;
+    let tampered = work.path().join("tampered.bin");
+    std::fs::write(&tampered, &bytes).unwrap();
+    env.fixture.serve_file(TASK, &tampered);
+
+    let dest = work.path().join("model.enc");
+    let e = c
+        .download_model(provider, TASK, &dest, true, now_ms(), &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ClientError::RootHashMismatch { .. }), "{e}");
+    assert_eq!(e.exit_code(), exit::VERIFICATION);
+    assert!(!dest.exists());
+    assert!(!work.path().join("model.enc.part").exists());
+    assert!(!c.deliverable(provider, TASK).await.unwrap().acknowledged);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_signed_by_another_tee_is_not_acknowledged() {
+    let env = Env::new().await;
+    let c = funded(&env).await;
+    let user = env.customer.address();
+    let provider = env.provider.address();
+    let work = tempfile::tempdir().unwrap();
+    // Sealed and announced consistently, but signed by a key that is not the service's TEE signer.
+    let impostor = PrivateKeySigner::random();
+    let (sealed, _key, root) = seal(work.path(), &impostor);
+    env.add_deliverable(user, TASK, &root).await;
+    env.fixture.serve_file(TASK, &sealed);
+
+    let dest = work.path().join("model.enc");
+    let e = c
+        .download_model(provider, TASK, &dest, true, now_ms(), &NoProgress)
+        .await
+        .unwrap_err();
+    match &e {
+        ClientError::Deliverable(deliverable::OpenError::WrongSigner {
+            expected,
+            recovered,
+        }) => {
+            assert_eq!(*expected, env.tee.address());
+            assert_eq!(*recovered, impostor.address());
+        }
+        other => panic!("expected a wrong-signer error, got {other}"),
+    }
+    assert!(!dest.exists());
+    assert!(!c.deliverable(provider, TASK).await.unwrap().acknowledged);
+
+    // Acknowledging that file explicitly runs the same checks and refuses too.
+    assert!(
+        c.acknowledge_model(provider, TASK, Some(&sealed))
+            .await
+            .is_err()
+    );
+    assert!(!c.deliverable(provider, TASK).await.unwrap().acknowledged);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decryption_failure_leaves_no_plaintext() {
+    let env = Env::new().await;
+    let c = funded(&env).await;
+    let user = env.customer.address();
+    let provider = env.provider.address();
+    let work = tempfile::tempdir().unwrap();
+    let (sealed, _key, root) = seal(work.path(), &env.tee);
+    env.add_deliverable(user, TASK, &root).await;
+    env.fixture.serve_file(TASK, &sealed);
+    let d = c
+        .download_model(provider, TASK, work.path(), true, now_ms(), &NoProgress)
+        .await
+        .unwrap();
+    // The provider settles with a wrapped key that is not the file's key.
+    let customer_pk = k256::PublicKey::from(env.customer.credential().verifying_key());
+    let wrong = deliverable::DeliverableKey::from_bytes([7u8; 32]);
+    let secret = sealtune_protocol::ecies::wrap_key(&mut rand_core::OsRng, &customer_pk, &wrong);
+    env.settle(
+        user,
+        TASK,
+        &root,
+        &secret,
+        U256::from(10u8),
+        U256::from(1u8),
+    )
+    .await;
+
+    let zip = work.path().join("model.zip");
+    let e = c
+        .decrypt_model(provider, TASK, &d.path, &zip, None, &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ClientError::Deliverable(deliverable::OpenError::WrongKey)
+        ),
+        "{e}"
+    );
+    assert!(!zip.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".sealtune-decrypt-"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "temporary plaintext left: {leftovers:?}"
+    );
+}
+
+fn verify_opts(allow_dev: bool) -> VerifyProviderOptions {
+    VerifyProviderOptions {
+        now: now_ms() / 1000,
+        nonce: [0x5a; 32],
+        allow_dev_quote: allow_dev,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_provider_binds_the_on_chain_signer_and_refuses_dev_quotes_by_default() {
+    let env = Env::new().await;
+    let c = env.client(&env.customer);
+    let provider = env.provider.address();
+
+    let v = c
+        .verify_provider(provider, &verify_opts(true))
+        .await
+        .unwrap();
+    assert!(v.verified, "{}", v.render_human());
+    assert!(v.dev_quote && v.fresh);
+    assert_eq!(v.tee_signer, env.tee.address());
+    assert!(v.render_human().contains("INSECURE DEV ATTESTATION"));
+
+    let v = c
+        .verify_provider(provider, &verify_opts(false))
+        .await
+        .unwrap();
+    assert!(
+        !v.verified,
+        "a dev quote must be refused without --allow-dev-quote"
+    );
+    let e = v.require_verified().unwrap_err();
+    assert_eq!(e.exit_code(), exit::VERIFICATION);
+
+    env.fixture.set_quote_mode(DevQuote::AsciiLayout);
+    let v = c
+        .verify_provider(provider, &verify_opts(true))
+        .await
+        .unwrap();
+    assert!(v.verified && !v.fresh, "{}", v.render_human());
+    let mut strict = verify_opts(true);
+    strict.require_fresh = true;
+    assert!(!c.verify_provider(provider, &strict).await.unwrap().verified);
+
+    env.fixture.set_quote_mode(DevQuote::WrongSigner);
+    let v = c
+        .verify_provider(provider, &verify_opts(true))
+        .await
+        .unwrap();
+    assert!(!v.verified, "{}", v.render_human());
+    assert!(v.render_human().contains("signer"));
+}
