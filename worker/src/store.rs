@@ -288,7 +288,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         // One process owns the database: a mutex makes the checks and the insert one serial step.
         let _serial = self.insert_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: take the write lock up front; a deferred read-then-write transaction fails with
+        // SQLITE_BUSY when the pipeline commits in between.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT id, progress FROM tasks WHERE user_address = ? AND progress IN {UNFINISHED_STATES} LIMIT 1"
         )))
