@@ -2,114 +2,557 @@
 //! model's training script under 0G's argv contract, and the parent-side supervision of that child.
 //!
 //! Contract with the pipeline (owned by the worker's `pipeline` module):
-//! * the parent writes `<task dir>/exec.json` ([`ExecSpec`]) and calls [`spawn`];
-//! * the child streams `sealtune_protocol::events` lines to the parent; the parent forwards every
-//!   parsed event to the pipeline's channel and turns the script's stdout/stderr into `log` events;
+//! * the parent calls [`spawn`], which writes `<task dir>/exec.json` ([`ExecSpec`], **without** the
+//!   model key) and starts the child;
+//! * the child streams `sealtune_protocol::events` lines to the parent over a dedicated pipe (never
+//!   stdout, which the script prints to: a dataset record printed by the script cannot forge an event);
+//!   the parent forwards every parsed event to the pipeline's channel and turns the script's
+//!   stdout/stderr lines into `log` events;
 //! * [`spawn`] resolves to an [`ExecOutcome`] once the child exits, or to an [`ExecError`] that names the
 //!   reason (crash, non-zero exit, timeout, OOM kill, cancel);
-//! * the child never receives the TEE key.
+//! * the child never receives the TEE key. When the worker seals in the child ([`SealSpec`]), the child
+//!   gets the **per-task** model key on its stdin (not in argv, env or the task directory), reports the
+//!   tag of every sealed chunk, and the parent signs `keccak256(tags)` ([`ChildSealed::tag_digest`]).
 //!
-//! (Lead's stand-in with the agreed interface so the pipeline compiles; replaced by the full module.)
+//! How the child finds Python: it embeds the `libpython` the worker was built against (rpath) and adds
+//! the site-packages of the venv named by `$VIRTUAL_ENV` (inherited from the parent), so the script sees
+//! the project venv's torch/transformers/peft. The `sealtune` module the script imports is the one
+//! compiled into the worker ([`sealtune_python::register_embedded`]), connected to the task.
+//!
+//! Limits: [`ExecLimits::timeout`] kills the child's whole process group; [`ExecLimits::memory_limit_bytes`]
+//! caps the child's address space (`RLIMIT_AS`, set on the child right after it starts; do not use it
+//! with CUDA, which reserves large virtual ranges). A child killed by `SIGKILL` that the parent did not
+//! send is reported as [`ExecError::OutOfMemory`] (the kernel's OOM killer is the usual sender).
+
+mod child;
+mod prepare;
+
+use std::io::Write as _;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use alloy::primitives::B256;
-use sealtune_protocol::events::{Event, OutputSummary};
+use sealtune_protocol::B256;
+use sealtune_protocol::events::{
+    Event, LogLevel, MAX_EVENT_LINE, OutputSummary, TagCollector, parse_line,
+};
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc::Sender;
+use tokio_util::sync::CancellationToken;
 
-/// Written by the parent as `<task dir>/exec.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+pub use child::child_main;
+
+/// File name of the spec in the task directory.
+pub const SPEC_FILE: &str = "exec.json";
+/// Environment variable carrying the number of the child's event-pipe file descriptor.
+pub const EVENTS_FD_ENV: &str = "SEALTUNE_EVENTS_FD";
+/// How long the parent waits for the child's streams to end after it exited.
+const DRAIN_GRACE: Duration = Duration::from_secs(3);
+/// Longest stdout/stderr line forwarded as one log event (longer lines are cut).
+const MAX_OUTPUT_LINE: usize = 16 << 10;
+/// Lines of stderr kept for error messages.
+const STDERR_TAIL_LINES: usize = 20;
+
+/// Written by the parent as `<task dir>/exec.json` (with [`SealSpec::key_hex`] blanked: the key travels
+/// on the child's stdin).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecSpec {
-    /// The training script.
+    /// The model's training script (`.py`).
     pub script: PathBuf,
-    /// The raw dataset file.
+    /// The raw dataset as fetched: a zip or a single JSONL (or an image-folder zip).
     pub dataset: PathBuf,
     /// Text or image.
     pub data_type: DataType,
-    /// Prepared dataset directory.
+    /// Where the child prepares the dataset as 0G does (PROTOCOL.md §3): a zip is unzipped with its top
+    /// folder as `data_path`; JSONL records become a Hugging Face `DatasetDict` with a `train` split
+    /// saved with `save_to_disk`.
     pub data_path: PathBuf,
-    /// Base model directory.
+    /// The base model directory (Hugging Face layout).
     pub model_path: PathBuf,
-    /// Training params JSON file.
+    /// The training params JSON, written by the parent.
     pub config_path: PathBuf,
-    /// Output directory.
+    /// Where the script writes its output when it does not seal it.
     pub output_dir: PathBuf,
-    /// In-process sealing.
+    /// When set, `sealtune.seal_model(...)` in the script seals straight into `sealed_path`.
     pub seal: Option<SealSpec>,
 }
 
-/// In-process sealing settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Sealing in the child: the per-task AES key (never the TEE key) and the sealed file's path.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealSpec {
-    /// Per-task AES key, hex.
+    /// The per-task model key, 64 hex digits. Never written to `exec.json` (blank there).
     pub key_hex: String,
-    /// Where the sealed file goes.
+    /// Where the sealed deliverable goes (the parent signs and finishes it).
     pub sealed_path: PathBuf,
 }
 
-/// Dataset kind.
+impl std::fmt::Debug for SealSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealSpec")
+            .field("key_hex", &"<redacted>")
+            .field("sealed_path", &self.sealed_path)
+            .finish()
+    }
+}
+
+/// The model's data type (`dataType` of the 0G model entry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DataType {
-    /// Text.
+    /// JSONL records (PROTOCOL.md §3).
     Text,
-    /// Image.
+    /// An image-folder zip.
     Image,
 }
 
-/// Limits of one run.
-#[derive(Debug, Clone)]
+/// Limits the parent enforces on the child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExecLimits {
-    /// Wall clock.
+    /// Wall-clock limit; the child's process group is killed when it passes.
     pub timeout: Duration,
-    /// Memory.
+    /// Address-space limit of the child (`RLIMIT_AS`), if any. Not for CUDA.
     pub memory_limit_bytes: Option<u64>,
 }
 
 /// What a successful run produced.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecOutcome {
-    /// Output summary.
+    /// The child's `finished` summary.
     pub output: OutputSummary,
-    /// Sealed by the child.
+    /// Set when the script sealed the model in the child.
     pub sealed: Option<ChildSealed>,
 }
 
-/// The child's sealing result.
-#[derive(Debug, Clone)]
+/// A model sealed by the child: the parent signs `tag_digest` with the TEE key, then
+/// `protocol::deliverable::finish`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChildSealed {
-    /// keccak256 of the tags.
+    /// `keccak256(tag₀ ‖ tag₁ ‖ …)` of the chunk tags the child reported, in order.
     pub tag_digest: B256,
-    /// Chunks.
+    /// Chunks sealed.
     pub chunks: u64,
-    /// File length.
+    /// Length of the sealed file on disk.
     pub file_len: u64,
 }
 
-/// Why a run failed.
+/// Why a run failed. `Display` is a human-readable reason for the customer's task log.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExecError {
-    /// Not available.
-    #[error("the executor is not available in this build")]
-    Unavailable,
-    /// Cancelled.
-    #[error("cancelled")]
+    /// The child could not be started (or its task directory written).
+    #[error("could not start the training process: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// The child exited with a non-zero status without reporting why.
+    #[error("the training process exited with status {code}{}", tail(stderr_tail))]
+    ExitCode {
+        /// Exit status.
+        code: i32,
+        /// The last lines of its stderr.
+        stderr_tail: String,
+    },
+    /// The child was killed by a signal the parent did not send.
+    #[error("the training process was killed by signal {signal}{}", tail(stderr_tail))]
+    Signal {
+        /// The signal number.
+        signal: i32,
+        /// The last lines of its stderr.
+        stderr_tail: String,
+    },
+    /// The run took longer than the limit and was killed.
+    #[error("training took longer than the limit of {} s and was stopped", .0.as_secs())]
+    Timeout(Duration),
+    /// The child was killed by `SIGKILL` that the parent did not send: almost always the kernel's
+    /// out-of-memory killer.
+    #[error(
+        "the training process ran out of memory (killed by SIGKILL, most likely by the kernel's out-of-memory killer)"
+    )]
+    OutOfMemory,
+    /// The task was cancelled and the child killed.
+    #[error("training was cancelled")]
     Cancelled,
+    /// The script failed: an exception (its last traceback line), a non-zero `sys.exit`, a bad dataset,
+    /// or no output.
+    #[error("the training script failed: {reason}")]
+    ScriptFailed {
+        /// Why.
+        reason: String,
+    },
+    /// The child broke the event protocol (bad line, chunks out of order, no end event).
+    #[error("the training process broke the event protocol: {0}")]
+    Protocol(String),
 }
 
-/// Parent side.
+fn tail(stderr_tail: &str) -> String {
+    let t = stderr_tail.trim();
+    if t.is_empty() {
+        String::new()
+    } else {
+        format!("; last output:\n{t}")
+    }
+}
+
+/// Serializes the moments when the event pipe's write end is inheritable (see [`spawn`]).
+static SPAWN_LOCK: Mutex<()> = Mutex::new(());
+
+/// What the event-pipe reader saw.
+#[derive(Debug, Default)]
+struct PipeState {
+    tags: TagCollector,
+    finished: Option<OutputSummary>,
+    failed: Option<String>,
+    protocol_error: Option<String>,
+}
+
+/// How the wait ended.
+enum Ended {
+    Exited(std::io::Result<ExitStatus>),
+    Cancelled,
+    TimedOut,
+}
+
+/// Parent side: spawn `<worker_exe> exec <task_dir>` (the same binary), write nothing secret in argv/env,
+/// forward every event to `events`, turn stdout/stderr lines of the script into `log` events, kill the
+/// child's whole process group on cancel or timeout, and map the exit to [`ExecOutcome`] / [`ExecError`].
+///
+/// The event pipe's write end is made inheritable only while this function spawns (under a process-wide
+/// lock), and the parent never relies on that pipe reaching end-of-file: once the child has exited, its
+/// process group is killed and the streams are drained for at most a few seconds.
 pub async fn spawn(
-    _worker_exe: &Path,
-    _task_dir: &Path,
-    _spec: &ExecSpec,
-    _limits: &ExecLimits,
-    _events: tokio::sync::mpsc::Sender<Event>,
-    _cancel: tokio_util::sync::CancellationToken,
+    worker_exe: &Path,
+    task_dir: &Path,
+    spec: &ExecSpec,
+    limits: &ExecLimits,
+    events: Sender<Event>,
+    cancel: CancellationToken,
 ) -> Result<ExecOutcome, ExecError> {
-    Err(ExecError::Unavailable)
+    write_spec(task_dir, spec).map_err(ExecError::Spawn)?;
+    let (reader, writer) = std::io::pipe().map_err(ExecError::Spawn)?;
+
+    let mut cmd = tokio::process::Command::new(worker_exe);
+    cmd.arg("exec")
+        .arg(task_dir)
+        .env(EVENTS_FD_ENV, writer.as_raw_fd().to_string())
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(if spec.seal.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let spawned = {
+        let _guard = SPAWN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        rustix::io::fcntl_setfd(&writer, rustix::io::FdFlags::empty())
+            .map_err(|e| ExecError::Spawn(e.into()))?;
+        let spawned = cmd.spawn();
+        drop(writer);
+        spawned
+    };
+    let mut child = spawned.map_err(ExecError::Spawn)?;
+    let pid = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32));
+
+    if let (Some(limit), Some(pid)) = (limits.memory_limit_bytes, pid) {
+        let rlimit = rustix::process::Rlimit {
+            current: Some(limit),
+            maximum: Some(limit),
+        };
+        if let Err(e) = rustix::process::prlimit(Some(pid), rustix::process::Resource::As, rlimit)
+        {
+            kill_group(pid);
+            return Err(ExecError::Spawn(e.into()));
+        }
+    }
+
+    if let (Some(seal), Some(mut stdin)) = (&spec.seal, child.stdin.take()) {
+        let mut line = zeroize::Zeroizing::new(format!("{}\n", seal.key_hex));
+        let written = stdin.write_all(line.as_bytes()).await;
+        zeroize::Zeroize::zeroize(&mut *line);
+        drop(stdin);
+        if let Err(e) = written {
+            if let Some(pid) = pid {
+                kill_group(pid);
+            }
+            let _ = child.wait().await;
+            return Err(ExecError::Spawn(e));
+        }
+    }
+
+    let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(reader))
+        .map_err(ExecError::Spawn)?;
+    let pipe_task = tokio::spawn(read_events(pipe, events.clone()));
+    let stdout_task = child
+        .stdout
+        .take()
+        .map(|out| tokio::spawn(forward_output(out, LogLevel::Info, events.clone())));
+    let stderr_task = child
+        .stderr
+        .take()
+        .map(|err| tokio::spawn(forward_output(err, LogLevel::Warn, events.clone())));
+
+    let ended = tokio::select! {
+        status = child.wait() => Ended::Exited(status),
+        _ = cancel.cancelled() => Ended::Cancelled,
+        _ = tokio::time::sleep(limits.timeout) => Ended::TimedOut,
+    };
+    // Whatever happened, nothing of the task may outlive it (dataloader workers, torch launchers...).
+    if let Some(pid) = pid {
+        kill_group(pid);
+    }
+    let status = match ended {
+        Ended::Exited(status) => status,
+        Ended::Cancelled | Ended::TimedOut => {
+            let _ = child.wait().await;
+            // Drop the readers: their results no longer matter.
+            pipe_task.abort();
+            return Err(if matches!(ended, Ended::Cancelled) {
+                ExecError::Cancelled
+            } else {
+                ExecError::Timeout(limits.timeout)
+            });
+        }
+    };
+
+    let state = match tokio::time::timeout(DRAIN_GRACE, pipe_task).await {
+        Ok(Ok(state)) => state,
+        _ => PipeState {
+            protocol_error: Some("the event stream did not end".into()),
+            ..PipeState::default()
+        },
+    };
+    if let Some(t) = stdout_task {
+        let _ = tokio::time::timeout(DRAIN_GRACE, t).await;
+    }
+    let stderr_tail = match stderr_task {
+        Some(t) => match tokio::time::timeout(DRAIN_GRACE, t).await {
+            Ok(Ok(tail)) => tail,
+            _ => String::new(),
+        },
+        None => String::new(),
+    };
+
+    let status = status.map_err(ExecError::Spawn)?;
+    outcome(status, state, spec, stderr_tail)
 }
 
-/// Child side.
-pub fn child_main(_task_dir: &Path) -> std::process::ExitCode {
-    std::process::ExitCode::from(2)
+/// Map the child's exit and what it reported to the result.
+fn outcome(
+    status: ExitStatus,
+    state: PipeState,
+    spec: &ExecSpec,
+    stderr_tail: String,
+) -> Result<ExecOutcome, ExecError> {
+    if let Some(signal) = status.signal() {
+        return Err(if signal == rustix::process::Signal::KILL.as_raw() {
+            ExecError::OutOfMemory
+        } else {
+            ExecError::Signal {
+                signal,
+                stderr_tail,
+            }
+        });
+    }
+    if let Some(e) = state.protocol_error {
+        return Err(ExecError::Protocol(e));
+    }
+    if let Some(reason) = state.failed {
+        return Err(ExecError::ScriptFailed { reason });
+    }
+    let code = status.code().unwrap_or(-1);
+    if code != 0 {
+        return Err(ExecError::ExitCode { code, stderr_tail });
+    }
+    let Some(output) = state.finished else {
+        return Err(ExecError::Protocol(
+            "the process exited without reporting `finished` or `failed`".into(),
+        ));
+    };
+    if output.chunks == 0 {
+        return Ok(ExecOutcome {
+            output,
+            sealed: None,
+        });
+    }
+    let Some(seal) = &spec.seal else {
+        return Err(ExecError::Protocol(
+            "chunks were sealed but sealing was not requested".into(),
+        ));
+    };
+    let tag_digest = state
+        .tags
+        .finish(output.chunks)
+        .map_err(|e| ExecError::Protocol(e.to_string()))?;
+    let file_len = std::fs::metadata(&seal.sealed_path)
+        .map_err(|e| {
+            ExecError::Protocol(format!(
+                "the sealed file {} is missing: {e}",
+                seal.sealed_path.display()
+            ))
+        })?
+        .len();
+    Ok(ExecOutcome {
+        output,
+        sealed: Some(ChildSealed {
+            tag_digest,
+            chunks: output.chunks,
+            file_len,
+        }),
+    })
+}
+
+/// Write `exec.json` (key blanked) atomically into the task directory.
+fn write_spec(task_dir: &Path, spec: &ExecSpec) -> std::io::Result<()> {
+    let mut on_disk = spec.clone();
+    if let Some(seal) = on_disk.seal.as_mut() {
+        seal.key_hex.clear();
+    }
+    std::fs::create_dir_all(task_dir)?;
+    let json = serde_json::to_vec_pretty(&on_disk).map_err(std::io::Error::other)?;
+    let tmp = task_dir.join(format!("{SPEC_FILE}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&json)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, task_dir.join(SPEC_FILE))
+}
+
+/// SIGKILL the child's process group (it leads its own group); a group already gone is fine.
+fn kill_group(pid: rustix::process::Pid) {
+    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+}
+
+/// Splits a byte stream into lines (`\n`, and `\r` when `cr_splits`); lines over `max` bytes come cut
+/// to `max` (flagged) and the rest of the line is skipped.
+struct LineReader<R> {
+    reader: R,
+    max: usize,
+    cr_splits: bool,
+    buf: Vec<u8>,
+    pos: usize,
+    filled: usize,
+    skipping: bool,
+    eof: bool,
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    fn new(reader: R, max: usize, cr_splits: bool) -> Self {
+        LineReader {
+            reader,
+            max,
+            cr_splits,
+            buf: vec![0u8; 64 << 10],
+            pos: 0,
+            filled: 0,
+            skipping: false,
+            eof: false,
+        }
+    }
+
+    /// The next line and whether it was cut; `None` at the end of the stream (or on a read error).
+    async fn next_line(&mut self) -> Option<(Vec<u8>, bool)> {
+        let mut line = Vec::new();
+        loop {
+            if self.pos == self.filled {
+                if self.eof {
+                    return (!line.is_empty() && !self.skipping).then_some((line, false));
+                }
+                match self.reader.read(&mut self.buf).await {
+                    Ok(0) | Err(_) => {
+                        self.eof = true;
+                        continue;
+                    }
+                    Ok(n) => {
+                        self.pos = 0;
+                        self.filled = n;
+                    }
+                }
+            }
+            while self.pos < self.filled {
+                let b = self.buf[self.pos];
+                self.pos += 1;
+                if b == b'\n' || (self.cr_splits && b == b'\r') {
+                    if self.skipping {
+                        self.skipping = false;
+                        line.clear();
+                        continue;
+                    }
+                    return Some((line, false));
+                }
+                if self.skipping {
+                    continue;
+                }
+                line.push(b);
+                if line.len() >= self.max {
+                    self.skipping = true;
+                    return Some((line, true));
+                }
+            }
+        }
+    }
+}
+
+/// Read the child's event pipe: forward every event, collect chunk tags and the end event.
+async fn read_events(pipe: tokio::net::unix::pipe::Receiver, events: Sender<Event>) -> PipeState {
+    let mut state = PipeState::default();
+    let mut lines = LineReader::new(pipe, MAX_EVENT_LINE + 2, false);
+    while let Some((line, cut)) = lines.next_line().await {
+        if cut {
+            state.protocol_error = Some(format!(
+                "an event line is longer than {MAX_EVENT_LINE} bytes"
+            ));
+            break;
+        }
+        if line.is_empty() {
+            continue;
+        }
+        let event = match parse_line(&line) {
+            Ok(event) => event,
+            Err(e) => {
+                state.protocol_error = Some(e.to_string());
+                break;
+            }
+        };
+        match &event {
+            Event::ChunkSealed { index, tag, .. } => {
+                if let Err(e) = state.tags.push(*index, *tag) {
+                    state.protocol_error = Some(e.to_string());
+                    break;
+                }
+            }
+            Event::Finished { output } => state.finished = Some(*output),
+            Event::Failed { reason } => state.failed = Some(reason.clone()),
+            _ => {}
+        }
+        let _ = events.send(event).await;
+    }
+    state
+}
+
+/// Forward the script's output lines as `log` events; returns the last lines (for error messages).
+async fn forward_output<R: AsyncRead + Unpin>(
+    reader: R,
+    level: LogLevel,
+    events: Sender<Event>,
+) -> String {
+    let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let mut lines = LineReader::new(reader, MAX_OUTPUT_LINE, true);
+    while let Some((line, cut)) = lines.next_line().await {
+        let mut text = String::from_utf8_lossy(&line).trim_end().to_owned();
+        if text.is_empty() {
+            continue;
+        }
+        if cut {
+            text.push_str(" [line cut]");
+        }
+        if tail.len() == STDERR_TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(text.clone());
+        let _ = events.send(Event::log(level, text)).await;
+    }
+    Vec::from(tail).join("\n")
 }

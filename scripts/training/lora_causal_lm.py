@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""sealtune's stock training script: LoRA fine-tuning of a causal language model.
+
+Runs unchanged under 0G's execution contract::
+
+    python lora_causal_lm.py --data_path DIR --model_path DIR --config_path FILE --output_dir DIR
+
+* ``--data_path``: the dataset as 0G's setup prepares it: a ``DatasetDict`` saved with ``save_to_disk``
+  whose ``train`` split holds records ``{instruction, input?, output}`` (chat records already converted:
+  instruction = last user message, output = last assistant message), ``{messages}`` or ``{text}``.
+  A folder of ``*.jsonl`` files is accepted too.
+* ``--config_path``: the training params, exactly these keys (PROTOCOL.md §3), each optional:
+  ``neftune_noise_alpha`` (0-10, default 0), ``num_train_epochs`` (integer 1-10, default 3),
+  ``per_device_train_batch_size`` (integer 1-4, default 2), ``learning_rate`` (1e-5 to 1e-3 in decimal
+  notation, default 0.0002), ``max_steps`` (-1 or a positive integer, default -1).
+* ``--output_dir``: where the PEFT adapter is saved (``adapter_model.safetensors`` +
+  ``adapter_config.json``), unless the script runs inside a sealtune worker that seals in the script:
+  then ``sealtune.seal_model`` streams the adapter into the sealed deliverable and nothing is written.
+
+fp32 on CPU, bf16 on CUDA. No checkpoint is ever written (``save_strategy="no"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+try:  # present inside a sealtune worker or after `pip install sealtune`; absent in 0G's image
+    import sealtune
+except ImportError:
+    sealtune = None
+
+PARAMS = {
+    # name: (kind, low, high, default)
+    "neftune_noise_alpha": ("number", 0, 10, 0),
+    "num_train_epochs": ("integer", 1, 10, 3),
+    "per_device_train_batch_size": ("integer", 1, 4, 2),
+    "learning_rate": ("decimal", 1e-5, 1e-3, 2e-4),
+    "max_steps": ("steps", None, None, -1),
+}
+MAX_LENGTH = 512
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+class ParamError(ValueError):
+    """A training parameter is missing, unknown or out of range."""
+
+
+class _RawFloat(str):
+    """A JSON number kept as its text, so decimal notation can be checked."""
+
+
+def load_params(path: str | os.PathLike) -> dict:
+    """Read and validate the training params (exact keys, types, ranges)."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        raw = json.loads(text, parse_float=_RawFloat)
+    except json.JSONDecodeError as exc:
+        raise ParamError(f"training params are not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ParamError("training params must be a JSON object")
+    unknown = sorted(set(raw) - set(PARAMS))
+    if unknown:
+        raise ParamError(f"unknown training params {unknown}; allowed: {sorted(PARAMS)}")
+    params = {}
+    for name, (kind, low, high, default) in PARAMS.items():
+        value = raw.get(name, default)
+        params[name] = _check(name, kind, low, high, value)
+    return params
+
+
+def _check(name, kind, low, high, value):
+    if isinstance(value, bool):
+        raise ParamError(f"{name} must be a number, not a boolean")
+    if kind == "decimal":
+        text = str(value)
+        if isinstance(value, (_RawFloat, str)) and ("e" in text.lower()):
+            raise ParamError(f"{name} must be written in decimal notation (e.g. 0.0002), not {text}")
+        try:
+            number = float(text)
+        except ValueError:
+            raise ParamError(f"{name} must be a number, not {value!r}") from None
+        if not (math.isfinite(number) and low <= number <= high):
+            raise ParamError(f"{name} must be between 0.00001 and 0.001, got {text}")
+        return number
+    if isinstance(value, _RawFloat):
+        number = float(value)
+    elif isinstance(value, (int, float)):
+        number = value
+    else:
+        raise ParamError(f"{name} must be a number, not {value!r}")
+    if kind in ("integer", "steps"):
+        if float(number) != int(number):
+            raise ParamError(f"{name} must be an integer, got {value}")
+        number = int(number)
+        if kind == "steps":
+            if number == -1 or number > 0:
+                return number
+            raise ParamError(f"{name} must be -1 or a positive integer, got {number}")
+    if not (low <= number <= high):
+        raise ParamError(f"{name} must be between {low} and {high}, got {value}")
+    return number
+
+
+def load_train_split(data_path: str):
+    """The train split as 0G prepares it (a saved DatasetDict), or JSONL files in the folder."""
+    import datasets
+
+    path = Path(data_path)
+    if (path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists():
+        loaded = datasets.load_from_disk(str(path))
+        train = loaded["train"] if isinstance(loaded, datasets.DatasetDict) else loaded
+    else:
+        files = sorted(str(p) for p in path.rglob("*.jsonl"))
+        if not files:
+            raise ValueError(f"{data_path}: neither a saved dataset nor JSONL files")
+        train = datasets.load_dataset("json", data_files=files, split="train")
+    if len(train) == 0:
+        raise ValueError("the training split is empty")
+    return train
+
+
+def to_chat(record: dict) -> list[dict] | str:
+    """One record as chat messages (instruction shapes) or plain text."""
+    text = record.get("text")
+    if text:
+        return text
+    messages = record.get("messages")
+    if messages:
+        users = [m["content"] for m in messages if m.get("role") == "user"]
+        assistants = [m["content"] for m in messages if m.get("role") == "assistant"]
+        record = {"instruction": users[-1] if users else "", "output": assistants[-1] if assistants else ""}
+    prompt = record.get("instruction") or ""
+    if record.get("input"):
+        prompt = f"{prompt}\n\n{record['input']}"
+    return [{"role": "user", "content": prompt}, {"role": "assistant", "content": record.get("output") or ""}]
+
+
+def render(tokenizer, record: dict) -> str:
+    chat = to_chat(record)
+    if isinstance(chat, str):
+        return chat + (tokenizer.eos_token or "")
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(chat, tokenize=False)
+    return f"{chat[0]['content']}\n\n{chat[1]['content']}{tokenizer.eos_token or ''}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data_path", required=True)
+    parser.add_argument("--model_path", required=True)
+    parser.add_argument("--config_path", required=True)
+    parser.add_argument("--output_dir", required=True)
+    args = parser.parse_args(argv)
+
+    params = load_params(args.config_path)
+    print(f"training params: {json.dumps(params, sort_keys=True)}", flush=True)
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForLanguageModeling,
+        Trainer,
+        TrainingArguments,
+    )
+
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+
+    cuda = torch.cuda.is_available()
+    dtype = torch.bfloat16 if cuda else torch.float32
+    tokenizer = AutoTokenizer.from_pretrained(args.model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(args.model_path, dtype=dtype)
+    targets = [t for t in LORA_TARGETS if any(n.endswith(t) for n, _ in model.named_modules())]
+    lora = LoraConfig(
+        r=8,
+        lora_alpha=16,
+        lora_dropout=0.05,
+        target_modules=targets or "all-linear",
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(model, lora)
+
+    train = load_train_split(args.data_path)
+
+    def tokenize(record):
+        return tokenizer(render(tokenizer, record), truncation=True, max_length=MAX_LENGTH)
+
+    train = train.map(tokenize, remove_columns=train.column_names, keep_in_memory=True)
+
+    training_args = TrainingArguments(
+        output_dir=args.output_dir,
+        num_train_epochs=params["num_train_epochs"],
+        per_device_train_batch_size=params["per_device_train_batch_size"],
+        learning_rate=params["learning_rate"],
+        max_steps=params["max_steps"],
+        neftune_noise_alpha=params["neftune_noise_alpha"] or None,
+        save_strategy="no",
+        logging_steps=1,
+        report_to="none",
+        disable_tqdm=True,
+        bf16=cuda,
+        use_cpu=not cuda,
+        dataloader_num_workers=0,
+        seed=42,
+    )
+    callbacks = [sealtune.SealtuneCallback()] if sealtune is not None else []
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train,
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+        callbacks=callbacks,
+    )
+    result = trainer.train()
+    print(f"training done: {result.global_step} steps, loss {result.training_loss:.4f}", flush=True)
+
+    if sealtune is not None:
+        done = sealtune.seal_model(model, output_dir=args.output_dir)
+        print("model sealed in the worker" if done["sealed"] else f"adapter saved to {done['path']}", flush=True)
+    else:
+        model.save_pretrained(args.output_dir)
+        print(f"adapter saved to {args.output_dir}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except ParamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise

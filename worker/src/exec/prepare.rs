@@ -1,0 +1,152 @@
+//! Dataset preparation in the child, as 0G's setup does it (PROTOCOL.md §3).
+//!
+//! * text, JSONL (or a zip of JSONL files): every record is validated with `protocol::dataset` (errors name
+//!   the record: zip entry and line) and written normalised, the `messages` shape converted to
+//!   instruction = last user message, output = last assistant message; Python then turns that file into
+//!   a `DatasetDict` with a `train` split saved at `data_path`;
+//! * text, a zip holding a saved `DatasetDict` (`dataset_dict.json`): unzipped, its top folder becomes
+//!   `data_path` as is;
+//! * image: the zip is unzipped and its top folder becomes `data_path` (an image-folder layout).
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sealtune_protocol::dataset::{self, DatasetError, ReadLimits, Record};
+use sealtune_protocol::deliverable::{UnzipLimits, unzip_safely};
+use serde_json::{Map, Value};
+
+use super::{DataType, ExecSpec};
+
+/// What is left to do after the Rust part.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Prepared {
+    /// `data_path` is ready.
+    Ready,
+    /// Convert this normalised JSONL file into a `DatasetDict` at `data_path` (then delete it).
+    Jsonl(PathBuf),
+}
+
+fn is_zip(path: &Path) -> Result<bool, String> {
+    let mut magic = [0u8; 4];
+    let mut f = File::open(path).map_err(|e| format!("cannot open the dataset: {e}"))?;
+    let mut got = 0;
+    while got < 4 {
+        match f.read(&mut magic[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) => return Err(format!("cannot read the dataset: {e}")),
+        }
+    }
+    Ok(got == 4 && (magic == *b"PK\x03\x04" || magic == *b"PK\x05\x06"))
+}
+
+/// The folder 0G renames to `data`: the only top-level folder of the zip, else the extraction root.
+fn top_folder(root: &Path) -> Result<PathBuf, String> {
+    let entries: Vec<_> = fs::read_dir(root)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name != "__MACOSX" && !name.starts_with('.')
+        })
+        .collect();
+    match entries.as_slice() {
+        [only] if only.path().is_dir() => Ok(only.path()),
+        [] => Err("the dataset zip is empty".into()),
+        _ => Ok(root.to_path_buf()),
+    }
+}
+
+/// Unzip `zip` and move its top folder to `data_path`.
+fn unzip_to(zip: &Path, data_path: &Path) -> Result<(), String> {
+    let tmp = data_path.with_extension("unzip");
+    let _ = fs::remove_dir_all(&tmp);
+    unzip_safely(zip, &tmp, &UnzipLimits::default())
+        .map_err(|e| format!("cannot unpack the dataset: {e}"))?;
+    let top = top_folder(&tmp)?;
+    if let Some(parent) = data_path.parent() {
+        fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+    }
+    fs::rename(&top, data_path).map_err(|e| format!("moving the dataset into place: {e}"))?;
+    let _ = fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+/// Whether the zip holds a saved `DatasetDict` (a `dataset_dict.json` entry).
+fn zip_holds_dataset_dict(path: &Path) -> Result<bool, String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let archive = zip::ZipArchive::new(file).map_err(|e| format!("invalid zip: {e}"))?;
+    Ok(archive
+        .file_names()
+        .any(|n| n == "dataset_dict.json" || n.ends_with("/dataset_dict.json")))
+}
+
+fn normalised(record: Record) -> Value {
+    let fields = record.fields();
+    let mut map = Map::new();
+    let mut put = |k: &str, v: Option<&str>| {
+        if let Some(v) = v {
+            map.insert(k.to_owned(), Value::String(v.to_owned()));
+        }
+    };
+    put("instruction", fields.instruction);
+    put("input", fields.input);
+    put("output", fields.output);
+    put("text", fields.text);
+    Value::Object(map)
+}
+
+/// Validate and normalise a JSONL (or zip of JSONL) dataset into `out`; returns the record count.
+pub fn normalise_jsonl(dataset: &Path, out: &Path) -> Result<u64, String> {
+    let file = File::create(out).map_err(|e| e.to_string())?;
+    let mut w = BufWriter::new(file);
+    let result = dataset::read_dataset(dataset, &ReadLimits::default(), |_loc, record| {
+        serde_json::to_writer(&mut w, &normalised(record))
+            .map_err(|e| DatasetError::Io(e.into()))?;
+        w.write_all(b"\n").map_err(DatasetError::Io)
+    });
+    let flushed = w.flush();
+    match (result, flushed) {
+        (Ok(summary), Ok(())) => Ok(summary.records),
+        (Err(e), _) => {
+            let _ = fs::remove_file(out);
+            Err(format!("invalid dataset: {e}"))
+        }
+        (_, Err(e)) => {
+            let _ = fs::remove_file(out);
+            Err(format!("writing the prepared dataset: {e}"))
+        }
+    }
+}
+
+/// The Rust part of preparing the dataset; `work` is a scratch directory of the task.
+pub fn prepare(spec: &ExecSpec, work: &Path) -> Result<Prepared, String> {
+    if spec.data_path.exists() {
+        return Err(format!(
+            "the data path {} exists already; the executor prepares it",
+            spec.data_path.display()
+        ));
+    }
+    let zip = is_zip(&spec.dataset)?;
+    match spec.data_type {
+        DataType::Image => {
+            if !zip {
+                return Err("an image dataset must be a zip of an image folder".into());
+            }
+            unzip_to(&spec.dataset, &spec.data_path)?;
+            Ok(Prepared::Ready)
+        }
+        DataType::Text => {
+            if zip && zip_holds_dataset_dict(&spec.dataset)? {
+                unzip_to(&spec.dataset, &spec.data_path)?;
+                return Ok(Prepared::Ready);
+            }
+            fs::create_dir_all(work).map_err(|e| e.to_string())?;
+            let out = work.join("prepared.jsonl");
+            normalise_jsonl(&spec.dataset, &out)?;
+            Ok(Prepared::Jsonl(out))
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The stock LoRA script (`scripts/training/lora_causal_lm.py`) on the real SmolLM2-135M from the offline
+//! cache, for a few steps inside the embedded interpreter: the loss goes down, the events arrive, the
+//! adapter is sealed in the child (no plaintext weights or checkpoints written anywhere in the task) and
+//! the sealed file opens with the customer's tooling (`protocol::deliverable::open_file`).
+
+mod exec_support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use exec_support::*;
+use sealtune_protocol::deliverable::{self, DeliverableKey};
+use sealtune_protocol::events::Event;
+use sealtune_protocol::sig::address_of;
+use tokio_util::sync::CancellationToken;
+
+const SMOLLM2: &str = "HuggingFaceTB/SmolLM2-135M-Instruct";
+
+/// The snapshot directory of SmolLM2 in the offline HF cache (`HF_HUB_CACHE`, set by scripts/env).
+fn smollm2_dir() -> PathBuf {
+    let cache = std::env::var_os("HF_HUB_CACHE").expect("run through scripts/env (HF_HUB_CACHE)");
+    let config = hf_hub::Cache::new(PathBuf::from(cache))
+        .model(SMOLLM2.to_owned())
+        .get("config.json")
+        .expect("SmolLM2 is in the offline cache (scripts/setup)");
+    config.parent().unwrap().to_path_buf()
+}
+
+fn lora_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/training/lora_causal_lm.py")
+}
+
+fn dataset() -> String {
+    let records = [
+        r#"{"instruction":"What is the capital of France?","output":"Paris is the capital of France."}"#,
+        r#"{"instruction":"Say hello","input":"in French","output":"Bonjour!"}"#,
+        r#"{"messages":[{"role":"user","content":"2+2?"},{"role":"assistant","content":"4"}]}"#,
+        r#"{"instruction":"Color of the sky?","output":"Blue."}"#,
+    ];
+    let mut out = String::new();
+    for _ in 0..2 {
+        for r in records {
+            out.push_str(r);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.push(p.clone());
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn stock_lora_script_trains_smollm2_and_seals_the_adapter_in_the_child() {
+    let mut task = Task::new("", &dataset()).with_seal();
+    task.spec.script = lora_script();
+    task.spec.model_path = smollm2_dir();
+    std::fs::write(
+        &task.spec.config_path,
+        r#"{"neftune_noise_alpha": 0, "num_train_epochs": 1, "per_device_train_batch_size": 2,
+            "learning_rate": 0.001, "max_steps": 6}"#,
+    )
+    .unwrap();
+    let before: Vec<PathBuf> = files_under(task.root());
+
+    let (result, events) =
+        run_with(&task, Duration::from_secs(900), CancellationToken::new()).await;
+    let outcome = result.unwrap_or_else(|e| panic!("{e}\n{:#?}", logs(&events)));
+
+    // Events: started, a progress event per step with its loss, the sealed chunk, finished.
+    let ordered = non_logs(&events);
+    assert!(matches!(ordered.first(), Some(Event::Started { .. })));
+    assert!(matches!(ordered.last(), Some(Event::Finished { .. })));
+    let losses: Vec<(u64, f64)> = ordered
+        .iter()
+        .filter_map(|e| match e {
+            Event::Progress { step, loss: Some(loss), total, learning_rate, .. } => {
+                assert_eq!(*total, Some(6));
+                assert!(learning_rate.is_some());
+                Some((*step, *loss))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(losses.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6]);
+    let first = losses[0].1;
+    let last_two = (losses[4].1 + losses[5].1) / 2.0;
+    assert!(last_two < first * 0.9, "loss did not go down: {losses:?}");
+    let chunks = ordered.iter().filter(|e| matches!(e, Event::ChunkSealed { .. })).count();
+
+    // Sealed in the child: one chunk (the adapter is ~1.8 MB), tags match.
+    let sealed = outcome.sealed.expect("the script sealed the adapter");
+    assert_eq!(sealed.chunks, 1);
+    assert_eq!(chunks, 1);
+    assert_eq!(outcome.output.chunks, 1);
+    assert_eq!(outcome.output.files, 2);
+
+    // No plaintext: the output directory is empty, and nothing new in the task but the prepared dataset,
+    // the spec and the sealed file (no checkpoint, no safetensors, no .bin).
+    assert_eq!(std::fs::read_dir(&task.spec.output_dir).unwrap().count(), 0);
+    for path in files_under(task.root()) {
+        if before.contains(&path) {
+            continue;
+        }
+        let rel = path.strip_prefix(task.root()).unwrap().to_string_lossy().into_owned();
+        let allowed = rel == "exec.json"
+            || rel == "model.sealed"
+            || rel == "output"
+            || rel == "data"
+            || rel.starts_with("data/");
+        assert!(allowed, "unexpected file written during the run: {rel}");
+        let name = path.file_name().unwrap().to_string_lossy();
+        assert!(
+            !name.ends_with(".safetensors") && !name.ends_with(".bin") && !name.starts_with("checkpoint"),
+            "plaintext model file {rel}"
+        );
+    }
+
+    // The parent signs the tag digest with the TEE key; the customer opens it.
+    let tee = k256::ecdsa::SigningKey::from_slice(&[0x11; 32]).unwrap();
+    let sealed_path = task.root().join("model.sealed");
+    assert_eq!(std::fs::metadata(&sealed_path).unwrap().len(), sealed.file_len);
+    deliverable::finish(&sealed_path, &deliverable::sign_tags(&tee, &sealed.tag_digest)).unwrap();
+    let zip = task.root().join("model.zip");
+    let key = DeliverableKey::from_hex(TEST_KEY_HEX).unwrap();
+    deliverable::open_file(&sealed_path, &zip, &key, address_of(tee.verifying_key())).unwrap();
+    let out = task.root().join("opened");
+    deliverable::unzip_safely(&zip, &out, &Default::default()).unwrap();
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("output_model/adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["r"], 8);
+    assert_eq!(config["peft_type"], "LORA");
+    let weights = std::fs::read(out.join("output_model/adapter_model.safetensors")).unwrap();
+    let n = u64::from_le_bytes(weights[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&weights[8..8 + n]).unwrap();
+    let tensors: Vec<&String> = header.as_object().unwrap().keys().filter(|k| *k != "__metadata__").collect();
+    // 30 layers x 4 projections x (A, B).
+    assert_eq!(tensors.len(), 240, "{tensors:?}");
+    assert!(tensors.iter().all(|k| k.contains("lora_A") || k.contains("lora_B")));
+    assert_eq!(header["__metadata__"]["format"], "pt");
+
+    // The opened adapter loads with peft onto the base model (what the customer does next).
+    let check = std::process::Command::new(venv_python())
+        .args([
+            "-c",
+            "import sys, torch; from transformers import AutoModelForCausalLM; from peft import PeftModel; \
+             base = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32); \
+             m = PeftModel.from_pretrained(base, sys.argv[2]); \
+             n = sum(1 for k, _ in m.named_parameters() if 'lora_' in k); assert n == 240, n; print('ok')",
+        ])
+        .arg(smollm2_dir())
+        .arg(out.join("output_model"))
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+}
