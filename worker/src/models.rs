@@ -38,7 +38,11 @@ pub enum ModelError {
 
 /// The snapshot directory of `repo` in the offline HF cache (where its `config.json` is).
 pub fn hf_snapshot(repo: &str) -> Result<PathBuf, ModelError> {
-    let cache = hf_hub::Cache::from_env();
+    // HF_HUB_CACHE (what transformers and scripts/env use) wins; hf-hub itself only reads HF_HOME.
+    let cache = match std::env::var_os("HF_HUB_CACHE") {
+        Some(dir) if !dir.is_empty() => hf_hub::Cache::new(PathBuf::from(dir)),
+        _ => hf_hub::Cache::from_env(),
+    };
     let not_found = || ModelError::NotInHfCache {
         repo: repo.to_owned(),
         cache: cache.path().display().to_string(),
