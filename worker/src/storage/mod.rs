@@ -41,7 +41,7 @@ pub const DEFAULT_MAX_DOWNLOAD: u64 = 64 << 30;
 const BLOCK: usize = 4 << 20;
 
 /// The `[storage]` configuration.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     /// The local content-addressed directory (default `<data_dir>/store`).
@@ -57,6 +57,16 @@ pub struct StorageConfig {
 
 fn default_upload_limit() -> u64 {
     DEFAULT_UPLOAD_LIMIT
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            local_dir: None,
+            upload_limit: DEFAULT_UPLOAD_LIMIT,
+            zg: None,
+        }
+    }
 }
 
 /// The `[storage.zg]` configuration: 0G Storage nodes and the Flow contract.
