@@ -19,7 +19,9 @@ use axum::extract::State;
 use axum::routing::post;
 use sealtune_verifier::event_log::{EventPolicy, parse_event_log, verify_event_log};
 use sealtune_verifier::quote::ParsedQuote;
-use sealtune_verifier::report_data::{BindingExpectations, Layout, check_binding, check_json_report_data};
+use sealtune_verifier::report_data::{
+    BindingExpectations, Layout, check_binding, check_json_report_data,
+};
 use sealtune_verifier::verify::QuoteDocument;
 use sealtune_worker::attest::{
     AttestConfig, AttestError, Attestation, DEV_APP_COMPOSE, SourceKind, quote_report_data,
@@ -32,12 +34,17 @@ fn fixture(rel: &str) -> PathBuf {
         PathBuf::from,
     );
     let p = dir.join(rel);
-    assert!(p.exists(), "fixture {} missing: set SEALTUNE_FIXTURES", p.display());
+    assert!(
+        p.exists(),
+        "fixture {} missing: set SEALTUNE_FIXTURES",
+        p.display()
+    );
     p
 }
 
 fn recorded_dstack() -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(fixture("tdx/dstack/quote-report.json")).unwrap()).unwrap()
+    serde_json::from_slice(&std::fs::read(fixture("tdx/dstack/quote-report.json")).unwrap())
+        .unwrap()
 }
 
 fn recorded_tappd_quote() -> Vec<u8> {
@@ -66,7 +73,8 @@ fn derived_key(path: &str) -> [u8; 32] {
 }
 
 fn tcb_info() -> String {
-    serde_json::json!({"app_compose": DEV_APP_COMPOSE, "compose_hash": "", "event_log": []}).to_string()
+    serde_json::json!({"app_compose": DEV_APP_COMPOSE, "compose_hash": "", "event_log": []})
+        .to_string()
 }
 
 async fn get_key(
@@ -176,7 +184,8 @@ async fn dstack_signer_comes_from_get_key_and_is_stable() {
     let sock = dstack_fixture_server(dir.path(), agent()).await;
     let cfg = dstack_config(&sock);
     let a = Attestation::open(&cfg, dir.path()).await.unwrap();
-    let expected = k256::ecdsa::SigningKey::from_slice(&derived_key("sealtune/tee-signer")).unwrap();
+    let expected =
+        k256::ecdsa::SigningKey::from_slice(&derived_key("sealtune/tee-signer")).unwrap();
     assert_eq!(a.signer(), Address::from_private_key(&expected));
     assert!(!a.is_dev());
     let b = Attestation::open(&cfg, dir.path()).await.unwrap();
@@ -202,7 +211,9 @@ async fn dstack_signer_comes_from_get_key_and_is_stable() {
 async fn dstack_quote_body_carries_the_recorded_quote_bound_to_the_signer() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dstack_fixture_server(dir.path(), agent()).await;
-    let att = Attestation::open(&dstack_config(&sock), dir.path()).await.unwrap();
+    let att = Attestation::open(&dstack_config(&sock), dir.path())
+        .await
+        .unwrap();
     let body = att.quote_body(None).await.unwrap();
     assert!(body.get("dev").is_none());
     assert_eq!(body["source"], "dstack");
@@ -226,7 +237,12 @@ async fn dstack_quote_body_carries_the_recorded_quote_bound_to_the_signer() {
         allowed_app_events: vec!["LIUM_MINER_HOTKEY".into()],
     };
     verify_event_log(&events, &parsed.body.td().unwrap().rtmr, &policy).unwrap();
-    assert!(body["vm_config"].as_str().unwrap().contains("os_image_hash"));
+    assert!(
+        body["vm_config"]
+            .as_str()
+            .unwrap()
+            .contains("os_image_hash")
+    );
     // tcb_info comes from Info.
     assert_eq!(doc.tcb_info.as_deref(), Some(tcb_info().as_str()));
 
@@ -254,7 +270,9 @@ async fn a_quote_without_the_requested_report_data_is_refused() {
         ..agent()
     };
     let sock = dstack_fixture_server(dir.path(), replay).await;
-    let att = Attestation::open(&dstack_config(&sock), dir.path()).await.unwrap();
+    let att = Attestation::open(&dstack_config(&sock), dir.path())
+        .await
+        .unwrap();
     let err = att.quote_body(None).await.unwrap_err();
     match err {
         AttestError::ReportDataMismatch { got, .. } => assert!(got.starts_with("1234"), "{got}"),
@@ -270,7 +288,9 @@ async fn agent_errors_are_typed_and_name_the_socket() {
         ..agent()
     };
     let sock = dstack_fixture_server(dir.path(), failing.clone()).await;
-    let err = Attestation::open(&dstack_config(&sock), dir.path()).await.unwrap_err();
+    let err = Attestation::open(&dstack_config(&sock), dir.path())
+        .await
+        .unwrap_err();
     assert!(matches!(err, AttestError::Agent { .. }), "{err}");
     assert!(err.to_string().contains("500"), "{err}");
     assert!(failing.calls.load(Ordering::SeqCst) >= 1);
@@ -325,12 +345,18 @@ impl FakeConfigfs {
     }
 
     fn entry(&self) -> PathBuf {
-        self.base.path().join(format!("sealtune-{}", std::process::id()))
+        self.base
+            .path()
+            .join(format!("sealtune-{}", std::process::id()))
     }
 
     /// The quote the kernel would return for `rd`.
     fn stage(&self, rd: &[u8; 64]) {
-        std::fs::write(self.entry().join("outblob"), splice(recorded_tappd_quote(), rd)).unwrap();
+        std::fs::write(
+            self.entry().join("outblob"),
+            splice(recorded_tappd_quote(), rd),
+        )
+        .unwrap();
     }
 
     fn inblob(&self) -> Vec<u8> {
@@ -350,7 +376,9 @@ impl FakeConfigfs {
 async fn configfs_tsm_quote_through_fake_configfs() {
     let fake = FakeConfigfs::new("tdx_guest");
     let data = tempfile::tempdir().unwrap();
-    let att = Attestation::open(&fake.config(), data.path()).await.unwrap();
+    let att = Attestation::open(&fake.config(), data.path())
+        .await
+        .unwrap();
     assert_eq!(att.source(), SourceKind::ConfigfsTsm);
     fake.stage(&att.report_data(None));
     let body = att.quote_body(None).await.unwrap();
@@ -378,12 +406,17 @@ async fn configfs_tsm_quote_through_fake_configfs() {
 async fn configfs_tsm_refuses_a_quote_for_other_report_data_or_none() {
     let fake = FakeConfigfs::new("tdx_guest");
     let data = tempfile::tempdir().unwrap();
-    let att = Attestation::open(&fake.config(), data.path()).await.unwrap();
+    let att = Attestation::open(&fake.config(), data.path())
+        .await
+        .unwrap();
     let err = att.quote_body(None).await.unwrap_err();
     assert!(err.to_string().contains("empty quote"), "{err}");
     fake.stage(&[0x42; 64]);
     let err = att.quote_body(None).await.unwrap_err();
-    assert!(matches!(err, AttestError::ReportDataMismatch { .. }), "{err}");
+    assert!(
+        matches!(err, AttestError::ReportDataMismatch { .. }),
+        "{err}"
+    );
     std::fs::write(fake.entry().join("generation"), "not a number").unwrap();
     let err = att.quote_body(None).await.unwrap_err();
     assert!(err.to_string().contains("generation"), "{err}");
@@ -393,10 +426,14 @@ async fn configfs_tsm_refuses_a_quote_for_other_report_data_or_none() {
 async fn configfs_tsm_key_is_new_at_every_start_and_the_change_is_reported() {
     let fake = FakeConfigfs::new("tdx_guest");
     let data = tempfile::tempdir().unwrap();
-    let a = Attestation::open(&fake.config(), data.path()).await.unwrap();
+    let a = Attestation::open(&fake.config(), data.path())
+        .await
+        .unwrap();
     let first = a.signer();
     drop(a);
-    let b = Attestation::open(&fake.config(), data.path()).await.unwrap();
+    let b = Attestation::open(&fake.config(), data.path())
+        .await
+        .unwrap();
     assert_ne!(b.signer(), first);
     assert_eq!(b.previous_signer(), Some(first));
 }
@@ -411,6 +448,23 @@ async fn configfs_tsm_refuses_a_missing_dir_or_a_foreign_provider() {
     let err = Attestation::open(&cfg, data.path()).await.unwrap_err();
     assert!(matches!(err, AttestError::Tsm { .. }), "{err}");
     let sev = FakeConfigfs::new("sev_guest");
-    let err = Attestation::open(&sev.config(), data.path()).await.unwrap_err();
+    let err = Attestation::open(&sev.config(), data.path())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("sev_guest"), "{err}");
+}
+
+/// The release image forbids the dev source through the environment. (This binary has no other
+/// dev-source test, so setting the variable process-wide cannot affect another test.)
+#[tokio::test]
+#[allow(unsafe_code)]
+async fn dev_source_is_refused_where_the_image_forbids_it() {
+    let data = tempfile::tempdir().unwrap();
+    // SAFETY: no other thread of this test binary reads this variable.
+    unsafe { std::env::set_var(sealtune_worker::attest::FORBID_DEV_ENV, "1") };
+    let err = Attestation::open(&AttestConfig::new(SourceKind::Dev), data.path())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AttestError::DevForbidden), "{err}");
+    assert!(!data.path().join("tee-signer.dev.key").exists());
 }

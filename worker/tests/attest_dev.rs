@@ -25,7 +25,10 @@ fn dev() -> AttestConfig {
     AttestConfig::new(SourceKind::Dev)
 }
 
-async fn body_doc(att: &Attestation, nonce: Option<[u8; 32]>) -> (serde_json::Value, QuoteDocument) {
+async fn body_doc(
+    att: &Attestation,
+    nonce: Option<[u8; 32]>,
+) -> (serde_json::Value, QuoteDocument) {
     let body = att.quote_body(nonce).await.unwrap();
     let doc = QuoteDocument::from_bytes(body.to_string().as_bytes()).unwrap();
     (body, doc)
@@ -119,7 +122,12 @@ async fn dev_quote_body_is_marked_and_binds_the_signer_in_layout_a() {
     // The verifier rejects the dev source unless told otherwise.
     let strict = verify_document(&doc, &VerifyOptions::default());
     assert!(!strict.verified);
-    assert!(strict.links.iter().any(|l| l.name == "dev attestation" && !l.ok));
+    assert!(
+        strict
+            .links
+            .iter()
+            .any(|l| l.name == "dev attestation" && !l.ok)
+    );
     let allowed = verify_document(
         &doc,
         &VerifyOptions {
@@ -162,10 +170,16 @@ async fn dev_event_log_replays_and_its_compose_hash_matches_the_shipped_app_comp
         .unwrap()
         .try_into()
         .unwrap();
-    let summary =
-        verify_event_log(&events, &[[0; 48], [0; 48], [0; 48], rtmr3], &EventPolicy::default())
-            .unwrap();
-    assert_eq!(summary.key_provider.as_deref().map(|k| k.contains("dev")), Some(true));
+    let summary = verify_event_log(
+        &events,
+        &[[0; 48], [0; 48], [0; 48], rtmr3],
+        &EventPolicy::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        summary.key_provider.as_deref().map(|k| k.contains("dev")),
+        Some(true)
+    );
     // The verifier's compose check, from the shipped file on disk.
     let shipped = std::fs::read_to_string(repo().join("deploy/app-compose.json")).unwrap();
     assert_eq!(shipped, DEV_APP_COMPOSE);
@@ -195,7 +209,10 @@ async fn dev_source_serves_a_configured_app_compose() {
     let (_, doc) = body_doc(&att, None).await;
     let events = parse_event_log(doc.event_log.as_deref().unwrap()).unwrap();
     let h = check_compose_hash(&events, doc.tcb_info.as_deref().unwrap()).unwrap();
-    assert_eq!(h, hex::encode(Sha256::digest(std::fs::read(&compose).unwrap())));
+    assert_eq!(
+        h,
+        hex::encode(Sha256::digest(std::fs::read(&compose).unwrap()))
+    );
     let missing = AttestConfig {
         app_compose: Some(dir.path().join("absent.json")),
         ..dev()

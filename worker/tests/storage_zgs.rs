@@ -114,14 +114,21 @@ fn rpc_error(id: &serde_json::Value, msg: &str) -> Json<serde_json::Value> {
     Json(serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32602, "message": msg}}))
 }
 
-async fn rpc(State(node): State<Node>, Json(req): Json<serde_json::Value>) -> Json<serde_json::Value> {
+async fn rpc(
+    State(node): State<Node>,
+    Json(req): Json<serde_json::Value>,
+) -> Json<serde_json::Value> {
     let id = req["id"].clone();
     let params = req["params"].clone();
-    let ok = |result: serde_json::Value| Json(serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result}));
+    let ok = |result: serde_json::Value| {
+        Json(serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result}))
+    };
     match req["method"].as_str().unwrap_or_default() {
         "indexer_getShardedNodes" => {
             let url = node.url.lock().unwrap().clone();
-            ok(serde_json::json!({"trusted": [{"url": url, "config": {"numShard": 1, "shardId": 0}}], "discovered": []}))
+            ok(
+                serde_json::json!({"trusted": [{"url": url, "config": {"numShard": 1, "shardId": 0}}], "discovered": []}),
+            )
         }
         "zgs_getFileInfo" => {
             let root: B256 = params[0].as_str().unwrap().parse().unwrap();
@@ -147,7 +154,11 @@ async fn rpc(State(node): State<Node>, Json(req): Json<serde_json::Value>) -> Js
             let Some(f) = st.files.get(&root).filter(|f| f.finalized) else {
                 return ok(serde_json::Value::Null);
             };
-            let index = if matches!(fault, Fault::WrongIndex) { 0 } else { asked };
+            let index = if matches!(fault, Fault::WrongIndex) {
+                0
+            } else {
+                asked
+            };
             let mut file = std::fs::File::open(&f.path).unwrap();
             let mut seg = f.tree.segment(&mut file, &f.path, index).unwrap();
             match fault {
@@ -156,7 +167,9 @@ async fn rpc(State(node): State<Node>, Json(req): Json<serde_json::Value>) -> Js
                         .decode(seg["data"].as_str().unwrap())
                         .unwrap();
                     data[7] ^= 1;
-                    seg["data"] = base64::engine::general_purpose::STANDARD.encode(data).into();
+                    seg["data"] = base64::engine::general_purpose::STANDARD
+                        .encode(data)
+                        .into();
                 }
                 Fault::WrongSize => seg["fileSize"] = (f.tree.layout().size() + 1).into(),
                 _ => {}
@@ -176,14 +189,22 @@ async fn rpc(State(node): State<Node>, Json(req): Json<serde_json::Value>) -> Js
                     return rpc_error(&id, "invalid segment proof");
                 };
                 use std::io::{Seek, SeekFrom, Write};
-                let mut file = std::fs::OpenOptions::new().write(true).open(&f.path).unwrap();
-                file.seek(SeekFrom::Start(seg.index * SEGMENT_SIZE as u64)).unwrap();
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&f.path)
+                    .unwrap();
+                file.seek(SeekFrom::Start(seg.index * SEGMENT_SIZE as u64))
+                    .unwrap();
                 file.write_all(data).unwrap();
                 f.received[seg.index as usize] = true;
             }
             if f.received.iter().all(|r| *r) {
                 f.tree = SegmentTree::from_file(&f.path).unwrap();
-                assert_eq!(f.tree.root(), root, "the uploaded file has the submitted root");
+                assert_eq!(
+                    f.tree.root(),
+                    root,
+                    "the uploaded file has the submitted root"
+                );
                 f.finalized = true;
             }
             ok(serde_json::Value::Null)
@@ -225,13 +246,25 @@ fn store_with(dir: &Path, zg: ZgStorageConfig) -> Store {
 }
 
 fn objects(dir: &Path) -> usize {
-    std::fs::read_dir(dir.join("store/objects")).unwrap().count()
+    std::fs::read_dir(dir.join("store/objects"))
+        .unwrap()
+        .count()
 }
 
 #[test]
 fn segment_tree_matches_the_protocol_root_and_its_proofs_verify() {
     let dir = tempfile::tempdir().unwrap();
-    for len in [1usize, 256, 257, 17 * 256, 262_144, 262_145, 1_000_000, 4 * 1024 * 1024 + 1, 5_000_000] {
+    for len in [
+        1usize,
+        256,
+        257,
+        17 * 256,
+        262_144,
+        262_145,
+        1_000_000,
+        4 * 1024 * 1024 + 1,
+        5_000_000,
+    ] {
         let data = pattern(len);
         let p = dir.path().join(format!("f{len}"));
         std::fs::write(&p, &data).unwrap();
@@ -244,7 +277,11 @@ fn segment_tree_matches_the_protocol_root_and_its_proofs_verify() {
             let seg = SegmentWithProof::from_json(json.to_string().as_bytes()).unwrap();
             let start = i as usize * SEGMENT_SIZE;
             let end = (start + SEGMENT_SIZE).min(len);
-            assert_eq!(seg.verify(tree.root()).unwrap(), &data[start..end], "{len} bytes, segment {i}");
+            assert_eq!(
+                seg.verify(tree.root()).unwrap(),
+                &data[start..end],
+                "{len} bytes, segment {i}"
+            );
         }
     }
 }
@@ -297,7 +334,11 @@ async fn a_tampering_node_is_skipped_for_an_honest_one() {
     let path = s.fetch(&root, &dir.path().join("work")).await.unwrap();
     assert_eq!(std::fs::read(path).unwrap(), data);
     assert_eq!(bad.segment_calls(), 3);
-    assert_eq!(good.segment_calls(), 1, "only the tampered segment came from the honest node");
+    assert_eq!(
+        good.segment_calls(),
+        1,
+        "only the tampered segment came from the honest node"
+    );
 }
 
 #[tokio::test]
@@ -319,7 +360,10 @@ async fn unknown_root_is_not_found_naming_the_store_and_the_nodes() {
     let (_node, url) = zgs_fixture_node().await;
     let dir = tempfile::tempdir().unwrap();
     let s = store_with(dir.path(), zg(vec![url.clone()]));
-    let err = s.fetch(&B256::repeat_byte(7), &dir.path().join("w")).await.unwrap_err();
+    let err = s
+        .fetch(&B256::repeat_byte(7), &dir.path().join("w"))
+        .await
+        .unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, StorageError::NotFound(_)), "{msg}");
     assert!(msg.contains("local store") && msg.contains(&url), "{msg}");
@@ -334,7 +378,10 @@ async fn download_over_the_limit_is_refused() {
     cfg.max_download = 299_999;
     let s = store_with(dir.path(), cfg);
     let err = s.fetch(&root, &dir.path().join("w")).await.unwrap_err();
-    assert!(matches!(err, StorageError::TooLarge { len: 300_000, .. }), "{err}");
+    assert!(
+        matches!(err, StorageError::TooLarge { len: 300_000, .. }),
+        "{err}"
+    );
     assert_eq!(node.segment_calls(), 0);
 }
 
@@ -371,7 +418,10 @@ async fn uploaded_segments_reassemble_on_the_node_and_download_back() {
     // Another worker downloads it back through the verified path.
     let other = tempfile::tempdir().unwrap();
     let s = store_with(other.path(), zg(vec![url]));
-    let path = s.fetch(&tree.root(), &other.path().join("w")).await.unwrap();
+    let path = s
+        .fetch(&tree.root(), &other.path().join("w"))
+        .await
+        .unwrap();
     assert_eq!(std::fs::read(path).unwrap(), data);
 }
 
@@ -395,9 +445,18 @@ fn flow_submit_calldata_for_both_abis() {
     let call = submitCall::abi_decode(&newer).unwrap();
     assert_eq!(call.submission.submitter, submitter);
     assert_eq!(call.submission.data.length, U256::from(17 * 256));
-    let heights: Vec<U256> = call.submission.data.nodes.iter().map(|n| n.height).collect();
+    let heights: Vec<U256> = call
+        .submission
+        .data
+        .nodes
+        .iter()
+        .map(|n| n.height)
+        .collect();
     assert_eq!(heights, vec![U256::from(4), U256::from(1)]);
-    assert_eq!(call.submission.data.nodes[0].root, tree.submission_nodes()[0].root);
+    assert_eq!(
+        call.submission.data.nodes[0].root,
+        tree.submission_nodes()[0].root
+    );
     // Fee: price × (16 + 2) sectors.
     assert_eq!(storage_fee(&tree, U256::from(10)), U256::from(180));
     let abi: SubmitAbi = serde_json::from_str("\"with-submitter\"").unwrap();

@@ -43,7 +43,10 @@ pub fn dev_event_log(app_compose: &str, signer: &[u8; 20]) -> (String, [u8; 48])
     let instance: [u8; 32] = instance.finalize().into();
     let events: [(&str, Vec<u8>); 8] = [
         ("system-preparing", Vec::new()),
-        ("app-id", compose_hash.get(..20).unwrap_or_default().to_vec()),
+        (
+            "app-id",
+            compose_hash.get(..20).unwrap_or_default().to_vec(),
+        ),
         ("compose-hash", compose_hash.to_vec()),
         (
             "instance-id",

@@ -143,7 +143,8 @@ impl DstackSource {
         struct GetKey {
             key: String,
         }
-        let body = serde_json::json!({"path": path, "purpose": "signing", "algorithm": "secp256k1"});
+        let body =
+            serde_json::json!({"path": path, "purpose": "signing", "algorithm": "secp256k1"});
         let r: GetKey = self.client.call("/GetKey", "GetKey", &body).await?;
         let bytes = decode_hex(&r.key).map_err(|e| self.client.bad("GetKey", e))?;
         SigningKey::from_slice(&bytes).map_err(|_| AttestError::BadKey {
@@ -276,9 +277,6 @@ mod tests {
         let pem = "-----BEGIN PRIVATE KEY-----\nAQID\nBA==\n-----END PRIVATE KEY-----\n-----BEGIN X-----\nBQ==\n-----END X-----\n";
         assert_eq!(pem_body(pem), Some(vec![1, 2, 3, 4]));
         assert_eq!(pem_body("no pem here"), None);
-        assert_eq!(
-            pem_body("-----BEGIN K-----\n!!\n-----END K-----"),
-            None
-        );
+        assert_eq!(pem_body("-----BEGIN K-----\n!!\n-----END K-----"), None);
     }
 }

@@ -45,6 +45,9 @@ pub const DEFAULT_TSM_DIR: &str = "/sys/kernel/config/tsm/report";
 pub const DEFAULT_KEY_PATH: &str = "sealtune/tee-signer";
 /// File (in the data directory) recording the last TEE signer address.
 pub const SIGNER_RECORD_FILE: &str = "tee-signer.json";
+/// Environment variable that, set to anything but `0` or empty, refuses the `dev` source. The
+/// release image (`deploy/Dockerfile`) sets it; unsetting it would show in the measured compose.
+pub const FORBID_DEV_ENV: &str = "SEALTUNE_FORBID_DEV_ATTESTATION";
 
 /// Which attestation source the worker uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
@@ -191,6 +194,9 @@ pub enum AttestError {
         /// What went wrong.
         reason: String,
     },
+    /// The `dev` source was configured where it is forbidden ([`FORBID_DEV_ENV`]).
+    #[error("the insecure `dev` attestation source is forbidden here ({FORBID_DEV_ENV} is set)")]
+    DevForbidden,
     /// Key material that is not a valid secp256k1 secret key.
     #[error("{what} is not a valid secp256k1 secret key")]
     BadKey {
@@ -302,6 +308,7 @@ impl Attestation {
         rng: &mut impl CryptoRngCore,
     ) -> Result<Attestation, AttestError> {
         let (source, key) = match config.source {
+            SourceKind::Dev if dev_forbidden() => return Err(AttestError::DevForbidden),
             SourceKind::Dev => {
                 let (s, key) = dev::DevSource::open(config, data_dir, rng)?;
                 (Source::Dev(s), key)
@@ -436,6 +443,10 @@ impl Attestation {
         }
         Ok(body)
     }
+}
+
+fn dev_forbidden() -> bool {
+    std::env::var_os(FORBID_DEV_ENV).is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 /// Layout (a): the ASCII EIP-55 `0x…` address (42 bytes) zero-padded to 64.

@@ -31,8 +31,9 @@ impl TsmSource {
         if !dir.is_dir() {
             return Err(AttestError::Tsm {
                 path: dir.to_path_buf(),
-                reason: "no configfs-tsm report directory (not a TDX guest, or configfs not mounted)"
-                    .into(),
+                reason:
+                    "no configfs-tsm report directory (not a TDX guest, or configfs not mounted)"
+                        .into(),
             });
         }
         let entry = dir.join(format!("sealtune-{}", std::process::id()));
@@ -66,7 +67,6 @@ impl TsmSource {
         }
         Ok(())
     }
-
 }
 
 fn generation(entry: &Path) -> Result<u64, AttestError> {
@@ -78,34 +78,34 @@ fn generation(entry: &Path) -> Result<u64, AttestError> {
 }
 
 fn quote_blocking(entry: &Path, report_data: &[u8; 64]) -> Result<Vec<u8>, AttestError> {
-        use std::io::Read as _;
-        let inblob = entry.join("inblob");
-        let outblob = entry.join("outblob");
-        let mut last = String::new();
-        for _ in 0..MAX_ATTEMPTS {
-            std::fs::write(&inblob, report_data).map_err(|e| tsm_err(&inblob, e))?;
-            let before = generation(entry)?;
-            let mut quote = Vec::new();
-            std::fs::File::open(&outblob)
-                .and_then(|f| f.take(MAX_QUOTE + 1).read_to_end(&mut quote))
-                .map_err(|e| tsm_err(&outblob, e))?;
-            let after = generation(entry)?;
-            if before != after {
-                last = format!("generation moved from {before} to {after} during the read");
-                continue;
-            }
-            if quote.len() as u64 > MAX_QUOTE {
-                return Err(tsm_err(&outblob, "quote larger than 1 MiB"));
-            }
-            if quote.is_empty() {
-                return Err(tsm_err(&outblob, "empty quote"));
-            }
-            return Ok(quote);
+    use std::io::Read as _;
+    let inblob = entry.join("inblob");
+    let outblob = entry.join("outblob");
+    let mut last = String::new();
+    for _ in 0..MAX_ATTEMPTS {
+        std::fs::write(&inblob, report_data).map_err(|e| tsm_err(&inblob, e))?;
+        let before = generation(entry)?;
+        let mut quote = Vec::new();
+        std::fs::File::open(&outblob)
+            .and_then(|f| f.take(MAX_QUOTE + 1).read_to_end(&mut quote))
+            .map_err(|e| tsm_err(&outblob, e))?;
+        let after = generation(entry)?;
+        if before != after {
+            last = format!("generation moved from {before} to {after} during the read");
+            continue;
         }
-        Err(tsm_err(
-            entry,
-            format!("no stable quote after {MAX_ATTEMPTS} attempts ({last})"),
-        ))
+        if quote.len() as u64 > MAX_QUOTE {
+            return Err(tsm_err(&outblob, "quote larger than 1 MiB"));
+        }
+        if quote.is_empty() {
+            return Err(tsm_err(&outblob, "empty quote"));
+        }
+        return Ok(quote);
+    }
+    Err(tsm_err(
+        entry,
+        format!("no stable quote after {MAX_ATTEMPTS} attempts ({last})"),
+    ))
 }
 
 impl Drop for TsmSource {

@@ -122,7 +122,10 @@ pub async fn submit<P: Provider>(
             .with_input(submit_calldata(tree, abi, submitter))
     };
     let chosen = match abi {
-        SubmitAbi::Auto => match provider.estimate_gas(request(SubmitAbi::WithSubmitter)).await {
+        SubmitAbi::Auto => match provider
+            .estimate_gas(request(SubmitAbi::WithSubmitter))
+            .await
+        {
             Ok(_) => SubmitAbi::WithSubmitter,
             Err(e) => {
                 tracing::info!(error = %e, "Flow rejects the newer submit ABI; using the legacy one");

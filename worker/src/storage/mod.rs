@@ -400,7 +400,10 @@ impl Store {
                 "{local}; the 0G storage network is not configured"
             )));
         };
-        let max = self.zg.as_ref().map_or(DEFAULT_MAX_DOWNLOAD, |z| z.max_download);
+        let max = self
+            .zg
+            .as_ref()
+            .map_or(DEFAULT_MAX_DOWNLOAD, |z| z.max_download);
         tokio::fs::create_dir_all(dest_dir)
             .await
             .map_err(|e| StorageError::io(dest_dir, e))?;
@@ -452,10 +455,9 @@ impl Store {
         provider: &P,
         submitter: Address,
     ) -> Result<B256, StorageError> {
-        let zg = self
-            .zg
-            .as_ref()
-            .ok_or_else(|| StorageError::Config("the 0G storage network is not configured".into()))?;
+        let zg = self.zg.as_ref().ok_or_else(|| {
+            StorageError::Config("the 0G storage network is not configured".into())
+        })?;
         let flow = zg.flow_contract.ok_or_else(|| {
             StorageError::Config("[storage.zg] flow_contract is needed to upload".into())
         })?;
@@ -498,7 +500,9 @@ impl Store {
                     })?
             }
         };
-        client.upload_segments(&seg_tree, &path, info.tx.seq).await?;
+        client
+            .upload_segments(&seg_tree, &path, info.tx.seq)
+            .await?;
         wait_for(sync, || client.file_info(&root, true), |i| i.finalized)
             .await?
             .ok_or_else(|| StorageError::Network(format!("{root} was not finalized in time")))?;

@@ -117,8 +117,10 @@ impl ZgsClient {
         params: serde_json::Value,
     ) -> Result<Option<T>, StorageError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let req = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let net = |e: &dyn std::fmt::Display| StorageError::Network(format!("{node} {method}: {e}"));
+        let req =
+            serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let net =
+            |e: &dyn std::fmt::Display| StorageError::Network(format!("{node} {method}: {e}"));
         let resp = self
             .http
             .post(node)
@@ -129,7 +131,10 @@ impl ZgsClient {
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| net(&e))?;
         if bytes.len() > MAX_RPC_RESPONSE {
-            return Err(net(&format!("answer of {} bytes is too large", bytes.len())));
+            return Err(net(&format!(
+                "answer of {} bytes is too large",
+                bytes.len()
+            )));
         }
         if !status.is_success() {
             return Err(net(&format!("HTTP {status}")));
