@@ -438,7 +438,7 @@ async fn upload_dataset(
                     field.map_err(|e| std::io::Error::other(e.to_string())),
                 );
                 let s = worker.files.put_upload(reader, limit).await.map_err(|e| match e {
-                    crate::storage::StorageError::TooLarge(_) => ApiError(
+                    crate::storage::StorageError::TooLarge { .. } => ApiError(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         format!("the dataset is larger than this provider's limit of {limit} bytes"),
                     ),

@@ -249,6 +249,10 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         _ => {}
     }
     store.set_meta("tee_signer", &signer.to_string()).await?;
+    if let Some(old) = attest.previous_signer() {
+        tracing::warn!("the attestation source reports a TEE signer change from {old} to {signer}");
+    }
+    attest.record_signer()?;
 
     let (serving, _ledger) = config.contracts()?;
     let chain = Chain::connect(config.chain.rpc_url(), config.wallet()?, serving).await?;

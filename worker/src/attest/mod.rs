@@ -1,98 +1,537 @@
 //! Attestation and the TEE signer: quote sources (configfs-tsm, the dstack guest agent, legacy tappd,
 //! and the insecure `dev` source), the stable TEE signing key, and the `/v1/quote` body (PROTOCOL.md §5).
 //!
-//! (Lead's minimal dev-only stand-in so the rest of the worker compiles; replaced by the full module.)
-use std::path::Path;
+//! Every source implements [`QuoteSource`]: it yields the TEE signing key and quotes over 64 bytes
+//! of report_data. [`Attestation::open`] picks the configured source, loads or derives the key, and
+//! compares its address with the signer recorded in the data directory at the previous start, so
+//! a signer change is never silent ([`Attestation::previous_signer`]).
+//!
+//! | source | key | quote | stable across restarts |
+//! |---|---|---|---|
+//! | `dstack` | guest agent `GetKey` (derived by the KMS for this app) | `GetQuote` + `Info` | yes |
+//! | `tappd` | legacy `DeriveKey` (P-256 PEM → domain-separated keccak256 → secp256k1) | `TdxQuote` (raw) + `Info` | yes |
+//! | `configfs-tsm` | random at every start, never written | `/sys/kernel/config/tsm/report` | **no** |
+//! | `dev` | key file in the data directory (cleartext, dev only) | none: `"dev": true` | yes |
+//!
+//! The `/v1/quote` body ([`Attestation::quote_body`]) binds the signer in report_data layout (a),
+//! the ASCII `0x…` address zero-padded to 64 bytes (what the official SDK checks), or, with a
+//! verifier's nonce, sealtune's fresh layout `signer ‖ 0^12 ‖ nonce`. The worker checks that the
+//! quote a source returns carries exactly the report_data it asked for.
+
+mod dev;
+mod dstack;
+mod tsm;
+
+use std::path::{Path, PathBuf};
 
 use alloy::primitives::Address;
-use sealtune_protocol::deliverable::{OsRng, TeeSigningKey};
+use base64::Engine as _;
+use k256::ecdsa::SigningKey;
+use rand_core::CryptoRngCore;
+use sealtune_protocol::deliverable::TeeSigningKey;
 use serde::{Deserialize, Serialize};
 
-/// Which quote source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+pub use dev::{DEV_APP_COMPOSE, dev_event_log, runtime_event_digest};
+pub use dstack::{DstackSource, TappdSource};
+pub use tsm::TsmSource;
+
+/// Default socket of the dstack guest agent.
+pub const DEFAULT_DSTACK_SOCKET: &str = "/var/run/dstack.sock";
+/// Default socket of the legacy tappd agent.
+pub const DEFAULT_TAPPD_SOCKET: &str = "/var/run/tappd.sock";
+/// Default configfs-tsm report directory.
+pub const DEFAULT_TSM_DIR: &str = "/sys/kernel/config/tsm/report";
+/// Key derivation path asked of dstack / tappd for the TEE signer.
+pub const DEFAULT_KEY_PATH: &str = "sealtune/tee-signer";
+/// File (in the data directory) recording the last TEE signer address.
+pub const SIGNER_RECORD_FILE: &str = "tee-signer.json";
+/// Environment variable that, set to anything but `0` or empty, refuses the `dev` source. The
+/// release image (`deploy/Dockerfile`) sets it; unsetting it would show in the measured compose.
+pub const FORBID_DEV_ENV: &str = "SEALTUNE_FORBID_DEV_ATTESTATION";
+
+/// Which attestation source the worker uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 pub enum SourceKind {
-    /// Insecure development source.
+    /// The insecure development source: no TEE, a key file in the data directory.
+    #[serde(rename = "dev")]
     Dev,
-    /// dstack guest agent.
+    /// The dstack guest agent (`/var/run/dstack.sock`).
+    #[serde(rename = "dstack")]
     Dstack,
-    /// Legacy tappd.
+    /// The legacy dstack agent, tappd (`/var/run/tappd.sock`).
+    #[serde(rename = "tappd")]
     Tappd,
-    /// Linux configfs-tsm.
+    /// Linux configfs-tsm on a bare TDX guest.
+    #[serde(rename = "configfs-tsm")]
     ConfigfsTsm,
 }
 
-/// Attestation settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+impl SourceKind {
+    /// The configuration name (`dev`, `dstack`, `tappd`, `configfs-tsm`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Dev => "dev",
+            SourceKind::Dstack => "dstack",
+            SourceKind::Tappd => "tappd",
+            SourceKind::ConfigfsTsm => "configfs-tsm",
+        }
+    }
+}
+
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `[attestation]` configuration. `source` has no default: `dev` must be chosen explicitly.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttestConfig {
-    /// The source.
+    /// `"dev" | "dstack" | "tappd" | "configfs-tsm"`.
     pub source: SourceKind,
+    /// dstack guest agent socket (default [`DEFAULT_DSTACK_SOCKET`]).
+    #[serde(default = "default_dstack_socket")]
+    pub dstack_socket: PathBuf,
+    /// tappd socket (default [`DEFAULT_TAPPD_SOCKET`]).
+    #[serde(default = "default_tappd_socket")]
+    pub tappd_socket: PathBuf,
+    /// configfs-tsm report directory (default [`DEFAULT_TSM_DIR`]).
+    #[serde(default = "default_tsm_dir")]
+    pub tsm_dir: PathBuf,
+    /// Key derivation path for dstack `GetKey` / tappd `DeriveKey` (default [`DEFAULT_KEY_PATH`]).
+    /// Changing it changes the signer.
+    #[serde(default = "default_key_path")]
+    pub key_path: String,
+    /// dev only: the app-compose document served in `tcb_info` and hashed into the dev event log
+    /// (default: the shipped `deploy/app-compose.json`, embedded at build time).
+    #[serde(default)]
+    pub app_compose: Option<PathBuf>,
+    /// Seconds to wait for one agent call or one configfs report (default 30).
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
 }
 
-/// An attestation failure.
+fn default_dstack_socket() -> PathBuf {
+    DEFAULT_DSTACK_SOCKET.into()
+}
+fn default_tappd_socket() -> PathBuf {
+    DEFAULT_TAPPD_SOCKET.into()
+}
+fn default_tsm_dir() -> PathBuf {
+    DEFAULT_TSM_DIR.into()
+}
+fn default_key_path() -> String {
+    DEFAULT_KEY_PATH.into()
+}
+fn default_timeout_secs() -> u64 {
+    30
+}
+
+impl AttestConfig {
+    /// A configuration for `source` with every other field at its default.
+    pub fn new(source: SourceKind) -> Self {
+        Self {
+            source,
+            dstack_socket: default_dstack_socket(),
+            tappd_socket: default_tappd_socket(),
+            tsm_dir: default_tsm_dir(),
+            key_path: default_key_path(),
+            app_compose: None,
+            timeout_secs: default_timeout_secs(),
+        }
+    }
+}
+
+/// Why attestation or the TEE key failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AttestError {
-    /// I/O.
-    #[error("attestation I/O: {0}")]
-    Io(#[from] std::io::Error),
-    /// Unsupported here.
-    #[error("attestation source {0:?} is not available")]
-    Unavailable(SourceKind),
+    /// Talking to the guest agent failed (socket missing, connection refused, HTTP error).
+    #[error("{source_kind} agent at {socket}: {reason}")]
+    Agent {
+        /// The source.
+        source_kind: SourceKind,
+        /// Its socket.
+        socket: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The agent answered something unusable.
+    #[error("{source_kind} agent answered an invalid {what}: {reason}")]
+    BadResponse {
+        /// The source.
+        source_kind: SourceKind,
+        /// Which answer.
+        what: &'static str,
+        /// Why it is unusable.
+        reason: String,
+    },
+    /// The quote does not carry the report_data the worker asked for.
+    #[error(
+        "{source_kind} returned a quote whose report_data is {got}, not the requested {expected}"
+    )]
+    ReportDataMismatch {
+        /// The source.
+        source_kind: SourceKind,
+        /// What was asked (hex).
+        expected: String,
+        /// What the quote holds (hex, or a reason).
+        got: String,
+    },
+    /// configfs-tsm failed.
+    #[error("configfs-tsm at {path}: {reason}")]
+    Tsm {
+        /// The report entry.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A key file, the signer record or the app-compose file could not be read or written.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The `dev` source was configured where it is forbidden ([`FORBID_DEV_ENV`]).
+    #[error("the insecure `dev` attestation source is forbidden here ({FORBID_DEV_ENV} is set)")]
+    DevForbidden,
+    /// Key material that is not a valid secp256k1 secret key.
+    #[error("{what} is not a valid secp256k1 secret key")]
+    BadKey {
+        /// Where the key came from.
+        what: String,
+    },
 }
 
-/// The TEE key and quote source.
+impl AttestError {
+    fn file(path: &Path, e: impl std::fmt::Display) -> Self {
+        Self::File {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// What a source returns for one report_data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawQuote {
+    /// The quote bytes (empty for `dev`).
+    pub quote: Vec<u8>,
+    /// The event log, a JSON string (dstack / tappd / dev).
+    pub event_log: Option<String>,
+    /// The VM configuration as the agent sent it (a JSON string on dstack).
+    pub vm_config: Option<serde_json::Value>,
+    /// `tcb_info` as a JSON string containing `app_compose`.
+    pub tcb_info: Option<String>,
+}
+
+/// One attestation source: the TEE key and quotes. Implemented by [`dev::DevSource`],
+/// [`DstackSource`], [`TappdSource`] and [`TsmSource`].
+pub trait QuoteSource: Send + Sync {
+    /// Which source this is.
+    fn kind(&self) -> SourceKind;
+    /// A quote over `report_data`, with whatever event log / tcb info the source has.
+    fn quote(
+        &self,
+        report_data: [u8; 64],
+    ) -> impl std::future::Future<Output = Result<RawQuote, AttestError>> + Send;
+}
+
+/// The configured source, dispatching [`QuoteSource`] statically.
+#[derive(Debug)]
+enum Source {
+    Dev(dev::DevSource),
+    Dstack(DstackSource),
+    Tappd(TappdSource),
+    Tsm(TsmSource),
+}
+
+impl Source {
+    async fn quote(&self, report_data: [u8; 64]) -> Result<RawQuote, AttestError> {
+        match self {
+            Source::Dev(s) => s.quote(report_data).await,
+            Source::Dstack(s) => s.quote(report_data).await,
+            Source::Tappd(s) => s.quote(report_data).await,
+            Source::Tsm(s) => s.quote(report_data).await,
+        }
+    }
+}
+
+/// The worker's attestation: source, TEE signing key, signer-change detection, `/v1/quote` bodies.
 pub struct Attestation {
+    source: Source,
     key: TeeSigningKey,
+    signer: Address,
     previous: Option<Address>,
+    record_path: PathBuf,
+}
+
+impl std::fmt::Debug for Attestation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attestation")
+            .field("source", &self.source)
+            .field("signer", &self.signer)
+            .field("previous", &self.previous)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The signer record kept in the data directory (an address is public; no key is written here).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SignerRecord {
+    address: Address,
     source: SourceKind,
 }
 
 impl Attestation {
-    /// Loads or creates the key.
+    /// Loads or derives the TEE signing key with the OS RNG (see [`Self::open_with_rng`]).
     pub async fn open(config: &AttestConfig, data_dir: &Path) -> Result<Attestation, AttestError> {
-        if config.source != SourceKind::Dev {
-            return Err(AttestError::Unavailable(config.source));
-        }
-        let path = data_dir.join("dev-tee-key");
-        let key = match std::fs::read(&path) {
-            Ok(b) => TeeSigningKey::from_slice(&b).map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, "bad dev key")
-            })?,
-            Err(_) => {
-                let k = TeeSigningKey::random(&mut OsRng);
-                std::fs::write(&path, k.to_bytes())?;
-                k
+        Self::open_with_rng(config, data_dir, &mut rand_core::OsRng).await
+    }
+
+    /// Loads or derives the TEE signing key and detects a signer change.
+    ///
+    /// dstack: `GetKey` from the guest agent (the same key for this app on every boot); tappd:
+    /// `DeriveKey`; dev: `<data_dir>/tee-signer.dev.key`, created once from `rng` (loud warning);
+    /// configfs-tsm: a fresh key from `rng` at every start (it cannot persist a key without
+    /// writing it in clear: an error-level log says so, and every restart is a signer change).
+    ///
+    /// The address of the previous start is read from `<data_dir>/tee-signer.json`;
+    /// [`previous_signer`](Self::previous_signer) is `Some(old)` when it differs. The record is
+    /// only rewritten by [`record_signer`](Self::record_signer) (and on the very first start), so
+    /// a crash before the old signer's tasks are handled reports the change again.
+    pub async fn open_with_rng(
+        config: &AttestConfig,
+        data_dir: &Path,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Attestation, AttestError> {
+        let (source, key) = match config.source {
+            SourceKind::Dev if dev_forbidden() => return Err(AttestError::DevForbidden),
+            SourceKind::Dev => {
+                let (s, key) = dev::DevSource::open(config, data_dir, rng)?;
+                (Source::Dev(s), key)
+            }
+            SourceKind::Dstack => {
+                let s = DstackSource::new(&config.dstack_socket, config.timeout_secs)?;
+                let key = s.get_key(&config.key_path).await?;
+                (Source::Dstack(s), key)
+            }
+            SourceKind::Tappd => {
+                let s = TappdSource::new(&config.tappd_socket, config.timeout_secs)?;
+                let key = s.derive_key(&config.key_path).await?;
+                (Source::Tappd(s), key)
+            }
+            SourceKind::ConfigfsTsm => {
+                let s = TsmSource::open(&config.tsm_dir, config.timeout_secs)?;
+                tracing::error!(
+                    tsm_dir = %config.tsm_dir.display(),
+                    "configfs-tsm cannot persist the TEE signer: a new key is generated at every start, \
+                     so every restart changes the signer (the owner must acknowledge it again on chain, and \
+                     deliverables of earlier runs keep the old signer). Use dstack for a stable signer."
+                );
+                (Source::Tsm(s), SigningKey::random(rng))
             }
         };
+        let signer = Address::from_private_key(&key);
+        let record_path = data_dir.join(SIGNER_RECORD_FILE);
+        let previous = match read_record(&record_path)? {
+            Some(old) if old.address != signer => {
+                tracing::warn!(
+                    old = %old.address, old_source = %old.source, new = %signer, source = %config.source,
+                    "the TEE signer changed since the last start: tasks made under the old signer must be handled"
+                );
+                Some(old.address)
+            }
+            Some(_) => None,
+            None => {
+                write_record(&record_path, signer, config.source)?;
+                None
+            }
+        };
+        tracing::info!(source = %config.source, %signer, "TEE signer ready");
         Ok(Attestation {
+            source,
             key,
-            previous: None,
-            source: config.source,
+            signer,
+            previous,
+            record_path,
         })
     }
-    /// The TEE signer.
+
+    /// The TEE signer address (bound into report_data, registered as `teeSignerAddress`).
     pub fn signer(&self) -> Address {
-        sealtune_protocol::sig::address_of(self.key.verifying_key())
+        self.signer
     }
-    /// The key.
+
+    /// The TEE signing key. Never give it to the executor child or write it anywhere.
     pub fn signing_key(&self) -> &TeeSigningKey {
         &self.key
     }
-    /// The signer before a change.
+
+    /// The signer of the previous start when it differs from this one.
     pub fn previous_signer(&self) -> Option<Address> {
         self.previous
     }
-    /// Dev source?
+
+    /// Records the current signer as the last one (call once the tasks of the previous signer are
+    /// handled); later starts no longer report the change.
+    pub fn record_signer(&self) -> Result<(), AttestError> {
+        write_record(&self.record_path, self.signer, self.source())
+    }
+
+    /// Whether this is the insecure dev source.
     pub fn is_dev(&self) -> bool {
-        self.source == SourceKind::Dev
+        matches!(self.source, Source::Dev(_))
     }
-    /// The source.
+
+    /// The source in use.
     pub fn source(&self) -> SourceKind {
-        self.source
+        match &self.source {
+            Source::Dev(_) => SourceKind::Dev,
+            Source::Dstack(_) => SourceKind::Dstack,
+            Source::Tappd(_) => SourceKind::Tappd,
+            Source::Tsm(_) => SourceKind::ConfigfsTsm,
+        }
     }
-    /// The `/v1/quote` body.
-    pub async fn quote_body(&self, _nonce: Option<[u8; 32]>) -> Result<serde_json::Value, AttestError> {
-        Ok(serde_json::json!({"dev": true, "signing_address": self.signer().to_checksum(None)}))
+
+    /// The report_data this worker puts in its quotes: layout (a) without a nonce, sealtune's
+    /// `signer ‖ 0^12 ‖ nonce` with one.
+    pub fn report_data(&self, nonce: Option<[u8; 32]>) -> [u8; 64] {
+        match nonce {
+            None => ascii_report_data(self.signer),
+            Some(n) => nonce_report_data(self.signer, &n),
+        }
     }
+
+    /// The `/v1/quote` JSON (PROTOCOL.md §5): `{quote, event_log, report_data (base64), vm_config,
+    /// tcb_info, nvidia_payload}` plus `signer`, `source` and, with a nonce, `nonce`. The dev
+    /// source adds `"dev": true` and a `warning`, and serves no quote.
+    pub async fn quote_body(
+        &self,
+        nonce: Option<[u8; 32]>,
+    ) -> Result<serde_json::Value, AttestError> {
+        let rd = self.report_data(nonce);
+        let raw = self.source.quote(rd).await?;
+        if !self.is_dev() {
+            check_quote_report_data(self.source(), &raw.quote, &rd)?;
+        }
+        let mut body = serde_json::json!({
+            "quote": hex::encode(&raw.quote),
+            "event_log": raw.event_log,
+            "report_data": base64::engine::general_purpose::STANDARD.encode(rd),
+            "vm_config": raw.vm_config,
+            "tcb_info": raw.tcb_info,
+            "nvidia_payload": serde_json::Value::Null,
+            "signer": self.signer.to_checksum(None),
+            "source": self.source().as_str(),
+        });
+        if let (Some(n), Some(obj)) = (nonce, body.as_object_mut()) {
+            obj.insert("nonce".into(), hex::encode(n).into());
+        }
+        if self.is_dev()
+            && let Some(obj) = body.as_object_mut()
+        {
+            obj.insert("dev".into(), true.into());
+            obj.insert("attestation".into(), "dev".into());
+            obj.insert(
+                "warning".into(),
+                "INSECURE dev attestation source: no TEE, no quote; verifiers reject it unless told --allow-dev-quote"
+                    .into(),
+            );
+        }
+        Ok(body)
+    }
+}
+
+fn dev_forbidden() -> bool {
+    std::env::var_os(FORBID_DEV_ENV).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Layout (a): the ASCII EIP-55 `0x…` address (42 bytes) zero-padded to 64.
+pub fn ascii_report_data(signer: Address) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    let text = signer.to_checksum(None);
+    for (dst, src) in out.iter_mut().zip(text.as_bytes()) {
+        *dst = *src;
+    }
+    out
+}
+
+/// sealtune's fresh layout: `signer (20) ‖ 12 zero bytes ‖ nonce (32)`.
+pub fn nonce_report_data(signer: Address, nonce: &[u8; 32]) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    let (a, rest) = out.split_at_mut(20);
+    a.copy_from_slice(signer.as_slice());
+    let (_, n) = rest.split_at_mut(12);
+    n.copy_from_slice(nonce);
+    out
+}
+
+/// The 64 report_data bytes inside a TDX quote v4 or v5 (PROTOCOL.md §7), or `None` when the
+/// bytes are too short or not a TDX quote.
+pub fn quote_report_data(quote: &[u8]) -> Option<[u8; 64]> {
+    let version = u16::from_le_bytes(quote.get(0..2)?.try_into().ok()?);
+    let tee_type = u32::from_le_bytes(quote.get(4..8)?.try_into().ok()?);
+    if tee_type != 0x81 {
+        return None;
+    }
+    let start = match version {
+        4 => 568,
+        5 => 574,
+        _ => return None,
+    };
+    quote.get(start..start + 64)?.try_into().ok()
+}
+
+fn check_quote_report_data(
+    kind: SourceKind,
+    quote: &[u8],
+    expected: &[u8; 64],
+) -> Result<(), AttestError> {
+    match quote_report_data(quote) {
+        Some(got) if got == *expected => Ok(()),
+        got => Err(AttestError::ReportDataMismatch {
+            source_kind: kind,
+            expected: hex::encode(expected),
+            got: got.map_or_else(|| "not a TDX v4/v5 quote".into(), hex::encode),
+        }),
+    }
+}
+
+fn read_record(path: &Path) -> Result<Option<SignerRecord>, AttestError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| AttestError::file(path, format!("corrupt signer record: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(AttestError::file(path, e)),
+    }
+}
+
+fn write_record(path: &Path, address: Address, source: SourceKind) -> Result<(), AttestError> {
+    let json = serde_json::to_vec_pretty(&SignerRecord { address, source })
+        .map_err(|e| AttestError::file(path, e))?;
+    write_atomic(path, &json, 0o644)
+}
+
+/// Writes `bytes` to a temporary file next to `path`, syncs it, and renames it over `path`.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), AttestError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| AttestError::file(dir, e))?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| AttestError::file(&tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| AttestError::file(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| AttestError::file(path, e))
 }

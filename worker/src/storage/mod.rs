@@ -1,111 +1,599 @@
 //! Where datasets, models and deliverables live: uploads to the TEE (keccak256 id), a local
-//! content-addressed directory keyed by the 0G root hash (the default), and the 0G Storage network
-//! client (node JSON-RPC + Flow submission).
+//! content-addressed directory keyed by keccak256 and by the 0G root hash (the default), and the
+//! 0G Storage network client (node JSON-RPC + Flow submission).
 //!
-//! (Lead's minimal local stand-in so the rest of the worker compiles; replaced by the full module.)
+//! The local store (`<data_dir>/store` by default):
+//!
+//! ```text
+//! objects/<keccak256 hex>   the bytes (the one copy)
+//! roots/<0G root hex>       alias: the keccak256 hex of the object with that 0G root
+//! meta/<keccak256 hex>      the 0G root hex of the object, when known
+//! tmp/                      partial uploads and downloads (emptied at open)
+//! ```
+//!
+//! An object is renamed into `objects/` only once complete (and, for the network, verified), and
+//! aliases are written after it, so a crash leaves at most a stale file in `tmp/`. Large files
+//! stream through bounded buffers; nothing holds a whole file in memory.
+
+mod flow;
+mod tree;
+mod zgs;
+
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
-use alloy::primitives::{B256, keccak256};
+use alloy::primitives::{Address, B256, Keccak256};
+use alloy::providers::Provider;
+use sealtune_protocol::storage::{FileTree, RootHasher};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 
-/// Storage settings.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub use flow::{SubmitAbi, storage_fee, submission_data, submit, submit_calldata};
+pub use tree::{SegmentTree, segment_json};
+pub use zgs::{FileInfo, FileTx, ZgsClient};
+
+/// Default limit of a TEE upload (`POST /v1/user/:addr/dataset`): 1 GiB.
+pub const DEFAULT_UPLOAD_LIMIT: u64 = 1 << 30;
+/// Default limit of a file fetched from the 0G network: 64 GiB.
+pub const DEFAULT_MAX_DOWNLOAD: u64 = 64 << 30;
+/// Block size of the streaming passes.
+const BLOCK: usize = 4 << 20;
+
+/// The `[storage]` configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct StorageConfig {}
-
-/// A storage failure.
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    /// I/O.
-    #[error("storage I/O: {0}")]
-    Io(#[from] std::io::Error),
-    /// Too large.
-    #[error("upload larger than the limit of {0} bytes")]
-    TooLarge(u64),
-    /// Not here.
-    #[error("{0} not found in the uploads or the local store")]
-    NotFound(B256),
-    /// Hashing.
-    #[error("root hash: {0}")]
-    Root(String),
+pub struct StorageConfig {
+    /// The local content-addressed directory (default `<data_dir>/store`).
+    #[serde(default)]
+    pub local_dir: Option<PathBuf>,
+    /// Largest TEE upload in bytes (default [`DEFAULT_UPLOAD_LIMIT`], 1 GiB).
+    #[serde(default = "default_upload_limit")]
+    pub upload_limit: u64,
+    /// The 0G Storage network; absent: local only.
+    #[serde(default)]
+    pub zg: Option<ZgStorageConfig>,
 }
 
-/// A stored file.
-#[derive(Debug, Clone)]
+fn default_upload_limit() -> u64 {
+    DEFAULT_UPLOAD_LIMIT
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            local_dir: None,
+            upload_limit: DEFAULT_UPLOAD_LIMIT,
+            zg: None,
+        }
+    }
+}
+
+/// The `[storage.zg]` configuration: 0G Storage nodes and the Flow contract.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZgStorageConfig {
+    /// Storage node JSON-RPC URLs (e.g. `http://node:5678`).
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// An indexer URL, asked for trusted nodes (`indexer_getShardedNodes`) when `nodes` is empty.
+    #[serde(default)]
+    pub indexer: Option<String>,
+    /// The Flow contract (needed to upload).
+    #[serde(default)]
+    pub flow_contract: Option<Address>,
+    /// Which `submit` ABI the Flow contract has (default `auto`).
+    #[serde(default)]
+    pub submit_abi: SubmitAbi,
+    /// Largest file fetched from the network (default [`DEFAULT_MAX_DOWNLOAD`], 64 GiB).
+    #[serde(default = "default_max_download")]
+    pub max_download: u64,
+    /// Seconds per node call (default 60).
+    #[serde(default = "default_node_timeout")]
+    pub timeout_secs: u64,
+    /// Seconds to wait for nodes to see a Flow submission and to finalize an upload (default 600).
+    #[serde(default = "default_sync_timeout")]
+    pub sync_timeout_secs: u64,
+}
+
+fn default_max_download() -> u64 {
+    DEFAULT_MAX_DOWNLOAD
+}
+fn default_node_timeout() -> u64 {
+    60
+}
+fn default_sync_timeout() -> u64 {
+    600
+}
+
+/// Why a storage operation failed. Nothing is kept when one fails.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A filesystem operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The input exceeds the limit.
+    #[error("{len} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// Bytes seen (at least).
+        len: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// An empty file: it has no 0G root and is no dataset or model.
+    #[error("empty file")]
+    Empty,
+    /// The hash is nowhere the store looked.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A storage node failed or answered nonsense.
+    #[error("0G storage network: {0}")]
+    Network(String),
+    /// A segment or file did not verify against its root.
+    #[error("verification failed: {0}")]
+    Verification(String),
+    /// The chain (Flow contract) failed.
+    #[error("Flow contract: {0}")]
+    Chain(String),
+    /// The configuration cannot work.
+    #[error("storage configuration: {0}")]
+    Config(String),
+    /// Anything else that is invalid (sizes, layouts).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl StorageError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// A stored object.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
-    /// keccak256 of the bytes.
+    /// keccak256 of the bytes (the id of TEE uploads).
     pub keccak: B256,
-    /// 0G root hash.
+    /// The 0G root hash (`B256::ZERO` for uploads, which are only keyed by keccak).
     pub root: B256,
-    /// Length.
+    /// Size in bytes.
     pub len: u64,
-    /// Where.
+    /// Where the bytes are.
     pub path: PathBuf,
 }
 
-/// The store.
+/// The storage façade the pipeline uses.
+#[derive(Debug)]
 pub struct Store {
     dir: PathBuf,
+    zg: Option<ZgStorageConfig>,
+    zgs: tokio::sync::OnceCell<Arc<ZgsClient>>,
+}
+
+fn hex_name(h: &B256) -> String {
+    hex::encode(h)
 }
 
 impl Store {
-    /// Opens the store under `data_dir/store`.
-    pub fn open(_config: &StorageConfig, data_dir: &Path) -> Result<Store, StorageError> {
-        let dir = data_dir.join("store");
-        std::fs::create_dir_all(&dir)?;
-        Ok(Store { dir })
-    }
-    /// Streams an upload in.
-    pub async fn put_upload(&self, mut body: impl AsyncRead + Unpin, limit: u64) -> Result<Stored, StorageError> {
-        let tmp = self.dir.join(format!(".upload-{}", uuid::Uuid::new_v4()));
-        let mut f = tokio::fs::File::create(&tmp).await?;
-        let mut buf = vec![0u8; 1 << 16];
-        let mut all = Vec::new();
-        loop {
-            let n = body.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            all.extend_from_slice(&buf[..n]);
-            if all.len() as u64 > limit {
-                drop(f);
-                let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(StorageError::TooLarge(limit));
-            }
-            f.write_all(&buf[..n]).await?;
+    /// Opens (creating) the local store and empties its `tmp/`.
+    pub fn open(config: &StorageConfig, data_dir: &Path) -> Result<Store, StorageError> {
+        let dir = config
+            .local_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("store"));
+        for sub in ["objects", "roots", "meta", "tmp"] {
+            let d = dir.join(sub);
+            std::fs::create_dir_all(&d).map_err(|e| StorageError::io(&d, e))?;
         }
-        f.flush().await?;
-        drop(f);
-        let keccak = keccak256(&all);
-        let root = sealtune_protocol::storage::root_hash(&all).map_err(|e| StorageError::Root(e.to_string()))?.root();
-        let path = self.dir.join(format!("{keccak}"));
-        tokio::fs::rename(&tmp, &path).await?;
-        Ok(Stored { keccak, root, len: all.len() as u64, path })
+        let tmp = dir.join("tmp");
+        for entry in std::fs::read_dir(&tmp).map_err(|e| StorageError::io(&tmp, e))? {
+            let p = entry.map_err(|e| StorageError::io(&tmp, e))?.path();
+            let _ = std::fs::remove_file(&p);
+        }
+        if let Some(zg) = &config.zg
+            && zg.nodes.is_empty()
+            && zg.indexer.is_none()
+        {
+            return Err(StorageError::Config(
+                "[storage.zg] needs `nodes` or an `indexer`".into(),
+            ));
+        }
+        Ok(Store {
+            dir,
+            zg: config.zg.clone(),
+            zgs: tokio::sync::OnceCell::new(),
+        })
     }
-    /// Moves a finished file in.
+
+    /// The local store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn tmp_path(&self, tag: &str) -> PathBuf {
+        self.dir
+            .join("tmp")
+            .join(format!("{tag}-{}", uuid::Uuid::new_v4()))
+    }
+
+    fn object(&self, keccak: &B256) -> PathBuf {
+        self.dir.join("objects").join(hex_name(keccak))
+    }
+
+    /// TEE upload: streams `body` to a temporary file, keccak256 while streaming; more than
+    /// `limit` bytes is [`StorageError::TooLarge`] and an empty body [`StorageError::Empty`]
+    /// (nothing kept either way). The object is keyed by its keccak256 (`root` is zero).
+    pub async fn put_upload(
+        &self,
+        mut body: impl AsyncRead + Unpin,
+        limit: u64,
+    ) -> Result<Stored, StorageError> {
+        let tmp = self.tmp_path("upload");
+        let result = async {
+            let mut file = tokio::fs::File::create(&tmp)
+                .await
+                .map_err(|e| StorageError::io(&tmp, e))?;
+            let mut keccak = Keccak256::new();
+            let mut buf = vec![0u8; 256 << 10];
+            let mut len = 0u64;
+            loop {
+                let n = body
+                    .read(&mut buf)
+                    .await
+                    .map_err(|e| StorageError::io(Path::new("<upload body>"), e))?;
+                if n == 0 {
+                    break;
+                }
+                len += n as u64;
+                if len > limit {
+                    return Err(StorageError::TooLarge { len, limit });
+                }
+                let chunk = buf.get(..n).unwrap_or_default();
+                keccak.update(chunk);
+                file.write_all(chunk)
+                    .await
+                    .map_err(|e| StorageError::io(&tmp, e))?;
+            }
+            if len == 0 {
+                return Err(StorageError::Empty);
+            }
+            file.sync_all()
+                .await
+                .map_err(|e| StorageError::io(&tmp, e))?;
+            Ok((keccak.finalize(), len))
+        }
+        .await;
+        match result {
+            Ok((keccak, len)) => self.place(&tmp, keccak, None, len, false),
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Imports a finished local file (e.g. the sealed deliverable): one streaming pass computes
+    /// keccak256 (on its own thread) and the 0G root hash together, then the file is **moved**
+    /// into the store and indexed by both hashes. The source path no longer exists afterwards.
     pub async fn import_file(&self, path: &Path) -> Result<Stored, StorageError> {
-        let bytes = tokio::fs::read(path).await?;
-        let keccak = keccak256(&bytes);
-        let root = sealtune_protocol::storage::root_hash(&bytes).map_err(|e| StorageError::Root(e.to_string()))?.root();
-        let dest = self.dir.join(format!("{keccak}"));
-        tokio::fs::rename(path, &dest).await?;
-        Ok(Stored { keccak, root, len: bytes.len() as u64, path: dest })
+        let p = path.to_path_buf();
+        let (keccak, tree) = tokio::task::spawn_blocking(move || hash_file(&p))
+            .await
+            .map_err(|e| StorageError::Invalid(format!("hashing task failed: {e}")))??;
+        self.place(path, keccak, Some(tree.root()), tree.size(), true)
     }
-    /// Finds a file by hash and returns its path.
-    pub async fn fetch(&self, hash: &B256, _dest_dir: &Path) -> Result<PathBuf, StorageError> {
-        self.path_of(hash).ok_or(StorageError::NotFound(*hash))
+
+    /// Moves `src` into `objects/<keccak>` (or drops it if the object exists) and writes aliases.
+    fn place(
+        &self,
+        src: &Path,
+        keccak: B256,
+        root: Option<B256>,
+        len: u64,
+        may_cross_fs: bool,
+    ) -> Result<Stored, StorageError> {
+        let dst = self.object(&keccak);
+        if dst.exists() {
+            std::fs::remove_file(src).map_err(|e| StorageError::io(src, e))?;
+        } else {
+            match std::fs::rename(src, &dst) {
+                Ok(()) => {}
+                Err(e) if may_cross_fs && e.raw_os_error() == Some(18) => {
+                    // EXDEV: another filesystem; copy through tmp/ then remove the source.
+                    tracing::warn!(src = %src.display(), "import from another filesystem: copying");
+                    let tmp = self.tmp_path("import");
+                    std::fs::copy(src, &tmp).map_err(|e| StorageError::io(&tmp, e))?;
+                    std::fs::rename(&tmp, &dst).map_err(|e| StorageError::io(&dst, e))?;
+                    std::fs::remove_file(src).map_err(|e| StorageError::io(src, e))?;
+                }
+                Err(e) => return Err(StorageError::io(&dst, e)),
+            }
+        }
+        let known_root = root.or_else(|| self.root_of(&keccak));
+        if let Some(r) = known_root {
+            let meta = self.dir.join("meta").join(hex_name(&keccak));
+            std::fs::write(&meta, hex_name(&r)).map_err(|e| StorageError::io(&meta, e))?;
+            let alias = self.dir.join("roots").join(hex_name(&r));
+            std::fs::write(&alias, hex_name(&keccak)).map_err(|e| StorageError::io(&alias, e))?;
+        }
+        Ok(Stored {
+            keccak,
+            root: known_root.unwrap_or_default(),
+            len,
+            path: dst,
+        })
     }
-    /// Path of a stored file.
+
+    fn root_of(&self, keccak: &B256) -> Option<B256> {
+        let text = std::fs::read_to_string(self.dir.join("meta").join(hex_name(keccak))).ok()?;
+        text.trim().parse().ok()
+    }
+
+    fn keccak_of_root(&self, root: &B256) -> Option<B256> {
+        let text = std::fs::read_to_string(self.dir.join("roots").join(hex_name(root))).ok()?;
+        text.trim().parse().ok()
+    }
+
+    /// The local file of `hash` (a keccak256 or a 0G root), if the store has it.
     pub fn path_of(&self, hash: &B256) -> Option<PathBuf> {
-        let p = self.dir.join(format!("{hash}"));
-        p.exists().then_some(p)
+        let direct = self.object(hash);
+        if direct.is_file() {
+            return Some(direct);
+        }
+        let via_root = self.object(&self.keccak_of_root(hash)?);
+        via_root.is_file().then_some(via_root)
     }
-    /// Deletes a stored file.
-    pub async fn remove(&self, hash: &B256) -> Result<(), StorageError> {
+
+    /// The stored object of `hash`, with both hashes when known.
+    pub fn stat(&self, hash: &B256) -> Option<Stored> {
+        let path = self.path_of(hash)?;
+        let keccak: B256 = path.file_name()?.to_str()?.parse().ok()?;
+        let len = std::fs::metadata(&path).ok()?.len();
+        Some(Stored {
+            keccak,
+            root: self.root_of(&keccak).unwrap_or_default(),
+            len,
+            path,
+        })
+    }
+
+    async fn zgs(&self) -> Result<Option<Arc<ZgsClient>>, StorageError> {
+        let Some(zg) = &self.zg else {
+            return Ok(None);
+        };
+        let timeout = Duration::from_secs(zg.timeout_secs.max(1));
+        let client = self
+            .zgs
+            .get_or_try_init(|| async {
+                let nodes = match (&zg.indexer, zg.nodes.is_empty()) {
+                    (Some(indexer), true) => ZgsClient::discover(indexer, timeout).await?,
+                    _ => zg.nodes.clone(),
+                };
+                ZgsClient::new(nodes, timeout).map(Arc::new)
+            })
+            .await?;
+        Ok(Some(client.clone()))
+    }
+
+    /// Resolves a dataset/model hash (the keccak256 of an upload, or a 0G root hash) to a local
+    /// file: the local store first, then the 0G network when configured (each segment verified
+    /// against the root; the file is staged in `dest_dir`, then moved into the store and indexed
+    /// by root and keccak256). [`StorageError::NotFound`] names every place it looked.
+    pub async fn fetch(&self, hash: &B256, dest_dir: &Path) -> Result<PathBuf, StorageError> {
         if let Some(p) = self.path_of(hash) {
-            tokio::fs::remove_file(p).await?;
+            return Ok(p);
+        }
+        let local = format!(
+            "{hash} is neither an upload (keccak256) nor a 0G root in the local store {}",
+            self.dir.display()
+        );
+        let Some(client) = self.zgs().await? else {
+            return Err(StorageError::NotFound(format!(
+                "{local}; the 0G storage network is not configured"
+            )));
+        };
+        let max = self
+            .zg
+            .as_ref()
+            .map_or(DEFAULT_MAX_DOWNLOAD, |z| z.max_download);
+        tokio::fs::create_dir_all(dest_dir)
+            .await
+            .map_err(|e| StorageError::io(dest_dir, e))?;
+        let staged = dest_dir.join(format!("{}.part-{}", hex_name(hash), uuid::Uuid::new_v4()));
+        let (len, keccak) = match client.download(hash, &staged, max).await {
+            Ok(r) => r,
+            Err(StorageError::NotFound(net)) => {
+                return Err(StorageError::NotFound(format!("{local}; {net}")));
+            }
+            Err(e) => return Err(e),
+        };
+        let stored = self.place(&staged, keccak, Some(*hash), len, true)?;
+        Ok(stored.path)
+    }
+
+    /// Deletes the object of `hash` (keccak256 or root) and its aliases (retention). Removing
+    /// what is not there is not an error.
+    pub async fn remove(&self, hash: &B256) -> Result<(), StorageError> {
+        let keccak = if self.object(hash).is_file() {
+            *hash
+        } else if let Some(k) = self.keccak_of_root(hash) {
+            k
+        } else {
+            return Ok(());
+        };
+        let mut paths = Vec::new();
+        if let Some(root) = self.root_of(&keccak) {
+            paths.push(self.dir.join("roots").join(hex_name(&root)));
+        }
+        paths.push(self.dir.join("meta").join(hex_name(&keccak)));
+        paths.push(self.object(&keccak));
+        for p in paths {
+            match tokio::fs::remove_file(&p).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io(&p, e)),
+            }
         }
         Ok(())
     }
+
+    /// Uploads the stored object `hash` to 0G Storage: Flow `submit` from `submitter` (signed by
+    /// `provider`), wait until the nodes see it, send every segment with its proof, wait until a
+    /// node reports it finalized. Returns the 0G root (also indexed locally). A file the network
+    /// already has finalized is not submitted again.
+    pub async fn upload_to_0g<P: Provider>(
+        &self,
+        hash: &B256,
+        provider: &P,
+        submitter: Address,
+    ) -> Result<B256, StorageError> {
+        let zg = self.zg.as_ref().ok_or_else(|| {
+            StorageError::Config("the 0G storage network is not configured".into())
+        })?;
+        let flow = zg.flow_contract.ok_or_else(|| {
+            StorageError::Config("[storage.zg] flow_contract is needed to upload".into())
+        })?;
+        let client = self
+            .zgs()
+            .await?
+            .ok_or_else(|| StorageError::Config("no 0G storage client".into()))?;
+        let path = self
+            .path_of(hash)
+            .ok_or_else(|| StorageError::NotFound(format!("{hash} is not in the local store")))?;
+        let p = path.clone();
+        let (file_tree, seg_tree) = tokio::task::spawn_blocking(move || {
+            let ft = sealtune_protocol::storage::root_hash_file(&p)
+                .map_err(|e| StorageError::Invalid(e.to_string()))?;
+            let st = SegmentTree::from_file(&p)?;
+            Ok::<_, StorageError>((ft, st))
+        })
+        .await
+        .map_err(|e| StorageError::Invalid(format!("hashing task failed: {e}")))??;
+        let root = file_tree.root();
+        if seg_tree.root() != root {
+            return Err(StorageError::Invalid(format!(
+                "segment tree root {} != protocol root {root}",
+                seg_tree.root()
+            )));
+        }
+        let sync = Duration::from_secs(zg.sync_timeout_secs);
+        let info = match client.file_info(&root, false).await? {
+            Some(info) if info.finalized => {
+                self.alias_root(&path, root)?;
+                return Ok(root);
+            }
+            Some(info) => info,
+            None => {
+                submit(provider, flow, &file_tree, zg.submit_abi, submitter).await?;
+                wait_for(sync, || client.file_info(&root, false), |_| true)
+                    .await?
+                    .ok_or_else(|| {
+                        StorageError::Network(format!("no node saw the Flow submission of {root}"))
+                    })?
+            }
+        };
+        client
+            .upload_segments(&seg_tree, &path, info.tx.seq)
+            .await?;
+        wait_for(sync, || client.file_info(&root, true), |i| i.finalized)
+            .await?
+            .ok_or_else(|| StorageError::Network(format!("{root} was not finalized in time")))?;
+        self.alias_root(&path, root)?;
+        Ok(root)
+    }
+
+    fn alias_root(&self, path: &Path, root: B256) -> Result<(), StorageError> {
+        let keccak: B256 = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| StorageError::Invalid(format!("{} is no object", path.display())))?;
+        let meta = self.dir.join("meta").join(hex_name(&keccak));
+        std::fs::write(&meta, hex_name(&root)).map_err(|e| StorageError::io(&meta, e))?;
+        let alias = self.dir.join("roots").join(hex_name(&root));
+        std::fs::write(&alias, hex_name(&keccak)).map_err(|e| StorageError::io(&alias, e))
+    }
+}
+
+/// Polls `get` once a second until `done` holds for its answer or `timeout` passes.
+async fn wait_for<F, Fut>(
+    timeout: Duration,
+    mut get: F,
+    done: impl Fn(&FileInfo) -> bool,
+) -> Result<Option<FileInfo>, StorageError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<FileInfo>, StorageError>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(info) = get().await?
+            && done(&info)
+        {
+            return Ok(Some(info));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// keccak256 and the 0G tree of a file in one read: the reader feeds the root hasher (parallel
+/// over segments) and hands each block to a keccak thread; memory is a few blocks.
+pub fn hash_file(path: &Path) -> Result<(B256, FileTree), StorageError> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path).map_err(|e| StorageError::io(path, e))?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(2);
+    let keccak_thread = std::thread::spawn(move || {
+        let mut k = Keccak256::new();
+        for block in rx {
+            k.update(block.as_slice());
+        }
+        k.finalize()
+    });
+    let mut hasher = RootHasher::new();
+    let read_result = (|| {
+        loop {
+            let mut buf = vec![0u8; BLOCK];
+            let mut n = 0;
+            while n < BLOCK {
+                match file.read(buf.get_mut(n..).unwrap_or_default()) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(StorageError::io(path, e)),
+                }
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            buf.truncate(n);
+            let block = Arc::new(buf);
+            if tx.send(block.clone()).is_err() {
+                return Err(StorageError::Invalid("keccak thread stopped".into()));
+            }
+            hasher.update(block.as_slice());
+        }
+    })();
+    drop(tx);
+    let keccak = keccak_thread
+        .join()
+        .map_err(|_| StorageError::Invalid("keccak thread panicked".into()))?;
+    read_result?;
+    if hasher.is_empty() {
+        return Err(StorageError::Empty);
+    }
+    let tree = hasher
+        .finalize()
+        .map_err(|e| StorageError::Invalid(e.to_string()))?;
+    Ok((keccak, tree))
 }

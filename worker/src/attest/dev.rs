@@ -1,0 +1,166 @@
+//! The insecure `dev` source: no TEE. The key lives in clear in the data directory; the quote body
+//! carries no quote, marks itself `"dev": true`, and serves the app-compose document with a
+//! dstack-shaped event log whose `compose-hash` event is `sha256(app_compose)`, so the official
+//! SDK's and the verifier's compose checks run end to end on a machine without TDX.
+
+use std::path::{Path, PathBuf};
+
+use k256::ecdsa::SigningKey;
+use rand_core::CryptoRngCore;
+use sha2::{Digest as _, Sha256, Sha384};
+
+use super::{AttestConfig, AttestError, QuoteSource, RawQuote, SourceKind, write_atomic};
+
+/// The shipped `deploy/app-compose.json`, byte for byte (what the dev source serves by default).
+pub const DEV_APP_COMPOSE: &str = include_str!("../../../deploy/app-compose.json");
+
+/// File (in the data directory) holding the dev TEE key in clear (hex).
+pub const DEV_KEY_FILE: &str = "tee-signer.dev.key";
+
+/// dstack runtime event type.
+const RUNTIME_EVENT_TYPE: u32 = 0x0800_0001;
+
+/// The V1 digest of a dstack runtime event: `SHA384(le32(0x08000001) ‖ ":" ‖ name ‖ ":" ‖ payload)`.
+pub fn runtime_event_digest(name: &str, payload: &[u8]) -> [u8; 48] {
+    let mut h = Sha384::new();
+    h.update(RUNTIME_EVENT_TYPE.to_le_bytes());
+    h.update(b":");
+    h.update(name.as_bytes());
+    h.update(b":");
+    h.update(payload);
+    h.finalize().into()
+}
+
+/// The dev event log (a JSON array as a string) and the RTMR3 it replays to: the dstack system
+/// events in boot order, all on RTMR3 with V1 digests; `app-id` is the first 20 bytes of the
+/// compose hash (dstack's default), `instance-id` is derived from the signer, `key-provider`
+/// says `dev`.
+pub fn dev_event_log(app_compose: &str, signer: &[u8; 20]) -> (String, [u8; 48]) {
+    let compose_hash: [u8; 32] = Sha256::digest(app_compose.as_bytes()).into();
+    let mut instance = Sha256::new();
+    instance.update(b"sealtune-dev-instance:");
+    instance.update(signer);
+    let instance: [u8; 32] = instance.finalize().into();
+    let events: [(&str, Vec<u8>); 8] = [
+        ("system-preparing", Vec::new()),
+        (
+            "app-id",
+            compose_hash.get(..20).unwrap_or_default().to_vec(),
+        ),
+        ("compose-hash", compose_hash.to_vec()),
+        (
+            "instance-id",
+            instance.get(..20).unwrap_or_default().to_vec(),
+        ),
+        ("boot-mr-done", Vec::new()),
+        (
+            "key-provider",
+            br#"{"name":"dev","id":"sealtune-dev-key-file"}"#.to_vec(),
+        ),
+        ("storage-fs", b"dev".to_vec()),
+        ("system-ready", Vec::new()),
+    ];
+    let mut rtmr3 = [0u8; 48];
+    let list: Vec<serde_json::Value> = events
+        .iter()
+        .map(|(name, payload)| {
+            let digest = runtime_event_digest(name, payload);
+            let mut h = Sha384::new();
+            h.update(rtmr3);
+            h.update(digest);
+            rtmr3 = h.finalize().into();
+            serde_json::json!({
+                "imr": 3,
+                "event_type": RUNTIME_EVENT_TYPE,
+                "digest": hex::encode(digest),
+                "event": name,
+                "event_payload": hex::encode(payload),
+            })
+        })
+        .collect();
+    (serde_json::Value::Array(list).to_string(), rtmr3)
+}
+
+/// The dev source.
+#[derive(Debug)]
+pub struct DevSource {
+    event_log: String,
+    tcb_info: String,
+}
+
+impl DevSource {
+    /// Loads (or creates once, from `rng`) the dev key file and prepares the event log.
+    pub(super) fn open(
+        config: &AttestConfig,
+        data_dir: &Path,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(Self, SigningKey), AttestError> {
+        tracing::warn!(
+            "INSECURE: the `dev` attestation source is in use: no TEE, the TEE signer key is a cleartext \
+             file in the data directory, /v1/quote serves no quote. Never run a real provider like this."
+        );
+        let key_path = data_dir.join(DEV_KEY_FILE);
+        let key = load_or_create_key(&key_path, rng)?;
+        let app_compose = match &config.app_compose {
+            None => DEV_APP_COMPOSE.to_string(),
+            Some(p) => std::fs::read_to_string(p).map_err(|e| AttestError::file(p, e))?,
+        };
+        let signer = alloy::primitives::Address::from_private_key(&key);
+        let (event_log, rtmr3) = dev_event_log(&app_compose, &signer.0.0);
+        let compose_hash = hex::encode(Sha256::digest(app_compose.as_bytes()));
+        let tcb_info = serde_json::json!({
+            "app_compose": app_compose,
+            "compose_hash": compose_hash,
+            "rtmr3": hex::encode(rtmr3),
+            "event_log": serde_json::from_str::<serde_json::Value>(&event_log).unwrap_or_default(),
+            "dev": true,
+        })
+        .to_string();
+        Ok((
+            Self {
+                event_log,
+                tcb_info,
+            },
+            key,
+        ))
+    }
+}
+
+impl QuoteSource for DevSource {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Dev
+    }
+
+    async fn quote(&self, _report_data: [u8; 64]) -> Result<RawQuote, AttestError> {
+        Ok(RawQuote {
+            quote: Vec::new(),
+            event_log: Some(self.event_log.clone()),
+            vm_config: None,
+            tcb_info: Some(self.tcb_info.clone()),
+        })
+    }
+}
+
+fn load_or_create_key(
+    path: &PathBuf,
+    rng: &mut impl CryptoRngCore,
+) -> Result<SigningKey, AttestError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let t = text.trim();
+            let bytes = hex::decode(t.strip_prefix("0x").unwrap_or(t))
+                .map_err(|e| AttestError::file(path, format!("dev key is not hex: {e}")))?;
+            SigningKey::from_slice(&bytes).map_err(|_| AttestError::BadKey {
+                what: path.display().to_string(),
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = SigningKey::random(rng);
+            let hex_key = format!("0x{}\n", hex::encode(key.to_bytes()));
+            write_atomic(path, hex_key.as_bytes(), 0o600)?;
+            tracing::warn!(path = %path.display(), "created a new dev TEE key file");
+            Ok(key)
+        }
+        Err(e) => Err(AttestError::file(path, e)),
+    }
+}

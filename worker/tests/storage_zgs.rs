@@ -1,0 +1,464 @@
+//! The 0G Storage network client against `zgs_fixture_node`: an in-process axum server speaking
+//! the storage node's JSON-RPC (`zgs_getFileInfo`, `zgs_downloadSegmentWithProof`,
+//! `zgs_uploadSegmentsByTxSeq`) and the indexer's `indexer_getShardedNodes`, over files it keeps
+//! in a temporary directory. No real storage node can run here; the proofs it serves are built
+//! by the worker's `SegmentTree` and checked by `protocol`'s verifier on both sides.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use alloy::primitives::{Address, B256, U256, keccak256};
+use alloy::sol_types::SolCall as _;
+use axum::Json;
+use axum::extract::State;
+use base64::Engine as _;
+use sealtune_protocol::storage::{SEGMENT_SIZE, SegmentWithProof, root_hash};
+use sealtune_worker::storage::{
+    SegmentTree, StorageConfig, StorageError, Store, SubmitAbi, ZgStorageConfig, ZgsClient,
+    storage_fee, submit_calldata,
+};
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// How the fixture node misbehaves.
+#[derive(Clone, Copy, Default)]
+enum Fault {
+    #[default]
+    Honest,
+    /// Flip a byte of this segment's data.
+    TamperData(u64),
+    /// Serve segment 0 whatever is asked.
+    WrongIndex,
+    /// Claim another file size.
+    WrongSize,
+}
+
+struct FileEntry {
+    path: PathBuf,
+    tree: SegmentTree,
+    seq: u64,
+    finalized: bool,
+    received: Vec<bool>,
+}
+
+#[derive(Default)]
+struct NodeState {
+    files: HashMap<B256, FileEntry>,
+    fault: Fault,
+    segment_calls: u64,
+}
+
+#[derive(Clone)]
+struct Node {
+    state: Arc<Mutex<NodeState>>,
+    dir: Arc<tempfile::TempDir>,
+    url: Arc<Mutex<String>>,
+}
+
+impl Node {
+    /// Serves `data` as a finalized file.
+    fn serve(&self, data: &[u8]) -> B256 {
+        let path = self.dir.path().join(format!("{}", keccak256(data)));
+        std::fs::write(&path, data).unwrap();
+        let tree = SegmentTree::from_file(&path).unwrap();
+        let root = tree.root();
+        let segs = tree.layout().segments() as usize;
+        let seq = self.state.lock().unwrap().files.len() as u64;
+        self.state.lock().unwrap().files.insert(
+            root,
+            FileEntry {
+                path,
+                tree,
+                seq,
+                finalized: true,
+                received: vec![true; segs],
+            },
+        );
+        root
+    }
+
+    /// What the node learns from a Flow submission: a file of `size` bytes with this root,
+    /// segments still to come.
+    fn expect(&self, root: B256, size: u64, seq: u64) {
+        let path = self.dir.path().join(format!("upload-{root}"));
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(size).unwrap();
+        let segs = size.div_ceil(SEGMENT_SIZE as u64) as usize;
+        // The tree is only used for serving once finalized; rebuilt then.
+        let tree = SegmentTree::from_file(&path).unwrap();
+        self.state.lock().unwrap().files.insert(
+            root,
+            FileEntry {
+                path,
+                tree,
+                seq,
+                finalized: false,
+                received: vec![false; segs],
+            },
+        );
+    }
+
+    fn set_fault(&self, fault: Fault) {
+        self.state.lock().unwrap().fault = fault;
+    }
+
+    fn segment_calls(&self) -> u64 {
+        self.state.lock().unwrap().segment_calls
+    }
+}
+
+fn rpc_error(id: &serde_json::Value, msg: &str) -> Json<serde_json::Value> {
+    Json(serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32602, "message": msg}}))
+}
+
+async fn rpc(
+    State(node): State<Node>,
+    Json(req): Json<serde_json::Value>,
+) -> Json<serde_json::Value> {
+    let id = req["id"].clone();
+    let params = req["params"].clone();
+    let ok = |result: serde_json::Value| {
+        Json(serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result}))
+    };
+    match req["method"].as_str().unwrap_or_default() {
+        "indexer_getShardedNodes" => {
+            let url = node.url.lock().unwrap().clone();
+            ok(
+                serde_json::json!({"trusted": [{"url": url, "config": {"numShard": 1, "shardId": 0}}], "discovered": []}),
+            )
+        }
+        "zgs_getFileInfo" => {
+            let root: B256 = params[0].as_str().unwrap().parse().unwrap();
+            let st = node.state.lock().unwrap();
+            match st.files.get(&root) {
+                None => ok(serde_json::Value::Null),
+                Some(f) => ok(serde_json::json!({
+                    "tx": {
+                        "streamIds": [], "data": "0x", "dataMerkleRoot": root.to_string(),
+                        "merkleNodes": [], "startEntryIndex": 0, "size": f.tree.layout().size(), "seq": f.seq,
+                    },
+                    "finalized": f.finalized, "isCached": false,
+                    "uploadedSegNum": f.received.iter().filter(|r| **r).count(),
+                })),
+            }
+        }
+        "zgs_downloadSegmentWithProof" => {
+            let root: B256 = params[0].as_str().unwrap().parse().unwrap();
+            let asked = params[1].as_u64().unwrap();
+            let mut st = node.state.lock().unwrap();
+            st.segment_calls += 1;
+            let fault = st.fault;
+            let Some(f) = st.files.get(&root).filter(|f| f.finalized) else {
+                return ok(serde_json::Value::Null);
+            };
+            let index = if matches!(fault, Fault::WrongIndex) {
+                0
+            } else {
+                asked
+            };
+            let mut file = std::fs::File::open(&f.path).unwrap();
+            let mut seg = f.tree.segment(&mut file, &f.path, index).unwrap();
+            match fault {
+                Fault::TamperData(i) if i == asked => {
+                    let mut data = base64::engine::general_purpose::STANDARD
+                        .decode(seg["data"].as_str().unwrap())
+                        .unwrap();
+                    data[7] ^= 1;
+                    seg["data"] = base64::engine::general_purpose::STANDARD
+                        .encode(data)
+                        .into();
+                }
+                Fault::WrongSize => seg["fileSize"] = (f.tree.layout().size() + 1).into(),
+                _ => {}
+            }
+            ok(seg)
+        }
+        "zgs_uploadSegmentsByTxSeq" => {
+            let seq = params[1].as_u64().unwrap();
+            let mut st = node.state.lock().unwrap();
+            let Some((root, f)) = st.files.iter_mut().find(|(_, f)| f.seq == seq) else {
+                return rpc_error(&id, "unknown tx seq");
+            };
+            let root = *root;
+            for seg in params[0].as_array().unwrap() {
+                let seg = SegmentWithProof::from_json(seg.to_string().as_bytes()).unwrap();
+                let Ok(data) = seg.verify(root) else {
+                    return rpc_error(&id, "invalid segment proof");
+                };
+                use std::io::{Seek, SeekFrom, Write};
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&f.path)
+                    .unwrap();
+                file.seek(SeekFrom::Start(seg.index * SEGMENT_SIZE as u64))
+                    .unwrap();
+                file.write_all(data).unwrap();
+                f.received[seg.index as usize] = true;
+            }
+            if f.received.iter().all(|r| *r) {
+                f.tree = SegmentTree::from_file(&f.path).unwrap();
+                assert_eq!(
+                    f.tree.root(),
+                    root,
+                    "the uploaded file has the submitted root"
+                );
+                f.finalized = true;
+            }
+            ok(serde_json::Value::Null)
+        }
+        other => rpc_error(&id, &format!("method {other} not found")),
+    }
+}
+
+/// Starts a `zgs_fixture_node`; returns it and its URL.
+async fn zgs_fixture_node() -> (Node, String) {
+    let node = Node {
+        state: Arc::default(),
+        dir: Arc::new(tempfile::tempdir().unwrap()),
+        url: Arc::default(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    *node.url.lock().unwrap() = url.clone();
+    let app = axum::Router::new()
+        .route("/", axum::routing::post(rpc))
+        .with_state(node.clone())
+        .layer(axum::extract::DefaultBodyLimit::max(64 << 20));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (node, url)
+}
+
+fn zg(nodes: Vec<String>) -> ZgStorageConfig {
+    let mut z: ZgStorageConfig = toml::from_str("").unwrap();
+    z.nodes = nodes;
+    z
+}
+
+fn store_with(dir: &Path, zg: ZgStorageConfig) -> Store {
+    let cfg = StorageConfig {
+        zg: Some(zg),
+        ..StorageConfig::default()
+    };
+    Store::open(&cfg, dir).unwrap()
+}
+
+fn objects(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("store/objects"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn segment_tree_matches_the_protocol_root_and_its_proofs_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    for len in [
+        1usize,
+        256,
+        257,
+        17 * 256,
+        262_144,
+        262_145,
+        1_000_000,
+        4 * 1024 * 1024 + 1,
+        5_000_000,
+    ] {
+        let data = pattern(len);
+        let p = dir.path().join(format!("f{len}"));
+        std::fs::write(&p, &data).unwrap();
+        let tree = SegmentTree::from_file(&p).unwrap();
+        assert_eq!(tree.root(), root_hash(&data).unwrap().root(), "{len} bytes");
+        let mut f = std::fs::File::open(&p).unwrap();
+        for i in 0..tree.layout().segments() {
+            // `segment` checks its own proof with protocol's verifier; check the JSON too.
+            let json = tree.segment(&mut f, &p, i).unwrap();
+            let seg = SegmentWithProof::from_json(json.to_string().as_bytes()).unwrap();
+            let start = i as usize * SEGMENT_SIZE;
+            let end = (start + SEGMENT_SIZE).min(len);
+            assert_eq!(
+                seg.verify(tree.root()).unwrap(),
+                &data[start..end],
+                "{len} bytes, segment {i}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn fetch_downloads_verifies_and_indexes_a_network_file() {
+    let (node, url) = zgs_fixture_node().await;
+    let data = pattern(1_000_000);
+    let root = node.serve(&data);
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with(dir.path(), zg(vec![url]));
+    let work = dir.path().join("work");
+    let path = s.fetch(&root, &work).await.unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), data);
+    assert_eq!(s.path_of(&root), Some(path.clone()));
+    assert_eq!(s.path_of(&keccak256(&data)), Some(path.clone()));
+    assert_eq!(node.segment_calls(), 4);
+    // Now local: no second download, and nothing left in the staging directory.
+    assert_eq!(s.fetch(&root, &work).await.unwrap(), path);
+    assert_eq!(node.segment_calls(), 4);
+    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn a_tampered_segment_is_rejected_and_nothing_is_kept() {
+    let (node, url) = zgs_fixture_node().await;
+    let root = node.serve(&pattern(700_000));
+    node.set_fault(Fault::TamperData(1));
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with(dir.path(), zg(vec![url]));
+    let work = dir.path().join("work");
+    let err = s.fetch(&root, &work).await.unwrap_err();
+    assert!(matches!(err, StorageError::Verification(_)), "{err}");
+    assert!(err.to_string().contains("segment 1"), "{err}");
+    assert_eq!(objects(dir.path()), 0);
+    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
+    assert_eq!(s.path_of(&root), None);
+}
+
+#[tokio::test]
+async fn a_tampering_node_is_skipped_for_an_honest_one() {
+    let (bad, bad_url) = zgs_fixture_node().await;
+    let (good, good_url) = zgs_fixture_node().await;
+    let data = pattern(600_000);
+    let root = bad.serve(&data);
+    assert_eq!(good.serve(&data), root);
+    bad.set_fault(Fault::TamperData(2));
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with(dir.path(), zg(vec![bad_url, good_url]));
+    let path = s.fetch(&root, &dir.path().join("work")).await.unwrap();
+    assert_eq!(std::fs::read(path).unwrap(), data);
+    assert_eq!(bad.segment_calls(), 3);
+    assert_eq!(
+        good.segment_calls(),
+        1,
+        "only the tampered segment came from the honest node"
+    );
+}
+
+#[tokio::test]
+async fn wrong_index_or_file_size_is_rejected() {
+    for fault in [Fault::WrongIndex, Fault::WrongSize] {
+        let (node, url) = zgs_fixture_node().await;
+        let root = node.serve(&pattern(300_000));
+        node.set_fault(fault);
+        let dir = tempfile::tempdir().unwrap();
+        let s = store_with(dir.path(), zg(vec![url]));
+        let err = s.fetch(&root, &dir.path().join("w")).await.unwrap_err();
+        assert!(matches!(err, StorageError::Verification(_)), "{err}");
+        assert_eq!(objects(dir.path()), 0);
+    }
+}
+
+#[tokio::test]
+async fn unknown_root_is_not_found_naming_the_store_and_the_nodes() {
+    let (_node, url) = zgs_fixture_node().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with(dir.path(), zg(vec![url.clone()]));
+    let err = s
+        .fetch(&B256::repeat_byte(7), &dir.path().join("w"))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, StorageError::NotFound(_)), "{msg}");
+    assert!(msg.contains("local store") && msg.contains(&url), "{msg}");
+}
+
+#[tokio::test]
+async fn download_over_the_limit_is_refused() {
+    let (node, url) = zgs_fixture_node().await;
+    let root = node.serve(&pattern(300_000));
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = zg(vec![url]);
+    cfg.max_download = 299_999;
+    let s = store_with(dir.path(), cfg);
+    let err = s.fetch(&root, &dir.path().join("w")).await.unwrap_err();
+    assert!(
+        matches!(err, StorageError::TooLarge { len: 300_000, .. }),
+        "{err}"
+    );
+    assert_eq!(node.segment_calls(), 0);
+}
+
+#[tokio::test]
+async fn nodes_are_discovered_through_an_indexer() {
+    let (node, url) = zgs_fixture_node().await;
+    let data = pattern(5000);
+    let root = node.serve(&data);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = zg(vec![]);
+    cfg.indexer = Some(url);
+    let s = store_with(dir.path(), cfg);
+    let path = s.fetch(&root, &dir.path().join("w")).await.unwrap();
+    assert_eq!(std::fs::read(path).unwrap(), data);
+}
+
+#[tokio::test]
+async fn uploaded_segments_reassemble_on_the_node_and_download_back() {
+    let (node, url) = zgs_fixture_node().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = pattern(3 * SEGMENT_SIZE + 12_345);
+    let src = dir.path().join("deliverable.bin");
+    std::fs::write(&src, &data).unwrap();
+    let tree = SegmentTree::from_file(&src).unwrap();
+    // The node has seen the Flow submission (tx seq 42); segments follow.
+    node.expect(tree.root(), data.len() as u64, 42);
+    let client = ZgsClient::new(vec![url.clone()], std::time::Duration::from_secs(10)).unwrap();
+    let before = client.file_info(&tree.root(), true).await.unwrap().unwrap();
+    assert!(!before.finalized);
+    client.upload_segments(&tree, &src, 42).await.unwrap();
+    let after = client.file_info(&tree.root(), true).await.unwrap().unwrap();
+    assert!(after.finalized);
+    assert_eq!(after.tx.size, data.len() as u64);
+    // Another worker downloads it back through the verified path.
+    let other = tempfile::tempdir().unwrap();
+    let s = store_with(other.path(), zg(vec![url]));
+    let path = s
+        .fetch(&tree.root(), &other.path().join("w"))
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(path).unwrap(), data);
+}
+
+#[test]
+fn flow_submit_calldata_for_both_abis() {
+    let data = pattern(17 * 256);
+    let tree = root_hash(&data).unwrap();
+    let submitter = Address::repeat_byte(0x11);
+    let legacy = submit_calldata(&tree, SubmitAbi::Legacy, submitter);
+    assert_eq!(&legacy[..4], &[0xef, 0x3e, 0x12, 0xdc]);
+    let newer = submit_calldata(&tree, SubmitAbi::WithSubmitter, submitter);
+    assert_eq!(&newer[..4], &[0xbc, 0x8c, 0x11, 0xf8]);
+    assert_eq!(submit_calldata(&tree, SubmitAbi::Auto, submitter), newer);
+    // Decode back with the same ABI: length, nodes (16 + 2 chunks), submitter.
+    alloy::sol! {
+        struct N { bytes32 root; uint256 height; }
+        struct D { uint256 length; bytes tags; N[] nodes; }
+        struct S { D data; address submitter; }
+        function submit(S submission);
+    }
+    let call = submitCall::abi_decode(&newer).unwrap();
+    assert_eq!(call.submission.submitter, submitter);
+    assert_eq!(call.submission.data.length, U256::from(17 * 256));
+    let heights: Vec<U256> = call
+        .submission
+        .data
+        .nodes
+        .iter()
+        .map(|n| n.height)
+        .collect();
+    assert_eq!(heights, vec![U256::from(4), U256::from(1)]);
+    assert_eq!(
+        call.submission.data.nodes[0].root,
+        tree.submission_nodes()[0].root
+    );
+    // Fee: price × (16 + 2) sectors.
+    assert_eq!(storage_fee(&tree, U256::from(10)), U256::from(180));
+    let abi: SubmitAbi = serde_json::from_str("\"with-submitter\"").unwrap();
+    assert_eq!(abi, SubmitAbi::WithSubmitter);
+}
