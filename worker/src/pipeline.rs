@@ -511,7 +511,7 @@ async fn finalize(worker: &Arc<Worker>, task: &Task) -> Result<(), StepError> {
     let signer = worker.attest.signer();
 
     // Already sealed and committed? (A restart after the seal.)
-    let mut task = worker.store.get(&task.id).await?.ok_or_else(|| StepError::fail("task vanished"))?;
+    let task = worker.store.get(&task.id).await?.ok_or_else(|| StepError::fail("task vanished"))?;
     let committed_root = task
         .model_root_hash
         .as_deref()
@@ -554,48 +554,56 @@ async fn finalize(worker: &Arc<Worker>, task: &Task) -> Result<(), StepError> {
                 .map_err(|e| StepError::fail(format!("sealing the model failed: {e}")))?;
                 wrap_for_customer(&task, &result.key)?
             };
-            // Sign the tag digest with the TEE key and patch the header.
+            // Sign the tag digest with the TEE key and patch the header (deterministic: signing
+            // again after a crash writes the same bytes).
             let (sealed2, key) = (sealed.clone(), worker.attest.signing_key().clone());
-            let keccak = tokio::task::spawn_blocking(move || -> Result<B256, String> {
+            tokio::task::spawn_blocking(move || -> Result<(), String> {
                 let mut f = std::fs::File::open(&sealed2).map_err(|e| e.to_string())?;
                 let digest = deliverable::tag_digest(&mut f, Default::default()).map_err(|e| e.to_string())?;
-                deliverable::finish(&sealed2, &deliverable::sign_tags(&key, &digest)).map_err(|e| e.to_string())?;
-                deliverable::encrypted_file_keccak(&sealed2).map_err(|e| e.to_string())
+                deliverable::finish(&sealed2, &deliverable::sign_tags(&key, &digest)).map_err(|e| e.to_string())
             })
             .await
             .map_err(|e| StepError::Retry(e.to_string()))?
             .map_err(|e| StepError::fail(format!("signing the sealed model failed: {e}")))?;
+            // Into the content-addressed store in one hashing pass (keccak256 + 0G root). A hard
+            // link is imported so the sealed file stays until the hashes are committed: a crash in
+            // between finds it and imports it again.
+            let link = dir.join("model.sealed.import");
+            let _ = tokio::fs::remove_file(&link).await;
+            tokio::fs::hard_link(&sealed, &link)
+                .await
+                .map_err(|e| StepError::Retry(format!("linking the sealed model: {e}")))?;
+            let stored = worker
+                .files
+                .import_file(&link)
+                .await
+                .map_err(|e| StepError::Retry(format!("storing the sealed model: {e}")))?;
+            let keccak = stored.keccak;
             worker
                 .store
                 .set_sealed(
                     &task.id,
-                    &sealed.display().to_string(),
+                    &stored.path.display().to_string(),
                     &keccak.to_string(),
                     &secret,
                     &signer.to_string(),
                     worker.clock.now(),
                 )
                 .await?;
+            let _ = tokio::fs::remove_file(&sealed).await;
             worker.crash.hit("after-seal");
             worker
-                .task_log(&task.id, format!("model sealed for the customer; root hash {keccak}"))
+                .task_log(
+                    &task.id,
+                    format!("model sealed for the customer ({} bytes); root hash {keccak} (0G storage root {})", stored.len, stored.root),
+                )
                 .await;
-            task = worker.store.get(&task.id).await?.ok_or_else(|| StepError::fail("task vanished"))?;
             keccak
         }
     };
 
-    // Into the content-addressed store (idempotent: a file already there is found by its hash).
     if worker.files.path_of(&root).is_none() {
-        let path = PathBuf::from(task.deliverable_path.clone().unwrap_or_default());
-        if !path.is_file() {
-            return Err(StepError::fail("the sealed model file is missing; it must be trained again"));
-        }
-        worker
-            .files
-            .import_file(&path)
-            .await
-            .map_err(|e| StepError::Retry(format!("storing the sealed model: {e}")))?;
+        return Err(StepError::fail("the sealed model file is missing from the store; it must be trained again"));
     }
 
     // Announce, unless the chain already has it.
