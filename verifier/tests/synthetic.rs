@@ -1,11 +1,10 @@
-//! Shapes no public sample has (v5 quotes with TD1.0 and TD1.5 bodies, debug TDs, tampered
-//! measurements), built from the real v4 quote and **re-signed with a test attestation key**.
+//! The real v4 quote reshaped (v5 with TD1.0 and TD1.5 bodies, debug and migratable TDs, tampered
+//! MRTD) and **re-signed with a foreign attestation key**, keeping the real QE report and PCK chain.
 //!
-//! Scope, stated plainly: these quotes are signed by a P-256 key generated here, not by a QE whose
-//! report chains to a PCK certificate. They exercise this crate's own reading (parser, `p256` quote
-//! signature, TD attributes, measurement policy) and show that the QE binding and dcap-qvl reject
-//! them; a complete synthetic PKI (test root CA, PCK certificate with SGX extensions, signed TCB
-//! info / QE identity and CRLs, verified through `QuoteVerifier::new(test_root)`) is not built yet.
+//! These quotes carry a valid `p256` quote signature but an attestation key the QE never certified:
+//! they exercise this crate's own reading (parser, quote signature, TD attributes, measurement policy)
+//! and show that the QE binding and dcap-qvl reject a key swap. Quotes that verify end to end under a
+//! test root (synthetic PCK chain, CRLs, TCB info, QE identity) are in `synthetic_pki.rs`.
 mod common;
 
 use common::*;
