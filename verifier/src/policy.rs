@@ -22,6 +22,8 @@
 //! compose_hashes = ["…64 hex…"]        # sha256 of the app-compose.json served with the quote
 //! images = ["ghcr.io/org/worker@sha256:…"]  # every image the compose runs must be listed
 //! app_events = ["sealtune-ready"]      # application events allowed after system-ready
+//! pins = ["SEALTUNE_SCRIPT_SHA256=…"]   # strings the app-compose must contain verbatim (e.g. the
+//!                                      # training scripts' hashes it pins)
 //! ```
 //!
 //! Every key is optional; unknown keys are an error (a typo must not silently weaken the policy).
@@ -102,6 +104,8 @@ pub struct Policy {
     pub images: Option<Rule<Vec<String>>>,
     /// `app.app_events`.
     pub app_events: Option<Rule<Vec<String>>>,
+    /// `app.pins`: strings the app-compose must contain (training-script hashes, image digests…).
+    pub pins: Option<Rule<Vec<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -144,6 +148,7 @@ struct RawApp {
     compose_hashes: Option<Spanned<Vec<String>>>,
     images: Option<Spanned<Vec<String>>>,
     app_events: Option<Spanned<Vec<String>>>,
+    pins: Option<Spanned<Vec<String>>>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -282,6 +287,13 @@ impl Policy {
             )?,
             images: cx.rule("app.images", raw.app.images, ok)?,
             app_events: cx.rule("app.app_events", raw.app.app_events, ok)?,
+            pins: cx.rule("app.pins", raw.app.pins, |v: Vec<String>| {
+                if v.iter().any(|p| p.is_empty()) {
+                    Err("an empty pin matches anything".to_owned())
+                } else {
+                    Ok(v)
+                }
+            })?,
         })
     }
 
@@ -410,7 +422,7 @@ impl Policy {
     /// The compose hash and images against the policy, given `tcb_info` (the JSON string holding
     /// `app_compose`). `None` when the file sets neither.
     pub fn check_app(&self, tcb_info: Option<&str>) -> Option<Result<String, String>> {
-        if self.compose_hashes.is_none() && self.images.is_none() {
+        if self.compose_hashes.is_none() && self.images.is_none() && self.pins.is_none() {
             return None;
         }
         let Some(compose) = tcb_info.and_then(app_compose) else {
@@ -419,6 +431,7 @@ impl Policy {
                 .as_ref()
                 .map(|r| self.at(r))
                 .or_else(|| self.images.as_ref().map(|r| self.at(r)))
+                .or_else(|| self.pins.as_ref().map(|r| self.at(r)))
                 .unwrap_or_default();
             return Some(Err(format!(
                 "policy {rule} needs the app-compose (tcb_info.app_compose), which the response lacks"
@@ -457,6 +470,23 @@ impl Policy {
                         .map(|s| s.as_str())
                         .collect::<Vec<_>>()
                         .join(", "),
+                    self.at(r)
+                ));
+            }
+        }
+        if let Some(r) = &self.pins {
+            let missing: Vec<&str> = r
+                .value
+                .iter()
+                .filter(|p| !compose.contains(p.as_str()))
+                .map(String::as_str)
+                .collect();
+            if missing.is_empty() {
+                ok.push(format!("{} pin(s) present", r.value.len()));
+            } else {
+                failures.push(format!(
+                    "the app-compose lacks {} pinned by policy {}",
+                    missing.join(", "),
                     self.at(r)
                 ));
             }

@@ -189,7 +189,7 @@ fn compose_hash_and_images_are_checked_against_the_app_compose() {
         )
     };
     let ok = run(&format!(
-        "[app]\ncompose_hashes = [\"{hash}\"]\nimages = [\"ghcr.io/sealtune/worker@sha256:aa\", \"docker.io/library/nginx:1.27\"]\napp_events = [\"LIUM_MINER_HOTKEY\"]\n"
+        "[app]\ncompose_hashes = [\"{hash}\"]\nimages = [\"ghcr.io/sealtune/worker@sha256:aa\", \"docker.io/library/nginx:1.27\"]\napp_events = [\"LIUM_MINER_HOTKEY\"]\npins = [\"worker@sha256:aa\"]\n"
     ));
     let l = link(&ok, "policy app");
     assert!(l.ok, "{}", l.detail);
@@ -213,6 +213,16 @@ fn compose_hash_and_images_are_checked_against_the_app_compose() {
     );
     assert!(l.detail.contains("nginx"), "{}", l.detail);
     assert!(l.detail.contains("app.toml:3 (app.images)"), "{}", l.detail);
+    // A training-script hash the compose does not pin.
+    let pin = run("[app]\n\npins = [\"SEALTUNE_SCRIPT_SHA256=0123\"]\n");
+    let l = link(&pin, "policy app");
+    assert!(!l.ok);
+    assert!(
+        l.detail.contains("SEALTUNE_SCRIPT_SHA256=0123"),
+        "{}",
+        l.detail
+    );
+    assert!(l.detail.contains("app.toml:3 (app.pins)"), "{}", l.detail);
     // Without the app event allowed, the event log link fails.
     assert!(!link(&bad, "event log").ok);
 }
