@@ -10,7 +10,7 @@ use crate::event_log::EventPolicy;
 use crate::report_data::{BindingExpectations, parse_address};
 use crate::verify::{QuoteDocument, VerifyOptions, verify_document};
 
-/// Errors of the command line (bad arguments, unreadable files).
+/// Errors of the command line (bad arguments, unreadable files, unreachable services).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// A file could not be read.
@@ -27,6 +27,23 @@ pub enum CliError {
     /// Writing the report failed.
     #[error("cannot write the report: {0}")]
     Write(#[from] std::io::Error),
+    /// The policy file is unusable.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    /// The chain could not be read.
+    #[error(transparent)]
+    Chain(#[from] crate::chain::ChainError),
+    /// Collateral could not be obtained.
+    #[error(transparent)]
+    Collateral(#[from] crate::collateral::CollateralError),
+    /// The provider's quote could not be fetched.
+    #[error("fetching the quote from {url}: {message}")]
+    Fetch {
+        /// The URL.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// sealtune-verify: check a sealtune / 0G fine-tuning provider's chain of trust.
@@ -43,22 +60,52 @@ pub struct Cli {
 pub enum Command {
     /// Verify a TDX/SGX quote (a GetQuote / `GET /v1/quote` JSON response, a hex quote or a raw quote).
     Quote(QuoteArgs),
+    /// Verify a settlement's EIP-712 TEE signature (from a transaction, the chain, or a JSON file).
+    Settlement(SettlementArgs),
+    /// Verify an encrypted deliverable: tag signature and root hash.
+    Deliverable(DeliverableArgs),
+}
+
+/// Where the chain is (shared by the subcommands).
+#[derive(Debug, Args, Clone, Default)]
+pub struct ChainArgs {
+    /// JSON-RPC endpoint of the chain.
+    #[arg(long)]
+    pub rpc: Option<String>,
+    /// The FineTuningServing contract.
+    #[arg(long)]
+    pub serving: Option<String>,
+    /// The provider's address (its service holds the registered TEE signer).
+    #[arg(long)]
+    pub provider: Option<String>,
 }
 
 /// Arguments of `sealtune-verify quote`.
 #[derive(Debug, Args)]
 pub struct QuoteArgs {
     /// The quote: GetQuote JSON, hex, or binary.
+    #[arg(long, required_unless_present = "url", conflicts_with = "url")]
+    pub file: Option<PathBuf>,
+    /// Fetch the quote from a provider: `GET <url>/v1/quote?nonce=<fresh nonce>`.
     #[arg(long)]
-    pub file: PathBuf,
+    pub url: Option<String>,
+    /// With --url: do not send a nonce (providers that do not support sealtune's fresh layout).
+    #[arg(long, requires = "url")]
+    pub no_nonce: bool,
     /// Collateral JSON (dcap-qvl format, as a PCCS serves it).
     #[arg(long)]
     pub collateral: Option<PathBuf>,
+    /// PCCS base URL to fetch collateral from (default: Intel PCS).
+    #[arg(long, conflicts_with = "collateral")]
+    pub pccs: Option<String>,
+    /// Collateral cache directory (entries per FMSPC, used until their nextUpdate).
+    #[arg(long, conflicts_with = "collateral")]
+    pub cache: Option<PathBuf>,
     /// Time of the check: unix seconds or RFC 3339 (default: now).
     #[arg(long)]
     pub at: Option<String>,
-    /// Never use the network (collateral must come from --collateral).
-    #[arg(long)]
+    /// Never use the network (collateral from --collateral or the --cache directory).
+    #[arg(long, conflicts_with_all = ["url", "pccs"])]
     pub offline: bool,
     /// Print the report as JSON.
     #[arg(long)]
@@ -84,6 +131,69 @@ pub struct QuoteArgs {
     /// An application event name allowed in the event log after system-ready (repeatable).
     #[arg(long = "allow-app-event")]
     pub allow_app_events: Vec<String>,
+    /// Policy file (TOML): TCB statuses, advisories, MRTD/RTMR0–2, compose hashes, images, events.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// The chain: with --rpc, --serving and --provider, report_data must bind the provider's
+    /// registered, acknowledged teeSignerAddress.
+    #[command(flatten)]
+    pub chain: ChainArgs,
+}
+
+/// Arguments of `sealtune-verify settlement`.
+#[derive(Debug, Args)]
+pub struct SettlementArgs {
+    /// A JSON file with the VerifierInput fields (id, encryptedSecret, modelRootHash, nonce,
+    /// signature, taskFee, user; optionally chainId and serving).
+    #[arg(long, conflicts_with = "tx")]
+    pub input: Option<PathBuf>,
+    /// A settleFees transaction hash (needs --rpc).
+    #[arg(long, requires = "rpc")]
+    pub tx: Option<String>,
+    /// With --rpc, --serving and --provider: find the settlement of this deliverable id…
+    #[arg(long, requires = "rpc")]
+    pub id: Option<String>,
+    /// …for this customer.
+    #[arg(long, requires = "id")]
+    pub user: Option<String>,
+    /// Chain id of the EIP-712 domain (default: the file's, or the chain's with --rpc).
+    #[arg(long)]
+    pub chain_id: Option<u64>,
+    /// Expected TEE signer (default: the provider's teeSignerAddress on chain).
+    #[arg(long)]
+    pub signer: Option<String>,
+    /// The chain.
+    #[command(flatten)]
+    pub chain: ChainArgs,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `sealtune-verify deliverable`.
+#[derive(Debug, Args)]
+pub struct DeliverableArgs {
+    /// The encrypted deliverable file.
+    #[arg(long)]
+    pub file: PathBuf,
+    /// Expected TEE signer (default: the provider's teeSignerAddress on chain).
+    #[arg(long)]
+    pub signer: Option<String>,
+    /// Expected root hash (0x + 64 hex); default: the on-chain modelRootHash with --user and --id.
+    #[arg(long)]
+    pub root: Option<String>,
+    /// The customer (with --rpc, --serving, --provider, --id: read the deliverable on chain).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The deliverable (task) id.
+    #[arg(long, requires = "user")]
+    pub id: Option<String>,
+    /// The chain.
+    #[command(flatten)]
+    pub chain: ChainArgs,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, CliError> {
@@ -104,8 +214,64 @@ pub fn parse_time(s: &str) -> Result<u64, CliError> {
         .map_err(|_| CliError::Arg(format!("--at {s:?} is before 1970")))
 }
 
+fn arg_address(flag: &str, s: &str) -> Result<alloy::primitives::Address, CliError> {
+    s.trim().parse().map_err(|_| {
+        CliError::Arg(format!(
+            "{flag} {s:?} is not an address (0x + 40 hex digits)"
+        ))
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Arg(format!("cannot start the async runtime: {e}")))
+}
+
+impl ChainArgs {
+    fn connect(&self) -> Result<Option<crate::chain::Chain>, CliError> {
+        self.rpc
+            .as_deref()
+            .map(crate::chain::Chain::connect)
+            .transpose()
+            .map_err(CliError::from)
+    }
+    fn serving(&self) -> Result<Option<alloy::primitives::Address>, CliError> {
+        self.serving
+            .as_deref()
+            .map(|s| arg_address("--serving", s))
+            .transpose()
+    }
+    fn provider(&self) -> Result<Option<alloy::primitives::Address>, CliError> {
+        self.provider
+            .as_deref()
+            .map(|s| arg_address("--provider", s))
+            .transpose()
+    }
+
+    /// The registered signer when --rpc, --serving and --provider are all given; an error when only
+    /// some are.
+    fn registered_signer(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        block: Option<u64>,
+    ) -> Result<Option<crate::chain::RegisteredSigner>, CliError> {
+        match (self.connect()?, self.serving()?, self.provider()?) {
+            (None, None, None) => Ok(None),
+            (Some(chain), Some(serving), Some(provider)) => Ok(Some(
+                rt.block_on(chain.registered_signer(serving, provider, block))?,
+            )),
+            _ => Err(CliError::Arg(
+                "the on-chain signer check needs all of --rpc, --serving and --provider".into(),
+            )),
+        }
+    }
+}
+
 impl QuoteArgs {
-    /// Build the verification options; `now` is used when `--at` is absent.
+    /// Build the verification options; `now` is used when `--at` is absent. Reads the collateral
+    /// and policy files; network sources (PCCS, chain) are resolved by [`run`].
     pub fn options(&self, now: u64) -> Result<VerifyOptions, CliError> {
         let collateral = match &self.collateral {
             Some(p) => Some(parse_collateral(&read(p)?).map_err(|e| CliError::Arg(e.to_string()))?),
@@ -126,17 +292,19 @@ impl QuoteArgs {
             .map(parse_address)
             .transpose()
             .map_err(|e| CliError::Arg(e.to_string()))?;
-        let nonce = self
-            .nonce
-            .as_deref()
-            .map(|n| {
-                hex::decode(n.trim_start_matches("0x"))
-                    .ok()
-                    .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-                    .ok_or_else(|| CliError::Arg(format!("--nonce {n:?} is not 32 bytes of hex")))
-            })
-            .transpose()?;
+        let nonce = self.nonce.as_deref().map(parse_nonce).transpose()?;
         let tappd_preimage = self.tappd_preimage.as_ref().map(read).transpose()?;
+        let policy = match &self.policy {
+            Some(p) => {
+                let text = String::from_utf8(read(p)?)
+                    .map_err(|_| CliError::Arg(format!("policy {} is not UTF-8", p.display())))?;
+                Some(crate::policy::Policy::from_toml(
+                    &p.display().to_string(),
+                    &text,
+                )?)
+            }
+            None => None,
+        };
         Ok(VerifyOptions {
             now: self
                 .at
@@ -156,26 +324,328 @@ impl QuoteArgs {
                 tappd_preimage,
             },
             allow_dev_quote: self.allow_dev_quote,
+            policy,
+            registered_signer: None,
         })
     }
 }
 
-/// Run the command; returns the process exit code (0 only when every required link holds).
-pub fn run(cli: &Cli, now: u64, out: &mut dyn Write) -> Result<i32, CliError> {
-    match &cli.command {
-        Command::Quote(args) => {
-            let doc = QuoteDocument::from_bytes(&read(&args.file)?)
-                .map_err(|e| CliError::Arg(e.to_string()))?;
-            let opts = args.options(now)?;
-            let report = verify_document(&doc, &opts);
-            if args.json {
-                let json = serde_json::to_string_pretty(&report)
-                    .map_err(|e| CliError::Arg(format!("cannot serialise the report: {e}")))?;
-                writeln!(out, "{json}")?;
-            } else {
-                write!(out, "{}", report.render_human())?;
-            }
-            Ok(if report.verified { 0 } else { 1 })
-        }
+fn parse_nonce(n: &str) -> Result<[u8; 32], CliError> {
+    hex::decode(n.trim().trim_start_matches("0x"))
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        .ok_or_else(|| CliError::Arg(format!("--nonce {n:?} is not 32 bytes of hex")))
+}
+
+/// `GET <url>/v1/quote[?nonce=<hex>]`: the document and its `ZG-Quote-Signature` header.
+pub async fn fetch_quote(url: &str, nonce: Option<&[u8; 32]>) -> Result<QuoteDocument, CliError> {
+    let base = url.trim_end_matches('/');
+    let full = match nonce {
+        Some(n) => format!("{base}/v1/quote?nonce={}", hex::encode(n)),
+        None => format!("{base}/v1/quote"),
+    };
+    let fail = |message: String| CliError::Fetch {
+        url: full.clone(),
+        message,
+    };
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .map_err(|e| fail(e.to_string()))?;
+    let resp = client
+        .get(&full)
+        .send()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(fail(format!("HTTP {}", resp.status())));
     }
+    let header = resp
+        .headers()
+        .get("ZG-Quote-Signature")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    // A quote response is a few tens of KiB (quote + event log); refuse anything absurd.
+    const MAX: usize = 16 << 20;
+    let body = resp.bytes().await.map_err(|e| fail(e.to_string()))?;
+    if body.len() > MAX {
+        return Err(fail(format!(
+            "response of {} bytes is too large",
+            body.len()
+        )));
+    }
+    let mut doc = QuoteDocument::from_bytes(&body).map_err(|e| fail(e.to_string()))?;
+    doc.zg_quote_signature = header;
+    Ok(doc)
+}
+
+fn emit(
+    report: &crate::verify::VerificationReport,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<i32, CliError> {
+    if json {
+        let text = serde_json::to_string_pretty(report)
+            .map_err(|e| CliError::Arg(format!("cannot serialise the report: {e}")))?;
+        writeln!(out, "{text}")?;
+    } else {
+        write!(out, "{}", report.render_human())?;
+    }
+    Ok(if report.verified { 0 } else { 1 })
+}
+
+/// Run the command; returns the process exit code (0 only when every required link holds).
+/// A fresh nonce for `quote --url` comes from the OS RNG; see [`run_with`] to choose it.
+pub fn run(cli: &Cli, now: u64, out: &mut dyn Write) -> Result<i32, CliError> {
+    let mut nonce = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+    run_with(cli, now, nonce, out)
+}
+
+/// [`run`] with the time and the nonce `quote --url` sends as inputs.
+pub fn run_with(
+    cli: &Cli,
+    now: u64,
+    fresh_nonce: [u8; 32],
+    out: &mut dyn Write,
+) -> Result<i32, CliError> {
+    match &cli.command {
+        Command::Quote(args) => run_quote(args, now, fresh_nonce, out),
+        Command::Settlement(args) => run_settlement(args, now, out),
+        Command::Deliverable(args) => run_deliverable(args, now, out),
+    }
+}
+
+fn run_quote(
+    args: &QuoteArgs,
+    now: u64,
+    fresh_nonce: [u8; 32],
+    out: &mut dyn Write,
+) -> Result<i32, CliError> {
+    let mut opts = args.options(now)?;
+    let needs_rt = args.url.is_some()
+        || args.chain.rpc.is_some()
+        || (args.collateral.is_none() && (args.pccs.is_some() || args.cache.is_some()));
+    let rt = if needs_rt { Some(runtime()?) } else { None };
+    let doc = match (&args.file, &args.url, &rt) {
+        (Some(f), _, _) => {
+            QuoteDocument::from_bytes(&read(f)?).map_err(|e| CliError::Arg(e.to_string()))?
+        }
+        (None, Some(url), Some(rt)) => {
+            let nonce = if args.no_nonce {
+                None
+            } else {
+                Some(*opts.binding.nonce.get_or_insert(fresh_nonce))
+            };
+            rt.block_on(fetch_quote(url, nonce.as_ref()))?
+        }
+        _ => return Err(CliError::Arg("give --file or --url".into())),
+    };
+    if let Some(rt) = &rt {
+        opts.registered_signer = args.chain.registered_signer(rt, None)?;
+        if let (Some(given), Some(reg)) = (&opts.binding.signer, &opts.registered_signer)
+            && *given != reg.tee_signer.into_array()
+        {
+            return Err(CliError::Arg(format!(
+                "--signer 0x{} differs from the provider's registered teeSignerAddress {}",
+                hex::encode(given),
+                reg.tee_signer
+            )));
+        }
+        if opts.collateral.is_none() && !doc.quote.is_empty() {
+            let source = crate::collateral::CollateralSource {
+                pccs_url: args.pccs.clone(),
+                cache_dir: args.cache.clone(),
+                offline: args.offline,
+            };
+            let (c, _from) =
+                rt.block_on(crate::collateral::obtain(&doc.quote, &source, opts.now))?;
+            opts.collateral = Some(c);
+        }
+    } else if args.chain.serving.is_some() || args.chain.provider.is_some() {
+        return Err(CliError::Arg(
+            "the on-chain signer check needs all of --rpc, --serving and --provider".into(),
+        ));
+    }
+    let report = verify_document(&doc, &opts);
+    emit(&report, args.json, out)
+}
+
+fn run_settlement(args: &SettlementArgs, now: u64, out: &mut dyn Write) -> Result<i32, CliError> {
+    use crate::settlement::{
+        ExpectedSigner, SettlementCheck, check_settlement, parse_verifier_input_json,
+    };
+    let chain = args.chain.connect()?;
+    let rt = if chain.is_some() {
+        Some(runtime()?)
+    } else {
+        None
+    };
+    let given_signer = args
+        .signer
+        .as_deref()
+        .map(|s| arg_address("--signer", s))
+        .transpose()?;
+    let serving_arg = args.chain.serving()?;
+    let provider_arg = args.chain.provider()?;
+
+    // The input, and what the source says about where it was settled.
+    let (input, chain_id, serving, provider, block, transaction) = match (
+        &args.input,
+        &args.tx,
+        &args.id,
+        &chain,
+        &rt,
+    ) {
+        (Some(path), _, _, _, _) => {
+            let f = parse_verifier_input_json(&read(path)?)
+                .map_err(|e| CliError::Arg(format!("{}: {e}", path.display())))?;
+            (f.input, f.chain_id, f.serving, provider_arg, None, None)
+        }
+        (None, Some(tx), _, Some(chain), Some(rt)) => {
+            let hash = tx
+                .trim()
+                .parse()
+                .map_err(|_| CliError::Arg(format!("--tx {tx:?} is not a transaction hash")))?;
+            let s = rt.block_on(chain.settlement(hash))?;
+            let t = Some((format!("{}", s.tx), s.success, s.fees_settled.clone()));
+            (
+                s.input,
+                Some(s.chain_id),
+                Some(s.serving),
+                Some(s.provider),
+                Some(s.block),
+                t,
+            )
+        }
+        (None, None, Some(id), Some(chain), Some(rt)) => {
+            let (Some(serving), Some(provider), Some(user)) = (
+                serving_arg,
+                provider_arg,
+                args.user
+                    .as_deref()
+                    .map(|u| arg_address("--user", u))
+                    .transpose()?,
+            ) else {
+                return Err(CliError::Arg(
+                    "finding a settlement by --id needs --serving, --provider and --user".into(),
+                ));
+            };
+            let s = rt.block_on(chain.find_settlement(serving, user, provider, id))?;
+            let t = Some((format!("{}", s.tx), s.success, s.fees_settled.clone()));
+            (
+                s.input,
+                Some(s.chain_id),
+                Some(s.serving),
+                Some(s.provider),
+                Some(s.block),
+                t,
+            )
+        }
+        _ => {
+            return Err(CliError::Arg(
+                "give --input FILE, or --rpc with --tx HASH, or --rpc with --serving, --provider, --user and --id"
+                    .into(),
+            ));
+        }
+    };
+    let chain_id = match (args.chain_id, chain_id, &chain, &rt) {
+        (Some(c), _, _, _) => c,
+        (None, Some(c), _, _) => c,
+        (None, None, Some(chain), Some(rt)) => rt.block_on(chain.chain_id())?,
+        _ => {
+            return Err(CliError::Arg(
+                "the EIP-712 domain needs the chain id: give --chain-id or --rpc".into(),
+            ));
+        }
+    };
+    let serving = serving_arg.or(serving).ok_or_else(|| {
+        CliError::Arg("the EIP-712 domain needs the serving contract: give --serving".into())
+    })?;
+    let provider = provider_arg.or(provider);
+    let mut onchain_root = None;
+    let expected_signer = match (given_signer, &chain, &rt, provider) {
+        (Some(a), _, _, _) => Some(ExpectedSigner::Given(a)),
+        (None, Some(chain), Some(rt), Some(p)) => Some(ExpectedSigner::OnChain(
+            rt.block_on(chain.registered_signer(serving, p, block))?,
+        )),
+        _ => None,
+    };
+    if let (Some(chain), Some(rt), Some(p)) = (&chain, &rt, provider) {
+        let d = rt.block_on(chain.deliverable(serving, input.user, p, &input.id))?;
+        onchain_root = Some(d.model_root_hash);
+    }
+    let report = check_settlement(
+        &SettlementCheck {
+            input,
+            chain_id,
+            serving,
+            expected_signer,
+            onchain_root,
+            transaction,
+        },
+        now,
+    );
+    emit(&report, args.json, out)
+}
+
+fn run_deliverable(args: &DeliverableArgs, now: u64, out: &mut dyn Write) -> Result<i32, CliError> {
+    use crate::deliverable::{DeliverableCheck, ExpectedRoot, check_deliverable};
+    use crate::settlement::ExpectedSigner;
+    if !args.file.is_file() {
+        return Err(CliError::Arg(format!(
+            "--file {} is not a readable file",
+            args.file.display()
+        )));
+    }
+    let chain = args.chain.connect()?;
+    let rt = if chain.is_some() {
+        Some(runtime()?)
+    } else {
+        None
+    };
+    let serving = args.chain.serving()?;
+    let provider = args.chain.provider()?;
+    let expected_signer = match (&args.signer, &chain, &rt, serving, provider) {
+        (Some(s), _, _, _, _) => Some(ExpectedSigner::Given(arg_address("--signer", s)?)),
+        (None, Some(chain), Some(rt), Some(sv), Some(p)) => Some(ExpectedSigner::OnChain(
+            rt.block_on(chain.registered_signer(sv, p, None))?,
+        )),
+        _ => None,
+    };
+    let expected_root = match (
+        &args.root, &chain, &rt, serving, provider, &args.user, &args.id,
+    ) {
+        (Some(r), ..) => {
+            let t = r.trim();
+            let b = hex::decode(t.strip_prefix("0x").unwrap_or(t))
+                .ok()
+                .filter(|b| !b.is_empty())
+                .ok_or_else(|| CliError::Arg(format!("--root {r:?} is not hex")))?;
+            Some(ExpectedRoot::Given(b.into()))
+        }
+        (None, Some(chain), Some(rt), Some(sv), Some(p), Some(u), Some(id)) => {
+            let user = arg_address("--user", u)?;
+            let d = rt.block_on(chain.deliverable(sv, user, p, id))?;
+            Some(ExpectedRoot::OnChain(
+                d.model_root_hash,
+                format!("deliverable {id:?} of {user} with provider {p}"),
+            ))
+        }
+        (None, _, _, _, _, Some(_), _) => {
+            return Err(CliError::Arg(
+                "reading the deliverable on chain needs --rpc, --serving, --provider, --user and --id".into(),
+            ));
+        }
+        _ => None,
+    };
+    let report = check_deliverable(
+        &args.file,
+        &DeliverableCheck {
+            expected_signer,
+            expected_root,
+            ..Default::default()
+        },
+        now,
+    );
+    emit(&report, args.json, out)
 }

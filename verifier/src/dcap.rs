@@ -132,6 +132,32 @@ pub fn verify_dcap(
     let claims = verifier
         .verify_with_policy(quote, collateral, now, &QuotePolicy::claims_only(now))
         .map_err(|e| DcapError::Verification(format!("{e:#}")))?;
+    let status = claims.tcb.status;
+    let out_of_date = matches!(
+        status,
+        TcbStatus::OutOfDate | TcbStatus::OutOfDateConfigurationNeeded
+    );
+    let accepted =
+        policy.accepted_statuses.contains(&status) || (out_of_date && policy.allow_out_of_date);
+    if !accepted {
+        return Err(DcapError::Policy {
+            status: status.to_string(),
+            reason: format!(
+                "status {status} is not among the accepted statuses [{}]{}",
+                policy
+                    .accepted_statuses
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if out_of_date {
+                    " (OutOfDate needs allow_out_of_date)"
+                } else {
+                    ""
+                }
+            ),
+        });
+    }
     policy
         .to_dcap(now)
         .validate(&claims)

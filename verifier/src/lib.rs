@@ -32,11 +32,16 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+pub mod chain;
 pub mod cli;
+pub mod collateral;
 pub mod crosscheck;
 pub mod dcap;
+pub mod deliverable;
 pub mod event_log;
 pub mod pck;
+pub mod policy;
 pub mod quote;
 pub mod report_data;
+pub mod settlement;
 pub mod verify;

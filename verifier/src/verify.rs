@@ -34,6 +34,9 @@ pub struct QuoteDocument {
     pub tcb_info: Option<String>,
     /// The response says it comes from the insecure dev attestation source.
     pub dev: bool,
+    /// The `ZG-Quote-Signature` response header, when the quote was fetched from a provider that
+    /// sends one (newer 0G brokers); reported, not interpreted.
+    pub zg_quote_signature: Option<String>,
 }
 
 impl QuoteDocument {
@@ -63,6 +66,7 @@ impl QuoteDocument {
                 event_log: string_or_json("event_log"),
                 tcb_info: string_or_json("tcb_info"),
                 dev,
+                zg_quote_signature: None,
             });
         }
         let is_hex = !trimmed.is_empty()
@@ -108,6 +112,12 @@ pub struct VerifyOptions {
     pub binding: BindingExpectations,
     /// Accept a response from the insecure dev attestation source.
     pub allow_dev_quote: bool,
+    /// A measurement / TCB policy file; its rules apply on top of the fields above, and a failure
+    /// names the policy line.
+    pub policy: Option<crate::policy::Policy>,
+    /// The TEE signer registered on chain for the provider: report_data must bind it, and the
+    /// owner must have acknowledged it.
+    pub registered_signer: Option<crate::chain::RegisteredSigner>,
 }
 
 /// One link of the chain of trust.
@@ -147,6 +157,43 @@ pub struct VerificationReport {
 }
 
 impl VerificationReport {
+    /// An empty report at time `now`, for checks other than a quote (settlement, deliverable).
+    pub fn new(now: u64) -> Self {
+        Self {
+            now,
+            ..Default::default()
+        }
+    }
+
+    /// Add a required link: `Ok(detail)` holds, `Err(reason)` fails.
+    pub fn push_link(&mut self, name: &'static str, result: Result<String, String>) {
+        self.push(name, result);
+    }
+
+    /// Add an informational link (shown, but the verdict does not depend on it).
+    pub fn push_info(&mut self, name: &'static str, result: Result<String, String>) {
+        let (ok, detail) = match result {
+            Ok(d) => (true, d),
+            Err(d) => (false, d),
+        };
+        self.links.push(Link {
+            name,
+            ok,
+            required: false,
+            detail,
+        });
+    }
+
+    /// Set [`verified`](Self::verified) from the links: every required link holds (and there is one).
+    pub fn finish(&mut self) {
+        self.verified = !self.links.is_empty() && self.links.iter().all(|l| l.ok || !l.required);
+    }
+
+    /// The link named `name`, if the report has one.
+    pub fn link(&self, name: &str) -> Option<&Link> {
+        self.links.iter().find(|l| l.name == name)
+    }
+
     fn push(&mut self, name: &'static str, result: Result<String, String>) {
         let (ok, detail) = match result {
             Ok(d) => (true, d),
@@ -291,16 +338,34 @@ pub fn verify_document(doc: &QuoteDocument, opts: &VerifyOptions) -> Verificatio
     rep.push("TD attributes", td_attributes(&parsed));
 
     // 2. DCAP with dcap-qvl, then the cross-check.
+    let tcb_policy = match &opts.policy {
+        Some(p) => p.tcb_policy(&opts.tcb_policy),
+        None => opts.tcb_policy.clone(),
+    };
     let dcap = match &opts.collateral {
-        None => Err("no collateral (pass --collateral; PCCS fetch is not implemented yet)".into()),
+        None => Err(
+            "no collateral (give --collateral FILE, or --pccs URL / --cache DIR to fetch it)"
+                .into(),
+        ),
         Some(c) => verify_dcap(
             &doc.quote,
             c,
             opts.now,
-            &opts.tcb_policy,
+            &tcb_policy,
             opts.root_ca_der.as_deref(),
         )
-        .map_err(|e| e.to_string()),
+        .map_err(|e| {
+            let blame = match (&e, &opts.policy) {
+                (crate::dcap::DcapError::Policy { status, reason }, Some(p)) => {
+                    p.blame_dcap_rejection(status, reason)
+                }
+                _ => None,
+            };
+            match blame {
+                Some(b) => format!("{e}; {b}"),
+                None => e.to_string(),
+            }
+        }),
     };
     match dcap {
         Ok(d) => {
@@ -322,9 +387,29 @@ pub fn verify_document(doc: &QuoteDocument, opts: &VerifyOptions) -> Verificatio
                         .map_err(|e| e.to_string()),
                 );
             }
+            if let Some(r) = opts.policy.as_ref().and_then(|p| p.check_advisories(&d)) {
+                rep.push("policy advisories", r);
+            }
             rep.dcap = Some(d);
         }
         Err(e) => rep.push("DCAP (dcap-qvl)", Err(e)),
+    }
+    if let Some(p) = &opts.policy {
+        match parsed.body.td() {
+            Some(td) => {
+                if let Some(r) = p.check_measurements(td) {
+                    rep.push("policy measurements", r);
+                }
+            }
+            None if p.mrtd.is_some() || p.rtmr.iter().any(Option::is_some) => rep.push(
+                "policy measurements",
+                Err(format!(
+                    "policy {} names TD measurements, but this is an SGX quote",
+                    p.origin
+                )),
+            ),
+            None => {}
+        }
     }
 
     // 3. report_data.
@@ -337,9 +422,17 @@ pub fn verify_document(doc: &QuoteDocument, opts: &VerifyOptions) -> Verificatio
                 .map_err(|e| e.to_string()),
         );
     }
+    let mut binding_exp = opts.binding.clone();
+    if let Some(r) = &opts.registered_signer
+        && binding_exp.signer.is_none()
+    {
+        binding_exp.signer = Some(r.tee_signer.into_array());
+    }
+    let binding = check_binding(rd, &binding_exp);
     rep.push(
         "signer binding",
-        check_binding(rd, &opts.binding)
+        binding
+            .clone()
             .map(|b| {
                 format!(
                     "{:?} layout binds 0x{}",
@@ -349,6 +442,35 @@ pub fn verify_document(doc: &QuoteDocument, opts: &VerifyOptions) -> Verificatio
             })
             .map_err(|e| e.to_string()),
     );
+    if let Some(r) = &opts.registered_signer {
+        let bound = binding.as_ref().ok().and_then(|b| b.signer.clone());
+        let registered = hex::encode(r.tee_signer);
+        let link = match bound {
+            None => Err(format!(
+                "report_data binds no signer to compare with the registered {}",
+                r.tee_signer
+            )),
+            Some(b) if b != registered => Err(format!(
+                "report_data binds 0x{b}, but provider {} registered {} on {}",
+                r.provider, r.tee_signer, r.serving
+            )),
+            Some(_) if !r.acknowledged => Err(format!(
+                "{} is provider {}'s teeSignerAddress on {}, but the owner has not acknowledged it",
+                r.tee_signer, r.provider, r.serving
+            )),
+            Some(_) => Ok(format!(
+                "{} is provider {}'s teeSignerAddress on {}, acknowledged",
+                r.tee_signer, r.provider, r.serving
+            )),
+        };
+        rep.push("on-chain signer", link);
+    }
+    if let Some(sig) = &doc.zg_quote_signature {
+        rep.push_info(
+            "ZG-Quote-Signature",
+            Ok(format!("header present: {sig} (reported, not checked)")),
+        );
+    }
 
     // 4. Event log.
     if let Some(td) = parsed.body.td() {
@@ -359,10 +481,14 @@ pub fn verify_document(doc: &QuoteDocument, opts: &VerifyOptions) -> Verificatio
             ),
             Some(log) => {
                 let events = parse_event_log(log);
+                let event_policy = match &opts.policy {
+                    Some(p) => p.event_policy(&opts.event_policy),
+                    None => opts.event_policy.clone(),
+                };
                 let result = events
                     .as_ref()
                     .map_err(Clone::clone)
-                    .and_then(|ev| verify_event_log(ev, &td.rtmr, &opts.event_policy));
+                    .and_then(|ev| verify_event_log(ev, &td.rtmr, &event_policy));
                 match result {
                     Ok(s) => {
                         rep.push(
@@ -386,6 +512,13 @@ pub fn verify_document(doc: &QuoteDocument, opts: &VerifyOptions) -> Verificatio
                 rep.push("compose hash", compose);
             }
         }
+    }
+    if let Some(r) = opts
+        .policy
+        .as_ref()
+        .and_then(|p| p.check_app(doc.tcb_info.as_deref()))
+    {
+        rep.push("policy app", r);
     }
     rep.quote = Some(parsed);
     rep.pck = pck.ok();

@@ -64,3 +64,25 @@ proptest! {
         let _ = parse_event_log(&s);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Settlement files, policy files, quote documents and collateral come from users and servers.
+    #[test]
+    fn other_untrusted_inputs_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
+        let _ = sealtune_verifier::settlement::parse_verifier_input_json(&bytes);
+        let _ = sealtune_verifier::verify::QuoteDocument::from_bytes(&bytes);
+        let _ = sealtune_verifier::dcap::parse_collateral(&bytes);
+        let text = String::from_utf8_lossy(&bytes);
+        let _ = sealtune_verifier::policy::Policy::from_toml("fuzz.toml", &text);
+        let _ = sealtune_verifier::policy::compose_images(&text);
+    }
+
+    /// Policy-shaped TOML with arbitrary values.
+    #[test]
+    fn policy_values_never_panic(key in "(mrtd|rtmr0|rtmr1|rtmr2)", value in ".{0,120}") {
+        let text = format!("[measurements]\n{key} = [{value:?}]\n[tcb]\naccepted_statuses = [{value:?}]\n");
+        let _ = sealtune_verifier::policy::Policy::from_toml("fuzz.toml", &text);
+    }
+}

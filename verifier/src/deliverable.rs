@@ -1,0 +1,159 @@
+//! Deliverable checks (PROTOCOL.md §4): the tag signature at the front of an encrypted model file
+//! recovers to the provider's TEE signer, and the file's root hash (`keccak256` of the file, or its
+//! 0G Storage root) equals the deliverable's on-chain `modelRootHash`. No key is needed: the tags are
+//! read with one seek per chunk (`sealtune_protocol::deliverable::tag_digest`), hashing streams.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use alloy::primitives::{Address, Bytes};
+use sealtune_protocol::deliverable::{ChunkLen, TAG_SIG_LEN, encrypted_file_keccak, tag_digest};
+use sealtune_protocol::sig::Signature;
+use sealtune_protocol::storage::root_hash_file;
+
+use crate::settlement::ExpectedSigner;
+use crate::verify::VerificationReport;
+
+/// Where the expected root hash comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExpectedRoot {
+    /// Given by the user (`--root`).
+    Given(Bytes),
+    /// The deliverable's `modelRootHash` on chain (described, e.g. "deliverable <id> of <user>").
+    OnChain(Bytes, String),
+}
+
+impl ExpectedRoot {
+    fn bytes(&self) -> &Bytes {
+        match self {
+            ExpectedRoot::Given(b) | ExpectedRoot::OnChain(b, _) => b,
+        }
+    }
+    fn describe(&self) -> String {
+        match self {
+            ExpectedRoot::Given(b) => format!("0x{} (given)", hex::encode(b)),
+            ExpectedRoot::OnChain(b, what) => {
+                format!("0x{} (on-chain modelRootHash of {what})", hex::encode(b))
+            }
+        }
+    }
+}
+
+/// What a deliverable check uses.
+#[derive(Debug, Clone)]
+pub struct DeliverableCheck {
+    /// The signer the tag signature must recover to; `None` fails that link.
+    pub expected_signer: Option<ExpectedSigner>,
+    /// The root hash the file must have; `None` only reports the file's hashes.
+    pub expected_root: Option<ExpectedRoot>,
+    /// Plaintext chunk size ([`ChunkLen::WIRE`] for every real deliverable).
+    pub chunk_len: ChunkLen,
+}
+
+impl Default for DeliverableCheck {
+    fn default() -> Self {
+        Self {
+            expected_signer: None,
+            expected_root: None,
+            chunk_len: ChunkLen::WIRE,
+        }
+    }
+}
+
+fn recover_tag_signer(path: &Path, chunk_len: ChunkLen) -> Result<(Address, String), String> {
+    let mut f = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let digest = tag_digest(&mut f, chunk_len).map_err(|e| e.to_string())?;
+    let mut sig = [0u8; TAG_SIG_LEN];
+    f.seek(SeekFrom::Start(0))
+        .and_then(|_| f.read_exact(&mut sig))
+        .map_err(|e| format!("cannot read the tag signature: {e}"))?;
+    if sig.iter().all(|b| *b == 0) {
+        return Err("the tag signature is all zeros: the file was sealed but never signed".into());
+    }
+    let signature = Signature::from_bytes(&sig).map_err(|e| format!("tag signature: {e}"))?;
+    let signer = signature
+        .recover_address(&digest)
+        .map_err(|e| format!("tag signature does not recover: {e}"))?;
+    Ok((signer, format!("0x{}", hex::encode(digest))))
+}
+
+/// Check an encrypted deliverable file: tag signature → TEE signer, root hash → on-chain value.
+pub fn check_deliverable(path: &Path, c: &DeliverableCheck, now: u64) -> VerificationReport {
+    let mut rep = VerificationReport::new(now);
+    let recovered = recover_tag_signer(path, c.chunk_len);
+    rep.push_link(
+        "tag signature",
+        recovered
+            .as_ref()
+            .map(|(a, d)| format!("keccak256(tags) {d} recovers to {a}"))
+            .map_err(Clone::clone),
+    );
+    let signer_link = match (&recovered, &c.expected_signer) {
+        (_, None) => Err(
+            "no expected TEE signer: give --signer, or --rpc with the serving contract and provider"
+                .to_owned(),
+        ),
+        (Err(_), Some(_)) => Err("no signer recovered".to_owned()),
+        (Ok((a, _)), Some(e)) if *a == e.address() => {
+            Ok(format!("sealed by the TEE signer {}", e.address()))
+        }
+        (Ok((a, _)), Some(e)) => Err(format!(
+            "signed by {a}, not by the expected TEE signer {}",
+            e.address()
+        )),
+    };
+    rep.push_link("TEE signer", signer_link);
+    if let Some(ExpectedSigner::OnChain(r)) = &c.expected_signer {
+        rep.push_link(
+            "signer acknowledged",
+            if r.acknowledged {
+                Ok("the contract owner acknowledged this TEE signer".into())
+            } else {
+                Err("the service's TEE signer is not acknowledged by the contract owner".into())
+            },
+        );
+    }
+
+    let keccak = encrypted_file_keccak(path).map_err(|e| e.to_string());
+    match &c.expected_root {
+        None => {
+            let storage = root_hash_file(path)
+                .map(|t| t.root().to_string())
+                .map_err(|e| e.to_string());
+            rep.push_info(
+                "root hash",
+                match (&keccak, &storage) {
+                    (Ok(k), Ok(s)) => Ok(format!(
+                        "keccak256 {k}, 0G storage root {s} (no expected root given)"
+                    )),
+                    (Err(e), _) | (_, Err(e)) => Err(e.clone()),
+                },
+            );
+        }
+        Some(expected) => {
+            let want = expected.bytes();
+            let result = match &keccak {
+                Err(e) => Err(e.clone()),
+                Ok(k) if k.as_slice() == want.as_ref() => {
+                    Ok(format!("keccak256 of the file = {}", expected.describe()))
+                }
+                Ok(k) => match root_hash_file(path) {
+                    Err(e) => Err(e.to_string()),
+                    Ok(t) if t.root().as_slice() == want.as_ref() => Ok(format!(
+                        "0G storage root of the file = {}",
+                        expected.describe()
+                    )),
+                    Ok(t) => Err(format!(
+                        "neither keccak256 {k} nor 0G storage root {} equals {}",
+                        t.root(),
+                        expected.describe()
+                    )),
+                },
+            };
+            rep.push_link("root hash", result);
+        }
+    }
+    rep.finish();
+    rep
+}
