@@ -79,11 +79,16 @@ pub struct StackOptions {
     pub queue_size: u32,
     pub max_upload_bytes: u64,
     pub lock_time: u64,
+    /// Set the deployer's (account 0's) nonce before deploying, to land the contracts at known
+    /// addresses: with 11, LedgerManager is account 0's CREATE address at nonce 11 and
+    /// FineTuningServing the one at nonce 12, `0xA51c1fc2…`, the address the official SDK's read-only broker
+    /// hard-codes for chain 31337 (its `list-providers` takes no contract address).
+    pub deployer_nonce: Option<u64>,
 }
 
 impl Default for StackOptions {
     fn default() -> Self {
-        StackOptions { ack_timeout: "6h", queue_size: 5, max_upload_bytes: 1 << 20, lock_time: 3600 }
+        StackOptions { ack_timeout: "6h", queue_size: 5, max_upload_bytes: 1 << 20, lock_time: 3600, deployer_nonce: None }
     }
 }
 
@@ -102,6 +107,12 @@ impl Stack {
     pub async fn start(opts: StackOptions) -> Stack {
         let anvil = Anvil::start(31337);
         let owner = ProviderBuilder::new().wallet(signer(0)).connect_http(anvil.endpoint.parse().unwrap());
+        if let Some(nonce) = opts.deployer_nonce {
+            let _: serde_json::Value = owner
+                .raw_request("anvil_setNonce".into(), (signer(0).address(), U256::from(nonce)))
+                .await
+                .expect("anvil_setNonce");
+        }
         let deployment = sealtune_contracts::deploy(
             &owner,
             &sealtune_contracts::DeployConfig { lock_time_secs: opts.lock_time, ..Default::default() },
