@@ -6,6 +6,7 @@ use alloy::primitives::{Address, Bytes, U256};
 use alloy::providers::Provider;
 use alloy::sol_types::SolStruct;
 use common::*;
+use sealtune_contracts::bindings::FineTuningServing::VerifierInput;
 use sealtune_contracts::bindings::{VerifierMessage, verifier_domain};
 
 #[tokio::test]
@@ -613,6 +614,50 @@ async fn settle_rejects_wrong_tee_signature() {
     sig[64] = if sig[64] == 27 { 28 } else { 27 };
     input.signature = sig.into();
     assert_revert(env.settle(input).await, "InvalidVerifierInput");
+}
+
+#[tokio::test]
+async fn settle_rejects_each_tampered_signed_field_and_a_foreign_domain() {
+    let env = ready(true).await;
+    let u = env.user.address();
+    // user2 also has an account and a deliverable "task2", so a tampered user or id still finds one.
+    env.fund(&env.user2, 10, 5).await;
+    env.add_deliverable(env.user2.address(), "task2").await.unwrap();
+    send!(
+        env.serving(&env.user2)
+            .acknowledgeDeliverable(env.provider.address(), "task2".into())
+    )
+    .unwrap();
+    let good = || env.input(&env.tee, "task", &[1], 1, ether(1), u);
+    let cases: Vec<(&str, VerifierInput)> = vec![
+        ("id", VerifierInput { id: "task2".into(), user: env.user2.address(), ..good() }),
+        ("encryptedSecret", VerifierInput { encryptedSecret: Bytes::from(vec![2u8]), ..good() }),
+        ("modelRootHash", VerifierInput { modelRootHash: Bytes::from(vec![0xcd; 32]), ..good() }),
+        ("nonce", VerifierInput { nonce: U256::from(2u64), ..good() }),
+        ("taskFee", VerifierInput { taskFee: ether(1) / U256::from(2u64), ..good() }),
+        ("user", VerifierInput { user: env.user2.address(), id: "task2".into(), ..good() }),
+    ];
+    for (field, input) in cases {
+        let msg = assert_revert(env.settle(input).await, "InvalidVerifierInput");
+        assert!(!msg.is_empty(), "{field}");
+    }
+    // Signed for another chain id, or for another contract.
+    for (chain_id, contract) in [
+        (env.chain_id + 1, env.deployment.serving),
+        (env.chain_id, env.deployment.ledger),
+    ] {
+        let input = sign_input(&env.tee, chain_id, contract, "task", &[1], &ROOT, 1, ether(1), u);
+        assert_revert(env.settle(input).await, "InvalidVerifierInput");
+    }
+    // Nothing was settled; the untampered input still settles.
+    let d = env
+        .serving(&env.user)
+        .getDeliverable(u, env.provider.address(), "task".into())
+        .call()
+        .await
+        .unwrap();
+    assert!(!d.settled);
+    env.settle(good()).await.unwrap();
 }
 
 #[tokio::test]
