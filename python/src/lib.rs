@@ -38,17 +38,17 @@ use pyo3::types::PyDict;
 use sealtune_protocol::events::{Event, LogLevel};
 
 pub use error::NativeError;
-pub use live::{LiveContext, LiveSeal, LiveSink, SealResult, TaskPaths, install_live, take_seal_result};
+pub use live::{
+    LiveContext, LiveSeal, LiveSink, SealResult, TaskPaths, install_live, take_seal_result,
+};
 
 /// The pure-Python sources of the `sealtune` package, in the order [`register_embedded`] executes them
 /// (module name, file name, source). The wheel ships the same files.
-pub const PYTHON_SOURCES: &[(&str, &str, &str)] = &[
-    (
-        "sealtune",
-        "sealtune/__init__.py",
-        include_str!("../python/sealtune/__init__.py"),
-    ),
-];
+pub const PYTHON_SOURCES: &[(&str, &str, &str)] = &[(
+    "sealtune",
+    "sealtune/__init__.py",
+    include_str!("../python/sealtune/__init__.py"),
+)];
 
 fn emit_or_err(event: Event) -> PyResult<()> {
     live::emit(&event).map_err(PyErr::from)
@@ -122,10 +122,7 @@ fn live_task(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDict>>> {
 #[pyo3(name = "_native")]
 pub fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add(
-        "TORCH_FEATURE",
-        cfg!(feature = "torch"),
-    )?;
+    m.add("TORCH_FEATURE", cfg!(feature = "torch"))?;
     m.add_function(wrap_pyfunction!(emit_progress, m)?)?;
     m.add_function(wrap_pyfunction!(emit_log, m)?)?;
     m.add_function(wrap_pyfunction!(emit_metric, m)?)?;

@@ -43,8 +43,14 @@ with open(os.path.join(ctx.output_dir, "adapter.bin"), "wb") as f:
     assert!(outcome.sealed.is_none());
 
     let ordered = non_logs(&events);
-    assert!(matches!(ordered.first(), Some(Event::Started { .. })), "{ordered:?}");
-    assert!(matches!(ordered.last(), Some(Event::Finished { .. })), "{ordered:?}");
+    assert!(
+        matches!(ordered.first(), Some(Event::Started { .. })),
+        "{ordered:?}"
+    );
+    assert!(
+        matches!(ordered.last(), Some(Event::Finished { .. })),
+        "{ordered:?}"
+    );
     let steps: Vec<(u64, Option<f64>)> = ordered
         .iter()
         .filter_map(|e| match e {
@@ -54,10 +60,20 @@ with open(os.path.join(ctx.output_dir, "adapter.bin"), "wb") as f:
         .collect();
     assert_eq!(
         steps,
-        vec![(1, Some(1.0)), (2, Some(0.5)), (3, Some(1.0 / 3.0)), (3, None)]
+        vec![
+            (1, Some(1.0)),
+            (2, Some(0.5)),
+            (3, Some(1.0 / 3.0)),
+            (3, None)
+        ]
     );
     match &ordered[1] {
-        Event::Progress { total, learning_rate, metrics, .. } => {
+        Event::Progress {
+            total,
+            learning_rate,
+            metrics,
+            ..
+        } => {
             assert_eq!(*total, Some(3));
             assert_eq!(*learning_rate, Some(1e-4));
             assert_eq!(metrics.get("grad_norm"), Some(&0.5));
@@ -66,13 +82,23 @@ with open(os.path.join(ctx.output_dir, "adapter.bin"), "wb") as f:
     }
     assert!(ordered.iter().any(|e| matches!(e, Event::Metric { name, value, step: Some(3) } if name == "eval_loss" && *value == 0.25)));
     let logs = logs(&events);
-    assert!(logs.contains(&(LogLevel::Info, "hello from the script".into())), "{logs:?}");
-    assert!(logs.iter().any(|(l, m)| *l == LogLevel::Warn && m.contains("loss is nan")), "{logs:?}");
+    assert!(
+        logs.contains(&(LogLevel::Info, "hello from the script".into())),
+        "{logs:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|(l, m)| *l == LogLevel::Warn && m.contains("loss is nan")),
+        "{logs:?}"
+    );
 }
 
 #[tokio::test]
 async fn an_exception_fails_with_the_last_traceback_line() {
-    let task = Task::new("def f():\n    raise ValueError('learning rate too high')\nf()\n", DATASET);
+    let task = Task::new(
+        "def f():\n    raise ValueError('learning rate too high')\nf()\n",
+        DATASET,
+    );
     let (result, events) = run(&task).await;
     match result {
         Err(ExecError::ScriptFailed { reason }) => {
@@ -80,9 +106,16 @@ async fn an_exception_fails_with_the_last_traceback_line() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(non_logs(&events).last(), Some(Event::Failed { .. })));
+    assert!(matches!(
+        non_logs(&events).last(),
+        Some(Event::Failed { .. })
+    ));
     // The traceback itself reaches the task log.
-    assert!(logs(&events).iter().any(|(_, m)| m.contains("Traceback (most recent call last)")));
+    assert!(
+        logs(&events)
+            .iter()
+            .any(|(_, m)| m.contains("Traceback (most recent call last)"))
+    );
 }
 
 #[tokio::test]
@@ -113,7 +146,10 @@ async fn a_hard_exit_maps_to_the_exit_code_with_stderr() {
 
 #[tokio::test]
 async fn a_crash_by_signal_is_reported_with_the_signal() {
-    let task = Task::new("import os, signal\nos.kill(os.getpid(), signal.SIGABRT)\n", DATASET);
+    let task = Task::new(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGABRT)\n",
+        DATASET,
+    );
     match run(&task).await.0 {
         Err(ExecError::Signal { signal, .. }) => assert_eq!(signal, 6),
         other => panic!("{other:?}"),
@@ -122,7 +158,10 @@ async fn a_crash_by_signal_is_reported_with_the_signal() {
 
 #[tokio::test]
 async fn a_sigkill_the_parent_did_not_send_reads_as_out_of_memory() {
-    let task = Task::new("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", DATASET);
+    let task = Task::new(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
+        DATASET,
+    );
     let err = run(&task).await.0.unwrap_err();
     assert!(matches!(err, ExecError::OutOfMemory), "{err:?}");
     assert!(err.to_string().contains("out of memory"));
@@ -173,7 +212,10 @@ async fn a_hanging_script_is_killed_at_the_timeout_with_its_process_group() {
     let task = Task::new(HANGING, DATASET);
     let started = std::time::Instant::now();
     let (result, _) = run_with(&task, Duration::from_secs(4), CancellationToken::new()).await;
-    assert!(matches!(result, Err(ExecError::Timeout(d)) if d == Duration::from_secs(4)), "{result:?}");
+    assert!(
+        matches!(result, Err(ExecError::Timeout(d)) if d == Duration::from_secs(4)),
+        "{result:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(15));
     let pid = grandchild_pid(&task).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -207,18 +249,26 @@ async fn a_bad_dataset_fails_before_the_script_naming_the_record() {
     let task = Task::new("raise SystemExit('never runs')\n", &dataset);
     match run(&task).await.0 {
         Err(ExecError::ScriptFailed { reason }) => {
-            assert!(reason.contains("line 4") && reason.contains("output"), "{reason}")
+            assert!(
+                reason.contains("line 4") && reason.contains("output"),
+                "{reason}"
+            )
         }
         other => panic!("{other:?}"),
     }
-    let task = Task::new("raise SystemExit('never runs')\n", "{\"text\": \"a\"}\n{not json\n");
+    let task = Task::new(
+        "raise SystemExit('never runs')\n",
+        "{\"text\": \"a\"}\n{not json\n",
+    );
     match run(&task).await.0 {
         Err(ExecError::ScriptFailed { reason }) => assert!(reason.contains("line 2"), "{reason}"),
         other => panic!("{other:?}"),
     }
     let task = Task::new("raise SystemExit('never runs')\n", "\n\n");
     match run(&task).await.0 {
-        Err(ExecError::ScriptFailed { reason }) => assert!(reason.contains("no record"), "{reason}"),
+        Err(ExecError::ScriptFailed { reason }) => {
+            assert!(reason.contains("no record"), "{reason}")
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -232,9 +282,20 @@ raise RuntimeError("real failure")
 "#;
     let task = Task::new(script, DATASET);
     let (result, events) = run(&task).await;
-    assert!(matches!(result, Err(ExecError::ScriptFailed { .. })), "{result:?}");
-    assert!(!non_logs(&events).iter().any(|e| matches!(e, Event::Finished { .. })));
-    assert!(logs(&events).iter().any(|(_, m)| m.contains(r#""type":"finished""#)));
+    assert!(
+        matches!(result, Err(ExecError::ScriptFailed { .. })),
+        "{result:?}"
+    );
+    assert!(
+        !non_logs(&events)
+            .iter()
+            .any(|e| matches!(e, Event::Finished { .. }))
+    );
+    assert!(
+        logs(&events)
+            .iter()
+            .any(|(_, m)| m.contains(r#""type":"finished""#))
+    );
 }
 
 #[tokio::test]
@@ -252,7 +313,11 @@ open(os.path.join(sealtune.task_context().output_dir, "x"), "w").write("x")
     for entry in walk(task.root()) {
         let bytes = std::fs::read(&entry).unwrap();
         let text = String::from_utf8_lossy(&bytes);
-        assert!(!text.contains(TEST_KEY_HEX), "{} holds the key", entry.display());
+        assert!(
+            !text.contains(TEST_KEY_HEX),
+            "{} holds the key",
+            entry.display()
+        );
     }
 }
 

@@ -291,7 +291,7 @@ def count_tokens(dataset: Any, tokenizer: Any, rule: str = "official", batch: in
 def _count_chunk(counter: TokenCounter, chunk: list[str], rule: str, offset: int) -> int:
     try:
         return int(counter.count_json_records(chunk, rule))
-    except ValueError as exc:
+    except SealtuneError as exc:
         # Renumber "record N" to the position in the whole dataset.
         msg = str(exc)
         if msg.startswith("record ") and offset:

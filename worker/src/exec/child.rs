@@ -114,7 +114,8 @@ fn read_key() -> Result<DeliverableKey, String> {
         .take(256)
         .read_line(&mut line)
         .map_err(|e| format!("reading the model key: {e}"))?;
-    DeliverableKey::from_hex(&line).ok_or_else(|| "the model key on stdin is not 64 hex digits".into())
+    DeliverableKey::from_hex(&line)
+        .ok_or_else(|| "the model key on stdin is not 64 hex digits".into())
 }
 
 /// Files and bytes under `dir` (regular files, not following links).
@@ -156,7 +157,10 @@ fn run(task_dir: &Path, pipe: &EventPipe) -> Result<OutputSummary, String> {
         script: Some(spec.script.display().to_string()),
     });
     if !spec.script.is_file() {
-        return Err(format!("the training script {} does not exist", spec.script.display()));
+        return Err(format!(
+            "the training script {} does not exist",
+            spec.script.display()
+        ));
     }
     std::fs::create_dir_all(&spec.output_dir)
         .map_err(|e| format!("creating {}: {e}", spec.output_dir.display()))?;
@@ -195,8 +199,9 @@ fn run(task_dir: &Path, pipe: &EventPipe) -> Result<OutputSummary, String> {
     .collect();
 
     let failure: Option<String> = Python::attach(|py| -> Result<Option<String>, String> {
-        let helper = PyModule::from_code(py, CHILD_PY, c"<sealtune-exec>/child.py", c"_sealtune_exec")
-            .map_err(|e| format!("starting Python: {}", py_reason(py, e)))?;
+        let helper =
+            PyModule::from_code(py, CHILD_PY, c"<sealtune-exec>/child.py", c"_sealtune_exec")
+                .map_err(|e| format!("starting Python: {}", py_reason(py, e)))?;
         helper
             .call_method1("setup", (venv.as_ref().map(|v| v.display().to_string()),))
             .map_err(|e| format!("setting up the venv: {}", py_reason(py, e)))?;

@@ -155,7 +155,10 @@ pub enum ExecError {
         stderr_tail: String,
     },
     /// The child was killed by a signal the parent did not send.
-    #[error("the training process was killed by signal {signal}{}", tail(stderr_tail))]
+    #[error(
+        "the training process was killed by signal {signal}{}",
+        tail(stderr_tail)
+    )]
     Signal {
         /// The signal number.
         signal: i32,
@@ -255,15 +258,16 @@ pub async fn spawn(
         spawned
     };
     let mut child = spawned.map_err(ExecError::Spawn)?;
-    let pid = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32));
+    let pid = child
+        .id()
+        .and_then(|id| rustix::process::Pid::from_raw(id as i32));
 
     if let (Some(limit), Some(pid)) = (limits.memory_limit_bytes, pid) {
         let rlimit = rustix::process::Rlimit {
             current: Some(limit),
             maximum: Some(limit),
         };
-        if let Err(e) = rustix::process::prlimit(Some(pid), rustix::process::Resource::As, rlimit)
-        {
+        if let Err(e) = rustix::process::prlimit(Some(pid), rustix::process::Resource::As, rlimit) {
             kill_group(pid);
             return Err(ExecError::Spawn(e.into()));
         }
