@@ -20,15 +20,19 @@
 //! | `TokenCounter` | `protocol`'s token-counting rule (the fee's) with a `tokenizer.json` |
 //! | `SealStream` | the sealing stream: safetensors and small files zipped and sealed chunk by chunk |
 //!
-//! Tensors reach Rust without a copy on CPU: the Python side hands each tensor's bytes as a buffer
-//! (`memoryview` over `tensor.view(torch.uint8).numpy()`, which shares the tensor's memory), and
-//! [`seal`] reads it in place while the buffer is held (one device-to-host copy per tensor on GPU).
+//! Tensors reach Rust without a copy on CPU. In the pip wheel the Python side hands each tensor's bytes
+//! as a buffer (`memoryview` over `tensor.view(torch.uint8).numpy()`, which shares the tensor's memory)
+//! and [`seal`] reads it in place while the buffer is held. With the `torch` feature (the worker's build)
+//! the tensors themselves are passed and read through tch (`Tensor::pyobject_unpack`, [`torch_tensors`]).
+//! Either way a GPU tensor costs one device-to-host copy, of one tensor at a time.
 #![deny(missing_docs)]
 
 pub mod error;
 pub mod live;
 pub mod seal;
 pub mod tokens;
+#[cfg(feature = "torch")]
+pub mod torch_tensors;
 
 use std::collections::BTreeMap;
 use std::ffi::CString;

@@ -277,7 +277,8 @@ impl SealStream {
     }
 
     /// Add a safetensors file: `specs` is a list of `(name, dtype, shape)`; `buffers` an iterable yielding
-    /// each tensor's bytes as a C-contiguous buffer, in the same order, pulled one at a time.
+    /// each tensor's bytes as a C-contiguous buffer, in the same order, pulled one at a time. With the
+    /// `torch` feature (the worker's build), an item may also be a `torch.Tensor`, read through tch.
     #[pyo3(signature = (name, specs, buffers, metadata=None))]
     fn add_safetensors(
         &self,
@@ -311,7 +312,12 @@ impl SealStream {
                         )));
                     }
                 };
-                write_buffer(w, &item, &spec.name, spec.nbytes()?)?;
+                let nbytes = spec.nbytes()?;
+                #[cfg(feature = "torch")]
+                if crate::torch_tensors::write_tensor(w, &item, &spec.name, &spec.dtype, nbytes)? {
+                    continue;
+                }
+                write_buffer(w, &item, &spec.name, nbytes)?;
             }
             if iter.next().is_some() {
                 return Err(NativeError::InvalidArgument(

@@ -338,8 +338,12 @@ def _tensor_buffers(state: Mapping[str, Any]) -> Iterator[Any]:
     copy of one tensor at a time for GPU tensors)."""
     import torch
 
+    via_tch = getattr(_native, "TORCH_FEATURE", False)
     for t in state.values():
         t = t.detach()
+        if via_tch:
+            yield t  # read in place by tch in the worker's build
+            continue
         if t.device.type != "cpu":
             t = t.to("cpu")
         t = t.contiguous().reshape(-1)
