@@ -333,3 +333,53 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test]
+async fn a_100_mb_line_fails_naming_the_line_without_reading_it_whole() {
+    let task = Task::new("raise SystemExit('never runs')\n", "");
+    let mut data = DATASET.as_bytes().to_vec();
+    data.extend_from_slice(b"{\"text\": \"");
+    data.resize(data.len() + (100 << 20), b'a');
+    data.extend_from_slice(b"\"}\n");
+    std::fs::write(&task.spec.dataset, data).unwrap();
+    match run(&task).await.0 {
+        Err(ExecError::ScriptFailed { reason }) => {
+            assert!(reason.contains("line 4: line longer than"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_zip_of_jsonl_is_read_as_0g_reads_it() {
+    use std::io::Write;
+    let script = r#"
+import datasets, sealtune
+train = datasets.load_from_disk(sealtune.task_context().data_path)["train"]
+assert len(train) == 3, len(train)
+open(sealtune.task_context().output_dir / "ok", "w").write("ok")
+"#;
+    let mut task = Task::new(script, "");
+    let zip_path = task.root().join("dataset.zip");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+    zip.start_file(
+        "mydata/train.jsonl",
+        zip::write::SimpleFileOptions::default(),
+    )
+    .unwrap();
+    zip.write_all(DATASET.as_bytes()).unwrap();
+    zip.finish().unwrap();
+    task.spec.dataset = zip_path;
+    let (result, events) = run(&task).await;
+    result.unwrap_or_else(|e| panic!("{e}\n{:#?}", logs(&events)));
+
+    // An image dataset must be a zip.
+    let mut task = Task::new("x = 1\n", DATASET);
+    task.spec.data_type = sealtune_worker::exec::DataType::Image;
+    match run(&task).await.0 {
+        Err(ExecError::ScriptFailed { reason }) => {
+            assert!(reason.contains("must be a zip"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
