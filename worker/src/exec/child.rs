@@ -142,11 +142,6 @@ fn summarize(dir: &Path) -> (u64, u64) {
     (files, bytes)
 }
 
-fn py_reason(py: Python<'_>, e: PyErr) -> String {
-    let _ = py;
-    e.to_string()
-}
-
 fn run(task_dir: &Path, pipe: &EventPipe) -> Result<OutputSummary, String> {
     let spec = read_spec(task_dir)?;
     let key = match &spec.seal {
@@ -201,12 +196,12 @@ fn run(task_dir: &Path, pipe: &EventPipe) -> Result<OutputSummary, String> {
     let failure: Option<String> = Python::attach(|py| -> Result<Option<String>, String> {
         let helper =
             PyModule::from_code(py, CHILD_PY, c"<sealtune-exec>/child.py", c"_sealtune_exec")
-                .map_err(|e| format!("starting Python: {}", py_reason(py, e)))?;
+                .map_err(|e| format!("starting Python: {e}"))?;
         helper
             .call_method1("setup", (venv.as_ref().map(|v| v.display().to_string()),))
-            .map_err(|e| format!("setting up the venv: {}", py_reason(py, e)))?;
+            .map_err(|e| format!("setting up the venv: {e}"))?;
         sealtune_python::register_embedded(py)
-            .map_err(|e| format!("loading the sealtune module: {}", py_reason(py, e)))?;
+            .map_err(|e| format!("loading the sealtune module: {e}"))?;
         if let Prepared::Jsonl(jsonl) = &prepared {
             helper
                 .call_method1(
@@ -217,15 +212,15 @@ fn run(task_dir: &Path, pipe: &EventPipe) -> Result<OutputSummary, String> {
                         work.join("hf-cache").display().to_string(),
                     ),
                 )
-                .map_err(|e| format!("preparing the dataset: {}", py_reason(py, e)))?;
+                .map_err(|e| format!("preparing the dataset: {e}"))?;
         }
         let _ = std::fs::remove_dir_all(&work);
         let result = helper
             .call_method1("run", (spec.script.display().to_string(), argv))
-            .map_err(|e| format!("running the script: {}", py_reason(py, e)))?;
+            .map_err(|e| format!("running the script: {e}"))?;
         result
             .extract::<Option<String>>()
-            .map_err(|e| py_reason(py, e))
+            .map_err(|e| e.to_string())
     })?;
     if let Some(reason) = failure {
         return Err(reason);
