@@ -1234,7 +1234,10 @@ mod tests {
         let streamed = w.finish().unwrap();
         assert_eq!(streamed.writer, from_dir);
         assert_eq!(streamed.tag_digest, sealed.tag_digest);
-        assert_eq!((streamed.chunks, streamed.file_len), (sealed.chunks, sealed.file_len));
+        assert_eq!(
+            (streamed.chunks, streamed.file_len),
+            (sealed.chunks, sealed.file_len)
+        );
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len() as u64, sealed.chunks);
         let mut tags = Vec::new();

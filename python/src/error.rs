@@ -17,6 +17,12 @@ pub enum NativeError {
     /// The caller passed something unusable.
     #[error("{0}")]
     InvalidArgument(String),
+    /// A dataset record is invalid (its position named).
+    #[error("{0}")]
+    Record(String),
+    /// The call is not possible in the current state (a finished stream, a second live seal...).
+    #[error("{0}")]
+    State(String),
     /// An event could not be written (non-finite number, or the event stream is gone).
     #[error("cannot report the event: {0}")]
     Event(String),

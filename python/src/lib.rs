@@ -20,15 +20,19 @@
 //! | `TokenCounter` | `protocol`'s token-counting rule (the fee's) with a `tokenizer.json` |
 //! | `SealStream` | the sealing stream: safetensors and small files zipped and sealed chunk by chunk |
 //!
-//! Tensors reach Rust without a copy on CPU: the Python side hands each tensor's bytes as a buffer
-//! (`memoryview` over `tensor.view(torch.uint8).numpy()`, which shares the tensor's memory), and
-//! [`seal`] reads it in place while the buffer is held (one device-to-host copy per tensor on GPU).
+//! Tensors reach Rust without a copy on CPU. In the pip wheel the Python side hands each tensor's bytes
+//! as a buffer (`memoryview` over `tensor.view(torch.uint8).numpy()`, which shares the tensor's memory)
+//! and [`seal`] reads it in place while the buffer is held. With the `torch` feature (the worker's build)
+//! the tensors themselves are passed and read through tch (`Tensor::pyobject_unpack`, [`torch_tensors`]).
+//! Either way a GPU tensor costs one device-to-host copy, of one tensor at a time.
 #![deny(missing_docs)]
 
 pub mod error;
 pub mod live;
 pub mod seal;
 pub mod tokens;
+#[cfg(feature = "torch")]
+pub mod torch_tensors;
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -38,17 +42,17 @@ use pyo3::types::PyDict;
 use sealtune_protocol::events::{Event, LogLevel};
 
 pub use error::NativeError;
-pub use live::{LiveContext, LiveSeal, LiveSink, SealResult, TaskPaths, install_live, take_seal_result};
+pub use live::{
+    LiveContext, LiveSeal, LiveSink, SealResult, TaskPaths, install_live, take_seal_result,
+};
 
 /// The pure-Python sources of the `sealtune` package, in the order [`register_embedded`] executes them
 /// (module name, file name, source). The wheel ships the same files.
-pub const PYTHON_SOURCES: &[(&str, &str, &str)] = &[
-    (
-        "sealtune",
-        "sealtune/__init__.py",
-        include_str!("../python/sealtune/__init__.py"),
-    ),
-];
+pub const PYTHON_SOURCES: &[(&str, &str, &str)] = &[(
+    "sealtune",
+    "sealtune/__init__.py",
+    include_str!("../python/sealtune/__init__.py"),
+)];
 
 fn emit_or_err(event: Event) -> PyResult<()> {
     live::emit(&event).map_err(PyErr::from)
@@ -122,10 +126,7 @@ fn live_task(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDict>>> {
 #[pyo3(name = "_native")]
 pub fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add(
-        "TORCH_FEATURE",
-        cfg!(feature = "torch"),
-    )?;
+    m.add("TORCH_FEATURE", cfg!(feature = "torch"))?;
     m.add_function(wrap_pyfunction!(emit_progress, m)?)?;
     m.add_function(wrap_pyfunction!(emit_log, m)?)?;
     m.add_function(wrap_pyfunction!(emit_metric, m)?)?;

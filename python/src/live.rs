@@ -131,7 +131,10 @@ pub fn emit(event: &Event) -> Result<(), NativeError> {
     Python::attach(|py| {
         py.import("sys")
             .and_then(|sys| sys.getattr("stdout"))
-            .and_then(|out| out.call_method1("write", (format!("{line}\n"),)).map(|_| ()))
+            .and_then(|out| {
+                out.call_method1("write", (format!("{line}\n"),))
+                    .map(|_| ())
+            })
             .map_err(|e| NativeError::Event(format!("writing to sys.stdout: {e}")))
     })
 }

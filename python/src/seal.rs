@@ -115,9 +115,8 @@ fn write_buffer(
     name: &str,
     expected: u64,
 ) -> Result<(), NativeError> {
-    let buffer = PyUntypedBuffer::get(obj).map_err(|e| {
-        NativeError::InvalidArgument(format!("tensor {name:?}: not a buffer: {e}"))
-    })?;
+    let buffer = PyUntypedBuffer::get(obj)
+        .map_err(|e| NativeError::InvalidArgument(format!("tensor {name:?}: not a buffer: {e}")))?;
     if !buffer.is_c_contiguous() {
         return Err(NativeError::InvalidArgument(format!(
             "tensor {name:?}: buffer is not contiguous"
@@ -209,9 +208,9 @@ impl SealStream {
         let mut guard = self
             .state
             .lock()
-            .map_err(|_| NativeError::InvalidArgument("sealing stream poisoned".into()))?;
+            .map_err(|_| NativeError::State("sealing stream poisoned".into()))?;
         let writer = guard.as_mut().ok_or_else(|| {
-            NativeError::InvalidArgument("the sealing stream is finished or aborted".into())
+            NativeError::State("the sealing stream is finished or aborted".into())
         })?;
         let result = f(writer);
         if result.is_err() {
@@ -231,9 +230,8 @@ impl SealStream {
     #[new]
     #[pyo3(signature = (path, key_hex, chunk_len=None))]
     fn new(path: PathBuf, key_hex: &str, chunk_len: Option<usize>) -> PyResult<Self> {
-        let key = DeliverableKey::from_hex(key_hex).ok_or_else(|| {
-            NativeError::InvalidArgument("key_hex must be 64 hex digits".into())
-        })?;
+        let key = DeliverableKey::from_hex(key_hex)
+            .ok_or_else(|| NativeError::InvalidArgument("key_hex must be 64 hex digits".into()))?;
         let chunk_len = match chunk_len {
             None => ChunkLen::WIRE,
             Some(n) => ChunkLen::for_tests(n).ok_or_else(|| {
@@ -247,14 +245,13 @@ impl SealStream {
     /// when the worker does not seal in the child, or when the task already opened one.
     #[staticmethod]
     fn live() -> PyResult<Self> {
-        let ctx = live::context().ok_or_else(|| {
-            NativeError::InvalidArgument("not running inside a sealtune worker".into())
-        })?;
+        let ctx = live::context()
+            .ok_or_else(|| NativeError::State("not running inside a sealtune worker".into()))?;
         let seal = ctx.seal.as_ref().ok_or_else(|| {
-            NativeError::InvalidArgument("the worker does not seal in the script for this task".into())
+            NativeError::State("the worker does not seal in the script for this task".into())
         })?;
         if !live::claim_seal() {
-            return Err(NativeError::InvalidArgument(
+            return Err(NativeError::State(
                 "seal_model was already called for this task (one sealed model per task)".into(),
             )
             .into());
@@ -280,7 +277,8 @@ impl SealStream {
     }
 
     /// Add a safetensors file: `specs` is a list of `(name, dtype, shape)`; `buffers` an iterable yielding
-    /// each tensor's bytes as a C-contiguous buffer, in the same order, pulled one at a time.
+    /// each tensor's bytes as a C-contiguous buffer, in the same order, pulled one at a time. With the
+    /// `torch` feature (the worker's build), an item may also be a `torch.Tensor`, read through tch.
     #[pyo3(signature = (name, specs, buffers, metadata=None))]
     fn add_safetensors(
         &self,
@@ -314,7 +312,12 @@ impl SealStream {
                         )));
                     }
                 };
-                write_buffer(w, &item, &spec.name, spec.nbytes()?)?;
+                let nbytes = spec.nbytes()?;
+                #[cfg(feature = "torch")]
+                if crate::torch_tensors::write_tensor(w, &item, &spec.name, &spec.dtype, nbytes)? {
+                    continue;
+                }
+                write_buffer(w, &item, &spec.name, nbytes)?;
             }
             if iter.next().is_some() {
                 return Err(NativeError::InvalidArgument(
@@ -336,10 +339,10 @@ impl SealStream {
         let writer = self
             .state
             .lock()
-            .map_err(|_| NativeError::InvalidArgument("sealing stream poisoned".into()))?
+            .map_err(|_| NativeError::State("sealing stream poisoned".into()))?
             .take()
             .ok_or_else(|| {
-                NativeError::InvalidArgument("the sealing stream is finished or aborted".into())
+                NativeError::State("the sealing stream is finished or aborted".into())
             })?;
         let files = self.files.lock().map(|f| *f).unwrap_or(0);
         let done = (|| -> Result<_, NativeError> {
@@ -349,7 +352,12 @@ impl SealStream {
                 .into_inner()
                 .map_err(|e| NativeError::Io(e.into_error()))?;
             file.sync_all()?;
-            Ok((sealed.tag_digest, sealed.chunks, sealed.file_len, sealed.zip_len))
+            Ok((
+                sealed.tag_digest,
+                sealed.chunks,
+                sealed.file_len,
+                sealed.zip_len,
+            ))
         })();
         let (tag_digest, chunks, file_len, zip_len) = match done {
             Ok(v) => v,
@@ -411,8 +419,7 @@ mod tests {
                 shape: vec![5],
             },
         ];
-        let (header, len) =
-            safetensors_header(&specs, &[("format".into(), "pt".into())]).unwrap();
+        let (header, len) = safetensors_header(&specs, &[("format".into(), "pt".into())]).unwrap();
         assert_eq!(len, 24 + 10);
         let n = u64::from_le_bytes(header[..8].try_into().unwrap()) as usize;
         assert_eq!(n % 8, 0);

@@ -70,15 +70,19 @@ impl TokenCounter {
     /// Count records given as JSON texts (one record each, as in a JSONL line): returns the total.
     /// Errors name the record by its 1-based position.
     #[pyo3(signature = (records, rule="official"))]
-    fn count_json_records(&self, py: Python<'_>, records: Vec<String>, rule: &str) -> PyResult<u64> {
+    fn count_json_records(
+        &self,
+        py: Python<'_>,
+        records: Vec<String>,
+        rule: &str,
+    ) -> PyResult<u64> {
         let rule = self::rule(rule)?;
         let parsed = records
             .iter()
             .enumerate()
             .map(|(i, line)| {
-                parse_record(line.as_bytes()).map_err(|e| {
-                    NativeError::InvalidArgument(format!("record {}: {e}", i + 1))
-                })
+                parse_record(line.as_bytes())
+                    .map_err(|e| NativeError::Record(format!("record {}: {e}", i + 1)))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(py

@@ -85,7 +85,13 @@ async fn stock_lora_script_trains_smollm2_and_seals_the_adapter_in_the_child() {
     let losses: Vec<(u64, f64)> = ordered
         .iter()
         .filter_map(|e| match e {
-            Event::Progress { step, loss: Some(loss), total, learning_rate, .. } => {
+            Event::Progress {
+                step,
+                loss: Some(loss),
+                total,
+                learning_rate,
+                ..
+            } => {
                 assert_eq!(*total, Some(6));
                 assert!(learning_rate.is_some());
                 Some((*step, *loss))
@@ -93,11 +99,17 @@ async fn stock_lora_script_trains_smollm2_and_seals_the_adapter_in_the_child() {
             _ => None,
         })
         .collect();
-    assert_eq!(losses.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        losses.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5, 6]
+    );
     let first = losses[0].1;
     let last_two = (losses[4].1 + losses[5].1) / 2.0;
     assert!(last_two < first * 0.9, "loss did not go down: {losses:?}");
-    let chunks = ordered.iter().filter(|e| matches!(e, Event::ChunkSealed { .. })).count();
+    let chunks = ordered
+        .iter()
+        .filter(|e| matches!(e, Event::ChunkSealed { .. }))
+        .count();
 
     // Sealed in the child: one chunk (the adapter is ~1.8 MB), tags match.
     let sealed = outcome.sealed.expect("the script sealed the adapter");
@@ -113,7 +125,11 @@ async fn stock_lora_script_trains_smollm2_and_seals_the_adapter_in_the_child() {
         if before.contains(&path) {
             continue;
         }
-        let rel = path.strip_prefix(task.root()).unwrap().to_string_lossy().into_owned();
+        let rel = path
+            .strip_prefix(task.root())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let allowed = rel == "exec.json"
             || rel == "model.sealed"
             || rel == "output"
@@ -122,7 +138,9 @@ async fn stock_lora_script_trains_smollm2_and_seals_the_adapter_in_the_child() {
         assert!(allowed, "unexpected file written during the run: {rel}");
         let name = path.file_name().unwrap().to_string_lossy();
         assert!(
-            !name.ends_with(".safetensors") && !name.ends_with(".bin") && !name.starts_with("checkpoint"),
+            !name.ends_with(".safetensors")
+                && !name.ends_with(".bin")
+                && !name.starts_with("checkpoint"),
             "plaintext model file {rel}"
         );
     }
@@ -130,8 +148,15 @@ async fn stock_lora_script_trains_smollm2_and_seals_the_adapter_in_the_child() {
     // The parent signs the tag digest with the TEE key; the customer opens it.
     let tee = k256::ecdsa::SigningKey::from_slice(&[0x11; 32]).unwrap();
     let sealed_path = task.root().join("model.sealed");
-    assert_eq!(std::fs::metadata(&sealed_path).unwrap().len(), sealed.file_len);
-    deliverable::finish(&sealed_path, &deliverable::sign_tags(&tee, &sealed.tag_digest)).unwrap();
+    assert_eq!(
+        std::fs::metadata(&sealed_path).unwrap().len(),
+        sealed.file_len
+    );
+    deliverable::finish(
+        &sealed_path,
+        &deliverable::sign_tags(&tee, &sealed.tag_digest),
+    )
+    .unwrap();
     let zip = task.root().join("model.zip");
     let key = DeliverableKey::from_hex(TEST_KEY_HEX).unwrap();
     deliverable::open_file(&sealed_path, &zip, &key, address_of(tee.verifying_key())).unwrap();
@@ -146,10 +171,19 @@ async fn stock_lora_script_trains_smollm2_and_seals_the_adapter_in_the_child() {
     let weights = std::fs::read(out.join("output_model/adapter_model.safetensors")).unwrap();
     let n = u64::from_le_bytes(weights[..8].try_into().unwrap()) as usize;
     let header: serde_json::Value = serde_json::from_slice(&weights[8..8 + n]).unwrap();
-    let tensors: Vec<&String> = header.as_object().unwrap().keys().filter(|k| *k != "__metadata__").collect();
+    let tensors: Vec<&String> = header
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| *k != "__metadata__")
+        .collect();
     // 30 layers x 4 projections x (A, B).
     assert_eq!(tensors.len(), 240, "{tensors:?}");
-    assert!(tensors.iter().all(|k| k.contains("lora_A") || k.contains("lora_B")));
+    assert!(
+        tensors
+            .iter()
+            .all(|k| k.contains("lora_A") || k.contains("lora_B"))
+    );
     assert_eq!(header["__metadata__"]["format"], "pt");
 
     // The opened adapter loads with peft onto the base model (what the customer does next).
@@ -165,5 +199,9 @@ async fn stock_lora_script_trains_smollm2_and_seals_the_adapter_in_the_child() {
         .arg(out.join("output_model"))
         .output()
         .unwrap();
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
 }

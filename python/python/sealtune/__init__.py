@@ -291,7 +291,7 @@ def count_tokens(dataset: Any, tokenizer: Any, rule: str = "official", batch: in
 def _count_chunk(counter: TokenCounter, chunk: list[str], rule: str, offset: int) -> int:
     try:
         return int(counter.count_json_records(chunk, rule))
-    except ValueError as exc:
+    except SealtuneError as exc:
         # Renumber "record N" to the position in the whole dataset.
         msg = str(exc)
         if msg.startswith("record ") and offset:
@@ -338,8 +338,12 @@ def _tensor_buffers(state: Mapping[str, Any]) -> Iterator[Any]:
     copy of one tensor at a time for GPU tensors)."""
     import torch
 
+    via_tch = getattr(_native, "TORCH_FEATURE", False)
     for t in state.values():
         t = t.detach()
+        if via_tch:
+            yield t  # read in place by tch in the worker's build
+            continue
         if t.device.type != "cpu":
             t = t.to("cpu")
         t = t.contiguous().reshape(-1)

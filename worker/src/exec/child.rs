@@ -114,7 +114,8 @@ fn read_key() -> Result<DeliverableKey, String> {
         .take(256)
         .read_line(&mut line)
         .map_err(|e| format!("reading the model key: {e}"))?;
-    DeliverableKey::from_hex(&line).ok_or_else(|| "the model key on stdin is not 64 hex digits".into())
+    DeliverableKey::from_hex(&line)
+        .ok_or_else(|| "the model key on stdin is not 64 hex digits".into())
 }
 
 /// Files and bytes under `dir` (regular files, not following links).
@@ -141,11 +142,6 @@ fn summarize(dir: &Path) -> (u64, u64) {
     (files, bytes)
 }
 
-fn py_reason(py: Python<'_>, e: PyErr) -> String {
-    let _ = py;
-    e.to_string()
-}
-
 fn run(task_dir: &Path, pipe: &EventPipe) -> Result<OutputSummary, String> {
     let spec = read_spec(task_dir)?;
     let key = match &spec.seal {
@@ -156,7 +152,10 @@ fn run(task_dir: &Path, pipe: &EventPipe) -> Result<OutputSummary, String> {
         script: Some(spec.script.display().to_string()),
     });
     if !spec.script.is_file() {
-        return Err(format!("the training script {} does not exist", spec.script.display()));
+        return Err(format!(
+            "the training script {} does not exist",
+            spec.script.display()
+        ));
     }
     std::fs::create_dir_all(&spec.output_dir)
         .map_err(|e| format!("creating {}: {e}", spec.output_dir.display()))?;
@@ -195,13 +194,14 @@ fn run(task_dir: &Path, pipe: &EventPipe) -> Result<OutputSummary, String> {
     .collect();
 
     let failure: Option<String> = Python::attach(|py| -> Result<Option<String>, String> {
-        let helper = PyModule::from_code(py, CHILD_PY, c"<sealtune-exec>/child.py", c"_sealtune_exec")
-            .map_err(|e| format!("starting Python: {}", py_reason(py, e)))?;
+        let helper =
+            PyModule::from_code(py, CHILD_PY, c"<sealtune-exec>/child.py", c"_sealtune_exec")
+                .map_err(|e| format!("starting Python: {e}"))?;
         helper
             .call_method1("setup", (venv.as_ref().map(|v| v.display().to_string()),))
-            .map_err(|e| format!("setting up the venv: {}", py_reason(py, e)))?;
+            .map_err(|e| format!("setting up the venv: {e}"))?;
         sealtune_python::register_embedded(py)
-            .map_err(|e| format!("loading the sealtune module: {}", py_reason(py, e)))?;
+            .map_err(|e| format!("loading the sealtune module: {e}"))?;
         if let Prepared::Jsonl(jsonl) = &prepared {
             helper
                 .call_method1(
@@ -212,15 +212,15 @@ fn run(task_dir: &Path, pipe: &EventPipe) -> Result<OutputSummary, String> {
                         work.join("hf-cache").display().to_string(),
                     ),
                 )
-                .map_err(|e| format!("preparing the dataset: {}", py_reason(py, e)))?;
+                .map_err(|e| format!("preparing the dataset: {e}"))?;
         }
         let _ = std::fs::remove_dir_all(&work);
         let result = helper
             .call_method1("run", (spec.script.display().to_string(), argv))
-            .map_err(|e| format!("running the script: {}", py_reason(py, e)))?;
+            .map_err(|e| format!("running the script: {e}"))?;
         result
             .extract::<Option<String>>()
-            .map_err(|e| py_reason(py, e))
+            .map_err(|e| e.to_string())
     })?;
     if let Some(reason) = failure {
         return Err(reason);

@@ -20,9 +20,13 @@
 //! compiled into the worker ([`sealtune_python::register_embedded`]), connected to the task.
 //!
 //! Limits: [`ExecLimits::timeout`] kills the child's whole process group; [`ExecLimits::memory_limit_bytes`]
-//! caps the child's address space (`RLIMIT_AS`, set on the child right after it starts; do not use it
-//! with CUDA, which reserves large virtual ranges). A child killed by `SIGKILL` that the parent did not
-//! send is reported as [`ExecError::OutOfMemory`] (the kernel's OOM killer is the usual sender).
+//! caps the child's data segment (`RLIMIT_DATA`: private writable memory, which is what tensors and
+//! Python objects take), set on the child right after it starts, so a runaway allocation fails with a
+//! `MemoryError` the customer can read. `RLIMIT_AS` is not used: the worker built with the `torch`
+//! feature crashes at start under an address-space cap (libtorch maps large read-only and reserved
+//! ranges; CUDA reserves more). Whether `RLIMIT_DATA` coexists with CUDA was not checked (no GPU here).
+//! A child killed by `SIGKILL` that the parent did not send is reported as [`ExecError::OutOfMemory`]
+//! (the kernel's OOM killer is the usual sender).
 
 mod child;
 mod prepare;
@@ -114,7 +118,7 @@ pub enum DataType {
 pub struct ExecLimits {
     /// Wall-clock limit; the child's process group is killed when it passes.
     pub timeout: Duration,
-    /// Address-space limit of the child (`RLIMIT_AS`), if any. Not for CUDA.
+    /// Data-segment limit of the child (`RLIMIT_DATA`: private writable memory), if any.
     pub memory_limit_bytes: Option<u64>,
 }
 
@@ -155,7 +159,10 @@ pub enum ExecError {
         stderr_tail: String,
     },
     /// The child was killed by a signal the parent did not send.
-    #[error("the training process was killed by signal {signal}{}", tail(stderr_tail))]
+    #[error(
+        "the training process was killed by signal {signal}{}",
+        tail(stderr_tail)
+    )]
     Signal {
         /// The signal number.
         signal: i32,
@@ -255,14 +262,16 @@ pub async fn spawn(
         spawned
     };
     let mut child = spawned.map_err(ExecError::Spawn)?;
-    let pid = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32));
+    let pid = child
+        .id()
+        .and_then(|id| rustix::process::Pid::from_raw(id as i32));
 
     if let (Some(limit), Some(pid)) = (limits.memory_limit_bytes, pid) {
         let rlimit = rustix::process::Rlimit {
             current: Some(limit),
             maximum: Some(limit),
         };
-        if let Err(e) = rustix::process::prlimit(Some(pid), rustix::process::Resource::As, rlimit)
+        if let Err(e) = rustix::process::prlimit(Some(pid), rustix::process::Resource::Data, rlimit)
         {
             kill_group(pid);
             return Err(ExecError::Spawn(e.into()));

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sealtune_protocol::events::{Event, LogLevel};
-use sealtune_worker::exec::{self, DataType, ExecError, ExecLimits, ExecOutcome, ExecSpec, SealSpec};
+use sealtune_worker::exec::{
+    self, DataType, ExecError, ExecLimits, ExecOutcome, ExecSpec, SealSpec,
+};
 use tokio_util::sync::CancellationToken;
 
 /// A task directory laid out as the pipeline lays it out.
@@ -123,5 +125,6 @@ pub const DATASET: &str = concat!(
 
 /// The venv's python, for tests that compare with a plain interpreter.
 pub fn venv_python() -> PathBuf {
-    PathBuf::from(std::env::var_os("VIRTUAL_ENV").expect("run through scripts/env")).join("bin/python")
+    PathBuf::from(std::env::var_os("VIRTUAL_ENV").expect("run through scripts/env"))
+        .join("bin/python")
 }

@@ -1,0 +1,83 @@
+"""The stock training scripts: parameter validation, and the LoRA script run as 0G runs it (plain
+python, no sealtune module), saving the adapter to --output_dir."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LORA = ROOT / "scripts" / "training" / "lora_causal_lm.py"
+
+
+def load(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def lora():
+    return load(LORA)
+
+
+def write(tmp_path, text):
+    p = tmp_path / "cfg.json"
+    p.write_text(text)
+    return p
+
+
+def test_lora_params_valid_and_defaults(lora, tmp_path):
+    p = lora.load_params(write(tmp_path, '{"learning_rate": 0.0002, "max_steps": -1, "num_train_epochs": 2}'))
+    assert p == {"neftune_noise_alpha": 0, "num_train_epochs": 2, "per_device_train_batch_size": 2,
+                 "learning_rate": 0.0002, "max_steps": -1}
+    assert lora.load_params(write(tmp_path, '{"neftune_noise_alpha": 5.5, "num_train_epochs": 3.0}'))["num_train_epochs"] == 3
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"lr": 0.0002}', "unknown training params"),
+        ('{"learning_rate": 2e-4}', "decimal notation"),
+        ('{"learning_rate": 0.01}', "between"),
+        ('{"learning_rate": "fast"}', "must be a number"),
+        ('{"num_train_epochs": 11}', "between 1 and 10"),
+        ('{"num_train_epochs": 1.5}', "integer"),
+        ('{"per_device_train_batch_size": 0}', "between 1 and 4"),
+        ('{"per_device_train_batch_size": true}', "boolean"),
+        ('{"max_steps": 0}', "-1 or a positive"),
+        ('{"neftune_noise_alpha": 11}', "between 0 and 10"),
+        ('[1]', "JSON object"),
+        ('{"max_steps": ', "not valid JSON"),
+    ],
+)
+def test_lora_params_rejected(lora, tmp_path, text, message):
+    with pytest.raises(lora.ParamError, match=message):
+        lora.load_params(write(tmp_path, text))
+
+
+def test_lora_script_runs_as_0g_runs_it_without_sealtune(tmp_path):
+    import datasets
+    from huggingface_hub import snapshot_download
+
+    recs = [{"instruction": "Capital of France?", "output": "Paris."}, {"text": "Hello world."}]
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(recs)}).save_to_disk(str(tmp_path / "data"))
+    cfg = write(tmp_path, json.dumps({"max_steps": 1, "per_device_train_batch_size": 2, "learning_rate": 0.0002}))
+    # 0G's image has no sealtune module: block the import.
+    runner = "import sys, runpy; sys.modules['sealtune'] = None; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-c", runner, str(LORA), "--data_path", str(tmp_path / "data"),
+         "--model_path", snapshot_download("HuggingFaceTB/SmolLM2-135M-Instruct"),
+         "--config_path", str(cfg), "--output_dir", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {p.name for p in out.iterdir()} >= {"adapter_model.safetensors", "adapter_config.json"}
+    assert not any(p.name.startswith("checkpoint") for p in out.iterdir())

@@ -1,0 +1,104 @@
+//! The stock image-classification script (`scripts/training/image_classification.py`) on an image-folder
+//! zip (`dataType: image`) inside the embedded interpreter: the zip is unpacked as 0G does, the model
+//! (a small randomly initialised ResNet: no pretrained image model is available offline) trains, the
+//! whole model is sealed in the child and loads back with transformers after opening.
+
+mod exec_support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use exec_support::*;
+use sealtune_protocol::deliverable::{self, DeliverableKey};
+use sealtune_protocol::events::Event;
+use sealtune_protocol::sig::address_of;
+use sealtune_worker::exec::DataType;
+use tokio_util::sync::CancellationToken;
+
+/// A zip with one top folder holding `red/` and `blue/` class folders of small PNGs.
+fn make_image_zip(dir: &Path) -> std::path::PathBuf {
+    let zip = dir.join("images.zip");
+    let script = r#"
+import io, random, sys, zipfile
+from PIL import Image
+random.seed(0)
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    for cls, color in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
+        for i in range(6):
+            c = tuple(max(0, min(255, v + random.randint(-30, 30))) for v in color)
+            buf = io.BytesIO()
+            Image.new("RGB", (32, 32), c).save(buf, format="PNG")
+            z.writestr(f"colours/{cls}/{i}.png", buf.getvalue())
+"#;
+    let status = std::process::Command::new(venv_python())
+        .args(["-c", script])
+        .arg(&zip)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    zip
+}
+
+#[tokio::test]
+async fn image_classification_trains_on_an_image_folder_zip_and_seals_the_model() {
+    let mut task = Task::new("", "").with_seal();
+    task.spec.script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/training/image_classification.py");
+    task.spec.data_type = DataType::Image;
+    task.spec.dataset = make_image_zip(task.root());
+    std::fs::write(
+        &task.spec.config_path,
+        r#"{"max_steps": 8, "per_device_train_batch_size": 4, "learning_rate": 0.001}"#,
+    )
+    .unwrap();
+
+    let (result, events) =
+        run_with(&task, Duration::from_secs(600), CancellationToken::new()).await;
+    let outcome = result.unwrap_or_else(|e| panic!("{e}\n{:#?}", logs(&events)));
+    // The top folder of the zip became the data path.
+    assert!(task.spec.data_path.join("red/0.png").is_file());
+    let losses: Vec<f64> = non_logs(&events)
+        .iter()
+        .filter_map(|e| match e {
+            Event::Progress { loss: Some(l), .. } => Some(*l),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(losses.len(), 8, "{losses:?}");
+    assert!((losses[6] + losses[7]) / 2.0 < losses[0], "{losses:?}");
+    assert!(
+        logs(&events)
+            .iter()
+            .any(|(_, m)| m.contains("randomly initialised"))
+    );
+    assert_eq!(std::fs::read_dir(&task.spec.output_dir).unwrap().count(), 0);
+
+    let sealed = outcome.sealed.expect("sealed in the child");
+    let tee = k256::ecdsa::SigningKey::from_slice(&[0x22; 32]).unwrap();
+    let sealed_path = task.root().join("model.sealed");
+    deliverable::finish(
+        &sealed_path,
+        &deliverable::sign_tags(&tee, &sealed.tag_digest),
+    )
+    .unwrap();
+    let zip = task.root().join("model.zip");
+    let key = DeliverableKey::from_hex(TEST_KEY_HEX).unwrap();
+    deliverable::open_file(&sealed_path, &zip, &key, address_of(tee.verifying_key())).unwrap();
+    let out = task.root().join("opened");
+    deliverable::unzip_safely(&zip, &out, &Default::default()).unwrap();
+    let check = std::process::Command::new(venv_python())
+        .args([
+            "-c",
+            "import sys, torch; from transformers import AutoModelForImageClassification as M; \
+             m, info = M.from_pretrained(sys.argv[1], output_loading_info=True); assert not info['missing_keys'] and not info['unexpected_keys'], info; assert m.config.id2label == {0: 'blue', 1: 'red'}, m.config.id2label; \
+             out = m(pixel_values=torch.zeros(1, 3, 64, 64)).logits; assert out.shape == (1, 2); print('ok')",
+        ])
+        .arg(out.join("output_model"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
