@@ -37,11 +37,25 @@ async fn official_sdk_funds_and_reads_like_the_bindings() {
     let sdk: Value = serde_json::from_str(line).expect("the script prints JSON");
 
     // The ledger: 3 + 2 deposited, 1.5 moved to the provider.
-    let ledger = env.ledger(&env.user).getLedger(env.user.address()).call().await.unwrap();
-    assert_eq!(sdk["ledger"]["totalBalance"], ledger.totalBalance.to_string());
-    assert_eq!(sdk["ledger"]["availableBalance"], ledger.availableBalance.to_string());
+    let ledger = env
+        .ledger(&env.user)
+        .getLedger(env.user.address())
+        .call()
+        .await
+        .unwrap();
+    assert_eq!(
+        sdk["ledger"]["totalBalance"],
+        ledger.totalBalance.to_string()
+    );
+    assert_eq!(
+        sdk["ledger"]["availableBalance"],
+        ledger.availableBalance.to_string()
+    );
     assert_eq!(ledger.totalBalance, ether(5));
-    assert_eq!(ledger.availableBalance, ether(5) - ether(1) / U256::from(2u64) * U256::from(3u64));
+    assert_eq!(
+        ledger.availableBalance,
+        ether(5) - ether(1) / U256::from(2u64) * U256::from(3u64)
+    );
 
     // The fine-tuning sub-account, created by the SDK's transferFund, acknowledged by funding.
     let account = env
@@ -52,7 +66,10 @@ async fn official_sdk_funds_and_reads_like_the_bindings() {
         .unwrap();
     assert_eq!(sdk["account"]["balance"], account.balance.to_string());
     assert_eq!(sdk["account"]["nonce"], account.nonce.to_string());
-    assert_eq!(sdk["account"]["pendingRefund"], account.pendingRefund.to_string());
+    assert_eq!(
+        sdk["account"]["pendingRefund"],
+        account.pendingRefund.to_string()
+    );
     assert_eq!(sdk["account"]["acknowledged"], account.acknowledged);
     assert_eq!(account.balance, ether(3) / U256::from(2u64));
     assert!(account.acknowledged);
@@ -64,7 +81,12 @@ async fn official_sdk_funds_and_reads_like_the_bindings() {
     );
 
     // The service list.
-    let services = env.serving(&env.user).getAllServices().call().await.unwrap();
+    let services = env
+        .serving(&env.user)
+        .getAllServices()
+        .call()
+        .await
+        .unwrap();
     let listed = sdk["services"].as_array().unwrap();
     assert_eq!(listed.len(), services.len());
     let s = &services[0];

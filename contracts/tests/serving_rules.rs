@@ -622,7 +622,9 @@ async fn settle_rejects_each_tampered_signed_field_and_a_foreign_domain() {
     let u = env.user.address();
     // user2 also has an account and a deliverable "task2", so a tampered user or id still finds one.
     env.fund(&env.user2, 10, 5).await;
-    env.add_deliverable(env.user2.address(), "task2").await.unwrap();
+    env.add_deliverable(env.user2.address(), "task2")
+        .await
+        .unwrap();
     send!(
         env.serving(&env.user2)
             .acknowledgeDeliverable(env.provider.address(), "task2".into())
@@ -630,12 +632,50 @@ async fn settle_rejects_each_tampered_signed_field_and_a_foreign_domain() {
     .unwrap();
     let good = || env.input(&env.tee, "task", &[1], 1, ether(1), u);
     let cases: Vec<(&str, VerifierInput)> = vec![
-        ("id", VerifierInput { id: "task2".into(), user: env.user2.address(), ..good() }),
-        ("encryptedSecret", VerifierInput { encryptedSecret: Bytes::from(vec![2u8]), ..good() }),
-        ("modelRootHash", VerifierInput { modelRootHash: Bytes::from(vec![0xcd; 32]), ..good() }),
-        ("nonce", VerifierInput { nonce: U256::from(2u64), ..good() }),
-        ("taskFee", VerifierInput { taskFee: ether(1) / U256::from(2u64), ..good() }),
-        ("user", VerifierInput { user: env.user2.address(), id: "task2".into(), ..good() }),
+        (
+            "id",
+            VerifierInput {
+                id: "task2".into(),
+                user: env.user2.address(),
+                ..good()
+            },
+        ),
+        (
+            "encryptedSecret",
+            VerifierInput {
+                encryptedSecret: Bytes::from(vec![2u8]),
+                ..good()
+            },
+        ),
+        (
+            "modelRootHash",
+            VerifierInput {
+                modelRootHash: Bytes::from(vec![0xcd; 32]),
+                ..good()
+            },
+        ),
+        (
+            "nonce",
+            VerifierInput {
+                nonce: U256::from(2u64),
+                ..good()
+            },
+        ),
+        (
+            "taskFee",
+            VerifierInput {
+                taskFee: ether(1) / U256::from(2u64),
+                ..good()
+            },
+        ),
+        (
+            "user",
+            VerifierInput {
+                user: env.user2.address(),
+                id: "task2".into(),
+                ..good()
+            },
+        ),
     ];
     for (field, input) in cases {
         let msg = assert_revert(env.settle(input).await, "InvalidVerifierInput");
@@ -646,7 +686,17 @@ async fn settle_rejects_each_tampered_signed_field_and_a_foreign_domain() {
         (env.chain_id + 1, env.deployment.serving),
         (env.chain_id, env.deployment.ledger),
     ] {
-        let input = sign_input(&env.tee, chain_id, contract, "task", &[1], &ROOT, 1, ether(1), u);
+        let input = sign_input(
+            &env.tee,
+            chain_id,
+            contract,
+            "task",
+            &[1],
+            &ROOT,
+            1,
+            ether(1),
+            u,
+        );
         assert_revert(env.settle(input).await, "InvalidVerifierInput");
     }
     // Nothing was settled; the untampered input still settles.

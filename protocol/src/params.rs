@@ -84,7 +84,11 @@ impl LoraParams {
         let number = |key: &'static str, rule: &'static str| -> Result<(f64, &str), ParamsError> {
             let r = raw(key)?;
             let v: f64 = r.parse().map_err(|_| range(key, r, rule))?;
-            if v.is_finite() { Ok((v, r)) } else { Err(range(key, r, rule)) }
+            if v.is_finite() {
+                Ok((v, r))
+            } else {
+                Err(range(key, r, rule))
+            }
         };
         let integer = |key: &'static str, rule: &'static str| -> Result<i64, ParamsError> {
             let r = raw(key)?;
@@ -104,7 +108,11 @@ impl LoraParams {
         const BATCH: &str = "must be an integer from 1 to 4";
         let batch = integer("per_device_train_batch_size", BATCH)?;
         if !(1..=4).contains(&batch) {
-            return Err(range("per_device_train_batch_size", &batch.to_string(), BATCH));
+            return Err(range(
+                "per_device_train_batch_size",
+                &batch.to_string(),
+                BATCH,
+            ));
         }
         const LR: &str = "must be a number from 0.00001 to 0.001 in decimal notation (no exponent)";
         let (learning_rate, r) = number("learning_rate", LR)?;
@@ -180,7 +188,13 @@ mod tests {
             let e = LoraParams::parse(&with(k, v)).unwrap_err();
             assert!(e.to_string().contains(k), "{k}={v}: {e}");
         }
-        assert!(matches!(LoraParams::parse("[1]"), Err(ParamsError::NotObject(_))));
-        assert!(matches!(LoraParams::parse("{"), Err(ParamsError::NotObject(_))));
+        assert!(matches!(
+            LoraParams::parse("[1]"),
+            Err(ParamsError::NotObject(_))
+        ));
+        assert!(matches!(
+            LoraParams::parse("{"),
+            Err(ParamsError::NotObject(_))
+        ));
     }
 }

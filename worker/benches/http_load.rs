@@ -21,17 +21,27 @@ async fn main() {
     let conns: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(32);
     let stack = Stack::start(StackOptions::default()).await;
     stack.fund(2, 10, 5).await;
-    let hash = upload(&stack, 2, dataset_jsonl(4)).await.json::<Value>().await.unwrap()["datasetHash"]
+    let hash = upload(&stack, 2, dataset_jsonl(4))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["datasetHash"]
         .as_str()
         .unwrap()
         .to_owned();
-    let id = create(&stack, 2, &task_body(2, &hash, 1, PARAMS)).await.json::<Value>().await.unwrap()["id"]
+    let id = create(&stack, 2, &task_body(2, &hash, 1, PARAMS))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
     wait_state(&stack, 2, &id, &["Delivered"], Duration::from_secs(60)).await;
     let url = stack.url(&format!("/v1/user/{}/task/{id}", signer(2).address()));
-    println!("GET {url}: {conns} connections, {secs} s per round, worker pid separate from this load process");
+    println!(
+        "GET {url}: {conns} connections, {secs} s per round, worker pid separate from this load process"
+    );
     let mut rounds = Vec::new();
     for round in 0..5 {
         let stop = Arc::new(AtomicBool::new(false));
@@ -39,7 +49,10 @@ async fn main() {
         for _ in 0..conns {
             let (url, stop) = (url.clone(), stop.clone());
             handles.push(tokio::spawn(async move {
-                let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+                let client = reqwest::Client::builder()
+                    .pool_max_idle_per_host(1)
+                    .build()
+                    .unwrap();
                 let mut lat = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
@@ -61,7 +74,12 @@ async fn main() {
         let n = all.len();
         let pct = |p: f64| all[((n as f64 * p) as usize).min(n - 1)].as_secs_f64() * 1e3;
         let rps = n as f64 / secs as f64;
-        println!("round {round}: {rps:>8.0} req/s  p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms", pct(0.5), pct(0.99), pct(1.0));
+        println!(
+            "round {round}: {rps:>8.0} req/s  p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            pct(0.5),
+            pct(0.99),
+            pct(1.0)
+        );
         rounds.push((rps, pct(0.99)));
     }
     rounds.sort_by(|a, b| a.0.total_cmp(&b.0));

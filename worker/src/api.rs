@@ -37,7 +37,10 @@ impl ApiError {
     }
     fn internal(msg: impl std::fmt::Display) -> Self {
         tracing::error!("internal error: {msg}");
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {msg}"))
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal error: {msg}"),
+        )
     }
 }
 
@@ -50,7 +53,9 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::UnfinishedTask { .. } | StoreError::Busy(_) => ApiError::conflict(e.to_string()),
+            StoreError::UnfinishedTask { .. } | StoreError::Busy(_) => {
+                ApiError::conflict(e.to_string())
+            }
             StoreError::QueueFull(_) => ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             other => ApiError::internal(other),
         }
@@ -91,7 +96,10 @@ pub fn router(worker: Arc<Worker>) -> Router {
         .route("/openapi.json", get(openapi))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn_with_state(worker.clone(), count_responses))
+        .layer(axum::middleware::from_fn_with_state(
+            worker.clone(),
+            count_responses,
+        ))
         .with_state(worker)
 }
 
@@ -121,7 +129,10 @@ fn parse_addr(addr: &str) -> ApiResult<alloy::primitives::Address> {
 fn rfc3339(secs: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(secs)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -157,7 +168,9 @@ async fn own_task(worker: &Worker, addr: &str, id: &str) -> ApiResult<Task> {
     match task {
         Some(t) if t.user_address.eq_ignore_ascii_case(&user.to_string()) => Ok(t),
         // Another customer's task looks exactly like a missing one.
-        _ => Err(ApiError::not_found(format!("task {id} not found for {user}"))),
+        _ => Err(ApiError::not_found(format!(
+            "task {id} not found for {user}"
+        ))),
     }
 }
 
@@ -181,7 +194,8 @@ async fn create_task(
     Path(addr): Path<String>,
     body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let Json(body) = body.map_err(|e| ApiError::bad(format!("invalid task body: {}", e.body_text())))?;
+    let Json(body) =
+        body.map_err(|e| ApiError::bad(format!("invalid task body: {}", e.body_text())))?;
     let url_user = parse_addr(&addr)?;
     let fee = body.fee.clone().unwrap_or_else(|| "0".to_owned());
     let wire = CreateTask::from_wire(&body.user_address, &body.nonce, &body.dataset_hash, &fee)
@@ -192,20 +206,23 @@ async fn create_task(
             wire.user
         )));
     }
-    let model = worker.config.model(&body.pre_trained_model_hash).ok_or_else(|| {
-        let names: Vec<String> = worker
-            .config
-            .service
-            .models
-            .iter()
-            .map(|m| format!("{} ({})", m.name, m.hash))
-            .collect();
-        ApiError::bad(format!(
-            "unknown preTrainedModelHash {}; this provider offers: {}",
-            body.pre_trained_model_hash,
-            names.join(", ")
-        ))
-    })?;
+    let model = worker
+        .config
+        .model(&body.pre_trained_model_hash)
+        .ok_or_else(|| {
+            let names: Vec<String> = worker
+                .config
+                .service
+                .models
+                .iter()
+                .map(|m| format!("{} ({})", m.name, m.hash))
+                .collect();
+            ApiError::bad(format!(
+                "unknown preTrainedModelHash {}; this provider offers: {}",
+                body.pre_trained_model_hash,
+                names.join(", ")
+            ))
+        })?;
     match model.params {
         ParamsSchema::Lora => {
             sealtune_protocol::params::LoraParams::parse(&body.training_params)
@@ -216,7 +233,11 @@ async fn create_task(
                 .map_err(|e| ApiError::bad(e.to_string()))?;
         }
     }
-    if body.dataset_hash.parse::<alloy::primitives::B256>().is_err() {
+    if body
+        .dataset_hash
+        .parse::<alloy::primitives::B256>()
+        .is_err()
+    {
         return Err(ApiError::bad(format!(
             "datasetHash {} is not a 0x-prefixed 32-byte hash",
             body.dataset_hash
@@ -283,7 +304,11 @@ async fn list_tasks(
     };
     let tasks = worker
         .store
-        .list_user(&user.to_string().to_lowercase(), q.latest.unwrap_or(false), order)
+        .list_user(
+            &user.to_string().to_lowercase(),
+            q.latest.unwrap_or(false),
+            order,
+        )
         .await?;
     Ok(Json(Value::Array(tasks.iter().map(task_json).collect())))
 }
@@ -307,7 +332,8 @@ async fn cancel_task(
     Path((addr, id)): Path<(String, String)>,
     body: Result<Json<SignatureBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Response> {
-    let Json(body) = body.map_err(|e| ApiError::bad(format!("invalid cancel body: {}", e.body_text())))?;
+    let Json(body) =
+        body.map_err(|e| ApiError::bad(format!("invalid cancel body: {}", e.body_text())))?;
     let task = own_task(&worker, &addr, &id).await?;
     let uuid = request::parse_task_id(&id).map_err(request_err)?;
     let signature = request::parse_signature(&body.signature).map_err(request_err)?;
@@ -321,10 +347,17 @@ async fn cancel_task(
     }
     let moved = worker.store.cancel(&id, worker.clock.now()).await?;
     if !moved {
-        return Err(ApiError::conflict(format!("task {id} started training meanwhile: it can no longer be cancelled")));
+        return Err(ApiError::conflict(format!(
+            "task {id} started training meanwhile: it can no longer be cancelled"
+        )));
     }
     worker.metrics.state(TaskState::Failed);
-    worker.task_log(&id, "task cancelled by the customer before training; nothing is charged").await;
+    worker
+        .task_log(
+            &id,
+            "task cancelled by the customer before training; nothing is charged",
+        )
+        .await;
     Ok((StatusCode::OK, "task cancelled").into_response())
 }
 
@@ -338,7 +371,10 @@ async fn task_log(
     for (at, message) in lines {
         let ts = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at) * 1_000_000)
             .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
             .unwrap_or_default();
         text.push_str(&format!("[{ts}] {message}\n"));
     }
@@ -347,7 +383,9 @@ async fn task_log(
 
 fn parse_ts(v: Option<&Value>) -> ApiResult<u64> {
     match v {
-        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| ApiError::bad("timestamp must be unix seconds")),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .ok_or_else(|| ApiError::bad("timestamp must be unix seconds")),
         Some(Value::String(s)) => request::parse_timestamp(s).map_err(request_err),
         _ => Err(ApiError::bad("timestamp (unix seconds) is missing")),
     }
@@ -358,14 +396,21 @@ async fn download_lora(
     Path((addr, id)): Path<(String, String)>,
     body: Result<Json<SignatureBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Response> {
-    let Json(body) = body.map_err(|e| ApiError::bad(format!("invalid download body: {}", e.body_text())))?;
+    let Json(body) =
+        body.map_err(|e| ApiError::bad(format!("invalid download body: {}", e.body_text())))?;
     let task = own_task(&worker, &addr, &id).await?;
     let user = parse_addr(&addr)?;
     let uuid = request::parse_task_id(&id).map_err(request_err)?;
     let ts = parse_ts(body.timestamp.as_ref())?;
     let signature = request::parse_signature(&body.signature).map_err(request_err)?;
-    request::verify_lora_download(user, &uuid, ts, worker.clock.now().max(0) as u64, &signature)
-        .map_err(request_err)?;
+    request::verify_lora_download(
+        user,
+        &uuid,
+        ts,
+        worker.clock.now().max(0) as u64,
+        &signature,
+    )
+    .map_err(request_err)?;
     if !matches!(
         task.progress,
         TaskState::Delivered | TaskState::UserAcknowledged | TaskState::Finished
@@ -376,7 +421,10 @@ async fn download_lora(
         )));
     }
     if task.cleaned_at.is_some() {
-        return Err(ApiError(StatusCode::GONE, format!("task {id}: the retention period is over and the model was deleted")));
+        return Err(ApiError(
+            StatusCode::GONE,
+            format!("task {id}: the retention period is over and the model was deleted"),
+        ));
     }
     // Rate limit per customer per minute.
     {
@@ -389,7 +437,10 @@ async fn download_lora(
         if entry.1 >= worker.config.limits.downloads_per_minute {
             return Err(ApiError(
                 StatusCode::TOO_MANY_REQUESTS,
-                format!("too many downloads: at most {} per minute", worker.config.limits.downloads_per_minute),
+                format!(
+                    "too many downloads: at most {} per minute",
+                    worker.config.limits.downloads_per_minute
+                ),
             ));
         }
         entry.1 += 1;
@@ -399,17 +450,24 @@ async fn download_lora(
         .as_deref()
         .and_then(|r| r.parse::<alloy::primitives::B256>().ok())
         .ok_or_else(|| ApiError::internal("delivered task without a root hash"))?;
-    let path = worker
-        .files
-        .path_of(&root)
-        .ok_or_else(|| ApiError(StatusCode::GONE, format!("the model file {root} is no longer stored")))?;
-    let file = tokio::fs::File::open(&path).await.map_err(ApiError::internal)?;
+    let path = worker.files.path_of(&root).ok_or_else(|| {
+        ApiError(
+            StatusCode::GONE,
+            format!("the model file {root} is no longer stored"),
+        )
+    })?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(ApiError::internal)?;
     let len = file.metadata().await.map_err(ApiError::internal)?.len();
     worker.metrics.download_bytes.inc_by(len);
     let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 16);
     let mut res = Response::new(Body::from_stream(stream));
     let headers = res.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"lora_model_{id}.zip\"")) {
         headers.insert(header::CONTENT_DISPOSITION, v);
@@ -437,26 +495,55 @@ async fn upload_dataset(
                 let reader = tokio_util::io::StreamReader::new(
                     field.map_err(|e| std::io::Error::other(e.to_string())),
                 );
-                let s = worker.files.put_upload(reader, limit).await.map_err(|e| match e {
-                    crate::storage::StorageError::TooLarge { .. } => ApiError(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("the dataset is larger than this provider's limit of {limit} bytes"),
-                    ),
-                    other => ApiError::bad(format!("upload failed: {other}")),
-                })?;
+                let s = worker
+                    .files
+                    .put_upload(reader, limit)
+                    .await
+                    .map_err(|e| match e {
+                        crate::storage::StorageError::TooLarge { .. } => ApiError(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            format!(
+                                "the dataset is larger than this provider's limit of {limit} bytes"
+                            ),
+                        ),
+                        other => ApiError::bad(format!("upload failed: {other}")),
+                    })?;
                 stored = Some(s);
             }
-            "signature" => signature = Some(field.text().await.map_err(|e| ApiError::bad(e.to_string()))?),
-            "timestamp" => timestamp = Some(field.text().await.map_err(|e| ApiError::bad(e.to_string()))?),
+            "signature" => {
+                signature = Some(
+                    field
+                        .text()
+                        .await
+                        .map_err(|e| ApiError::bad(e.to_string()))?,
+                )
+            }
+            "timestamp" => {
+                timestamp = Some(
+                    field
+                        .text()
+                        .await
+                        .map_err(|e| ApiError::bad(e.to_string()))?,
+                )
+            }
             _ => {}
         }
     }
     let check = || -> ApiResult<()> {
-        let sig = request::parse_signature(signature.as_deref().ok_or_else(|| ApiError::bad("signature field missing"))?)
+        let sig = request::parse_signature(
+            signature
+                .as_deref()
+                .ok_or_else(|| ApiError::bad("signature field missing"))?,
+        )
+        .map_err(request_err)?;
+        let ts = request::parse_timestamp(
+            timestamp
+                .as_deref()
+                .ok_or_else(|| ApiError::bad("timestamp field missing"))?,
+        )
+        .map_err(request_err)?;
+        request::verify_dataset_upload(&addr, ts, worker.clock.now().max(0) as u64, &sig)
             .map_err(request_err)?;
-        let ts = request::parse_timestamp(timestamp.as_deref().ok_or_else(|| ApiError::bad("timestamp field missing"))?)
-            .map_err(request_err)?;
-        request::verify_dataset_upload(&addr, ts, worker.clock.now().max(0) as u64, &sig).map_err(request_err)?;
         Ok(())
     };
     let Some(stored) = stored else {
@@ -484,19 +571,27 @@ struct QuoteQuery {
     nonce: Option<String>,
 }
 
-async fn quote(State(worker): State<Arc<Worker>>, Query(q): Query<QuoteQuery>) -> ApiResult<Json<Value>> {
+async fn quote(
+    State(worker): State<Arc<Worker>>,
+    Query(q): Query<QuoteQuery>,
+) -> ApiResult<Json<Value>> {
     let nonce = match q.nonce {
         None => None,
         Some(n) => {
-            let bytes = hex::decode(n.trim_start_matches("0x")).map_err(|_| ApiError::bad("nonce must be 64 hex characters"))?;
-            Some(<[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| ApiError::bad("nonce must be 32 bytes (64 hex characters)"))?)
+            let bytes = hex::decode(n.trim_start_matches("0x"))
+                .map_err(|_| ApiError::bad("nonce must be 64 hex characters"))?;
+            Some(
+                <[u8; 32]>::try_from(bytes.as_slice())
+                    .map_err(|_| ApiError::bad("nonce must be 32 bytes (64 hex characters)"))?,
+            )
         }
     };
-    let body = worker
-        .attest
-        .quote_body(nonce)
-        .await
-        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("no quote available: {e}")))?;
+    let body = worker.attest.quote_body(nonce).await.map_err(|e| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("no quote available: {e}"),
+        )
+    })?;
     Ok(Json(body))
 }
 
@@ -514,10 +609,21 @@ fn model_json(m: &crate::config::ModelConfig) -> Value {
 }
 
 async fn list_models(State(worker): State<Arc<Worker>>) -> Json<Value> {
-    Json(Value::Array(worker.config.service.models.iter().map(model_json).collect()))
+    Json(Value::Array(
+        worker
+            .config
+            .service
+            .models
+            .iter()
+            .map(model_json)
+            .collect(),
+    ))
 }
 
-async fn get_model(State(worker): State<Arc<Worker>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+async fn get_model(
+    State(worker): State<Arc<Worker>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
     worker
         .config
         .model(&name)
@@ -525,7 +631,10 @@ async fn get_model(State(worker): State<Arc<Worker>>, Path(name): Path<String>) 
         .ok_or_else(|| ApiError::not_found(format!("model {name} is not offered here")))
 }
 
-async fn model_desc(State(worker): State<Arc<Worker>>, Path(name): Path<String>) -> ApiResult<Response> {
+async fn model_desc(
+    State(worker): State<Arc<Worker>>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
     let m = worker
         .config
         .model(&name)
@@ -543,7 +652,10 @@ async fn metrics(State(worker): State<Arc<Worker>>) -> Response {
         worker.metrics.pending.set(n as i64);
     }
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         worker.metrics.render(),
     )
         .into_response()

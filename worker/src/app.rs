@@ -53,7 +53,11 @@ impl CrashPoints {
     ];
     /// From `SEALTUNE_TEST_CRASH_AT`.
     pub fn from_env() -> Self {
-        CrashPoints(std::env::var("SEALTUNE_TEST_CRASH_AT").ok().filter(|s| !s.is_empty()))
+        CrashPoints(
+            std::env::var("SEALTUNE_TEST_CRASH_AT")
+                .ok()
+                .filter(|s| !s.is_empty()),
+        )
     }
     /// The armed point, if any.
     pub fn armed(&self) -> Option<&str> {

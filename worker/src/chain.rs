@@ -11,10 +11,10 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
 use sealtune_contracts::ContractError;
+use sealtune_contracts::Revert;
 use sealtune_contracts::bindings::FineTuningServing::{
     self, AccountDetails, Deliverable, FineTuningServingInstance, Quota, Service,
 };
-use sealtune_contracts::Revert;
 
 /// 100 ether: the contract's `MIN_PROVIDER_STAKE`.
 pub const DEFAULT_STAKE_WEI: u128 = 100_000_000_000_000_000_000;
@@ -270,8 +270,11 @@ impl Chain {
     ) -> Result<TransactionReceipt, ContractError> {
         send!(
             self,
-            self.serving
-                .addDeliverable(user, id.to_owned(), Bytes::copy_from_slice(root.as_slice()))
+            self.serving.addDeliverable(
+                user,
+                id.to_owned(),
+                Bytes::copy_from_slice(root.as_slice())
+            )
         )
     }
 
@@ -295,5 +298,8 @@ impl Chain {
 
 /// True when `e` is a revert the chain will repeat (no point retrying).
 pub fn is_permanent(e: &ContractError) -> bool {
-    matches!(e, ContractError::Reverted(Revert::Serving(_) | Revert::Ledger(_)))
+    matches!(
+        e,
+        ContractError::Reverted(Revert::Serving(_) | Revert::Ledger(_))
+    )
 }

@@ -104,7 +104,9 @@ pub enum ChainAction {
 pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Exec { task_dir } => Ok(crate::exec::child_main(&task_dir)),
-        Command::Config { action: ConfigAction::Check { config, json } } => {
+        Command::Config {
+            action: ConfigAction::Check { config, json },
+        } => {
             init_tracing();
             let cfg = Config::load(&config, &env_map())?;
             let problems = cfg.check();
@@ -118,7 +120,11 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     }))?
                 );
             } else if problems.is_empty() {
-                println!("config {} is valid ({} models)", config.display(), cfg.service.models.len());
+                println!(
+                    "config {} is valid ({} models)",
+                    config.display(),
+                    cfg.service.models.len()
+                );
             } else {
                 for p in &problems {
                     eprintln!("✗ {p}");
@@ -145,22 +151,33 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
 }
 
 fn env_map() -> BTreeMap<String, String> {
-    std::env::vars().filter(|(k, _)| k.starts_with("SEALTUNE_")).collect()
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("SEALTUNE_"))
+        .collect()
 }
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
 }
 
 async fn chain_action(action: ChainAction) -> anyhow::Result<()> {
     use alloy::providers::ProviderBuilder;
     use alloy::signers::local::PrivateKeySigner;
     match action {
-        ChainAction::Deploy { rpc, key, lock_time } => {
+        ChainAction::Deploy {
+            rpc,
+            key,
+            lock_time,
+        } => {
             let signer: PrivateKeySigner = key.parse().context("--key is not a private key")?;
-            let provider = ProviderBuilder::new().wallet(signer).connect_http(rpc.parse()?);
+            let provider = ProviderBuilder::new()
+                .wallet(signer)
+                .connect_http(rpc.parse()?);
             let d = sealtune_contracts::deploy(
                 &provider,
                 &sealtune_contracts::DeployConfig {
@@ -169,11 +186,22 @@ async fn chain_action(action: ChainAction) -> anyhow::Result<()> {
                 },
             )
             .await?;
-            println!("{}", serde_json::json!({"serving": d.serving.to_string(), "ledger": d.ledger.to_string()}));
+            println!(
+                "{}",
+                serde_json::json!({"serving": d.serving.to_string(), "ledger": d.ledger.to_string()})
+            );
         }
-        ChainAction::AckSigner { rpc, key, serving, ledger, provider: who } => {
+        ChainAction::AckSigner {
+            rpc,
+            key,
+            serving,
+            ledger,
+            provider: who,
+        } => {
             let signer: PrivateKeySigner = key.parse().context("--key is not a private key")?;
-            let provider = ProviderBuilder::new().wallet(signer).connect_http(rpc.parse()?);
+            let provider = ProviderBuilder::new()
+                .wallet(signer)
+                .connect_http(rpc.parse()?);
             let d = sealtune_contracts::Deployment { serving, ledger };
             sealtune_contracts::acknowledge_tee_signer(&provider, &d, who).await?;
             println!("{}", serde_json::json!({"acknowledged": who.to_string()}));
@@ -184,13 +212,19 @@ async fn chain_action(action: ChainAction) -> anyhow::Result<()> {
 
 /// The machine's quota, from the config where set, else detected (NVML for GPUs when present).
 pub fn detect_quota(cfg: &crate::config::QuotaConfig) -> QuotaSpec {
-    let cpus = std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get() as u64)
+        .unwrap_or(1);
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<u64>().ok())
+                })
         })
         .map(|kb| kb * 1024)
         .unwrap_or(0);
@@ -220,7 +254,9 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     let crash = CrashPoints::from_env();
     if let Some(p) = crash.armed() {
-        tracing::warn!("TEST CRASH POINT ARMED ({p}): this worker will abort on purpose; never set SEALTUNE_TEST_CRASH_AT in production");
+        tracing::warn!(
+            "TEST CRASH POINT ARMED ({p}): this worker will abort on purpose; never set SEALTUNE_TEST_CRASH_AT in production"
+        );
     }
     let attest = crate::attest::Attestation::open(&config.attestation, &config.data_dir).await?;
     if attest.is_dev() {
@@ -232,7 +268,9 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     let signer = attest.signer();
     match store.meta("tee_signer").await? {
         Some(old) if old != signer.to_string() => {
-            tracing::warn!("the TEE signer changed from {old} to {signer}: the service will be re-registered and the owner must acknowledge the new signer");
+            tracing::warn!(
+                "the TEE signer changed from {old} to {signer}: the service will be re-registered and the owner must acknowledge the new signer"
+            );
             for t in store
                 .in_states(&[
                     crate::store::TaskState::Delivering,
@@ -260,10 +298,18 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         url: config.serving_url.clone(),
         quota: detect_quota(&config.service.quota),
         price_per_token: config.service.price_per_token,
-        models: config.service.models.iter().map(|m| m.name.clone()).collect(),
+        models: config
+            .service
+            .models
+            .iter()
+            .map(|m| m.name.clone())
+            .collect(),
         tee_signer: signer,
     };
-    let stake = config.chain.stake_wei.unwrap_or(U256::from(crate::chain::DEFAULT_STAKE_WEI));
+    let stake = config
+        .chain
+        .stake_wei
+        .unwrap_or(U256::from(crate::chain::DEFAULT_STAKE_WEI));
     if chain.register_service(&spec, false, stake).await? {
         tracing::info!(provider = %chain.address, "service registered or updated on chain");
     }
@@ -288,9 +334,18 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     });
     let shutdown = CancellationToken::new();
     let lanes = [
-        tokio::spawn(crate::pipeline::run_training_lane(worker.clone(), shutdown.clone())),
-        tokio::spawn(crate::pipeline::run_settle_lane(worker.clone(), shutdown.clone())),
-        tokio::spawn(crate::pipeline::run_retention_lane(worker.clone(), shutdown.clone())),
+        tokio::spawn(crate::pipeline::run_training_lane(
+            worker.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(crate::pipeline::run_settle_lane(
+            worker.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(crate::pipeline::run_retention_lane(
+            worker.clone(),
+            shutdown.clone(),
+        )),
     ];
     let app = crate::api::router(worker.clone());
     let stop = shutdown.clone();
@@ -302,7 +357,12 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         })
         .await?;
     // Stop a running child too: its task is trained again at the next start.
-    if let Some((_, token)) = worker.running.lock().unwrap_or_else(|p| p.into_inner()).take() {
+    if let Some((_, token)) = worker
+        .running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
         token.cancel();
     }
     for lane in lanes {
@@ -321,13 +381,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -123,7 +123,11 @@ pub fn parse_span(text: &str) -> Result<Duration, String> {
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        _ => return Err(format!("`{text}`: unknown unit `{unit}` (use s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{unit}` (use s, m, h or d)"
+            ));
+        }
     };
     n.checked_mul(mult)
         .map(Duration::from_secs)
@@ -637,8 +641,9 @@ mod tests {
     fn unknown_keys_and_bad_values_are_named() {
         let e = Config::from_toml("bogus = 1\n[attestation]\nsource = \"dev\"").unwrap_err();
         assert!(e.contains("bogus"), "{e}");
-        let e = Config::from_toml("[limits]\nack_timeout = \"6y\"\n[attestation]\nsource = \"dev\"")
-            .unwrap_err();
+        let e =
+            Config::from_toml("[limits]\nack_timeout = \"6y\"\n[attestation]\nsource = \"dev\"")
+                .unwrap_err();
         assert!(e.contains("unknown unit"), "{e}");
     }
 
@@ -653,7 +658,12 @@ mod tests {
         assert_eq!(c.chain.rpc_url(), "http://h:1");
         assert_eq!(c.listen.port(), 9);
         let bad = BTreeMap::from([("SEALTUNE_SERVING".to_owned(), "nope".to_owned())]);
-        assert!(c.apply_env(&bad).unwrap_err().to_string().contains("SEALTUNE_SERVING"));
+        assert!(
+            c.apply_env(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("SEALTUNE_SERVING")
+        );
     }
 
     #[test]

@@ -48,14 +48,22 @@ impl Default for Metrics {
         let http = Family::<HttpLabel, Counter>::default();
         let download_bytes = Counter::default();
         registry.register("tasks_created", "Tasks accepted", tasks_created.clone());
-        registry.register("task_states", "Tasks entering each state", task_states.clone());
+        registry.register(
+            "task_states",
+            "Tasks entering each state",
+            task_states.clone(),
+        );
         registry.register(
             "training_steps",
             "Training steps reported by scripts",
             training_steps.clone(),
         );
         registry.register("pending_tasks", "Tasks queued or running", pending.clone());
-        registry.register("http_responses", "HTTP responses by route and status", http.clone());
+        registry.register(
+            "http_responses",
+            "HTTP responses by route and status",
+            http.clone(),
+        );
         registry.register(
             "download_bytes",
             "Bytes of encrypted deliverables served",

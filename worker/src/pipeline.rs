@@ -99,7 +99,8 @@ pub async fn run_training_lane(worker: Arc<Worker>, shutdown: CancellationToken)
                 match drive(&worker, task).await {
                     Ok(()) => {}
                     Err(StepError::Fail(reason)) => {
-                        if let Ok(true) = worker.store.fail(&id, &reason, worker.clock.now()).await {
+                        if let Ok(true) = worker.store.fail(&id, &reason, worker.clock.now()).await
+                        {
                             worker.metrics.state(TaskState::Failed);
                         }
                     }
@@ -125,7 +126,12 @@ pub async fn run_training_lane(worker: Arc<Worker>, shutdown: CancellationToken)
     }
 }
 
-async fn enter(worker: &Worker, task: &Task, from: &[TaskState], to: TaskState) -> Result<bool, StepError> {
+async fn enter(
+    worker: &Worker,
+    task: &Task,
+    from: &[TaskState],
+    to: TaskState,
+) -> Result<bool, StepError> {
     let moved = worker
         .store
         .transition(&task.id, from, to, worker.clock.now())
@@ -142,7 +148,14 @@ async fn drive(worker: &Arc<Worker>, task: Task) -> Result<(), StepError> {
     loop {
         match task.progress {
             TaskState::Init | TaskState::SettingUp => {
-                if !enter(worker, &task, &[TaskState::Init, TaskState::SettingUp], TaskState::SettingUp).await? {
+                if !enter(
+                    worker,
+                    &task,
+                    &[TaskState::Init, TaskState::SettingUp],
+                    TaskState::SettingUp,
+                )
+                .await?
+                {
                     return Ok(()); // cancelled meanwhile
                 }
                 setup(worker, &task).await?;
@@ -169,18 +182,24 @@ async fn drive(worker: &Arc<Worker>, task: Task) -> Result<(), StepError> {
 }
 
 fn parse_user(task: &Task) -> Result<Address, StepError> {
-    task.user_address
-        .parse()
-        .map_err(|_| StepError::fail(format!("stored user address {} is invalid", task.user_address)))
+    task.user_address.parse().map_err(|_| {
+        StepError::fail(format!(
+            "stored user address {} is invalid",
+            task.user_address
+        ))
+    })
 }
 
 fn model_of<'a>(worker: &'a Worker, task: &Task) -> Result<&'a ModelConfig, StepError> {
-    worker.config.model(&task.pre_trained_model_hash).ok_or_else(|| {
-        StepError::fail(format!(
-            "model {} is not offered by this provider (GET /v1/model lists them)",
-            task.pre_trained_model_hash
-        ))
-    })
+    worker
+        .config
+        .model(&task.pre_trained_model_hash)
+        .ok_or_else(|| {
+            StepError::fail(format!(
+                "model {} is not offered by this provider (GET /v1/model lists them)",
+                task.pre_trained_model_hash
+            ))
+        })
 }
 
 /// The base model directory of `model`, fetching and unpacking it from storage when needed.
@@ -189,13 +208,24 @@ async fn model_dir(worker: &Worker, model: &ModelConfig) -> Result<PathBuf, Step
         Some(dir) => Ok(dir),
         None => {
             let Some(crate::config::Weights::Root(root)) = &model.weights else {
-                return Err(StepError::fail(format!("model `{}` has no weights", model.name)));
+                return Err(StepError::fail(format!(
+                    "model `{}` has no weights",
+                    model.name
+                )));
             };
-            let dest = worker.config.data_dir.join("models").join(format!("{root}"));
+            let dest = worker
+                .config
+                .data_dir
+                .join("models")
+                .join(format!("{root}"));
             if dest.join("config.json").is_file() {
                 return Ok(dest);
             }
-            let tmp = worker.config.data_dir.join("models").join(format!(".fetch-{root}"));
+            let tmp = worker
+                .config
+                .data_dir
+                .join("models")
+                .join(format!(".fetch-{root}"));
             tokio::fs::create_dir_all(&tmp)
                 .await
                 .map_err(|e| StepError::Retry(e.to_string()))?;
@@ -211,7 +241,9 @@ async fn model_dir(worker: &Worker, model: &ModelConfig) -> Result<PathBuf, Step
             })
             .await
             .map_err(|e| StepError::Retry(e.to_string()))?
-            .map_err(|e| StepError::fail(format!("model weights {root} are not a safe zip: {e}")))?;
+            .map_err(|e| {
+                StepError::fail(format!("model weights {root} are not a safe zip: {e}"))
+            })?;
             tokio::fs::rename(&unpack, &dest)
                 .await
                 .map_err(|e| StepError::Retry(e.to_string()))?;
@@ -224,19 +256,27 @@ async fn model_dir(worker: &Worker, model: &ModelConfig) -> Result<PathBuf, Step
 /// Setup: model known, params valid, dataset fetched and counted, fee computed and within the
 /// signed ceiling, TEE signer acknowledged, nonce fresh, balance sufficient.
 async fn setup(worker: &Arc<Worker>, task: &Task) -> Result<(), StepError> {
-    worker.task_log(&task.id, "setting up: checking the request").await;
+    worker
+        .task_log(&task.id, "setting up: checking the request")
+        .await;
     let model = model_of(worker, task)?;
     let epochs = match model.params {
-        ParamsSchema::Lora => LoraParams::parse(&task.training_params)
-            .map_err(|e| StepError::fail(e.to_string()))?
-            .num_train_epochs,
-        ParamsSchema::Free => sealtune_protocol::fee::epochs_from_training_params(&task.training_params)
-            .map_err(|e| StepError::fail(e.to_string()))?,
+        ParamsSchema::Lora => {
+            LoraParams::parse(&task.training_params)
+                .map_err(|e| StepError::fail(e.to_string()))?
+                .num_train_epochs
+        }
+        ParamsSchema::Free => {
+            sealtune_protocol::fee::epochs_from_training_params(&task.training_params)
+                .map_err(|e| StepError::fail(e.to_string()))?
+        }
     };
-    let dataset_hash: B256 = task
-        .dataset_hash
-        .parse()
-        .map_err(|_| StepError::fail(format!("datasetHash {} is not a 32-byte hex hash", task.dataset_hash)))?;
+    let dataset_hash: B256 = task.dataset_hash.parse().map_err(|_| {
+        StepError::fail(format!(
+            "datasetHash {} is not a 32-byte hex hash",
+            task.dataset_hash
+        ))
+    })?;
     let dir = worker.task_dir(&task.id);
     tokio::fs::create_dir_all(&dir)
         .await
@@ -246,10 +286,13 @@ async fn setup(worker: &Arc<Worker>, task: &Task) -> Result<(), StepError> {
         .fetch(&dataset_hash, &dir)
         .await
         .map_err(|e| StepError::fail(format!("dataset {dataset_hash}: {e}")))?;
-    worker.task_log(&task.id, "dataset found; counting tokens").await;
+    worker
+        .task_log(&task.id, "dataset found; counting tokens")
+        .await;
 
     let weights = model_dir(worker, model).await?;
-    let tokenizer = crate::models::tokenizer_file(model, &weights).map_err(|e| StepError::fail(e.to_string()))?;
+    let tokenizer = crate::models::tokenizer_file(model, &weights)
+        .map_err(|e| StepError::fail(e.to_string()))?;
     let tokens = match model.data_type {
         crate::config::DataType::Text => {
             let path = dataset.clone();
@@ -278,9 +321,13 @@ async fn setup(worker: &Arc<Worker>, task: &Task) -> Result<(), StepError> {
         .map(|c| c.parse::<U256>())
         .transpose()
         .map_err(|_| StepError::fail("stored fee ceiling is invalid"))?;
-    sealtune_protocol::fee::check_fee_ceiling(fee, ceiling).map_err(|e| StepError::fail(e.to_string()))?;
+    sealtune_protocol::fee::check_fee_ceiling(fee, ceiling)
+        .map_err(|e| StepError::fail(e.to_string()))?;
     worker
-        .task_log(&task.id, format!("{tokens} tokens × {epochs} epochs: fee {fee} neuron"))
+        .task_log(
+            &task.id,
+            format!("{tokens} tokens × {epochs} epochs: fee {fee} neuron"),
+        )
         .await;
 
     // The chain: the account exists, accepted the current TEE signer, has a fresh nonce and funds.
@@ -290,7 +337,9 @@ async fn setup(worker: &Arc<Worker>, task: &Task) -> Result<(), StepError> {
         .service()
         .await
         .map_err(|e| chain_err("reading the service", e))?
-        .ok_or_else(|| StepError::Retry("this provider's service is not registered on chain yet".into()))?;
+        .ok_or_else(|| {
+            StepError::Retry("this provider's service is not registered on chain yet".into())
+        })?;
     if service.teeSignerAddress != worker.attest.signer() {
         return Err(StepError::Retry(format!(
             "the on-chain TEE signer {} is not this worker's {}",
@@ -330,8 +379,16 @@ async fn setup(worker: &Arc<Worker>, task: &Task) -> Result<(), StepError> {
             account.balance, account.pendingRefund
         )));
     }
-    worker.store.set_setup(&task.id, tokens, &fee.to_string(), worker.clock.now()).await?;
-    worker.task_log(&task.id, "setup done: signature, nonce, balance and fee checked").await;
+    worker
+        .store
+        .set_setup(&task.id, tokens, &fee.to_string(), worker.clock.now())
+        .await?;
+    worker
+        .task_log(
+            &task.id,
+            "setup done: signature, nonce, balance and fee checked",
+        )
+        .await;
     Ok(())
 }
 
@@ -339,8 +396,13 @@ async fn count_zip_entries(path: &Path) -> Result<u64, StepError> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
         let f = std::fs::File::open(&path).map_err(|e| e.to_string())?;
-        let z = zip::ZipArchive::new(f).map_err(|e| format!("an image dataset must be a zip: {e}"))?;
-        Ok::<u64, String>((0..z.len()).filter(|i| z.name_for_index(*i).is_some_and(|n| !n.ends_with('/'))).count() as u64)
+        let z =
+            zip::ZipArchive::new(f).map_err(|e| format!("an image dataset must be a zip: {e}"))?;
+        Ok::<u64, String>(
+            (0..z.len())
+                .filter(|i| z.name_for_index(*i).is_some_and(|n| !n.ends_with('/')))
+                .count() as u64,
+        )
     })
     .await
     .map_err(|e| StepError::Retry(e.to_string()))?
@@ -350,7 +412,14 @@ async fn count_zip_entries(path: &Path) -> Result<u64, StepError> {
 fn event_line(event: &Event) -> Option<String> {
     match event {
         Event::Started { .. } => Some("training started".into()),
-        Event::Progress { step, total, loss, learning_rate, epoch, .. } => {
+        Event::Progress {
+            step,
+            total,
+            loss,
+            learning_rate,
+            epoch,
+            ..
+        } => {
             let mut s = match total {
                 Some(t) => format!("step {step}/{t}"),
                 None => format!("step {step}"),
@@ -392,7 +461,10 @@ async fn execute(worker: &Arc<Worker>, task: &Task) -> Result<(), StepError> {
             )));
         }
         worker
-            .task_log(&task.id, "the worker restarted during training: training again from the start")
+            .task_log(
+                &task.id,
+                "the worker restarted during training: training again from the start",
+            )
             .await;
         n
     } else {
@@ -456,7 +528,8 @@ async fn execute(worker: &Arc<Worker>, task: &Task) -> Result<(), StepError> {
         memory_limit_bytes: worker.config.limits.executor_memory_bytes,
     };
     let cancel = CancellationToken::new();
-    *worker.running.lock().unwrap_or_else(|p| p.into_inner()) = Some((task.id.clone(), cancel.clone()));
+    *worker.running.lock().unwrap_or_else(|p| p.into_inner()) =
+        Some((task.id.clone(), cancel.clone()));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(256);
     let log_worker = worker.clone();
     let log_id = task.id.clone();
@@ -471,7 +544,13 @@ async fn execute(worker: &Arc<Worker>, task: &Task) -> Result<(), StepError> {
         }
     });
     worker
-        .task_log(&task.id, format!("training (attempt {attempts}) with {}", model.training_script.display()))
+        .task_log(
+            &task.id,
+            format!(
+                "training (attempt {attempts}) with {}",
+                model.training_script.display()
+            ),
+        )
         .await;
     if worker.crash.armed() == Some("during-training") {
         let crash = worker.crash.clone();
@@ -499,19 +578,31 @@ fn wrap_for_customer(task: &Task, key: &DeliverableKey) -> Result<String, StepEr
         .map_err(|_| StepError::fail("stored customer public key is invalid"))?;
     let pk = sealtune_protocol::ecies::parse_public_key(&pk_bytes)
         .map_err(|e| StepError::fail(format!("customer public key: {e}")))?;
-    Ok(hex::encode(sealtune_protocol::ecies::wrap_key(&mut OsRng, &pk, key)))
+    Ok(hex::encode(sealtune_protocol::ecies::wrap_key(
+        &mut OsRng, &pk, key,
+    )))
 }
 
 /// Finalize: seal (or take the child's sealed file), sign the tags with the TEE key, hash, store,
 /// announce on chain.
 async fn finalize(worker: &Arc<Worker>, task: &Task) -> Result<(), StepError> {
     let user = parse_user(task)?;
-    enter(worker, task, &[TaskState::Trained, TaskState::Delivering], TaskState::Delivering).await?;
+    enter(
+        worker,
+        task,
+        &[TaskState::Trained, TaskState::Delivering],
+        TaskState::Delivering,
+    )
+    .await?;
     let dir = worker.task_dir(&task.id);
     let signer = worker.attest.signer();
 
     // Already sealed and committed? (A restart after the seal.)
-    let task = worker.store.get(&task.id).await?.ok_or_else(|| StepError::fail("task vanished"))?;
+    let task = worker
+        .store
+        .get(&task.id)
+        .await?
+        .ok_or_else(|| StepError::fail("task vanished"))?;
     let committed_root = task
         .model_root_hash
         .as_deref()
@@ -543,7 +634,9 @@ async fn finalize(worker: &Arc<Worker>, task: &Task) -> Result<(), StepError> {
             } else {
                 let output = dir.join("output");
                 if !output.is_dir() {
-                    return Err(StepError::fail("the training output is gone; the model must be trained again"));
+                    return Err(StepError::fail(
+                        "the training output is gone; the model must be trained again",
+                    ));
                 }
                 let (out2, sealed2) = (output.clone(), sealed.clone());
                 let result = tokio::task::spawn_blocking(move || {
@@ -559,8 +652,10 @@ async fn finalize(worker: &Arc<Worker>, task: &Task) -> Result<(), StepError> {
             let (sealed2, key) = (sealed.clone(), worker.attest.signing_key().clone());
             tokio::task::spawn_blocking(move || -> Result<(), String> {
                 let mut f = std::fs::File::open(&sealed2).map_err(|e| e.to_string())?;
-                let digest = deliverable::tag_digest(&mut f, Default::default()).map_err(|e| e.to_string())?;
-                deliverable::finish(&sealed2, &deliverable::sign_tags(&key, &digest)).map_err(|e| e.to_string())
+                let digest = deliverable::tag_digest(&mut f, Default::default())
+                    .map_err(|e| e.to_string())?;
+                deliverable::finish(&sealed2, &deliverable::sign_tags(&key, &digest))
+                    .map_err(|e| e.to_string())
             })
             .await
             .map_err(|e| StepError::Retry(e.to_string()))?
@@ -603,7 +698,9 @@ async fn finalize(worker: &Arc<Worker>, task: &Task) -> Result<(), StepError> {
     };
 
     if worker.files.path_of(&root).is_none() {
-        return Err(StepError::fail("the sealed model file is missing from the store; it must be trained again"));
+        return Err(StepError::fail(
+            "the sealed model file is missing from the store; it must be trained again",
+        ));
     }
 
     // Announce, unless the chain already has it.
@@ -620,7 +717,10 @@ async fn finalize(worker: &Arc<Worker>, task: &Task) -> Result<(), StepError> {
         worker.metrics.state(TaskState::Delivered);
     }
     worker
-        .task_log(&task.id, "delivered: download the model, then acknowledge it on chain")
+        .task_log(
+            &task.id,
+            "delivered: download the model, then acknowledge it on chain",
+        )
         .await;
     Ok(())
 }
@@ -644,7 +744,13 @@ pub async fn run_settle_lane(worker: Arc<Worker>, shutdown: CancellationToken) {
             86_400
         }
     };
-    let timeout = worker.config.limits.ack_timeout.0.as_secs().min(lock_time / 2) as i64;
+    let timeout = worker
+        .config
+        .limits
+        .ack_timeout
+        .0
+        .as_secs()
+        .min(lock_time / 2) as i64;
     loop {
         match worker
             .store
@@ -655,9 +761,13 @@ pub async fn run_settle_lane(worker: Arc<Worker>, shutdown: CancellationToken) {
                 for task in tasks {
                     if let Err(e) = settle_one(&worker, &task, timeout).await {
                         match e {
-                            StepError::Retry(r) => tracing::warn!(task = task.id, "settlement will be retried: {r}"),
+                            StepError::Retry(r) => {
+                                tracing::warn!(task = task.id, "settlement will be retried: {r}")
+                            }
                             StepError::Fail(r) => {
-                                if let Ok(true) = worker.store.fail(&task.id, &r, worker.clock.now()).await {
+                                if let Ok(true) =
+                                    worker.store.fail(&task.id, &r, worker.clock.now()).await
+                                {
                                     worker.metrics.state(TaskState::Failed);
                                 }
                             }
@@ -694,7 +804,13 @@ async fn settle_one(worker: &Worker, task: &Task, timeout: i64) -> Result<(), St
         // Settled already (e.g. before a crash): record it, never settle twice.
         if worker
             .store
-            .set_settled(&task.id, None, &fee.to_string(), d.acknowledged, worker.clock.now())
+            .set_settled(
+                &task.id,
+                None,
+                &fee.to_string(),
+                d.acknowledged,
+                worker.clock.now(),
+            )
             .await?
         {
             worker.metrics.state(TaskState::Finished);
@@ -706,8 +822,17 @@ async fn settle_one(worker: &Worker, task: &Task, timeout: i64) -> Result<(), St
     let delivered_at = task.deliver_time.unwrap_or(task.updated_at);
     let acknowledged = d.acknowledged;
     if acknowledged {
-        if enter(worker, task, &[TaskState::Delivered], TaskState::UserAcknowledged).await? {
-            worker.task_log(&task.id, "the customer acknowledged the model; settling").await;
+        if enter(
+            worker,
+            task,
+            &[TaskState::Delivered],
+            TaskState::UserAcknowledged,
+        )
+        .await?
+        {
+            worker
+                .task_log(&task.id, "the customer acknowledged the model; settling")
+                .await;
         }
     } else if now - delivered_at < timeout {
         return Ok(());
@@ -732,13 +857,21 @@ async fn settle_one(worker: &Worker, task: &Task, timeout: i64) -> Result<(), St
         id: task.id.clone(),
         encryptedSecret: secret,
         modelRootHash: d.modelRootHash.clone(),
-        nonce: task.nonce.parse().map_err(|_| StepError::fail("stored nonce is invalid"))?,
+        nonce: task
+            .nonce
+            .parse()
+            .map_err(|_| StepError::fail("stored nonce is invalid"))?,
         taskFee: fee,
         user,
     };
-    let domain = sealtune_protocol::eip712::domain(worker.chain.chain_id, worker.chain.serving_address());
-    let input = sealtune_protocol::eip712::sign_verifier_input(worker.attest.signing_key(), &domain, &message)
-        .map_err(|e| StepError::fail(e.to_string()))?;
+    let domain =
+        sealtune_protocol::eip712::domain(worker.chain.chain_id, worker.chain.serving_address());
+    let input = sealtune_protocol::eip712::sign_verifier_input(
+        worker.attest.signing_key(),
+        &domain,
+        &message,
+    )
+    .map_err(|e| StepError::fail(e.to_string()))?;
     let receipt = match worker.chain.settle(&input).await {
         Ok(r) => r,
         Err(e) => {
@@ -752,10 +885,20 @@ async fn settle_one(worker: &Worker, task: &Task, timeout: i64) -> Result<(), St
         }
     };
     worker.crash.hit("after-settle");
-    let charged = if acknowledged { fee } else { fee * U256::from(worker_penalty(worker).await) / U256::from(100u64) };
+    let charged = if acknowledged {
+        fee
+    } else {
+        fee * U256::from(worker_penalty(worker).await) / U256::from(100u64)
+    };
     if worker
         .store
-        .set_settled(&task.id, Some(&receipt.transaction_hash.to_string()), &charged.to_string(), acknowledged, worker.clock.now())
+        .set_settled(
+            &task.id,
+            Some(&receipt.transaction_hash.to_string()),
+            &charged.to_string(),
+            acknowledged,
+            worker.clock.now(),
+        )
         .await?
     {
         worker.metrics.state(TaskState::Finished);
@@ -796,14 +939,20 @@ pub async fn run_retention_lane(worker: Arc<Worker>, shutdown: CancellationToken
             Ok(tasks) => {
                 for task in tasks {
                     let _ = tokio::fs::remove_dir_all(worker.task_dir(&task.id)).await;
-                    if let Some(root) = task.model_root_hash.as_deref().and_then(|r| r.parse::<B256>().ok()) {
+                    if let Some(root) = task
+                        .model_root_hash
+                        .as_deref()
+                        .and_then(|r| r.parse::<B256>().ok())
+                    {
                         let _ = worker.files.remove(&root).await;
                     }
                     if let Ok(hash) = task.dataset_hash.parse::<B256>() {
                         let _ = worker.files.remove(&hash).await;
                     }
                     let _ = worker.store.set_cleaned(&task.id, worker.clock.now()).await;
-                    worker.task_log(&task.id, "retention period over: files deleted").await;
+                    worker
+                        .task_log(&task.id, "retention period over: files deleted")
+                        .await;
                 }
             }
             Err(e) => tracing::error!("store: {e}"),

@@ -118,7 +118,9 @@ pub enum StoreError {
     #[error("corrupt task row: {0}")]
     Corrupt(String),
     /// The user already has a task that is not finished.
-    #[error("user {user} already has an unfinished task {task} (state {state}); wait for it to finish or cancel it")]
+    #[error(
+        "user {user} already has an unfinished task {task} (state {state}); wait for it to finish or cancel it"
+    )]
     UnfinishedTask {
         /// The user.
         user: String,
@@ -131,7 +133,9 @@ pub enum StoreError {
     #[error("the provider's queue is full ({0} tasks); try again later")]
     QueueFull(u32),
     /// The queue is not empty and the request did not set `wait`.
-    #[error("the provider is busy ({0} tasks queued or running); send `wait: true` to join the queue")]
+    #[error(
+        "the provider is busy ({0} tasks queued or running); send `wait: true` to join the queue"
+    )]
     Busy(u64),
 }
 
@@ -252,8 +256,7 @@ pub struct Store {
     insert_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
-const PENDING_STATES: &str =
-    "('Init','SettingUp','SetUp','Training','Trained','Delivering')";
+const PENDING_STATES: &str = "('Init','SettingUp','SetUp','Training','Trained','Delivering')";
 const UNFINISHED_STATES: &str =
     "('Init','SettingUp','SetUp','Training','Trained','Delivering','Delivered','UserAcknowledged')";
 
@@ -649,15 +652,28 @@ mod tests {
     #[tokio::test]
     async fn queue_rules_hold() {
         let (_d, s) = store().await;
-        s.insert_task(&new_task("a", "0xaa", false), 2, 1).await.unwrap();
+        s.insert_task(&new_task("a", "0xaa", false), 2, 1)
+            .await
+            .unwrap();
         // Same user again: refused, nothing inserted.
-        let e = s.insert_task(&new_task("b", "0xaa", true), 2, 2).await.unwrap_err();
+        let e = s
+            .insert_task(&new_task("b", "0xaa", true), 2, 2)
+            .await
+            .unwrap_err();
         assert!(matches!(e, StoreError::UnfinishedTask { .. }), "{e}");
         // Non-empty queue without wait: refused.
-        let e = s.insert_task(&new_task("c", "0xbb", false), 2, 2).await.unwrap_err();
+        let e = s
+            .insert_task(&new_task("c", "0xbb", false), 2, 2)
+            .await
+            .unwrap_err();
         assert!(matches!(e, StoreError::Busy(1)), "{e}");
-        s.insert_task(&new_task("c", "0xbb", true), 2, 3).await.unwrap();
-        let e = s.insert_task(&new_task("d", "0xcc", true), 2, 4).await.unwrap_err();
+        s.insert_task(&new_task("c", "0xbb", true), 2, 3)
+            .await
+            .unwrap();
+        let e = s
+            .insert_task(&new_task("d", "0xcc", true), 2, 4)
+            .await
+            .unwrap_err();
         assert!(matches!(e, StoreError::QueueFull(2)), "{e}");
         assert_eq!(s.pending_count().await.unwrap(), 2);
         assert!(s.get("b").await.unwrap().is_none());
@@ -666,9 +682,19 @@ mod tests {
     #[tokio::test]
     async fn transitions_are_compare_and_set() {
         let (_d, s) = store().await;
-        s.insert_task(&new_task("a", "0xaa", false), 5, 1).await.unwrap();
-        assert!(s.transition("a", &[TaskState::Init], TaskState::SettingUp, 2).await.unwrap());
-        assert!(!s.transition("a", &[TaskState::Init], TaskState::SettingUp, 3).await.unwrap());
+        s.insert_task(&new_task("a", "0xaa", false), 5, 1)
+            .await
+            .unwrap();
+        assert!(
+            s.transition("a", &[TaskState::Init], TaskState::SettingUp, 2)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.transition("a", &[TaskState::Init], TaskState::SettingUp, 3)
+                .await
+                .unwrap()
+        );
         assert!(s.fail("a", "cancelled by the user", 4).await.unwrap());
         assert!(!s.fail("a", "again", 5).await.unwrap());
         let t = s.get("a").await.unwrap().unwrap();
@@ -678,7 +704,9 @@ mod tests {
         assert_eq!(log.len(), 1);
         assert!(log[0].1.contains("cancelled"));
         // A failed task no longer blocks the user.
-        s.insert_task(&new_task("b", "0xaa", false), 5, 6).await.unwrap();
+        s.insert_task(&new_task("b", "0xaa", false), 5, 6)
+            .await
+            .unwrap();
         let latest = s.list_user("0xaa", true, Order::Asc).await.unwrap();
         assert_eq!(latest.len(), 1);
         assert_eq!(latest[0].id, "b");
@@ -693,7 +721,9 @@ mod tests {
         let path = dir.path().join("db.sqlite");
         {
             let s = Store::open(&path).await.unwrap();
-            s.insert_task(&new_task("a", "0xaa", false), 5, 1).await.unwrap();
+            s.insert_task(&new_task("a", "0xaa", false), 5, 1)
+                .await
+                .unwrap();
             s.set_meta("tee_signer", "0x1").await.unwrap();
         }
         let s = Store::open(&path).await.unwrap();

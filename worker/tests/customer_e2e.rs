@@ -16,7 +16,10 @@ use sealtune_client::progress::NoProgress;
 fn customer(stack: &Stack, who: usize) -> Client {
     let chain = Chain::connect(
         &stack.anvil.endpoint,
-        Contracts { ledger: stack.deployment.ledger, serving: stack.deployment.serving },
+        Contracts {
+            ledger: stack.deployment.ledger,
+            serving: stack.deployment.serving,
+        },
         Some(signer(who)),
     )
     .unwrap();
@@ -47,7 +50,10 @@ async fn run_task(stack: &Stack, who: usize, dir: &std::path::Path) -> String {
             allowed_app_events: Vec::new(),
         }),
     };
-    let created = c.create_task(&req, now_ms(), Arc::new(NoProgress)).await.expect("create-task");
+    let created = c
+        .create_task(&req, now_ms(), Arc::new(NoProgress))
+        .await
+        .expect("create-task");
     created.task_id
 }
 
@@ -57,16 +63,35 @@ async fn finish_task(stack: &Stack, who: usize, id: &str, dir: &std::path::Path)
     let t = c.task(stack.provider_address(), Some(id)).await.unwrap();
     assert_eq!(t.progress.as_deref(), Some("Delivered"));
     let enc = dir.join(format!("model-{who}.enc"));
-    c.download_model(stack.provider_address(), id, &enc, true, now_ms(), &NoProgress)
-        .await
-        .expect("download + checks + acknowledge");
-    c.wait_settled(stack.provider_address(), id, Duration::from_secs(60), Duration::from_millis(500))
-        .await
-        .expect("the worker settles after the acknowledgement");
+    c.download_model(
+        stack.provider_address(),
+        id,
+        &enc,
+        true,
+        now_ms(),
+        &NoProgress,
+    )
+    .await
+    .expect("download + checks + acknowledge");
+    c.wait_settled(
+        stack.provider_address(),
+        id,
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+    )
+    .await
+    .expect("the worker settles after the acknowledgement");
     let out = dir.join(format!("model-{who}"));
-    c.decrypt_model(stack.provider_address(), id, &enc, &dir.join(format!("model-{who}.zip")), Some(&out), &NoProgress)
-        .await
-        .expect("decrypt");
+    c.decrypt_model(
+        stack.provider_address(),
+        id,
+        &enc,
+        &dir.join(format!("model-{who}.zip")),
+        Some(&out),
+        &NoProgress,
+    )
+    .await
+    .expect("decrypt");
     std::fs::read(out.join("output_model/adapter_model.safetensors")).unwrap()
 }
 
@@ -84,8 +109,18 @@ async fn two_customers_queued_both_get_their_own_model() {
     // Each customer's key opens only their own model: customer 3 cannot decrypt customer 2's.
     let c3 = customer(&stack, 3);
     let err = c3
-        .decrypt_model(stack.provider_address(), &a, &dir.path().join("model-2.enc"), &dir.path().join("x.zip"), None, &NoProgress)
+        .decrypt_model(
+            stack.provider_address(),
+            &a,
+            &dir.path().join("model-2.enc"),
+            &dir.path().join("x.zip"),
+            None,
+            &NoProgress,
+        )
         .await
         .expect_err("another customer's deliverable");
-    assert!(!dir.path().join("x.zip").exists(), "no plaintext left: {err}");
+    assert!(
+        !dir.path().join("x.zip").exists(),
+        "no plaintext left: {err}"
+    );
 }

@@ -9,26 +9,91 @@ use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_and_their_errors() {
-    let stack = Stack::start(StackOptions { max_upload_bytes: 64 << 10, ..Default::default() }).await;
+    let stack = Stack::start(StackOptions {
+        max_upload_bytes: 64 << 10,
+        ..Default::default()
+    })
+    .await;
     let user = signer(2).address().to_checksum(None);
     let other = signer(3).address().to_checksum(None);
 
     // Models, pending, quote, metrics, openapi.
-    let models: Value = stack.http.get(stack.url("/v1/model")).send().await.unwrap().json().await.unwrap();
+    let models: Value = stack
+        .http
+        .get(stack.url("/v1/model"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(models[0]["name"], "quick-test-model");
     assert_eq!(models[0]["hash"], MODEL_HASH);
     assert_eq!(models[0]["dataType"], "text");
-    let one: Value = stack.http.get(stack.url(&format!("/v1/model/{MODEL_HASH}"))).send().await.unwrap().json().await.unwrap();
+    let one: Value = stack
+        .http
+        .get(stack.url(&format!("/v1/model/{MODEL_HASH}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(one["name"], "quick-test-model");
-    let r = stack.http.get(stack.url("/v1/model/nope")).send().await.unwrap();
+    let r = stack
+        .http
+        .get(stack.url("/v1/model/nope"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    assert!(r.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("nope"));
-    assert_eq!(stack.http.get(stack.url("/v1/task/pending")).send().await.unwrap().text().await.unwrap(), "0");
-    let quote: Value = stack.http.get(stack.url("/v1/quote")).send().await.unwrap().json().await.unwrap();
-    assert!(quote.to_string().contains("dev"), "a dev worker says so in its quote: {quote}");
-    let r = stack.http.get(stack.url("/v1/quote?nonce=zz")).send().await.unwrap();
+    assert!(
+        r.json::<Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("nope")
+    );
+    assert_eq!(
+        stack
+            .http
+            .get(stack.url("/v1/task/pending"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "0"
+    );
+    let quote: Value = stack
+        .http
+        .get(stack.url("/v1/quote"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        quote.to_string().contains("dev"),
+        "a dev worker says so in its quote: {quote}"
+    );
+    let r = stack
+        .http
+        .get(stack.url("/v1/quote?nonce=zz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
-    let openapi: Value = stack.http.get(stack.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let openapi: Value = stack
+        .http
+        .get(stack.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(openapi["paths"]["/v1/user/{addr}/task"].is_object());
 
     // Dataset upload: good, too large (nothing kept), wrong signer.
@@ -37,34 +102,72 @@ async fn routes_and_their_errors() {
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
     let up: Value = r.json().await.unwrap();
     let dataset_hash = up["datasetHash"].as_str().unwrap().to_owned();
-    assert_eq!(dataset_hash, alloy::primitives::keccak256(dataset_jsonl(8)).to_string());
+    assert_eq!(
+        dataset_hash,
+        alloy::primitives::keccak256(dataset_jsonl(8)).to_string()
+    );
     let r = upload(&stack, 2, vec![b'x'; 100 << 10]).await;
     assert_eq!(r.status(), 413);
-    let store_files = std::fs::read_dir(stack.dir.path().join("data/store")).unwrap().count();
+    let store_files = std::fs::read_dir(stack.dir.path().join("data/store"))
+        .unwrap()
+        .count();
     {
         // Signed by someone else for this URL: refused, nothing kept.
         let ts = now();
         let sig = sealtune_protocol::request::sign_dataset_upload(&k256_key(3), &user, ts);
         let form = reqwest::multipart::Form::new()
-            .part("file", reqwest::multipart::Part::bytes(b"{\"text\":\"other\"}\n".to_vec()).file_name("d.jsonl"))
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(b"{\"text\":\"other\"}\n".to_vec())
+                    .file_name("d.jsonl"),
+            )
             .text("signature", sig.to_hex_v27())
             .text("timestamp", ts.to_string());
-        let r = stack.http.post(stack.url(&format!("/v1/user/{user}/dataset"))).multipart(form).send().await.unwrap();
+        let r = stack
+            .http
+            .post(stack.url(&format!("/v1/user/{user}/dataset")))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401);
     }
-    assert_eq!(std::fs::read_dir(stack.dir.path().join("data/store")).unwrap().count(), store_files);
+    assert_eq!(
+        std::fs::read_dir(stack.dir.path().join("data/store"))
+            .unwrap()
+            .count(),
+        store_files
+    );
 
     // Create task: bad JSON, unknown model, bad params, wrong signer, URL mismatch.
-    let r = stack.http.post(stack.url(&format!("/v1/user/{user}/task"))).body("{").header("content-type", "application/json").send().await.unwrap();
+    let r = stack
+        .http
+        .post(stack.url(&format!("/v1/user/{user}/task")))
+        .body("{")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let mut body = task_body(2, &dataset_hash, 1, PARAMS);
-    body["preTrainedModelHash"] = Value::from("0x00000000000000000000000000000000000000000000000000000000000000ff");
+    body["preTrainedModelHash"] =
+        Value::from("0x00000000000000000000000000000000000000000000000000000000000000ff");
     let r = create(&stack, 2, &body).await;
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("quick-test-model"));
-    let r = create(&stack, 2, &task_body(2, &dataset_hash, 1, r#"{"num_train_epochs":1}"#)).await;
+    let r = create(
+        &stack,
+        2,
+        &task_body(2, &dataset_hash, 1, r#"{"num_train_epochs":1}"#),
+    )
+    .await;
     assert_eq!(r.status(), 400);
-    let r = create(&stack, 2, &task_body(2, &dataset_hash, 1, &PARAMS.replace("0.0002", "2e-4"))).await;
+    let r = create(
+        &stack,
+        2,
+        &task_body(2, &dataset_hash, 1, &PARAMS.replace("0.0002", "2e-4")),
+    )
+    .await;
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("learning_rate"));
     let mut forged = task_body(3, &dataset_hash, 1, PARAMS);
@@ -73,33 +176,80 @@ async fn routes_and_their_errors() {
     assert_eq!(r.status(), 401, "a signature by another key is refused");
     let r = create(&stack, 3, &task_body(2, &dataset_hash, 1, PARAMS)).await;
     assert_eq!(r.status(), 400, "userAddress must match the URL");
-    assert_eq!(stack.http.get(stack.url(&format!("/v1/user/{user}/task"))).send().await.unwrap().json::<Value>().await.unwrap(), Value::Array(vec![]));
+    assert_eq!(
+        stack
+            .http
+            .get(stack.url(&format!("/v1/user/{user}/task")))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap(),
+        Value::Array(vec![])
+    );
 
     // A good task; a second one for the same user is refused.
     let r = create(&stack, 2, &task_body(2, &dataset_hash, 1, PARAMS)).await;
     assert_eq!(r.status(), 201);
-    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let r = create(&stack, 2, &task_body(2, &dataset_hash, 2, PARAMS)).await;
     assert_eq!(r.status(), 409);
     let t = get_task(&stack, 2, &id).await;
     assert_eq!(t["id"], id.as_str());
     assert_eq!(t["datasetHash"], dataset_hash.as_str());
     assert!(t["progress"].is_string());
-    let list: Value = stack.http.get(stack.url(&format!("/v1/user/{user}/task?latest=true"))).send().await.unwrap().json().await.unwrap();
+    let list: Value = stack
+        .http
+        .get(stack.url(&format!("/v1/user/{user}/task?latest=true")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
 
     // Another customer cannot see, read the log of, download or cancel it.
-    for path in [format!("/v1/user/{other}/task/{id}"), format!("/v1/user/{other}/task/{id}/log")] {
-        assert_eq!(stack.http.get(stack.url(&path)).send().await.unwrap().status(), 404, "{path}");
+    for path in [
+        format!("/v1/user/{other}/task/{id}"),
+        format!("/v1/user/{other}/task/{id}/log"),
+    ] {
+        assert_eq!(
+            stack
+                .http
+                .get(stack.url(&path))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            404,
+            "{path}"
+        );
     }
     let r = download(&stack, 3, &id).await;
     assert_eq!(r.status(), 404);
     let uuid: uuid::Uuid = id.parse().unwrap();
     let sig = sealtune_protocol::request::sign_cancel(&k256_key(3), &uuid);
-    let r = stack.http.post(stack.url(&format!("/v1/user/{other}/task/{id}/cancel"))).json(&serde_json::json!({"signature": sig.to_hex_v27()})).send().await.unwrap();
+    let r = stack
+        .http
+        .post(stack.url(&format!("/v1/user/{other}/task/{id}/cancel")))
+        .json(&serde_json::json!({"signature": sig.to_hex_v27()}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     // Signed by another key for the right URL: 401.
-    let r = stack.http.post(stack.url(&format!("/v1/user/{user}/task/{id}/cancel"))).json(&serde_json::json!({"signature": sig.to_hex_v27()})).send().await.unwrap();
+    let r = stack
+        .http
+        .post(stack.url(&format!("/v1/user/{user}/task/{id}/cancel")))
+        .json(&serde_json::json!({"signature": sig.to_hex_v27()}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 
     // The owner's download before delivery: 409 (or it was already delivered by the quick script).
@@ -109,18 +259,43 @@ async fn routes_and_their_errors() {
     // Log lines are `[RFC3339] message`.
     let log = task_log(&stack, 2, &id).await;
     let first = log.lines().next().unwrap();
-    assert!(first.starts_with("[20") && first.contains("] task accepted"), "{first}");
+    assert!(
+        first.starts_with("[20") && first.contains("] task accepted"),
+        "{first}"
+    );
 
     // Metrics count the routes.
-    let metrics = stack.http.get(stack.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("sealtune_tasks_created_total 1"), "{metrics}");
+    let metrics = stack
+        .http
+        .get(stack.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("sealtune_tasks_created_total 1"),
+        "{metrics}"
+    );
     assert!(metrics.contains("route=\"/v1/user/{addr}/task\""));
-    let _ = wait_state(&stack, 2, &id, &["Delivered", "Failed", "Finished"], Duration::from_secs(120)).await;
+    let _ = wait_state(
+        &stack,
+        2,
+        &id,
+        &["Delivered", "Failed", "Finished"],
+        Duration::from_secs(120),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_before_training_and_queue_rules() {
-    let mut stack = Stack::start(StackOptions { queue_size: 2, ..Default::default() }).await;
+    let mut stack = Stack::start(StackOptions {
+        queue_size: 2,
+        ..Default::default()
+    })
+    .await;
     // Slow script so the first task holds the lane.
     stack.env.push(("QUICK_SCRIPT_MODE".into(), "slow".into()));
     stack.worker = None;
@@ -128,28 +303,71 @@ async fn cancel_before_training_and_queue_rules() {
     for who in [2, 3] {
         stack.fund(who, 10, 5).await;
     }
-    let h2 = upload(&stack, 2, dataset_jsonl(4)).await.json::<Value>().await.unwrap()["datasetHash"].as_str().unwrap().to_owned();
-    let h3 = upload(&stack, 3, dataset_jsonl(5)).await.json::<Value>().await.unwrap()["datasetHash"].as_str().unwrap().to_owned();
-    let a = create(&stack, 2, &task_body(2, &h2, 1, PARAMS)).await.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let h2 = upload(&stack, 2, dataset_jsonl(4))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["datasetHash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let h3 = upload(&stack, 3, dataset_jsonl(5))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["datasetHash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let a = create(&stack, 2, &task_body(2, &h2, 1, PARAMS))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // Non-empty queue without wait: refused.
     let mut body = task_body(3, &h3, 1, PARAMS);
     body["wait"] = Value::Bool(false);
     assert_eq!(create(&stack, 3, &body).await.status(), 409);
     let r = create(&stack, 3, &task_body(3, &h3, 1, PARAMS)).await;
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
-    let b = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let b = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // Task b waits behind a: cancel it (signed), it fails with the reason, nothing charged.
     let other = signer(3).address().to_checksum(None);
     let sig = sealtune_protocol::request::sign_cancel(&k256_key(3), &b.parse().unwrap());
-    let r = stack.http.post(stack.url(&format!("/v1/user/{other}/task/{b}/cancel"))).json(&serde_json::json!({"signature": sig.to_hex_v27()})).send().await.unwrap();
+    let r = stack
+        .http
+        .post(stack.url(&format!("/v1/user/{other}/task/{b}/cancel")))
+        .json(&serde_json::json!({"signature": sig.to_hex_v27()}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
     let t = get_task(&stack, 3, &b).await;
     assert_eq!(t["progress"], "Failed");
     assert_eq!(t["failReason"], "cancelled by the customer");
     // Task a is training (or beyond): cancel is refused.
-    wait_state(&stack, 2, &a, &["Training", "Trained", "Delivering", "Delivered"], Duration::from_secs(60)).await;
+    wait_state(
+        &stack,
+        2,
+        &a,
+        &["Training", "Trained", "Delivering", "Delivered"],
+        Duration::from_secs(60),
+    )
+    .await;
     let user = signer(2).address().to_checksum(None);
     let sig = sealtune_protocol::request::sign_cancel(&k256_key(2), &a.parse().unwrap());
-    let r = stack.http.post(stack.url(&format!("/v1/user/{user}/task/{a}/cancel"))).json(&serde_json::json!({"signature": sig.to_hex_v27()})).send().await.unwrap();
+    let r = stack
+        .http
+        .post(stack.url(&format!("/v1/user/{user}/task/{a}/cancel")))
+        .json(&serde_json::json!({"signature": sig.to_hex_v27()}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 409);
 }

@@ -17,10 +17,16 @@ use serde_json::Value;
 async fn submit(stack: &Stack, who: usize, nonce: u64) -> String {
     let r = upload(stack, who, dataset_jsonl(6)).await;
     assert_eq!(r.status(), 200);
-    let hash = r.json::<Value>().await.unwrap()["datasetHash"].as_str().unwrap().to_owned();
+    let hash = r.json::<Value>().await.unwrap()["datasetHash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let r = create(stack, who, &task_body(who, &hash, nonce, PARAMS)).await;
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
-    r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// Downloads, checks the hash against the chain, acknowledges, waits for settlement, decrypts.
@@ -29,22 +35,51 @@ async fn download_ack_decrypt(stack: &Stack, who: usize, id: &str) -> Vec<u8> {
     let r = download(stack, who, id).await;
     assert_eq!(r.status(), 200);
     let bytes = r.bytes().await.unwrap();
-    let d = stack.serving(who).getDeliverable(user, stack.provider_address(), id.to_owned()).call().await.unwrap();
-    assert_eq!(d.modelRootHash.as_ref(), alloy::primitives::keccak256(&bytes).as_slice(), "the download is what was announced");
+    let d = stack
+        .serving(who)
+        .getDeliverable(user, stack.provider_address(), id.to_owned())
+        .call()
+        .await
+        .unwrap();
+    assert_eq!(
+        d.modelRootHash.as_ref(),
+        alloy::primitives::keccak256(&bytes).as_slice(),
+        "the download is what was announced"
+    );
     assert!(!d.acknowledged && !d.settled);
-    let r = stack.serving(who).acknowledgeDeliverable(stack.provider_address(), id.to_owned()).send().await.unwrap().get_receipt().await.unwrap();
+    let r = stack
+        .serving(who)
+        .acknowledgeDeliverable(stack.provider_address(), id.to_owned())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
     assert!(r.status());
     wait_state(stack, who, id, &["Finished"], Duration::from_secs(60)).await;
-    let d = stack.serving(who).getDeliverable(user, stack.provider_address(), id.to_owned()).call().await.unwrap();
+    let d = stack
+        .serving(who)
+        .getDeliverable(user, stack.provider_address(), id.to_owned())
+        .call()
+        .await
+        .unwrap();
     assert!(d.settled && d.acknowledged);
     let secret = k256::SecretKey::from_slice(&hex::decode(&KEYS[who][2..]).unwrap()).unwrap();
-    let key = sealtune_protocol::ecies::unwrap_key(&secret, &d.encryptedSecret).expect("the customer unwraps the model key");
+    let key = sealtune_protocol::ecies::unwrap_key(&secret, &d.encryptedSecret)
+        .expect("the customer unwraps the model key");
     let dir = tempfile::tempdir().unwrap();
     let sealed = dir.path().join("model.sealed");
     std::fs::write(&sealed, &bytes).unwrap();
-    let service = stack.serving(who).getService(stack.provider_address()).call().await.unwrap();
+    let service = stack
+        .serving(who)
+        .getService(stack.provider_address())
+        .call()
+        .await
+        .unwrap();
     let zip = dir.path().join("model.zip");
-    sealtune_protocol::deliverable::open_file(&sealed, &zip, &key, service.teeSignerAddress).expect("the tag signature is the TEE signer's");
+    sealtune_protocol::deliverable::open_file(&sealed, &zip, &key, service.teeSignerAddress)
+        .expect("the tag signature is the TEE signer's");
     let out = dir.path().join("out");
     sealtune_protocol::deliverable::unzip_safely(&zip, &out, &Default::default()).unwrap();
     std::fs::read(out.join("output_model/adapter_model.safetensors")).unwrap()
@@ -53,7 +88,12 @@ async fn download_ack_decrypt(stack: &Stack, who: usize, id: &str) -> Vec<u8> {
 async fn settlements(stack: &Stack, id: &str) -> Vec<FineTuningServing::FeesSettled> {
     let p = client(&stack.anvil, &signer(0));
     let logs = p
-        .get_logs(&Filter::new().address(stack.deployment.serving).event_signature(FineTuningServing::FeesSettled::SIGNATURE_HASH).from_block(0))
+        .get_logs(
+            &Filter::new()
+                .address(stack.deployment.serving)
+                .event_signature(FineTuningServing::FeesSettled::SIGNATURE_HASH)
+                .from_block(0),
+        )
         .await
         .unwrap();
     logs.iter()
@@ -68,26 +108,53 @@ async fn happy_path_then_nonce_reuse_is_refused() {
     stack.fund(2, 10, 5).await;
     let provider_before = stack.balance(stack.provider_address()).await;
     let id = submit(&stack, 2, 7).await;
-    let t = wait_state(&stack, 2, &id, &["Delivered", "Failed"], Duration::from_secs(120)).await;
-    assert_eq!(t["progress"], "Delivered", "{}", task_log(&stack, 2, &id).await);
+    let t = wait_state(
+        &stack,
+        2,
+        &id,
+        &["Delivered", "Failed"],
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(
+        t["progress"],
+        "Delivered",
+        "{}",
+        task_log(&stack, 2, &id).await
+    );
     let tokens = t["tokens"].as_i64().unwrap();
     assert!(tokens > 0);
     let adapter = download_ack_decrypt(&stack, 2, &id).await;
-    assert!(adapter.starts_with(b"weights-"), "the script's output, decrypted");
+    assert!(
+        adapter.starts_with(b"weights-"),
+        "the script's output, decrypted"
+    );
     let fee = U256::from(tokens as u64) * U256::from(PRICE);
     let events = settlements(&stack, &id).await;
     assert_eq!(events.len(), 1, "settled exactly once");
     assert_eq!(events[0].fee, fee, "tokens × price × 1 epoch");
     assert!(events[0].acknowledged);
     assert_eq!(events[0].nonce, U256::from(7u64));
-    assert!(stack.balance(stack.provider_address()).await > provider_before - ether(1), "provider paid (minus gas)");
+    assert!(
+        stack.balance(stack.provider_address()).await > provider_before - ether(1),
+        "provider paid (minus gas)"
+    );
     let log = task_log(&stack, 2, &id).await;
-    for needle in ["setup done", "training started", "model sealed", "delivered", "settled in"] {
+    for needle in [
+        "setup done",
+        "training started",
+        "model sealed",
+        "delivered",
+        "settled in",
+    ] {
         assert!(log.contains(needle), "log lacks {needle}:\n{log}");
     }
     // The same nonce again is refused at once.
     let r = upload(&stack, 2, dataset_jsonl(3)).await;
-    let hash = r.json::<Value>().await.unwrap()["datasetHash"].as_str().unwrap().to_owned();
+    let hash = r.json::<Value>().await.unwrap()["datasetHash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let r = create(&stack, 2, &task_body(2, &hash, 7, PARAMS)).await;
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("nonce"));
@@ -101,28 +168,78 @@ async fn crashing_script_fails_the_task_and_charges_nothing() {
     stack.start_worker(None).await;
     stack.fund(2, 10, 5).await;
     let id = submit(&stack, 2, 1).await;
-    let t = wait_state(&stack, 2, &id, &["Failed", "Delivered"], Duration::from_secs(120)).await;
+    let t = wait_state(
+        &stack,
+        2,
+        &id,
+        &["Failed", "Delivered"],
+        Duration::from_secs(120),
+    )
+    .await;
     assert_eq!(t["progress"], "Failed");
-    assert!(t["failReason"].as_str().unwrap().contains("crashed on purpose"), "{t}");
-    assert!(task_log(&stack, 2, &id).await.contains("crashed on purpose"));
-    let account = stack.serving(2).getAccount(signer(2).address(), stack.provider_address()).call().await.unwrap();
+    assert!(
+        t["failReason"]
+            .as_str()
+            .unwrap()
+            .contains("crashed on purpose"),
+        "{t}"
+    );
+    assert!(
+        task_log(&stack, 2, &id)
+            .await
+            .contains("crashed on purpose")
+    );
+    let account = stack
+        .serving(2)
+        .getAccount(signer(2).address(), stack.provider_address())
+        .call()
+        .await
+        .unwrap();
     assert_eq!(account.balance, ether(5), "nothing charged");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledgement_settles_with_the_penalty_and_withholds_the_key() {
-    let stack = Stack::start(StackOptions { ack_timeout: "3s", ..Default::default() }).await;
+    let stack = Stack::start(StackOptions {
+        ack_timeout: "3s",
+        ..Default::default()
+    })
+    .await;
     stack.fund(2, 10, 5).await;
     let id = submit(&stack, 2, 1).await;
-    let t = wait_state(&stack, 2, &id, &["Finished", "Failed"], Duration::from_secs(120)).await;
-    assert_eq!(t["progress"], "Finished", "{}", task_log(&stack, 2, &id).await);
+    let t = wait_state(
+        &stack,
+        2,
+        &id,
+        &["Finished", "Failed"],
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(
+        t["progress"],
+        "Finished",
+        "{}",
+        task_log(&stack, 2, &id).await
+    );
     let events = settlements(&stack, &id).await;
     assert_eq!(events.len(), 1);
     assert!(!events[0].acknowledged);
     let full = U256::from(t["tokens"].as_i64().unwrap() as u64) * U256::from(PRICE);
-    assert_eq!(events[0].fee, full * U256::from(30u64) / U256::from(100u64), "30% penalty");
-    let d = stack.serving(2).getDeliverable(signer(2).address(), stack.provider_address(), id.clone()).call().await.unwrap();
-    assert!(d.encryptedSecret.is_empty(), "the customer never gets the key");
+    assert_eq!(
+        events[0].fee,
+        full * U256::from(30u64) / U256::from(100u64),
+        "30% penalty"
+    );
+    let d = stack
+        .serving(2)
+        .getDeliverable(signer(2).address(), stack.provider_address(), id.clone())
+        .call()
+        .await
+        .unwrap();
+    assert!(
+        d.encryptedSecret.is_empty(),
+        "the customer never gets the key"
+    );
 }
 
 /// Kills the worker at each named stage, restarts it, and checks the task still finishes with one
@@ -130,9 +247,17 @@ async fn no_acknowledgement_settles_with_the_penalty_and_withholds_the_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_every_stage_restarts_and_finishes_once() {
     let mut stack = Stack::start(StackOptions::default()).await;
-    for (i, point) in ["after-setup", "during-training", "after-training", "after-seal", "after-add-deliverable", "before-settle", "after-settle"]
-        .into_iter()
-        .enumerate()
+    for (i, point) in [
+        "after-setup",
+        "during-training",
+        "after-training",
+        "after-seal",
+        "after-add-deliverable",
+        "before-settle",
+        "after-settle",
+    ]
+    .into_iter()
+    .enumerate()
     {
         let who = 2 + (i % 2);
         if i < 2 {
@@ -149,20 +274,47 @@ async fn killed_at_every_stage_restarts_and_finishes_once() {
         let settles_after = matches!(point, "before-settle" | "after-settle");
         if settles_after {
             wait_state(&stack, who, &id, &["Delivered"], Duration::from_secs(120)).await;
-            let r = stack.serving(who).acknowledgeDeliverable(stack.provider_address(), id.clone()).send().await.unwrap().get_receipt().await.unwrap();
+            let r = stack
+                .serving(who)
+                .acknowledgeDeliverable(stack.provider_address(), id.clone())
+                .send()
+                .await
+                .unwrap()
+                .get_receipt()
+                .await
+                .unwrap();
             assert!(r.status());
         }
-        assert!(stack.wait_worker_exit(Duration::from_secs(120)).await, "{point}: the worker aborted");
+        assert!(
+            stack.wait_worker_exit(Duration::from_secs(120)).await,
+            "{point}: the worker aborted"
+        );
         stack.env.clear();
         stack.start_worker(None).await;
         if settles_after {
             wait_state(&stack, who, &id, &["Finished"], Duration::from_secs(60)).await;
         } else {
-            let t = wait_state(&stack, who, &id, &["Delivered", "Failed"], Duration::from_secs(120)).await;
-            assert_eq!(t["progress"], "Delivered", "{point}: {}", task_log(&stack, who, &id).await);
+            let t = wait_state(
+                &stack,
+                who,
+                &id,
+                &["Delivered", "Failed"],
+                Duration::from_secs(120),
+            )
+            .await;
+            assert_eq!(
+                t["progress"],
+                "Delivered",
+                "{point}: {}",
+                task_log(&stack, who, &id).await
+            );
             download_ack_decrypt(&stack, who, &id).await;
         }
-        assert_eq!(settlements(&stack, &id).await.len(), 1, "{point}: settled exactly once");
+        assert_eq!(
+            settlements(&stack, &id).await.len(),
+            1,
+            "{point}: settled exactly once"
+        );
         let _: Address = signer(who).address();
     }
 }

@@ -88,7 +88,13 @@ pub struct StackOptions {
 
 impl Default for StackOptions {
     fn default() -> Self {
-        StackOptions { ack_timeout: "6h", queue_size: 5, max_upload_bytes: 1 << 20, lock_time: 3600, deployer_nonce: None }
+        StackOptions {
+            ack_timeout: "6h",
+            queue_size: 5,
+            max_upload_bytes: 1 << 20,
+            lock_time: 3600,
+            deployer_nonce: None,
+        }
     }
 }
 
@@ -106,16 +112,24 @@ pub fn client(anvil: &Anvil, who: &PrivateKeySigner) -> DynProvider {
 impl Stack {
     pub async fn start(opts: StackOptions) -> Stack {
         let anvil = Anvil::start(31337);
-        let owner = ProviderBuilder::new().wallet(signer(0)).connect_http(anvil.endpoint.parse().unwrap());
+        let owner = ProviderBuilder::new()
+            .wallet(signer(0))
+            .connect_http(anvil.endpoint.parse().unwrap());
         if let Some(nonce) = opts.deployer_nonce {
             let _: serde_json::Value = owner
-                .raw_request("anvil_setNonce".into(), (signer(0).address(), U256::from(nonce)))
+                .raw_request(
+                    "anvil_setNonce".into(),
+                    (signer(0).address(), U256::from(nonce)),
+                )
                 .await
                 .expect("anvil_setNonce");
         }
         let deployment = sealtune_contracts::deploy(
             &owner,
-            &sealtune_contracts::DeployConfig { lock_time_secs: opts.lock_time, ..Default::default() },
+            &sealtune_contracts::DeployConfig {
+                lock_time_secs: opts.lock_time,
+                ..Default::default()
+            },
         )
         .await
         .expect("deploy");
@@ -168,7 +182,16 @@ source = "dev"
         );
         let config_path = dir.path().join("worker.toml");
         std::fs::write(&config_path, config).unwrap();
-        let mut stack = Stack { anvil, deployment, dir, config_path, port, worker: None, http: reqwest::Client::new(), env: Vec::new() };
+        let mut stack = Stack {
+            anvil,
+            deployment,
+            dir,
+            config_path,
+            port,
+            worker: None,
+            http: reqwest::Client::new(),
+            env: Vec::new(),
+        };
         stack.start_worker(None).await;
         stack.ack_signer().await;
         stack
@@ -184,7 +207,11 @@ source = "dev"
 
     /// Starts the worker (optionally with a test crash point) and waits for /healthz.
     pub async fn start_worker(&mut self, crash_at: Option<&str>) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sealtune-worker"));
         cmd.args(["serve", "--config"])
             .arg(&self.config_path)
@@ -207,9 +234,16 @@ source = "dev"
                 return;
             }
             if let Some(status) = self.worker.as_mut().unwrap().0.try_wait().unwrap() {
-                panic!("worker exited with {status} at start:\n{}", self.worker_log());
+                panic!(
+                    "worker exited with {status} at start:\n{}",
+                    self.worker_log()
+                );
             }
-            assert!(Instant::now() < deadline, "worker did not start:\n{}", self.worker_log());
+            assert!(
+                Instant::now() < deadline,
+                "worker did not start:\n{}",
+                self.worker_log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -225,7 +259,11 @@ source = "dev"
             if let Some(status) = self.worker.as_mut().unwrap().0.try_wait().unwrap() {
                 return !status.success();
             }
-            assert!(Instant::now() < deadline, "worker did not exit:\n{}", self.worker_log());
+            assert!(
+                Instant::now() < deadline,
+                "worker did not exit:\n{}",
+                self.worker_log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -245,17 +283,33 @@ source = "dev"
     /// The owner acknowledges the worker's TEE signer (stands in for verifying its quote).
     pub async fn ack_signer(&self) {
         let owner = client(&self.anvil, &signer(0));
-        sealtune_contracts::acknowledge_tee_signer(&owner, &self.deployment, self.provider_address())
-            .await
-            .expect("acknowledge TEE signer");
+        sealtune_contracts::acknowledge_tee_signer(
+            &owner,
+            &self.deployment,
+            self.provider_address(),
+        )
+        .await
+        .expect("acknowledge TEE signer");
     }
 
     /// Customer `who` opens a ledger and funds the provider's sub-account.
     pub async fn fund(&self, who: usize, ledger_eth: u64, sub_eth: u64) {
         let ledger = self.ledger(who);
-        ledger.addLedger(String::new()).value(ether(ledger_eth)).send().await.unwrap().get_receipt().await.unwrap();
+        ledger
+            .addLedger(String::new())
+            .value(ether(ledger_eth))
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap();
         let r = ledger
-            .transferFund(self.provider_address(), FINE_TUNING_SERVICE_NAME.into(), ether(sub_eth))
+            .transferFund(
+                self.provider_address(),
+                FINE_TUNING_SERVICE_NAME.into(),
+                ether(sub_eth),
+            )
             .send()
             .await
             .unwrap()
@@ -266,12 +320,18 @@ source = "dev"
     }
 
     pub async fn balance(&self, who: Address) -> U256 {
-        client(&self.anvil, &signer(0)).get_balance(who).await.unwrap()
+        client(&self.anvil, &signer(0))
+            .get_balance(who)
+            .await
+            .unwrap()
     }
 }
 
 pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// A small instruction dataset (JSONL).
@@ -294,10 +354,19 @@ pub async fn upload(stack: &Stack, who: usize, bytes: Vec<u8>) -> reqwest::Respo
     let ts = now();
     let sig = sealtune_protocol::request::sign_dataset_upload(&k256_key(who), &addr, ts);
     let form = reqwest::multipart::Form::new()
-        .part("file", reqwest::multipart::Part::bytes(bytes).file_name("data.jsonl"))
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name("data.jsonl"),
+        )
         .text("signature", sig.to_hex_v27())
         .text("timestamp", ts.to_string());
-    stack.http.post(stack.url(&format!("/v1/user/{addr}/dataset"))).multipart(form).send().await.unwrap()
+    stack
+        .http
+        .post(stack.url(&format!("/v1/user/{addr}/dataset")))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
 }
 
 pub const PARAMS: &str = r#"{"neftune_noise_alpha":5,"num_train_epochs":1,"per_device_train_batch_size":2,"learning_rate":0.0002,"max_steps":2}"#;
@@ -310,7 +379,10 @@ pub fn task_body(who: usize, dataset_hash: &str, nonce: u64, params: &str) -> se
         dataset_hash: dataset_hash.to_owned(),
         fee: U256::ZERO,
     };
-    let sig = task.sign(&k256_key(who), sealtune_protocol::request::CreateTaskForm::WithoutFee);
+    let sig = task.sign(
+        &k256_key(who),
+        sealtune_protocol::request::CreateTaskForm::WithoutFee,
+    );
     serde_json::json!({
         "userAddress": user.to_checksum(None),
         "preTrainedModelHash": MODEL_HASH,
@@ -325,23 +397,48 @@ pub fn task_body(who: usize, dataset_hash: &str, nonce: u64, params: &str) -> se
 
 pub async fn create(stack: &Stack, who: usize, body: &serde_json::Value) -> reqwest::Response {
     let addr = signer(who).address().to_checksum(None);
-    stack.http.post(stack.url(&format!("/v1/user/{addr}/task"))).json(body).send().await.unwrap()
+    stack
+        .http
+        .post(stack.url(&format!("/v1/user/{addr}/task")))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
 }
 
 pub async fn get_task(stack: &Stack, who: usize, id: &str) -> serde_json::Value {
     let addr = signer(who).address().to_checksum(None);
-    let r = stack.http.get(stack.url(&format!("/v1/user/{addr}/task/{id}"))).send().await.unwrap();
+    let r = stack
+        .http
+        .get(stack.url(&format!("/v1/user/{addr}/task/{id}")))
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_success(), "get task: {}", r.status());
     r.json().await.unwrap()
 }
 
 pub async fn task_log(stack: &Stack, who: usize, id: &str) -> String {
     let addr = signer(who).address().to_checksum(None);
-    stack.http.get(stack.url(&format!("/v1/user/{addr}/task/{id}/log"))).send().await.unwrap().text().await.unwrap()
+    stack
+        .http
+        .get(stack.url(&format!("/v1/user/{addr}/task/{id}/log")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 /// Polls until the task reaches one of `states`; panics with the log after `within`.
-pub async fn wait_state(stack: &Stack, who: usize, id: &str, states: &[&str], within: Duration) -> serde_json::Value {
+pub async fn wait_state(
+    stack: &Stack,
+    who: usize,
+    id: &str,
+    states: &[&str],
+    within: Duration,
+) -> serde_json::Value {
     let deadline = Instant::now() + within;
     loop {
         let t = get_task(stack, who, id).await;
