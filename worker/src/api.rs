@@ -71,6 +71,17 @@ fn request_err(e: RequestError) -> ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// A JSON body the extractor refused: 400, except a body over `limits.max_body_bytes`, which is
+/// 413 Payload Too Large (found by worker_more.rs: it was reported as a 400 "invalid body").
+fn json_rejection(what: &str, e: axum::extract::rejection::JsonRejection) -> ApiError {
+    let status = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    ApiError(status, format!("invalid {what} body: {}", e.body_text()))
+}
+
 /// The router with every route.
 pub fn router(worker: Arc<Worker>) -> Router {
     let upload_limit = usize::try_from(worker.config.limits.max_upload_bytes)
@@ -194,8 +205,7 @@ async fn create_task(
     Path(addr): Path<String>,
     body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let Json(body) =
-        body.map_err(|e| ApiError::bad(format!("invalid task body: {}", e.body_text())))?;
+    let Json(body) = body.map_err(|e| json_rejection("task", e))?;
     let url_user = parse_addr(&addr)?;
     let fee = body.fee.clone().unwrap_or_else(|| "0".to_owned());
     let wire = CreateTask::from_wire(&body.user_address, &body.nonce, &body.dataset_hash, &fee)
@@ -332,8 +342,7 @@ async fn cancel_task(
     Path((addr, id)): Path<(String, String)>,
     body: Result<Json<SignatureBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Response> {
-    let Json(body) =
-        body.map_err(|e| ApiError::bad(format!("invalid cancel body: {}", e.body_text())))?;
+    let Json(body) = body.map_err(|e| json_rejection("cancel", e))?;
     let task = own_task(&worker, &addr, &id).await?;
     let uuid = request::parse_task_id(&id).map_err(request_err)?;
     let signature = request::parse_signature(&body.signature).map_err(request_err)?;
@@ -396,8 +405,7 @@ async fn download_lora(
     Path((addr, id)): Path<(String, String)>,
     body: Result<Json<SignatureBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Response> {
-    let Json(body) =
-        body.map_err(|e| ApiError::bad(format!("invalid download body: {}", e.body_text())))?;
+    let Json(body) = body.map_err(|e| json_rejection("download", e))?;
     let task = own_task(&worker, &addr, &id).await?;
     let user = parse_addr(&addr)?;
     let uuid = request::parse_task_id(&id).map_err(request_err)?;

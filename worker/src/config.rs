@@ -348,6 +348,7 @@ pub struct Limits {
     #[serde(default = "d_ack")]
     pub ack_timeout: Span,
     /// How long datasets, fetched models and deliverables are kept after a task ends (default 3 d).
+    /// Checked every min(60 s, this) (at least every second).
     #[serde(default = "d_retention")]
     pub retention: Span,
     /// Longest training run (default 24 h).

@@ -958,8 +958,28 @@ pub async fn run_retention_lane(worker: Arc<Worker>, shutdown: CancellationToken
             Err(e) => tracing::error!("store: {e}"),
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = tokio::time::sleep(retention_period(worker.config.limits.retention.0)) => {}
             _ = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// How often the retention lane looks for expired files: every minute, or as often as the
+/// retention period itself when it is shorter (at least once a second), so a short retention
+/// (tests, a privacy-minded provider) is honoured within about one period instead of a minute.
+pub fn retention_period(retention: Duration) -> Duration {
+    retention.clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_lane_period_is_a_minute_or_the_retention_when_shorter() {
+        assert_eq!(retention_period(Duration::from_secs(3 * 86_400)), Duration::from_secs(60));
+        assert_eq!(retention_period(Duration::from_secs(60)), Duration::from_secs(60));
+        assert_eq!(retention_period(Duration::from_secs(5)), Duration::from_secs(5));
+        assert_eq!(retention_period(Duration::ZERO), Duration::from_secs(1));
     }
 }

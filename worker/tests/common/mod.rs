@@ -37,7 +37,10 @@ pub fn k256_key(i: usize) -> k256::ecdsa::SigningKey {
     k256::ecdsa::SigningKey::from_slice(&hex::decode(&KEYS[i][2..]).unwrap()).unwrap()
 }
 
-/// A training script that needs no model: writes an "adapter" and reports progress.
+/// A training script that needs no model: writes an "adapter" and reports progress. Its mode
+/// (`QUICK_SCRIPT_MODE`, a `behaviour` file in the task directory, or the file named by
+/// `QUICK_SCRIPT_MODE_FILE`, read at each run): `ok`, `crash` (raises), `slow` (6 s), `hang`
+/// (sleeps an hour), `nothing` (exits 0 without writing any output).
 pub const QUICK_SCRIPT: &str = r#"
 import argparse, json, os, sys
 p = argparse.ArgumentParser()
@@ -49,6 +52,16 @@ mode = os.environ.get("QUICK_SCRIPT_MODE", "ok")
 marker = os.path.join(os.path.dirname(args.output_dir), "behaviour")
 if os.path.exists(marker):
     mode = open(marker).read().strip()
+mode_file = os.environ.get("QUICK_SCRIPT_MODE_FILE")
+if mode_file and os.path.exists(mode_file):
+    mode = open(mode_file).read().strip()
+if mode == "hang":
+    import time
+    print("hanging on purpose", flush=True)
+    time.sleep(3600)
+if mode == "nothing":
+    print("exiting 0 without writing anything")
+    sys.exit(0)
 if mode == "crash":
     raise RuntimeError("the script crashed on purpose")
 if mode == "slow":
@@ -84,6 +97,10 @@ pub struct StackOptions {
     /// FineTuningServing the one at nonce 12, `0xA51c1fc2…`, the address the official SDK's read-only broker
     /// hard-codes for chain 31337 (its `list-providers` takes no contract address).
     pub deployer_nonce: Option<u64>,
+    /// `limits.training_timeout`.
+    pub training_timeout: &'static str,
+    /// More `[limits]` lines (TOML), e.g. `retention = "1s"`.
+    pub extra_limits: &'static str,
 }
 
 impl Default for StackOptions {
@@ -94,6 +111,8 @@ impl Default for StackOptions {
             max_upload_bytes: 1 << 20,
             lock_time: 3600,
             deployer_nonce: None,
+            training_timeout: "60s",
+            extra_limits: "",
         }
     }
 }
@@ -165,7 +184,8 @@ weights = {{ hf = "HuggingFaceTB/SmolLM2-135M-Instruct" }}
 ack_timeout = "{ack}"
 queue_size = {queue}
 max_upload_bytes = {upload}
-training_timeout = "60s"
+training_timeout = "{train}"
+{extra_limits}
 
 [attestation]
 source = "dev"
@@ -179,6 +199,8 @@ source = "dev"
             ack = opts.ack_timeout,
             queue = opts.queue_size,
             upload = opts.max_upload_bytes,
+            train = opts.training_timeout,
+            extra_limits = opts.extra_limits,
         );
         let config_path = dir.path().join("worker.toml");
         std::fs::write(&config_path, config).unwrap();
