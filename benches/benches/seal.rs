@@ -4,16 +4,29 @@
 //! cargo bench -p sealtune-benches --bench seal            # 1 GiB model (SEALTUNE_SEAL_BENCH_MIB to change)
 //! ```
 //!
-//! Criterion measures seal (zip + AES-256-GCM, stored and deflate) and open (signature check + decrypt) of
-//! a directory of bf16-like weights generated in a temporary directory. Peak memory is measured apart: the
-//! bench re-runs itself as a child process that seals (or opens) once and reports its own `VmHWM`.
+//! First a CPU-only pass (no disk): [`SealZipWriter`] seals 256 MiB of in-memory weights into
+//! `io::sink()`, `open` opens the sealed bytes from memory into `io::sink()`, and the parts that bound
+//! them (one AES-256-GCM call on a 64 MiB chunk with the `aes-gcm` crate, CRC-32 of the zip, a memcpy)
+//! are timed alone; rounds are interleaved and each figure is given per wall-second and per
+//! CPU-second of the measuring thread (`/proc/thread-self/schedstat`), the latter being what a shared,
+//! loaded machine cannot distort much. `SEALTUNE_SEAL_BENCH_CPU_ROUNDS` (default 7) sets the rounds.
+//!
+//! Then criterion measures seal (zip + AES-256-GCM, stored and deflate) and open (signature check +
+//! decrypt) of a directory of bf16-like weights generated in a temporary directory
+//! (`SEALTUNE_SEAL_BENCH_MIB=0` skips this disk part). Peak memory is measured apart: the bench re-runs
+//! itself as a child process that seals (or opens) once and reports its own `VmHWM`.
+use std::hint::black_box;
+use std::io::{self, Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
 use criterion::{Criterion, Throughput};
 use sealtune_protocol::deliverable::{
-    self, DeliverableKey, OsRng, SealOptions, TeeSigningKey, ZipCompression,
+    self, ChunkLen, DeliverableKey, OsRng, SealOptions, SealZipWriter, TeeSigningKey,
+    ZipCompression,
 };
 use sealtune_protocol::sig::address_of;
 
@@ -140,16 +153,145 @@ fn run_child(args: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// CPU time of the calling thread, in seconds (`/proc/thread-self/schedstat`: ns on the CPU first).
+fn thread_cpu_s() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |ns| ns / 1e9)
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs.get(xs.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Run `f` once; push its MB/s of `bytes` per wall-second and per CPU-second of this thread.
+fn timed(bytes: usize, wall: &mut Vec<f64>, cpu: &mut Vec<f64>, f: impl FnOnce()) {
+    let (c, t) = (thread_cpu_s(), Instant::now());
+    f();
+    let (t, c) = (t.elapsed().as_secs_f64(), thread_cpu_s() - c);
+    wall.push(bytes as f64 / 1e6 / t);
+    cpu.push(bytes as f64 / 1e6 / c);
+}
+
+const CPU_MIB: usize = 256;
+const BLOCK: usize = 16 << 20;
+
+/// Seal `CPU_MIB` MiB of `block` (repeated) as one zip entry into `out`.
+fn seal_memory<W: Write>(
+    out: W,
+    key: &DeliverableKey,
+    block: &[u8],
+) -> deliverable::StreamSealed<W> {
+    let mut w = SealZipWriter::new(out, key, &mut OsRng, &SealOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    w.start_file("model.safetensors", (CPU_MIB as u64) << 20)
+        .unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..CPU_MIB * (1 << 20) / BLOCK {
+        w.write_all(block).unwrap_or_else(|e| panic!("{e}"));
+    }
+    w.finish().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The CPU-only pass (see the module docs): interleaved rounds, medians printed.
+fn cpu_only() {
+    let rounds: usize = std::env::var("SEALTUNE_SEAL_BENCH_CPU_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7);
+    let mut block = vec![0u8; BLOCK];
+    weights(&mut block, &mut 0x2545_f491_4f6c_dd1d);
+    let key = DeliverableKey::from_bytes([7; 32]);
+    let sealed = seal_memory(Cursor::new(Vec::new()), &key, &block);
+    let mut file = sealed.writer;
+    deliverable::finish_writer(
+        &mut file,
+        &deliverable::sign_tags(&tee(), &sealed.tag_digest),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let file = file.into_inner();
+    let signer = address_of(tee().verifying_key());
+    let cipher = Aes256Gcm::new(&[7u8; 32].into());
+    let mut chunk = vec![0u8; deliverable::WIRE_CHUNK_LEN];
+    chunk.copy_from_slice(&block.repeat(deliverable::WIRE_CHUNK_LEN / BLOCK));
+    let mut copy = vec![0u8; deliverable::WIRE_CHUNK_LEN];
+    let total = CPU_MIB << 20;
+    let names = [
+        "seal 256 MiB -> sink (zip + CRC-32 + copy + AES-256-GCM)",
+        "open 256 MiB from memory -> sink (tags + signature + AES-256-GCM)",
+        "aes-gcm crate: encrypt one 64 MiB chunk in place",
+        "aes-gcm crate: decrypt one 64 MiB chunk in place",
+        "crc32fast over 64 MiB (the zip's CRC)",
+        "memcpy 64 MiB",
+    ];
+    let mut wall = vec![Vec::new(); names.len()];
+    let mut cpu = vec![Vec::new(); names.len()];
+    for _ in 0..rounds {
+        timed(total, &mut wall[0], &mut cpu[0], || {
+            black_box(seal_memory(io::sink(), &key, &block).tag_digest);
+        });
+        timed(total, &mut wall[1], &mut cpu[1], || {
+            deliverable::open(
+                &mut Cursor::new(file.as_slice()),
+                &mut io::sink(),
+                &key,
+                signer,
+                ChunkLen::default(),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        });
+        let nonce = Nonce::from_slice(&[1u8; 12]);
+        let mut tag = Default::default();
+        timed(chunk.len(), &mut wall[2], &mut cpu[2], || {
+            tag = cipher
+                .encrypt_in_place_detached(nonce, &[], &mut chunk)
+                .unwrap_or_else(|_| unreachable!());
+        });
+        timed(chunk.len(), &mut wall[3], &mut cpu[3], || {
+            cipher
+                .decrypt_in_place_detached(nonce, &[], &mut chunk, &tag)
+                .unwrap_or_else(|_| panic!("decrypt"));
+        });
+        timed(chunk.len(), &mut wall[4], &mut cpu[4], || {
+            let mut h = crc32fast::Hasher::new();
+            h.update(&chunk);
+            black_box(h.finalize());
+        });
+        timed(chunk.len(), &mut wall[5], &mut cpu[5], || {
+            copy.copy_from_slice(&chunk);
+            black_box(&copy);
+        });
+    }
+    println!(
+        "CPU-only, {rounds} interleaved rounds, medians (load average {}):",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    for ((name, w), c) in names.iter().zip(wall).zip(cpu) {
+        println!(
+            "  {name}: {:.0} MB/s wall, {:.0} MB/s per CPU-second",
+            median(w),
+            median(c)
+        );
+    }
+}
+
 fn main() {
     if std::env::var_os(CHILD_ENV).is_some() {
         let args: Vec<String> = std::env::args().skip(1).collect();
         child(&args);
         return;
     }
+    cpu_only();
     let mib: usize = std::env::var("SEALTUNE_SEAL_BENCH_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024);
+    if mib == 0 {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let model = make_model(tmp.path(), mib);
     let enc = tmp.path().join("model.enc");

@@ -4,7 +4,11 @@
 //! sealtune's `TokenCounter::count_dataset` against 0G's Python counter (`AutoTokenizer`, one `encode` per
 //! field per record: `protocol/tests/py/count_tokens_0g.py`) run as a subprocess that times itself
 //! (reading + counting, not the import or the tokenizer load). Runs are interleaved and medians
-//! compared; the counts must be identical. Then a criterion group times the Rust side alone.
+//! compared; the counts must be identical. A second interleaved pass, on the records already in memory,
+//! compares the count-only path (`TokenCounter::count_records`, what `count_dataset` uses) with the full
+//! `encode_fast` path it replaced (`count_text_by_encoding`), each on one thread and on all cores, so
+//! the per-core gain over Python (which counts on one thread) shows apart from the parallel one.
+//! Then a criterion group times the Rust side alone.
 //!
 //! Needs the project venv and model cache (`scripts/setup`). Run:
 //! `cargo bench -p sealtune-benches --bench tokens` (with `. scripts/env`).
@@ -14,7 +18,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use sealtune_protocol::dataset::ReadLimits;
+use rayon::prelude::*;
+use sealtune_protocol::dataset::{self, DatasetError, ReadLimits, Record};
 use sealtune_protocol::tokens::{CountRule, TokenCounter};
 
 const TARGET_BYTES: usize = 10 << 20;
@@ -279,6 +284,71 @@ fn main() {
         bytes as f64 / p / 1e6,
         p / r
     );
+
+    // In-memory pass: count-only vs full encoding, one thread vs all cores.
+    let mut records: Vec<Record> = Vec::new();
+    dataset::read_dataset(&dataset, &limits, |_, r| {
+        records.push(r);
+        Ok::<(), DatasetError>(())
+    })
+    .expect("read dataset");
+    let by_encoding = |records: &[Record]| -> u64 {
+        records
+            .par_iter()
+            .map(|r| {
+                let f = r.fields();
+                [f.text, f.input, f.output]
+                    .into_iter()
+                    .flatten()
+                    .map(|t| counter.count_text_by_encoding(t).expect("encode"))
+                    .sum::<u64>()
+            })
+            .sum()
+    };
+    let count_only = |records: &[Record]| -> u64 {
+        counter
+            .count_records(records, CountRule::Official)
+            .expect("count")
+    };
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("pool");
+    let names = [
+        "count-only, 1 thread",
+        "encode_fast, 1 thread",
+        "count-only, all cores",
+        "encode_fast, all cores",
+    ];
+    let mut secs = vec![Vec::new(); names.len()];
+    let mut expected = None;
+    for _ in 0..ROUNDS {
+        for (i, s) in secs.iter_mut().enumerate() {
+            let t = Instant::now();
+            let n = match i {
+                0 => one.install(|| count_only(&records)),
+                1 => one.install(|| by_encoding(&records)),
+                2 => count_only(&records),
+                _ => by_encoding(&records),
+            };
+            s.push(t.elapsed().as_secs_f64());
+            assert_eq!(*expected.get_or_insert(n), n, "paths disagree");
+        }
+    }
+    println!(
+        "in memory, {ROUNDS} interleaved rounds, medians (load average {}); python median {p:.3} s:",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    for (name, s) in names.iter().zip(secs) {
+        let m = median(s);
+        println!(
+            "  {name}: {m:.3} s ({:.1} MB/s, {:.2}x python)",
+            bytes as f64 / m / 1e6,
+            p / m
+        );
+    }
 
     let mut c = Criterion::default()
         .configure_from_args()

@@ -21,6 +21,17 @@
 //! Records are read in batches of [`BATCH_RECORDS`] and each batch is counted in parallel with rayon:
 //! memory stays bounded by one batch whatever the dataset size.
 //!
+//! # Count-only path
+//!
+//! [`TokenCounter::count_text`] runs the tokenizer's own pipeline (added-token extraction,
+//! normalizer, pre-tokenizer, model) but never builds an `Encoding`: it sums the token counts of the
+//! pre-tokens, memoising the model's count per distinct pre-token in a per-thread cache
+//! ([`WORD_CACHE_ENTRIES`] at most, then cleared), and adds the post-processor's special tokens
+//! (`PostProcessor::added_tokens`). The counts equal `encode(text).len()`: pre-tokens are tokenized
+//! independently by every model `tokenizers` has, and the cache is bypassed for BPE with dropout
+//! (non-deterministic). `tests/tokens_python_differential.rs` checks the counts against Python
+//! `transformers` and against `encode_fast` on both models.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -33,15 +44,34 @@
 //! # Ok::<(), sealtune_protocol::tokens::TokenError>(())
 //! ```
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
-use tokenizers::Tokenizer;
+use tokenizers::{
+    Model, ModelWrapper, OffsetReferential, OffsetType, PostProcessor, PreTokenizer, Tokenizer,
+};
 
 use crate::dataset::{self, DatasetError, Location, ReadLimits, Record};
 
 /// Records per parallel batch in [`TokenCounter::count_dataset`].
 pub const BATCH_RECORDS: usize = 2048;
+
+/// Distinct pre-tokens whose count a thread remembers before it clears its cache.
+pub const WORD_CACHE_ENTRIES: usize = 1 << 18;
+
+/// Pre-tokens longer than this (in bytes) are counted without the cache.
+const WORD_CACHE_MAX_LEN: usize = 64;
+
+/// Gives every [`TokenCounter`] its own id, so that a thread's cache never serves another tokenizer.
+static NEXT_COUNTER_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// `(counter id, pre-token → model token count)` for the counter this thread used last.
+    static WORD_CACHE: RefCell<(u64, HashMap<Box<str>, u32>)> = RefCell::new((0, HashMap::new()));
+}
 
 /// Which fields of a record are counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -86,6 +116,10 @@ pub struct TokenCount {
 #[derive(Debug, Clone)]
 pub struct TokenCounter {
     tokenizer: Tokenizer,
+    /// Key of this tokenizer in the per-thread word cache.
+    id: u64,
+    /// Whether model counts of pre-tokens may be memoised (deterministic model).
+    cacheable: bool,
 }
 
 impl TokenCounter {
@@ -103,11 +137,67 @@ impl TokenCounter {
             .with_truncation(None)
             .map_err(|e| TokenError::Load(e.to_string()))?;
         tokenizer.with_padding(None);
-        Ok(Self { tokenizer })
+        let cacheable = match tokenizer.get_model() {
+            ModelWrapper::BPE(bpe) => bpe.dropout.is_none(),
+            _ => true,
+        };
+        Ok(Self {
+            tokenizer,
+            id: NEXT_COUNTER_ID.fetch_add(1, Ordering::Relaxed),
+            cacheable,
+        })
     }
 
-    /// Tokens of one text, special tokens included (like Python's `tokenizer.encode(text)`).
+    /// Tokens of one text, special tokens included (like Python's `tokenizer.encode(text)`), by the
+    /// count-only path of the module docs.
     pub fn count_text(&self, text: &str) -> Result<u64, String> {
+        let tk = &self.tokenizer;
+        let mut pretokenized = tk
+            .get_added_vocabulary()
+            .extract_and_normalize(tk.get_normalizer(), text);
+        if let Some(pre) = tk.get_pre_tokenizer() {
+            pre.pre_tokenize(&mut pretokenized)
+                .map_err(|e| e.to_string())?;
+        }
+        let model = tk.get_model();
+        let splits = pretokenized.get_splits(OffsetReferential::Normalized, OffsetType::None);
+        let mut count = 0u64;
+        WORD_CACHE.with_borrow_mut(|(owner, cache)| {
+            if *owner != self.id {
+                cache.clear();
+                *owner = self.id;
+            }
+            for (piece, _, tokens) in splits {
+                let n = match tokens {
+                    // An added token, already extracted.
+                    Some(tokens) => tokens.len() as u64,
+                    None if self.cacheable && piece.len() <= WORD_CACHE_MAX_LEN => {
+                        match cache.get(piece) {
+                            Some(&n) => u64::from(n),
+                            None => {
+                                let n = model.tokenize(piece).map_err(|e| e.to_string())?.len();
+                                if cache.len() >= WORD_CACHE_ENTRIES {
+                                    cache.clear();
+                                }
+                                let n = u32::try_from(n).unwrap_or(u32::MAX);
+                                cache.insert(piece.into(), n);
+                                u64::from(n)
+                            }
+                        }
+                    }
+                    None => model.tokenize(piece).map_err(|e| e.to_string())?.len() as u64,
+                };
+                count = count.saturating_add(n);
+            }
+            Ok::<(), String>(())
+        })?;
+        let special = tk.get_post_processor().map_or(0, |p| p.added_tokens(false));
+        Ok(count.saturating_add(special as u64))
+    }
+
+    /// Tokens of one text by a full `encode_fast` (builds the `Encoding`): the reference the
+    /// count-only [`TokenCounter::count_text`] is tested against.
+    pub fn count_text_by_encoding(&self, text: &str) -> Result<u64, String> {
         self.tokenizer
             .encode_fast(text, true)
             .map(|e| e.len() as u64)

@@ -275,3 +275,53 @@ fn minilm_truncation_is_disabled() {
         "[CLS] [SEP] like Python's encode(\"\")"
     );
 }
+
+/// The count-only path equals the length of a full `encode_fast`, on both models, for texts with added
+/// tokens, repeated pre-tokens (cache hits), long pre-tokens (cache bypassed), and with two counters
+/// alternating on the same threads (the per-thread cache must not mix tokenizers).
+#[test]
+fn count_only_path_equals_full_encoding() {
+    let smol = TokenCounter::from_file(model_dir(SMOLLM2).join("tokenizer.json")).unwrap();
+    let mini = TokenCounter::from_file(model_dir(MINILM).join("tokenizer.json")).unwrap();
+    let long = "x".repeat(300);
+    let texts = [
+        "",
+        " ",
+        "\n\n",
+        "Hello world, hello WORLD! hello world",
+        "<|im_start|>user\nhi<|im_end|><|endoftext|>",
+        "[CLS] tokens [SEP] [MASK] [PAD] [UNK]",
+        "naïve café 日本語 中文文本 русский 🦀 e\u{301} 3.14 2024",
+        long.as_str(),
+        "  leading and trailing spaces   ",
+        "tabs\tand\r\nnewlines\n",
+    ];
+    for round in 0..3 {
+        for text in texts {
+            for (name, counter) in [("smollm2", &smol), ("minilm", &mini)] {
+                assert_eq!(
+                    counter.count_text(text).unwrap(),
+                    counter.count_text_by_encoding(text).unwrap(),
+                    "{name}, round {round}: {text:?}"
+                );
+            }
+        }
+    }
+    let data = dataset(0x5eed_0003, 300);
+    std::thread::scope(|s| {
+        for first in 0..2 {
+            let (data, counters) = (&data, [&smol, &mini]);
+            s.spawn(move || {
+                for (i, line) in data.lines().enumerate() {
+                    // Alternate the tokenizers on this thread.
+                    let counter = counters[(i + first) % 2];
+                    assert_eq!(
+                        counter.count_text(line).unwrap(),
+                        counter.count_text_by_encoding(line).unwrap(),
+                        "{line}"
+                    );
+                }
+            });
+        }
+    });
+}
