@@ -280,7 +280,7 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
                 .await?
             {
                 store
-                    .log(&t.id, &format!("the worker's TEE signer changed from {old} to {signer}; this task's model was sealed under {old}"), SystemClock.now_ms_static())
+                    .log(&t.id, &format!("the worker's TEE signer changed from {old} to {signer}; this task's model was sealed under {old}: unless the customer has acknowledged it already, it will be settled without charge (the customer cannot check it against the new signer)"), SystemClock.now_ms_static())
                     .await?;
             }
         }

@@ -751,12 +751,18 @@ pub async fn run_settle_lane(worker: Arc<Worker>, shutdown: CancellationToken) {
         .0
         .as_secs()
         .min(lock_time / 2) as i64;
+    let mut waiting_for_owner = false;
     loop {
         match worker
             .store
             .in_states(&[TaskState::Delivered, TaskState::UserAcknowledged])
             .await
         {
+            Ok(tasks)
+                if !tasks.is_empty() && !signer_usable(&worker, &mut waiting_for_owner).await =>
+            {
+                // Every settlement would revert (and a revert fails the task): wait instead.
+            }
             Ok(tasks) => {
                 for task in tasks {
                     if let Err(e) = settle_one(&worker, &task, timeout).await {
@@ -781,6 +787,39 @@ pub async fn run_settle_lane(worker: Arc<Worker>, shutdown: CancellationToken) {
             _ = tokio::time::sleep(worker.config.chain.poll()) => {}
             _ = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// Whether the contract would accept this worker's TEE signature now: the service on chain names
+/// this signer and the contract owner has acknowledged it (after a signer change the owner must
+/// acknowledge the new one first). Logs when waiting starts and ends, not on every poll.
+async fn signer_usable(worker: &Worker, waiting: &mut bool) -> bool {
+    let signer = worker.attest.signer();
+    let why = match worker.chain.service().await {
+        Ok(Some(s)) if s.teeSignerAddress == signer && s.teeSignerAcknowledged => None,
+        Ok(Some(s)) if s.teeSignerAddress == signer => Some(format!(
+            "the contract owner has not acknowledged the TEE signer {signer} yet"
+        )),
+        Ok(Some(s)) => Some(format!(
+            "the service on chain names the TEE signer {}, not this worker's {signer}",
+            s.teeSignerAddress
+        )),
+        Ok(None) => Some("the service is not registered on chain".to_owned()),
+        Err(e) => Some(format!("cannot read the service: {e}")),
+    };
+    match (why, *waiting) {
+        (None, true) => {
+            tracing::info!("the TEE signer is acknowledged: settlements resume");
+            *waiting = false;
+            true
+        }
+        (None, false) => true,
+        (Some(why), false) => {
+            tracing::warn!("settlements wait: {why}");
+            *waiting = true;
+            false
+        }
+        (Some(_), true) => false,
     }
 }
 
@@ -821,6 +860,21 @@ async fn settle_one(worker: &Worker, task: &Task, timeout: i64) -> Result<(), St
     let now = worker.clock.now();
     let delivered_at = task.deliver_time.unwrap_or(task.updated_at);
     let acknowledged = d.acknowledged;
+    // Sealed under a TEE signer this worker no longer has (a signer change since): the customer's
+    // client checks the tag signature against the signer now on chain and cannot accept the
+    // model, so waiting for the timeout would only charge a penalty for a model they could not
+    // check. Released at once, without charge.
+    let current = worker.attest.signer();
+    let old_signer = task
+        .tee_signer
+        .as_deref()
+        .and_then(|s| s.parse::<Address>().ok())
+        .filter(|s| *s != current);
+    let fee = if !acknowledged && old_signer.is_some() {
+        U256::ZERO
+    } else {
+        fee
+    };
     if acknowledged {
         if enter(
             worker,
@@ -834,6 +888,15 @@ async fn settle_one(worker: &Worker, task: &Task, timeout: i64) -> Result<(), St
                 .task_log(&task.id, "the customer acknowledged the model; settling")
                 .await;
         }
+    } else if let Some(old) = old_signer {
+        worker
+            .task_log(
+                &task.id,
+                format!(
+                    "this model was sealed under the previous TEE signer {old}; the customer cannot check it against the new signer {current}: settling without charge, the key is withheld"
+                ),
+            )
+            .await;
     } else if now - delivered_at < timeout {
         return Ok(());
     } else {
@@ -910,7 +973,11 @@ async fn settle_one(worker: &Worker, task: &Task, timeout: i64) -> Result<(), St
                 "settled in {}: {} neuron charged{}",
                 receipt.transaction_hash,
                 charged,
-                if acknowledged { "" } else { " (penalty)" }
+                match (acknowledged, old_signer) {
+                    (true, _) => "",
+                    (false, Some(_)) => " (sealed under the previous TEE signer: no charge)",
+                    (false, None) => " (penalty)",
+                }
             ),
         )
         .await;
@@ -947,7 +1014,18 @@ pub async fn run_retention_lane(worker: Arc<Worker>, shutdown: CancellationToken
                         let _ = worker.files.remove(&root).await;
                     }
                     if let Ok(hash) = task.dataset_hash.parse::<B256>() {
-                        let _ = worker.files.remove(&hash).await;
+                        let shared = worker
+                            .store
+                            .dataset_in_use(&task.dataset_hash, &task.id)
+                            .await
+                            .unwrap_or(true);
+                        let renewed = worker
+                            .files
+                            .touched_since(&hash, task.updated_at)
+                            .unwrap_or(false);
+                        if !shared && !renewed {
+                            let _ = worker.files.remove(&hash).await;
+                        }
                     }
                     let _ = worker.store.set_cleaned(&task.id, worker.clock.now()).await;
                     worker
@@ -977,9 +1055,18 @@ mod tests {
 
     #[test]
     fn retention_lane_period_is_a_minute_or_the_retention_when_shorter() {
-        assert_eq!(retention_period(Duration::from_secs(3 * 86_400)), Duration::from_secs(60));
-        assert_eq!(retention_period(Duration::from_secs(60)), Duration::from_secs(60));
-        assert_eq!(retention_period(Duration::from_secs(5)), Duration::from_secs(5));
+        assert_eq!(
+            retention_period(Duration::from_secs(3 * 86_400)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            retention_period(Duration::from_secs(60)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            retention_period(Duration::from_secs(5)),
+            Duration::from_secs(5)
+        );
         assert_eq!(retention_period(Duration::ZERO), Duration::from_secs(1));
     }
 }

@@ -566,6 +566,19 @@ impl Store {
         Ok(())
     }
 
+    /// Whether a task other than `except` still needs the dataset `hash` (its files not cleaned
+    /// yet): retention keeps a dataset shared by tasks until the last of them is cleaned.
+    pub async fn dataset_in_use(&self, hash: &str, except: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM tasks WHERE lower(dataset_hash) = lower(?) AND id != ? AND cleaned_at IS NULL LIMIT 1",
+        )
+        .bind(hash)
+        .bind(except)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
     /// Ended tasks whose files have not been cleaned and that ended before `before`.
     pub async fn cleanable(&self, before: i64) -> Result<Vec<Task>, StoreError> {
         let rows = sqlx::query(
@@ -710,6 +723,31 @@ mod tests {
         let latest = s.list_user("0xaa", true, Order::Asc).await.unwrap();
         assert_eq!(latest.len(), 1);
         assert_eq!(latest[0].id, "b");
+    }
+
+    #[tokio::test]
+    async fn a_dataset_is_in_use_until_every_task_using_it_is_cleaned() {
+        let (_d, s) = store().await;
+        // Two users, the same dataset bytes ("0x02"), both ended.
+        s.insert_task(&new_task("a", "0xaa", false), 5, 1)
+            .await
+            .unwrap();
+        s.insert_task(&new_task("b", "0xbb", true), 5, 2)
+            .await
+            .unwrap();
+        assert!(s.fail("a", "x", 3).await.unwrap() && s.fail("b", "y", 3).await.unwrap());
+        assert!(
+            s.dataset_in_use("0x02", "a").await.unwrap(),
+            "b still needs it"
+        );
+        // Case of the hex does not matter; a task does not keep its own dataset.
+        assert!(s.dataset_in_use("0X02", "a").await.unwrap());
+        s.set_cleaned("b", 4).await.unwrap();
+        assert!(
+            !s.dataset_in_use("0x02", "a").await.unwrap(),
+            "only a is left"
+        );
+        assert!(!s.dataset_in_use("0x03", "a").await.unwrap());
     }
 
     #[tokio::test]

@@ -182,3 +182,26 @@ async fn open_empties_tmp_and_checks_the_network_config() {
         1 << 30
     );
 }
+
+#[tokio::test]
+async fn uploading_the_same_bytes_again_renews_the_object_for_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let data = pattern(10_000);
+    let stored = s.put_upload(data.as_slice(), 20_000).await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // Age the object by an hour, as if uploaded for a task that has since ended.
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::open(&stored.path)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+    assert_eq!(s.touched_since(&stored.keccak, now - 60), Some(false));
+    // A new upload of the same bytes (a new task on the way): the object counts as fresh.
+    s.put_upload(data.as_slice(), 20_000).await.unwrap();
+    assert_eq!(s.touched_since(&stored.keccak, now - 60), Some(true));
+    assert_eq!(s.touched_since(&keccak256(b"absent"), now), None);
+}

@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::B256;
+use alloy::signers::local::PrivateKeySigner;
 use common::*;
 use serde_json::Value;
 
@@ -585,11 +586,15 @@ source = "dev"
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_tee_signer_is_logged_registered_and_old_deliverables_are_noted() {
+async fn a_new_tee_signer_is_logged_registered_and_old_deliverables_are_handled() {
     let mut stack = Stack::start(StackOptions::default()).await;
     stack.fund(2, 10, 5).await;
-    let id = submit(&stack, 2, 1).await;
-    wait_state(&stack, 2, &id, &["Delivered"], Duration::from_secs(90)).await;
+    stack.fund(3, 10, 5).await;
+    // Two models sealed under the first signer: A will be acknowledged, B will not.
+    let a = submit(&stack, 2, 1).await;
+    wait_state(&stack, 2, &a, &["Delivered"], Duration::from_secs(90)).await;
+    let b = submit(&stack, 3, 1).await;
+    wait_state(&stack, 3, &b, &["Delivered"], Duration::from_secs(90)).await;
     let old = stack
         .serving(2)
         .getService(stack.provider_address())
@@ -598,15 +603,32 @@ async fn a_new_tee_signer_is_logged_registered_and_old_deliverables_are_noted() 
         .unwrap();
     assert!(old.teeSignerAcknowledged);
 
-    // Restart with another dev key file (what a new CVM identity looks like to the worker).
+    // The worker stops; meanwhile customer 2 acknowledges A (checked under the old signer).
     stack.worker = None;
+    let r = stack
+        .serving(2)
+        .acknowledgeDeliverable(stack.provider_address(), a.clone())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(r.status());
+    let (balance_a, balance_b) = (
+        account_balance(&stack, 2).await,
+        account_balance(&stack, 3).await,
+    );
+
+    // Restart with another dev key file (what a new CVM identity looks like to the worker).
     let key_file = stack.dir.path().join("data/tee-signer.dev.key");
     assert!(
         key_file.is_file(),
         "the dev key lives in the data directory"
     );
-    std::fs::write(&key_file, format!("{}\n", KEYS[3])).unwrap();
-    let new_signer = signer(3).address();
+    let new_key = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+    std::fs::write(&key_file, format!("{new_key}\n")).unwrap();
+    let new_signer = new_key.parse::<PrivateKeySigner>().unwrap().address();
     assert_ne!(new_signer, old.teeSignerAddress);
     stack.start_worker(None).await;
 
@@ -632,14 +654,16 @@ async fn a_new_tee_signer_is_logged_registered_and_old_deliverables_are_noted() 
         !service.teeSignerAcknowledged,
         "the owner must acknowledge the new signer"
     );
-    let tlog = task_log(&stack, 2, &id).await;
-    assert!(
-        tlog.contains(&format!(
-            "this task's model was sealed under {}",
-            old.teeSignerAddress
-        )),
-        "{tlog}"
-    );
+    for (who, id) in [(2, &a), (3, &b)] {
+        let tlog = task_log(&stack, who, id).await;
+        assert!(
+            tlog.contains(&format!(
+                "this task's model was sealed under {}",
+                old.teeSignerAddress
+            )),
+            "{tlog}"
+        );
+    }
     let quote: Value = stack
         .http
         .get(stack.url("/v1/quote"))
@@ -667,30 +691,45 @@ async fn a_new_tee_signer_is_logged_registered_and_old_deliverables_are_noted() 
         "reported once"
     );
 
-    // Once the owner acknowledges the new signer, the old task still settles (signed by the new key).
+    // Once the owner acknowledges the new signer, both settle, signed by the new key: A (the
+    // customer accepted it) with the full fee and the key; B at once, not after the 6 h timeout,
+    // and without charge: its customer cannot check a model signed by a signer no longer on chain.
     stack.ack_signer().await;
-    let r = stack
-        .serving(2)
-        .acknowledgeDeliverable(stack.provider_address(), id.clone())
-        .send()
-        .await
+    for (who, id) in [(2, &a), (3, &b)] {
+        let t = wait_state(
+            &stack,
+            who,
+            id,
+            &["Finished", "Failed"],
+            Duration::from_secs(60),
+        )
+        .await;
+        assert_eq!(
+            t["progress"],
+            "Finished",
+            "{}",
+            task_log(&stack, who, id).await
+        );
+    }
+    let fee: alloy::primitives::U256 = get_task(&stack, 2, &a).await["fee"]
+        .as_str()
         .unwrap()
-        .get_receipt()
+        .parse()
+        .unwrap();
+    assert!(fee > alloy::primitives::U256::ZERO);
+    assert_eq!(
+        account_balance(&stack, 2).await,
+        balance_a - fee,
+        "A: full fee"
+    );
+    assert_eq!(account_balance(&stack, 3).await, balance_b, "B: no charge");
+    let tlog = task_log(&stack, 3, &b).await;
+    assert!(tlog.contains("settling without charge"), "{tlog}");
+    let deliverable = stack
+        .serving(3)
+        .getDeliverable(signer(3).address(), stack.provider_address(), b.clone())
+        .call()
         .await
         .unwrap();
-    assert!(r.status());
-    let t = wait_state(
-        &stack,
-        2,
-        &id,
-        &["Finished", "Failed"],
-        Duration::from_secs(60),
-    )
-    .await;
-    assert_eq!(
-        t["progress"],
-        "Finished",
-        "{}",
-        task_log(&stack, 2, &id).await
-    );
+    assert!(deliverable.settled && deliverable.encryptedSecret.is_empty());
 }

@@ -303,6 +303,11 @@ impl Store {
         let dst = self.object(&keccak);
         if dst.exists() {
             std::fs::remove_file(src).map_err(|e| StorageError::io(src, e))?;
+            // Uploaded again: renew the object's time so retention of an older task that used
+            // the same bytes keeps it (see `touched_since`).
+            if let Ok(f) = std::fs::File::open(&dst) {
+                let _ = f.set_modified(std::time::SystemTime::now());
+            }
         } else {
             match std::fs::rename(src, &dst) {
                 Ok(()) => {}
@@ -417,6 +422,20 @@ impl Store {
         };
         let stored = self.place(&staged, keccak, Some(*hash), len, true)?;
         Ok(stored.path)
+    }
+
+    /// Whether the object of `hash` was stored or uploaded again after `unix_secs` (its file's
+    /// modification time), `None` when the store does not have it.
+    pub fn touched_since(&self, hash: &B256, unix_secs: i64) -> Option<bool> {
+        let modified = std::fs::metadata(self.path_of(hash)?)
+            .ok()?
+            .modified()
+            .ok()?;
+        let secs = modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs();
+        Some(i64::try_from(secs).ok()? > unix_secs)
     }
 
     /// Deletes the object of `hash` (keccak256 or root) and its aliases (retention). Removing
