@@ -61,9 +61,8 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use alloy_primitives::{Address, B256, Keccak256};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::sig::{SigError, Signature};
@@ -124,8 +123,50 @@ impl DeliverableKey {
         &self.0
     }
 
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new((&self.0).into())
+    fn cipher(&self) -> ChunkCipher {
+        // A 32-byte key is always valid for AES-256-GCM.
+        let key = UnboundKey::new(&AES_256_GCM, &self.0).unwrap_or_else(|_| unreachable!());
+        ChunkCipher(LessSafeKey::new(key))
+    }
+}
+
+/// AES-256-GCM over one chunk, 12-byte IV, no AAD, 16-byte tag (PROTOCOL.md §4). AWS-LC's
+/// assembly implementation (AES-NI/VAES + CLMUL): ~5x the RustCrypto `aes-gcm` crate on the same
+/// CPU (BENCHMARKS.md). A unit test below checks it against `aes-gcm` (which ECIES still uses) on
+/// chunks of many lengths.
+struct ChunkCipher(LessSafeKey);
+
+impl ChunkCipher {
+    /// Encrypts `buf` in place and returns the tag.
+    fn seal(&self, iv: &[u8; IV_LEN], buf: &mut [u8]) -> io::Result<[u8; TAG_LEN]> {
+        let tag = self
+            .0
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(*iv), Aad::empty(), buf)
+            .map_err(|_| io::Error::other("AES-GCM refused a chunk"))?;
+        let mut out = [0u8; TAG_LEN];
+        out.copy_from_slice(tag.as_ref());
+        Ok(out)
+    }
+
+    /// Decrypts `ct_and_tag` (the ciphertext followed by its 16-byte tag) in place, leaving the tag
+    /// bytes as they were; `false` when it does not authenticate (the ciphertext part's contents
+    /// are then unspecified).
+    fn open(&self, iv: &[u8; IV_LEN], ct_and_tag: &mut [u8]) -> bool {
+        let split = ct_and_tag.len().saturating_sub(TAG_LEN);
+        let Some(tag) = ct_and_tag
+            .get(split..)
+            .and_then(|t| <[u8; TAG_LEN]>::try_from(t).ok())
+        else {
+            return false;
+        };
+        let ok = self
+            .0
+            .open_in_place(Nonce::assume_unique_for_key(*iv), Aad::empty(), ct_and_tag)
+            .is_ok();
+        if let Some(t) = ct_and_tag.get_mut(split..) {
+            t.copy_from_slice(&tag);
+        }
+        ok
     }
 }
 
@@ -299,7 +340,7 @@ fn iv_add(iv: &mut [u8; IV_LEN], n: u64) {
 /// A `Write` that encrypts what it receives in chunks and writes the sealed layout to `out`.
 struct ChunkEncryptor<W: Write> {
     out: W,
-    cipher: Aes256Gcm,
+    cipher: ChunkCipher,
     iv: [u8; IV_LEN],
     buf: Zeroizing<Vec<u8>>,
     chunk_len: usize,
@@ -333,20 +374,15 @@ impl<W: Write> ChunkEncryptor<W> {
     }
 
     fn seal_chunk(&mut self) -> io::Result<()> {
-        let tag = self
-            .cipher
-            .encrypt_in_place_detached(Nonce::from_slice(&self.iv), &[], self.buf.as_mut_slice())
-            .map_err(|_| io::Error::other("AES-GCM refused a chunk"))?;
+        let tag = self.cipher.seal(&self.iv, self.buf.as_mut_slice())?;
         self.out.write_all(&self.buf)?;
         self.out.write_all(&tag)?;
         self.tags.update(tag);
         if let Some(observer) = self.observer.as_mut() {
-            let mut tag_bytes = [0u8; TAG_LEN];
-            tag_bytes.copy_from_slice(&tag);
             observer(&SealedChunk {
                 index: self.chunks,
                 plaintext_len: self.buf.len() as u64,
-                tag: tag_bytes,
+                tag,
             })?;
         }
         self.plaintext_len = self.plaintext_len.saturating_add(self.buf.len() as u64);
@@ -835,19 +871,16 @@ fn tags_digest<R: Read + Seek>(src: &mut R, layout: &Layout) -> Result<B256, Ope
 fn decrypt_chunk<R: Read + Seek>(
     src: &mut R,
     layout: &Layout,
-    cipher: &Aes256Gcm,
+    cipher: &ChunkCipher,
     first_iv: &[u8; IV_LEN],
     index: u64,
     buf: &mut [u8],
 ) -> io::Result<bool> {
     src.seek(SeekFrom::Start(layout.offset(index)))?;
     src.read_exact(buf)?;
-    let (ct, tag) = buf.split_at_mut(buf.len().saturating_sub(TAG_LEN));
     let mut iv = *first_iv;
     iv_add(&mut iv, index);
-    Ok(cipher
-        .decrypt_in_place_detached(Nonce::from_slice(&iv), &[], ct, Tag::from_slice(tag))
-        .is_ok())
+    Ok(cipher.open(&iv, buf))
 }
 
 fn chunk_buf(layout: &Layout, index: u64, buf: &mut Zeroizing<Vec<u8>>) -> Result<(), OpenError> {
@@ -1195,6 +1228,47 @@ mod tests {
         }
     }
     impl rand_core::CryptoRng for ConstRng {}
+
+    /// The chunk cipher (AWS-LC) against RustCrypto's `aes-gcm` on the same key, IV and bytes:
+    /// same ciphertext and tag, each opens the other's output, a flipped bit is refused and the
+    /// tag bytes are left in place.
+    #[test]
+    fn chunk_cipher_matches_rustcrypto_aes_gcm() {
+        use aes_gcm::aead::{AeadInPlace, KeyInit};
+        let key = DeliverableKey([0x42; 32]);
+        let ours = key.cipher();
+        let theirs = aes_gcm::Aes256Gcm::new((&key.0).into());
+        let mut iv = [0x17u8; IV_LEN];
+        for len in [0usize, 1, 15, 16, 17, 255, 4096, 65_537, 1 << 20] {
+            iv_add(&mut iv, 1);
+            let plain: Vec<u8> = (0..len).map(|i| (i * 31 % 253) as u8).collect();
+            let mut a = plain.clone();
+            let tag_a = ours.seal(&iv, &mut a).unwrap();
+            let mut b = plain.clone();
+            let tag_b = theirs
+                .encrypt_in_place_detached(aes_gcm::Nonce::from_slice(&iv), &[], &mut b)
+                .unwrap();
+            assert_eq!(a, b, "ciphertext, {len} bytes");
+            assert_eq!(tag_a.as_slice(), tag_b.as_slice(), "tag, {len} bytes");
+
+            let mut sealed = [a.as_slice(), tag_a.as_slice()].concat();
+            assert!(ours.open(&iv, &mut sealed));
+            assert_eq!(&sealed[..len], plain.as_slice());
+            assert_eq!(&sealed[len..], tag_a.as_slice(), "tag bytes kept");
+
+            let mut tampered = [b.as_slice(), tag_a.as_slice()].concat();
+            let at = tampered.len() / 2;
+            tampered[at] ^= 1;
+            let tag_before = tampered[len..].to_vec();
+            assert!(!ours.open(&iv, &mut tampered), "tampered, {len} bytes");
+            assert_eq!(&tampered[len..], tag_before.as_slice(), "tag bytes kept");
+            let mut other_iv = iv;
+            iv_add(&mut other_iv, 1);
+            let mut wrong = [b.as_slice(), tag_a.as_slice()].concat();
+            assert!(!ours.open(&other_iv, &mut wrong), "wrong IV");
+        }
+        assert!(!ours.open(&iv, &mut [0u8; 15]), "shorter than a tag");
+    }
 
     #[test]
     fn stream_sealer_matches_seal_dir_byte_for_byte() {
