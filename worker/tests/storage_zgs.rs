@@ -2,7 +2,9 @@
 //! the storage node's JSON-RPC (`zgs_getFileInfo`, `zgs_downloadSegmentWithProof`,
 //! `zgs_uploadSegmentsByTxSeq`) and the indexer's `indexer_getShardedNodes`, over files it keeps
 //! in a temporary directory. No real storage node can run here; the proofs it serves are built
-//! by the worker's `SegmentTree` and checked by `protocol`'s verifier on both sides.
+//! by the worker's `SegmentTree` and checked by `protocol`'s verifier on both sides. Uploads submit
+//! to stand-ins of the Flow and market contracts on a real anvil (`solidity/FlowStandIn.sol`, both
+//! `submit` ABIs, the storage fee checked on chain), then send every segment to the fixture node.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -461,4 +463,180 @@ fn flow_submit_calldata_for_both_abis() {
     assert_eq!(storage_fee(&tree, U256::from(10)), U256::from(180));
     let abi: SubmitAbi = serde_json::from_str("\"with-submitter\"").unwrap();
     assert_eq!(abi, SubmitAbi::WithSubmitter);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upload: Flow submission on a real chain (anvil) to test stand-ins of the Flow and market
+// contracts (tests/solidity/FlowStandIn.sol: the real contracts cannot be deployed here), then
+// every segment to the fixture node, which learns of the submission by watching the stand-in as a
+// real node watches the Flow contract.
+
+alloy::sol! {
+    #[sol(rpc)]
+    interface FlowStandIn {
+        function submissions() external view returns (uint256);
+        function lastLength() external view returns (uint256);
+        function lastNodes() external view returns (uint256);
+        function lastSubmitter() external view returns (address);
+        function lastWasLegacy() external view returns (bool);
+    }
+}
+
+const ANVIL_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+const PRICE_PER_SECTOR: u64 = 1_000_000_000;
+
+async fn deploy(
+    provider: &alloy::providers::DynProvider,
+    code: &[u8],
+    arg: alloy::primitives::B256,
+) -> Address {
+    use alloy::network::TransactionBuilder as _;
+    use alloy::providers::Provider as _;
+    let tx = alloy::rpc::types::TransactionRequest::default()
+        .with_deploy_code([code, arg.as_slice()].concat());
+    let receipt = provider
+        .send_transaction(tx)
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(receipt.status());
+    receipt.contract_address.unwrap()
+}
+
+/// Uploads a 3.2-segment file through `Store::upload_to_0g` against a Flow stand-in (`contract`)
+/// and checks the chain and the node; returns the stand-in's state reader.
+async fn upload_through_flow(contract: &str) -> (bool, Address, U256) {
+    use alloy::providers::{Provider as _, ProviderBuilder};
+    let anvil = sealtune_e2e::Anvil::start(16602);
+    let compiled =
+        sealtune_e2e::compile_solidity("FlowStandIn.sol", include_str!("solidity/FlowStandIn.sol"));
+    let signer: alloy::signers::local::PrivateKeySigner = ANVIL_KEY.parse().unwrap();
+    let me = signer.address();
+    let provider = ProviderBuilder::new()
+        .disable_recommended_fillers()
+        .with_gas_estimation()
+        .with_simple_nonce_management()
+        .fetch_chain_id()
+        .wallet(signer)
+        .connect_http(anvil.endpoint.parse().unwrap())
+        .erased();
+    let market = deploy(
+        &provider,
+        &compiled["MarketStandIn"].bytecode,
+        U256::from(PRICE_PER_SECTOR).into(),
+    )
+    .await;
+    let flow = deploy(&provider, &compiled[contract].bytecode, market.into_word()).await;
+
+    let (node, url) = zgs_fixture_node().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = pattern(3 * SEGMENT_SIZE + 54_321);
+    let mut cfg = zg(vec![url.clone()]);
+    cfg.flow_contract = Some(flow);
+    let s = store_with(dir.path(), cfg);
+    let stored = s.put_upload(data.as_slice(), 64 << 20).await.unwrap();
+    let tree = sealtune_protocol::storage::root_hash(&data).unwrap();
+
+    // The node watches the Flow stand-in and learns each new submission (size from the chain).
+    let watcher = {
+        let (node, provider) = (node.clone(), provider.clone());
+        let root = tree.root();
+        tokio::spawn(async move {
+            let flow = FlowStandIn::new(flow, &provider);
+            loop {
+                if flow.submissions().call().await.unwrap() > U256::ZERO {
+                    let len: u64 = flow.lastLength().call().await.unwrap().to();
+                    node.expect(root, len, 7);
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let root = s.upload_to_0g(&stored.keccak, &provider, me).await.unwrap();
+    watcher.await.unwrap();
+    assert_eq!(root, tree.root(), "the 0G root of the file");
+    assert_eq!(
+        s.path_of(&root),
+        Some(stored.path.clone()),
+        "indexed by root"
+    );
+
+    let standin = FlowStandIn::new(flow, &provider);
+    assert_eq!(standin.submissions().call().await.unwrap(), U256::from(1));
+    assert_eq!(
+        standin.lastLength().call().await.unwrap(),
+        U256::from(data.len())
+    );
+    assert_eq!(
+        standin.lastNodes().call().await.unwrap(),
+        U256::from(tree.submission_nodes().len())
+    );
+    // The stand-in required value == price × sectors; the balance is what was paid.
+    let paid = provider.get_balance(flow).await.unwrap();
+    assert_eq!(paid, storage_fee(&tree, U256::from(PRICE_PER_SECTOR)));
+    assert!(paid > U256::ZERO);
+
+    // The node got every segment: another worker downloads it through the verified path.
+    let other = tempfile::tempdir().unwrap();
+    let back = store_with(other.path(), zg(vec![url]))
+        .fetch(&root, &other.path().join("w"))
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(back).unwrap(), data);
+
+    // Uploading again: the network has it finalized, no second submission.
+    assert_eq!(
+        s.upload_to_0g(&stored.keccak, &provider, me).await.unwrap(),
+        root
+    );
+    assert_eq!(standin.submissions().call().await.unwrap(), U256::from(1));
+    (
+        standin.lastWasLegacy().call().await.unwrap(),
+        standin.lastSubmitter().call().await.unwrap(),
+        paid,
+    )
+}
+
+#[tokio::test]
+async fn upload_submits_to_flow_with_the_newer_abi_and_sends_every_segment() {
+    let (legacy, submitter, _) = upload_through_flow("FlowWithSubmitterStandIn").await;
+    assert!(!legacy, "the newer ABI was used");
+    let me: alloy::signers::local::PrivateKeySigner = ANVIL_KEY.parse().unwrap();
+    assert_eq!(
+        submitter,
+        me.address(),
+        "the submitter field is the provider"
+    );
+}
+
+#[tokio::test]
+async fn upload_falls_back_to_the_legacy_submit_abi_when_flow_has_only_that() {
+    let (legacy, submitter, _) = upload_through_flow("FlowLegacyStandIn").await;
+    assert!(legacy, "Auto fell back to the legacy ABI");
+    let me: alloy::signers::local::PrivateKeySigner = ANVIL_KEY.parse().unwrap();
+    assert_eq!(submitter, me.address());
+}
+
+#[tokio::test]
+async fn upload_without_a_flow_contract_is_a_config_error_and_sends_nothing() {
+    let (node, url) = zgs_fixture_node().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with(dir.path(), zg(vec![url]));
+    let stored = s.put_upload(pattern(1000).as_slice(), 4096).await.unwrap();
+    let provider = alloy::providers::Provider::erased(
+        alloy::providers::ProviderBuilder::new()
+            .connect_http("http://127.0.0.1:9".parse().unwrap()),
+    );
+    let err = s
+        .upload_to_0g(&stored.keccak, &provider, Address::ZERO)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StorageError::Config(m) if m.contains("flow_contract")),
+        "{err}"
+    );
+    assert_eq!(node.segment_calls(), 0);
 }
