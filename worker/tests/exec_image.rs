@@ -10,9 +10,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use exec_support::*;
-use sealtune_protocol::deliverable::{self, DeliverableKey};
-use sealtune_protocol::events::Event;
-use sealtune_protocol::sig::address_of;
 use sealtune_worker::exec::DataType;
 use tokio_util::sync::CancellationToken;
 
@@ -58,13 +55,7 @@ async fn image_classification_trains_on_an_image_folder_zip_and_seals_the_model(
     let outcome = result.unwrap_or_else(|e| panic!("{e}\n{:#?}", logs(&events)));
     // The top folder of the zip became the data path.
     assert!(task.spec.data_path.join("red/0.png").is_file());
-    let losses: Vec<f64> = non_logs(&events)
-        .iter()
-        .filter_map(|e| match e {
-            Event::Progress { loss: Some(l), .. } => Some(*l),
-            _ => None,
-        })
-        .collect();
+    let losses = losses(&events);
     assert_eq!(losses.len(), 8, "{losses:?}");
     assert!((losses[6] + losses[7]) / 2.0 < losses[0], "{losses:?}");
     assert!(
@@ -75,18 +66,7 @@ async fn image_classification_trains_on_an_image_folder_zip_and_seals_the_model(
     assert_eq!(std::fs::read_dir(&task.spec.output_dir).unwrap().count(), 0);
 
     let sealed = outcome.sealed.expect("sealed in the child");
-    let tee = k256::ecdsa::SigningKey::from_slice(&[0x22; 32]).unwrap();
-    let sealed_path = task.root().join("model.sealed");
-    deliverable::finish(
-        &sealed_path,
-        &deliverable::sign_tags(&tee, &sealed.tag_digest),
-    )
-    .unwrap();
-    let zip = task.root().join("model.zip");
-    let key = DeliverableKey::from_hex(TEST_KEY_HEX).unwrap();
-    deliverable::open_file(&sealed_path, &zip, &key, address_of(tee.verifying_key())).unwrap();
-    let out = task.root().join("opened");
-    deliverable::unzip_safely(&zip, &out, &Default::default()).unwrap();
+    let out = sign_open_unzip(&task, &sealed, 0x22);
     let check = std::process::Command::new(venv_python())
         .args([
             "-c",
@@ -127,13 +107,7 @@ async fn image_classification_fine_tunes_the_pretrained_efficientnet_lite0() {
     let (result, events) =
         run_with(&task, Duration::from_secs(600), CancellationToken::new()).await;
     let outcome = result.unwrap_or_else(|e| panic!("{e}\n{:#?}", logs(&events)));
-    let losses: Vec<f64> = non_logs(&events)
-        .iter()
-        .filter_map(|e| match e {
-            Event::Progress { loss: Some(l), .. } => Some(*l),
-            _ => None,
-        })
-        .collect();
+    let losses = losses(&events);
     assert_eq!(losses.len(), 6, "{losses:?}");
     assert!((losses[4] + losses[5]) / 2.0 < losses[0], "{losses:?}");
     assert!(
@@ -145,18 +119,7 @@ async fn image_classification_fine_tunes_the_pretrained_efficientnet_lite0() {
     assert_eq!(std::fs::read_dir(&task.spec.output_dir).unwrap().count(), 0);
 
     let sealed = outcome.sealed.expect("sealed in the child");
-    let tee = k256::ecdsa::SigningKey::from_slice(&[0x22; 32]).unwrap();
-    let sealed_path = task.root().join("model.sealed");
-    deliverable::finish(
-        &sealed_path,
-        &deliverable::sign_tags(&tee, &sealed.tag_digest),
-    )
-    .unwrap();
-    let zip = task.root().join("model.zip");
-    let key = DeliverableKey::from_hex(TEST_KEY_HEX).unwrap();
-    deliverable::open_file(&sealed_path, &zip, &key, address_of(tee.verifying_key())).unwrap();
-    let out = task.root().join("opened");
-    deliverable::unzip_safely(&zip, &out, &Default::default()).unwrap();
+    let out = sign_open_unzip(&task, &sealed, 0x22);
     // The customer's side: the delivered state dict loads strictly into the architecture it names,
     // with the new 2-class head, and separates a red from a blue image.
     let check = std::process::Command::new(venv_python())

@@ -9,9 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use exec_support::*;
-use sealtune_protocol::deliverable::{self, DeliverableKey};
 use sealtune_protocol::events::Event;
-use sealtune_protocol::sig::address_of;
 use tokio_util::sync::CancellationToken;
 
 const SMOLLM2: &str = "HuggingFaceTB/SmolLM2-135M-Instruct";
@@ -146,22 +144,13 @@ async fn stock_lora_script_trains_smollm2_and_seals_the_adapter_in_the_child() {
     }
 
     // The parent signs the tag digest with the TEE key; the customer opens it.
-    let tee = k256::ecdsa::SigningKey::from_slice(&[0x11; 32]).unwrap();
-    let sealed_path = task.root().join("model.sealed");
     assert_eq!(
-        std::fs::metadata(&sealed_path).unwrap().len(),
+        std::fs::metadata(task.root().join("model.sealed"))
+            .unwrap()
+            .len(),
         sealed.file_len
     );
-    deliverable::finish(
-        &sealed_path,
-        &deliverable::sign_tags(&tee, &sealed.tag_digest),
-    )
-    .unwrap();
-    let zip = task.root().join("model.zip");
-    let key = DeliverableKey::from_hex(TEST_KEY_HEX).unwrap();
-    deliverable::open_file(&sealed_path, &zip, &key, address_of(tee.verifying_key())).unwrap();
-    let out = task.root().join("opened");
-    deliverable::unzip_safely(&zip, &out, &Default::default()).unwrap();
+    let out = sign_open_unzip(&task, &sealed, 0x11);
     let config: serde_json::Value = serde_json::from_slice(
         &std::fs::read(out.join("output_model/adapter_config.json")).unwrap(),
     )

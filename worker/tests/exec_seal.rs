@@ -5,8 +5,6 @@
 mod exec_support;
 
 use exec_support::*;
-use sealtune_protocol::deliverable::{self, DeliverableKey};
-use sealtune_protocol::sig::address_of;
 use sealtune_worker::exec::ExecError;
 
 const SEALING_SCRIPT: &str = r#"
@@ -50,19 +48,7 @@ async fn seal_model_in_the_child_delivers_the_exact_tensors() {
     assert_eq!(std::fs::read_dir(&task.spec.output_dir).unwrap().count(), 0);
 
     let sealed = outcome.sealed.unwrap();
-    let tee = k256::ecdsa::SigningKey::from_slice(&[0x33; 32]).unwrap();
-    let path = task.root().join("model.sealed");
-    deliverable::finish(&path, &deliverable::sign_tags(&tee, &sealed.tag_digest)).unwrap();
-    let zip = task.root().join("model.zip");
-    deliverable::open_file(
-        &path,
-        &zip,
-        &DeliverableKey::from_hex(TEST_KEY_HEX).unwrap(),
-        address_of(tee.verifying_key()),
-    )
-    .unwrap();
-    let out = task.root().join("opened");
-    deliverable::unzip_safely(&zip, &out, &Default::default()).unwrap();
+    let out = sign_open_unzip(&task, &sealed, 0x33);
     assert_eq!(
         std::fs::read_to_string(out.join("output_model/notes.txt")).unwrap(),
         "trained"

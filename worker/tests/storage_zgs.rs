@@ -506,8 +506,9 @@ async fn deploy(
 }
 
 /// Uploads a 3.2-segment file through `Store::upload_to_0g` against a Flow stand-in (`contract`)
-/// and checks the chain and the node; returns the stand-in's state reader.
-async fn upload_through_flow(contract: &str) -> (bool, Address, U256) {
+/// and checks the chain and the node; returns whether the legacy ABI was used, and the submitter
+/// the stand-in recorded.
+async fn upload_through_flow(contract: &str) -> (bool, Address) {
     use alloy::providers::{Provider as _, ProviderBuilder};
     let anvil = sealtune_e2e::Anvil::start(16602);
     let compiled =
@@ -596,13 +597,12 @@ async fn upload_through_flow(contract: &str) -> (bool, Address, U256) {
     (
         standin.lastWasLegacy().call().await.unwrap(),
         standin.lastSubmitter().call().await.unwrap(),
-        paid,
     )
 }
 
 #[tokio::test]
 async fn upload_submits_to_flow_with_the_newer_abi_and_sends_every_segment() {
-    let (legacy, submitter, _) = upload_through_flow("FlowWithSubmitterStandIn").await;
+    let (legacy, submitter) = upload_through_flow("FlowWithSubmitterStandIn").await;
     assert!(!legacy, "the newer ABI was used");
     let me: alloy::signers::local::PrivateKeySigner = ANVIL_KEY.parse().unwrap();
     assert_eq!(
@@ -614,7 +614,7 @@ async fn upload_submits_to_flow_with_the_newer_abi_and_sends_every_segment() {
 
 #[tokio::test]
 async fn upload_falls_back_to_the_legacy_submit_abi_when_flow_has_only_that() {
-    let (legacy, submitter, _) = upload_through_flow("FlowLegacyStandIn").await;
+    let (legacy, submitter) = upload_through_flow("FlowLegacyStandIn").await;
     assert!(legacy, "Auto fell back to the legacy ABI");
     let me: alloy::signers::local::PrivateKeySigner = ANVIL_KEY.parse().unwrap();
     assert_eq!(submitter, me.address());

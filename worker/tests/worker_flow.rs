@@ -47,16 +47,7 @@ async fn download_ack_decrypt(stack: &Stack, who: usize, id: &str) -> Vec<u8> {
         "the download is what was announced"
     );
     assert!(!d.acknowledged && !d.settled);
-    let r = stack
-        .serving(who)
-        .acknowledgeDeliverable(stack.provider_address(), id.to_owned())
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    assert!(r.status());
+    stack.acknowledge(who, id).await;
     wait_state(stack, who, id, &["Finished"], Duration::from_secs(60)).await;
     let d = stack
         .serving(who)
@@ -274,16 +265,7 @@ async fn killed_at_every_stage_restarts_and_finishes_once() {
         let settles_after = matches!(point, "before-settle" | "after-settle");
         if settles_after {
             wait_state(&stack, who, &id, &["Delivered"], Duration::from_secs(120)).await;
-            let r = stack
-                .serving(who)
-                .acknowledgeDeliverable(stack.provider_address(), id.clone())
-                .send()
-                .await
-                .unwrap()
-                .get_receipt()
-                .await
-                .unwrap();
-            assert!(r.status());
+            stack.acknowledge(who, &id).await;
         }
         assert!(
             stack.wait_worker_exit(Duration::from_secs(120)).await,

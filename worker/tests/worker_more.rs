@@ -419,16 +419,7 @@ async fn retention_deletes_the_files_of_ended_tasks_and_lora_answers_410() {
     assert_eq!(download(&stack, 2, &id).await.status(), 200);
 
     // The customer acknowledges, the worker settles; the retention lane (period min(60 s, 1 s)) cleans.
-    let r = stack
-        .serving(2)
-        .acknowledgeDeliverable(stack.provider_address(), id.clone())
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    assert!(r.status());
+    stack.acknowledge(2, &id).await;
     wait_state(&stack, 2, &id, &["Finished"], Duration::from_secs(60)).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while !task_log(&stack, 2, &id)
@@ -605,16 +596,7 @@ async fn a_new_tee_signer_is_logged_registered_and_old_deliverables_are_handled(
 
     // The worker stops; meanwhile customer 2 acknowledges A (checked under the old signer).
     stack.worker = None;
-    let r = stack
-        .serving(2)
-        .acknowledgeDeliverable(stack.provider_address(), a.clone())
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    assert!(r.status());
+    stack.acknowledge(2, &a).await;
     let (balance_a, balance_b) = (
         account_balance(&stack, 2).await,
         account_balance(&stack, 3).await,

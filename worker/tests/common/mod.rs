@@ -302,6 +302,20 @@ source = "dev"
         signer(1).address()
     }
 
+    /// Customer `who` acknowledges the deliverable `id` on chain (the transaction must succeed).
+    pub async fn acknowledge(&self, who: usize, id: &str) {
+        let r = self
+            .serving(who)
+            .acknowledgeDeliverable(self.provider_address(), id.to_owned())
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap();
+        assert!(r.status(), "acknowledgeDeliverable({id}) reverted");
+    }
+
     /// The owner acknowledges the worker's TEE signer (stands in for verifying its quote).
     pub async fn ack_signer(&self) {
         let owner = client(&self.anvil, &signer(0));

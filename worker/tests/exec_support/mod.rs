@@ -5,9 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use sealtune_protocol::deliverable::{self, DeliverableKey};
 use sealtune_protocol::events::{Event, LogLevel};
+use sealtune_protocol::sig::address_of;
 use sealtune_worker::exec::{
-    self, DataType, ExecError, ExecLimits, ExecOutcome, ExecSpec, SealSpec,
+    self, ChildSealed, DataType, ExecError, ExecLimits, ExecOutcome, ExecSpec, SealSpec,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -127,4 +129,34 @@ pub const DATASET: &str = concat!(
 pub fn venv_python() -> PathBuf {
     PathBuf::from(std::env::var_os("VIRTUAL_ENV").expect("run through scripts/env"))
         .join("bin/python")
+}
+
+/// The losses of the `progress` events, in order.
+pub fn losses(events: &[Event]) -> Vec<f64> {
+    non_logs(events)
+        .iter()
+        .filter_map(|e| match e {
+            Event::Progress { loss: Some(l), .. } => Some(*l),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What the parent and then the customer do with a model the child sealed (`with_seal`): sign its
+/// tag digest with a TEE key made of `tee_byte`, `finish` the file, open it with the test key
+/// expecting that signer, and unzip it. Returns the unzipped directory (`output_model/...` inside).
+pub fn sign_open_unzip(task: &Task, sealed: &ChildSealed, tee_byte: u8) -> PathBuf {
+    let tee = k256::ecdsa::SigningKey::from_slice(&[tee_byte; 32]).unwrap();
+    let sealed_path = task.root().join("model.sealed");
+    deliverable::finish(
+        &sealed_path,
+        &deliverable::sign_tags(&tee, &sealed.tag_digest),
+    )
+    .unwrap();
+    let zip = task.root().join("model.zip");
+    let key = DeliverableKey::from_hex(TEST_KEY_HEX).unwrap();
+    deliverable::open_file(&sealed_path, &zip, &key, address_of(tee.verifying_key())).unwrap();
+    let out = task.root().join("opened");
+    deliverable::unzip_safely(&zip, &out, &Default::default()).unwrap();
+    out
 }
