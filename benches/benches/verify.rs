@@ -1,7 +1,7 @@
 //! Benchmark `verify`: the verifier's whole offline check vs `dcap-qvl` alone, figures in BENCHMARKS.md.
 //!
 //! ```text
-//! cargo bench -p sealtune-benches --bench verify      # needs $SEALTUNE_FIXTURES (scripts/env sets it)
+//! cargo bench -p sealtune-benches --bench verify      # fixtures from tests/fixtures
 //! ```
 //!
 //! - `dcap_qvl_alone`: `dcap_qvl::verify::verify(quote, collateral, now)` on the v4 TDX fixture, the
@@ -29,16 +29,8 @@ use sealtune_verifier::verify::{QuoteDocument, VerifyOptions, verify_document};
 
 const AT: u64 = 1_750_332_747;
 
-fn fixtures() -> PathBuf {
-    std::env::var_os("SEALTUNE_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"))
-}
-
 fn read(rel: &str) -> Vec<u8> {
-    let p = fixtures().join(rel);
-    std::fs::read(&p)
-        .unwrap_or_else(|e| panic!("fixture {}: {e} (set SEALTUNE_FIXTURES)", p.display()))
+    sealtune_e2e::fixture_bytes(rel)
 }
 
 struct Inputs {

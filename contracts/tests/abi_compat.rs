@@ -1,16 +1,9 @@
-//! Every entry of the official ABI files (`$SEALTUNE_SHARED/abi` or `<repo>/../shared/abi`) exists in
+//! Every entry of the official ABI files (`tests/fixtures/abi`, vendored from the official SDK) exists in
 //! the committed artifacts with the same signature.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 
 use serde_json::Value;
-
-fn shared_dir() -> PathBuf {
-    std::env::var_os("SEALTUNE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
-}
 
 fn param_type(p: &Value) -> String {
     let ty = p["type"].as_str().unwrap_or_default();
@@ -85,17 +78,10 @@ fn signature(entry: &Value) -> String {
 }
 
 fn check(contract: &str, artifact: &str) {
-    let path = shared_dir()
-        .join("abi")
-        .join(format!("{contract}.abi.json"));
-    let official: Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "reading {}: {e} (set SEALTUNE_SHARED to the shared folder)",
-                path.display()
-            )
-        }))
-        .expect("official ABI is JSON");
+    let official: Value = serde_json::from_slice(&sealtune_e2e::fixture_bytes(&format!(
+        "abi/{contract}.abi.json"
+    )))
+    .expect("official ABI is JSON");
     let ours: Value = serde_json::from_str(artifact).expect("artifact is JSON");
     let have: BTreeSet<String> = ours["abi"]
         .as_array()

@@ -197,19 +197,9 @@ fn verifier_input_round_trips_its_message() {
 /// `VerifierInput` has the field names, types and order of `settleFees`'s argument in the official ABI.
 #[test]
 fn verifier_input_matches_the_official_abi() {
-    let dir = std::env::var_os("SEALTUNE_ABI_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/abi")
-        });
-    let path = dir.join("FineTuningServing.abi.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read the official ABI at {} ({e}): set SEALTUNE_ABI_DIR to the shared abi/ directory",
-            path.display()
-        )
-    });
-    let abi: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let abi: serde_json::Value =
+        serde_json::from_slice(&sealtune_e2e::fixture_bytes("abi/FineTuningServing.abi.json"))
+            .unwrap();
     let items = abi.get("abi").unwrap_or(&abi).as_array().unwrap().clone();
     let settle = items
         .iter()

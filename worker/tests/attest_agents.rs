@@ -28,19 +28,7 @@ use sealtune_worker::attest::{
 };
 use sha2::{Digest as _, Sha256};
 
-fn fixture(rel: &str) -> PathBuf {
-    let dir = std::env::var_os("SEALTUNE_FIXTURES").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"),
-        PathBuf::from,
-    );
-    let p = dir.join(rel);
-    assert!(
-        p.exists(),
-        "fixture {} missing: set SEALTUNE_FIXTURES",
-        p.display()
-    );
-    p
-}
+use sealtune_e2e::fixture;
 
 fn recorded_dstack() -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(fixture("tdx/dstack/quote-report.json")).unwrap())

@@ -1,27 +1,11 @@
-//! Shared helpers: real fixtures are read from `$SEALTUNE_FIXTURES` (default `<repo>/../shared/fixtures`),
-//! never copied into the repository.
+//! Shared helpers: the real fixtures of `tests/fixtures` (through the one harness, `sealtune_e2e`).
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+pub use sealtune_e2e::fixtures_dir;
 
-/// Where the fixtures live.
-pub fn fixtures_dir() -> PathBuf {
-    match std::env::var_os("SEALTUNE_FIXTURES") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"),
-    }
-}
-
-/// Read a fixture, failing the test with a message saying where to put it.
+/// Read a fixture (a path relative to `tests/fixtures`), failing the test with where it was looked for.
 pub fn fixture(rel: &str) -> Vec<u8> {
-    let path = fixtures_dir().join(rel);
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "fixture {rel} missing at {} ({e}): put the shared fixtures (see shared/fixtures/tdx/README.md) \
-             there or point SEALTUNE_FIXTURES at their directory",
-            path.display()
-        )
-    })
+    sealtune_e2e::fixture_bytes(rel)
 }
 
 /// Collateral fixture, parsed.
