@@ -14,6 +14,7 @@
 //! | [`deliverable`] | §4 | sealing and opening the encrypted model, tag signature |
 //! | [`ecies`] | §4 | the eciesjs-compatible wrap of the model key |
 //! | [`storage`] | §6 | 0G Storage root hash, submission nodes, segment proofs |
+//! | [`dstack`] | §5 | dstack runtime events: their digest and how they extend RTMR3 |
 //! | [`dataset`] | §3 | dataset record shapes and the `messages` conversion |
 //! | [`tokens`] | §3 | the token-counting rule behind the fee (feature `tokenizer`) |
 //! | [`events`] | — | the events the executor streams to the worker |
@@ -21,6 +22,7 @@
 
 pub mod dataset;
 pub mod deliverable;
+pub mod dstack;
 pub mod ecies;
 pub mod eip712;
 pub mod events;

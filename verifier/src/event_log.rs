@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha384};
 
 /// Event type of dstack runtime events.
-pub const DSTACK_RUNTIME_EVENT_TYPE: u32 = 0x0800_0001;
+pub const DSTACK_RUNTIME_EVENT_TYPE: u32 = sealtune_protocol::dstack::RUNTIME_EVENT_TYPE;
 
 /// dstack system events, in the order a boot emits them.
 pub const SYSTEM_EVENTS: &[&str] = &[
@@ -240,15 +240,9 @@ pub fn parse_event_log(json: &str) -> Result<Vec<Event>, EventLogError> {
         .collect()
 }
 
-/// V1 digest of a runtime event.
+/// V1 digest of a runtime event (the rule lives in [`sealtune_protocol::dstack`]).
 pub fn runtime_digest_v1(name: &str, payload: &[u8]) -> [u8; 48] {
-    let mut h = Sha384::new();
-    h.update(DSTACK_RUNTIME_EVENT_TYPE.to_le_bytes());
-    h.update(b":");
-    h.update(name.as_bytes());
-    h.update(b":");
-    h.update(payload);
-    h.finalize().into()
+    sealtune_protocol::dstack::runtime_event_digest_v1(name, payload)
 }
 
 /// The JCS canonical JSON V2 digests are taken over (keys sorted: name, payload, type).
@@ -277,10 +271,7 @@ pub fn runtime_digest_v2(name: &str, payload: &[u8]) -> [u8; 48] {
 
 /// Extend `mr` with `digest`: `mr = SHA384(mr ‖ digest)`.
 pub fn extend(mr: &mut [u8; 48], digest: &[u8]) {
-    let mut h = Sha384::new();
-    h.update(mr.as_slice());
-    h.update(digest);
-    *mr = h.finalize().into();
+    sealtune_protocol::dstack::extend_rtmr(mr, digest);
 }
 
 /// Check the log's structure and digests, replay RTMR0–3 and compare with `quote_rtmrs`.

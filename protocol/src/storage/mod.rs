@@ -51,7 +51,7 @@ mod tree;
 pub use hasher::{FileTree, RootHasher, root_hash, root_hash_file, root_hash_reader};
 pub use layout::Layout;
 pub use proof::{ProofError, SegmentProof, SegmentWithProof};
-pub use tree::SubmissionNode;
+pub use tree::{SubmissionNode, hash_pair};
 
 /// Bytes per chunk, the leaf of the tree.
 pub const CHUNK_SIZE: usize = 256;

@@ -34,9 +34,9 @@ pub(crate) static ZERO_SEGMENT_ROOT: LazyLock<B256> = LazyLock::new(|| {
     stack.root().unwrap_or_default()
 });
 
-/// `keccak256(left ‖ right)`.
+/// `keccak256(left ‖ right)`: the node rule of 0G Storage's Merkle trees.
 #[inline]
-pub(crate) fn hash_pair(left: &B256, right: &B256) -> B256 {
+pub fn hash_pair(left: &B256, right: &B256) -> B256 {
     let mut buf = [0u8; 64];
     let (l, r) = buf.split_at_mut(32);
     l.copy_from_slice(left.as_slice());

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use k256::ecdsa::SigningKey;
 use rand_core::CryptoRngCore;
-use sha2::{Digest as _, Sha256, Sha384};
+use sha2::{Digest as _, Sha256};
 
 use super::{AttestConfig, AttestError, QuoteSource, RawQuote, SourceKind, write_atomic};
 
@@ -17,19 +17,8 @@ pub const DEV_APP_COMPOSE: &str = include_str!("../../../deploy/app-compose.json
 /// File (in the data directory) holding the dev TEE key in clear (hex).
 pub const DEV_KEY_FILE: &str = "tee-signer.dev.key";
 
-/// dstack runtime event type.
-const RUNTIME_EVENT_TYPE: u32 = 0x0800_0001;
-
-/// The V1 digest of a dstack runtime event: `SHA384(le32(0x08000001) ‖ ":" ‖ name ‖ ":" ‖ payload)`.
-pub fn runtime_event_digest(name: &str, payload: &[u8]) -> [u8; 48] {
-    let mut h = Sha384::new();
-    h.update(RUNTIME_EVENT_TYPE.to_le_bytes());
-    h.update(b":");
-    h.update(name.as_bytes());
-    h.update(b":");
-    h.update(payload);
-    h.finalize().into()
-}
+pub use sealtune_protocol::dstack::runtime_event_digest_v1 as runtime_event_digest;
+use sealtune_protocol::dstack::{RUNTIME_EVENT_TYPE, extend_rtmr};
 
 /// The dev event log (a JSON array as a string) and the RTMR3 it replays to: the dstack system
 /// events in boot order, all on RTMR3 with V1 digests; `app-id` is the first 20 bytes of the
@@ -65,10 +54,7 @@ pub fn dev_event_log(app_compose: &str, signer: &[u8; 20]) -> (String, [u8; 48])
         .iter()
         .map(|(name, payload)| {
             let digest = runtime_event_digest(name, payload);
-            let mut h = Sha384::new();
-            h.update(rtmr3);
-            h.update(digest);
-            rtmr3 = h.finalize().into();
+            extend_rtmr(&mut rtmr3, &digest);
             serde_json::json!({
                 "imr": 3,
                 "event_type": RUNTIME_EVENT_TYPE,

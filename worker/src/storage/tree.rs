@@ -9,11 +9,11 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
-use alloy::primitives::{B256, keccak256};
+use alloy::primitives::B256;
 use base64::Engine as _;
 use rayon::prelude::*;
 use sealtune_protocol::storage::{
-    CHUNK_SIZE, Layout, SEGMENT_SIZE, SegmentProof, SegmentWithProof, root_hash,
+    CHUNK_SIZE, Layout, SEGMENT_SIZE, SegmentProof, SegmentWithProof, hash_pair, root_hash,
 };
 
 use super::StorageError;
@@ -24,14 +24,6 @@ pub struct SegmentTree {
     layout: Layout,
     /// `levels[0]` = the padded segments' roots; the last level holds the root.
     levels: Vec<Vec<B256>>,
-}
-
-fn hash_pair(left: &B256, right: &B256) -> B256 {
-    let mut buf = [0u8; 64];
-    let (l, r) = buf.split_at_mut(32);
-    l.copy_from_slice(left.as_slice());
-    r.copy_from_slice(right.as_slice());
-    keccak256(buf)
 }
 
 /// Root of segment `index` of `layout` whose file bytes are `data` (empty for a padding segment).
