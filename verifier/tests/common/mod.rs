@@ -1,6 +1,7 @@
 //! Shared helpers: the real fixtures of `tests/fixtures` (through the one harness, `sealtune_e2e`).
 #![allow(dead_code)]
 
+#[allow(unused_imports)] // not every test file of the crate uses it
 pub use sealtune_e2e::fixtures_dir;
 
 /// Read a fixture (a path relative to `tests/fixtures`), failing the test with where it was looked for.
