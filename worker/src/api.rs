@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::Worker;
-use crate::config::ParamsSchema;
+use crate::models::ParamsSchema;
 use crate::store::{NewTask, Order, StoreError, Task, TaskState};
 
 /// An API error: a status and a message for the customer.
@@ -278,8 +278,8 @@ async fn create_task(
         fee_ceiling: verified.fee_ceiling.map(|c| c.to_string()),
         wait: body.wait,
         model_type: match model.data_type {
-            crate::config::DataType::Text => "text".into(),
-            crate::config::DataType::Image => "image".into(),
+            crate::models::DataType::Text => "text".into(),
+            crate::models::DataType::Image => "image".into(),
         },
     };
     worker
@@ -603,12 +603,12 @@ async fn quote(
     Ok(Json(body))
 }
 
-fn model_json(m: &crate::config::ModelConfig) -> Value {
+fn model_json(m: &crate::models::ModelConfig) -> Value {
     json!({
         "name": m.name,
         "hash": m.hash.to_string(),
         "image": m.image,
-        "dataType": match m.data_type { crate::config::DataType::Text => "text", crate::config::DataType::Image => "image" },
+        "dataType": m.data_type.as_str(),
         "trainingScript": m.training_script.display().to_string(),
         "description": m.description,
         "tokenizer": m.tokenizer,

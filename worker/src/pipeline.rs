@@ -27,7 +27,7 @@ use sealtune_protocol::tokens::{CountRule, TokenCounter};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Worker;
-use crate::config::{ModelConfig, ParamsSchema};
+use crate::models::{ModelConfig, ParamsSchema};
 use crate::exec::{self, ExecLimits, ExecSpec, SealSpec};
 use crate::store::{Task, TaskState};
 
@@ -207,7 +207,7 @@ async fn model_dir(worker: &Worker, model: &ModelConfig) -> Result<PathBuf, Step
     match crate::models::local_weights_dir(model).map_err(|e| StepError::fail(e.to_string()))? {
         Some(dir) => Ok(dir),
         None => {
-            let Some(crate::config::Weights::Root(root)) = &model.weights else {
+            let Some(crate::models::Weights::Root(root)) = &model.weights else {
                 return Err(StepError::fail(format!(
                     "model `{}` has no weights",
                     model.name
@@ -294,7 +294,7 @@ async fn setup(worker: &Arc<Worker>, task: &Task) -> Result<(), StepError> {
     let tokenizer = crate::models::tokenizer_file(model, &weights)
         .map_err(|e| StepError::fail(e.to_string()))?;
     let tokens = match model.data_type {
-        crate::config::DataType::Text => {
+        crate::models::DataType::Text => {
             let path = dataset.clone();
             let counted = tokio::task::spawn_blocking(move || {
                 let counter = TokenCounter::from_file(&tokenizer)?;
@@ -309,7 +309,7 @@ async fn setup(worker: &Arc<Worker>, task: &Task) -> Result<(), StepError> {
             counted.tokens
         }
         // Image datasets are priced per file: one "token" per image (documented in the provider guide).
-        crate::config::DataType::Image => count_zip_entries(&dataset).await?,
+        crate::models::DataType::Image => count_zip_entries(&dataset).await?,
     };
     let schedule = model.fee_schedule(worker.config.service.price_per_token);
     let fee = schedule
@@ -511,8 +511,8 @@ async fn execute(worker: &Arc<Worker>, task: &Task) -> Result<(), StepError> {
         script: model.training_script.clone(),
         dataset,
         data_type: match model.data_type {
-            crate::config::DataType::Text => exec::DataType::Text,
-            crate::config::DataType::Image => exec::DataType::Image,
+            crate::models::DataType::Text => exec::DataType::Text,
+            crate::models::DataType::Image => exec::DataType::Image,
         },
         data_path,
         model_path,
