@@ -36,12 +36,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::{Address, U256};
 use alloy::signers::local::PrivateKeySigner;
 use serde::{Deserialize, Serialize};
 
 use crate::attest::AttestConfig;
-use crate::models::ModelConfig;
+use crate::models::{ModelConfig, ModelRef};
 use crate::storage::StorageConfig;
 
 /// A configuration problem, with the key it concerns.
@@ -429,13 +429,9 @@ impl Config {
         Ok((serving, ledger))
     }
 
-    /// The model whose id is `hash` (or whose name is `hash`).
-    pub fn model(&self, name_or_hash: &str) -> Option<&ModelConfig> {
-        let as_hash: Option<B256> = name_or_hash.parse().ok();
-        self.service
-            .models
-            .iter()
-            .find(|m| Some(m.hash) == as_hash || m.name == name_or_hash)
+    /// The model `model` names (by its hash or its name).
+    pub fn model(&self, model: &ModelRef) -> Option<&ModelConfig> {
+        self.service.models.iter().find(|m| model.names(m))
     }
 
     /// Everything that can be checked offline: the wallet key, the contracts, models' scripts,
@@ -510,11 +506,14 @@ mod tests {
         assert_eq!(c.serving_url, "http://x");
         assert!(c.wallet().is_ok());
         assert_eq!(c.service.models[0].data_type, DataType::Text);
-        assert!(c.model("m").is_some());
+        assert!(c.model(&ModelRef::new("m")).is_some());
         assert!(
-            c.model("0x1d98b2088bd094f879315ac29edd471638204cd45e7c8d066ee88fbc7c174ce7")
-                .is_some()
+            c.model(&ModelRef::new(
+                "0x1d98b2088bd094f879315ac29edd471638204cd45e7c8d066ee88fbc7c174ce7"
+            ))
+            .is_some()
         );
+        assert!(c.model(&ModelRef::new("n")).is_none());
     }
 
     #[test]

@@ -89,6 +89,38 @@ pub struct ModelConfig {
     pub usage_file: Option<PathBuf>,
 }
 
+/// How a request names a model: `preTrainedModelHash` (or the `:name` of `/v1/model/:name`), which
+/// is a model's hash or its name. The text is kept as sent (the API answers it back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRef {
+    text: String,
+    hash: Option<B256>,
+}
+
+impl ModelRef {
+    /// Reads `text` once: a 32-byte hash, or else a name.
+    pub fn new(text: &str) -> ModelRef {
+        ModelRef {
+            text: text.to_owned(),
+            hash: text.parse().ok(),
+        }
+    }
+    /// The text as sent.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+    /// Whether this names `model` (its hash, or its name).
+    pub fn names(&self, model: &ModelConfig) -> bool {
+        self.hash == Some(model.hash) || self.text == model.name
+    }
+}
+
+impl std::fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 impl DataType {
     /// The wire name: `text` or `image` (the `modelType` of a task, `dataType` of a model).
     pub fn as_str(self) -> &'static str {
@@ -166,7 +198,6 @@ impl ModelConfig {
         }
     }
 }
-
 
 /// A model that cannot be resolved.
 #[derive(Debug, thiserror::Error)]
