@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::Worker;
 use crate::models::{ModelConfig, Weights};
-use crate::store::{StoreError, Task, TaskState};
+use crate::store::{StatePredicate, StoreError, Task, TaskState};
 
 pub mod execute;
 pub mod finalize;
@@ -118,10 +118,7 @@ pub async fn run_training_lane(worker: Arc<Worker>, shutdown: CancellationToken)
 
 /// The tasks in a state for which `pred` holds, oldest first. A row this version cannot read
 /// fails that task with the reason, so that it does not block its lane at every poll.
-async fn tasks_where(
-    worker: &Worker,
-    pred: fn(TaskState) -> bool,
-) -> Result<Vec<Task>, StoreError> {
+async fn tasks_where(worker: &Worker, pred: StatePredicate) -> Result<Vec<Task>, StoreError> {
     let result = worker.store.in_states(pred).await;
     if let Err(e @ StoreError::Corrupt { task: Some(id), .. }) = &result
         && let Ok(true) = worker

@@ -15,7 +15,7 @@ use sqlx::{Row, SqlitePool};
 
 pub mod task;
 
-pub use task::{DatasetHash, NewTask, Task, TaskState, TrainingParams};
+pub use task::{DatasetHash, NewTask, StatePredicate, Task, TaskState, TrainingParams};
 use task::{address_text, corrupt, public_key_text, sql_list, sql_set, task_from_row};
 
 /// A store failure.
@@ -206,7 +206,7 @@ impl Store {
     }
 
     /// Tasks in a state for which `pred` holds (e.g. [`TaskState::is_pending`]), oldest first.
-    pub async fn in_states(&self, pred: fn(TaskState) -> bool) -> Result<Vec<Task>, StoreError> {
+    pub async fn in_states(&self, pred: StatePredicate) -> Result<Vec<Task>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT * FROM tasks WHERE progress IN {} ORDER BY created_at ASC, rowid ASC",
             sql_set(pred)
@@ -640,7 +640,7 @@ mod tests {
     #[tokio::test]
     async fn sql_state_sets_equal_the_predicates() {
         let (_d, s) = store().await;
-        let predicates: [(&str, fn(TaskState) -> bool); 7] = [
+        let predicates: [(&str, StatePredicate); 7] = [
             ("is_pending", TaskState::is_pending),
             ("is_unfinished", TaskState::is_unfinished),
             ("is_ended", TaskState::is_ended),

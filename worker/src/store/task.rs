@@ -20,6 +20,9 @@ use sqlx::Row;
 use super::StoreError;
 use crate::models::{DataType, ModelRef, ParamsSchema};
 
+/// A rule on states (`TaskState::is_pending`…): the one definition both Rust and SQL use.
+pub type StatePredicate = fn(TaskState) -> bool;
+
 /// The states of PROTOCOL.md §2, in order, plus `Failed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum TaskState {
@@ -116,7 +119,7 @@ impl TaskState {
         self == TaskState::Delivering || self.is_settling()
     }
     /// The states for which `pred` holds, in order.
-    pub fn matching(pred: fn(TaskState) -> bool) -> Vec<TaskState> {
+    pub fn matching(pred: StatePredicate) -> Vec<TaskState> {
         TaskState::ALL.into_iter().filter(|s| pred(*s)).collect()
     }
 }
@@ -134,7 +137,7 @@ pub(crate) fn sql_list(states: &[TaskState]) -> String {
 }
 
 /// The SQL list of the states for which `pred` holds: one rule, in [`TaskState`], for Rust and SQL.
-pub(crate) fn sql_set(pred: fn(TaskState) -> bool) -> String {
+pub(crate) fn sql_set(pred: StatePredicate) -> String {
     sql_list(&TaskState::matching(pred))
 }
 
