@@ -18,8 +18,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::Worker;
-use crate::config::ParamsSchema;
-use crate::store::{NewTask, Order, StoreError, Task, TaskState};
+use crate::models::ModelRef;
+use crate::store::task::address_text;
+use crate::store::{DatasetHash, NewTask, Order, StoreError, Task, TaskState, TrainingParams};
 
 /// An API error: a status and a message for the customer.
 #[derive(Debug)]
@@ -153,23 +154,23 @@ fn task_json(t: &Task) -> Value {
         "id": t.id,
         "createdAt": rfc3339(t.created_at),
         "updatedAt": rfc3339(t.updated_at),
-        "userAddress": t.user_address,
-        "preTrainedModelHash": t.pre_trained_model_hash,
-        "datasetHash": t.dataset_hash,
-        "trainingParams": t.training_params,
-        "fee": t.task_fee.clone().unwrap_or_else(|| t.fee.clone()),
-        "nonce": t.nonce,
+        "userAddress": address_text(t.user_address),
+        "preTrainedModelHash": t.pre_trained_model_hash.as_str(),
+        "datasetHash": t.dataset_hash.as_str(),
+        "trainingParams": t.training_params.as_str(),
+        "fee": t.task_fee.unwrap_or(t.fee).to_string(),
+        "nonce": t.nonce.to_string(),
         "signature": t.signature,
         "progress": t.progress.as_str(),
         "deliverIndex": t.deliver_index.map(|i| i.to_string()),
         "deliverTime": t.deliver_time.map(rfc3339),
-        "modelType": t.model_type,
+        "modelType": t.model_type.as_str(),
         "wait": t.wait,
         "failReason": t.fail_reason,
         "tokens": t.token_count,
-        "modelRootHash": t.model_root_hash.clone().filter(|r| !r.is_empty()),
-        "settledFee": t.settled_fee,
-        "settleTx": t.settle_tx,
+        "modelRootHash": t.model_root_hash.map(|r| r.to_string()),
+        "settledFee": t.settled_fee.map(|f| f.to_string()),
+        "settleTx": t.settle_tx.map(|h| h.to_string()),
     })
 }
 
@@ -177,7 +178,7 @@ async fn own_task(worker: &Worker, addr: &str, id: &str) -> ApiResult<Task> {
     let user = parse_addr(addr)?;
     let task = worker.store.get(id).await?;
     match task {
-        Some(t) if t.user_address.eq_ignore_ascii_case(&user.to_string()) => Ok(t),
+        Some(t) if t.user_address == user => Ok(t),
         // Another customer's task looks exactly like a missing one.
         _ => Err(ApiError::not_found(format!(
             "task {id} not found for {user}"
@@ -216,43 +217,31 @@ async fn create_task(
             wire.user
         )));
     }
-    let model = worker
-        .config
-        .model(&body.pre_trained_model_hash)
-        .ok_or_else(|| {
-            let names: Vec<String> = worker
-                .config
-                .service
-                .models
-                .iter()
-                .map(|m| format!("{} ({})", m.name, m.hash))
-                .collect();
-            ApiError::bad(format!(
-                "unknown preTrainedModelHash {}; this provider offers: {}",
-                body.pre_trained_model_hash,
-                names.join(", ")
-            ))
-        })?;
-    match model.params {
-        ParamsSchema::Lora => {
-            sealtune_protocol::params::LoraParams::parse(&body.training_params)
-                .map_err(|e| ApiError::bad(e.to_string()))?;
-        }
-        ParamsSchema::Free => {
-            sealtune_protocol::fee::epochs_from_training_params(&body.training_params)
-                .map_err(|e| ApiError::bad(e.to_string()))?;
-        }
-    }
-    if body
-        .dataset_hash
-        .parse::<alloy::primitives::B256>()
-        .is_err()
-    {
-        return Err(ApiError::bad(format!(
+    let model_ref = ModelRef::new(&body.pre_trained_model_hash);
+    let model = worker.config.model(&model_ref).ok_or_else(|| {
+        let names: Vec<String> = worker
+            .config
+            .service
+            .models
+            .iter()
+            .map(|m| format!("{} ({})", m.name, m.hash))
+            .collect();
+        ApiError::bad(format!(
+            "unknown preTrainedModelHash {}; this provider offers: {}",
+            body.pre_trained_model_hash,
+            names.join(", ")
+        ))
+    })?;
+    let training_params = TrainingParams::new(&body.training_params);
+    training_params
+        .epochs(model.params)
+        .map_err(ApiError::bad)?;
+    let dataset_hash = DatasetHash::parse(&body.dataset_hash).ok_or_else(|| {
+        ApiError::bad(format!(
             "datasetHash {} is not a 0x-prefixed 32-byte hash",
             body.dataset_hash
-        )));
-    }
+        ))
+    })?;
     let signature = request::parse_signature(&body.signature).map_err(request_err)?;
     let verified = wire.verify(&signature).map_err(request_err)?;
     // A nonce already used on chain is refused now rather than after setup.
@@ -267,20 +256,17 @@ async fn create_task(
     let id = uuid::Uuid::new_v4().to_string();
     let new = NewTask {
         id: id.clone(),
-        user_address: url_user.to_string().to_lowercase(),
-        pre_trained_model_hash: body.pre_trained_model_hash.clone(),
-        dataset_hash: body.dataset_hash.clone(),
-        training_params: body.training_params.clone(),
-        fee,
-        nonce: wire.nonce.to_string(),
+        user_address: url_user,
+        pre_trained_model_hash: model_ref.clone(),
+        dataset_hash,
+        training_params,
+        fee: wire.fee,
+        nonce: wire.nonce,
         signature: body.signature.clone(),
-        user_public_key: hex::encode(verified.signer.uncompressed_public_key()),
-        fee_ceiling: verified.fee_ceiling.map(|c| c.to_string()),
+        user_public_key: (&verified.signer.public_key).into(),
+        fee_ceiling: verified.fee_ceiling,
         wait: body.wait,
-        model_type: match model.data_type {
-            crate::config::DataType::Text => "text".into(),
-            crate::config::DataType::Image => "image".into(),
-        },
+        model_type: model.data_type,
     };
     worker
         .store
@@ -314,11 +300,7 @@ async fn list_tasks(
     };
     let tasks = worker
         .store
-        .list_user(
-            &user.to_string().to_lowercase(),
-            q.latest.unwrap_or(false),
-            order,
-        )
+        .list_user(user, q.latest.unwrap_or(false), order)
         .await?;
     Ok(Json(Value::Array(tasks.iter().map(task_json).collect())))
 }
@@ -419,10 +401,7 @@ async fn download_lora(
         &signature,
     )
     .map_err(request_err)?;
-    if !matches!(
-        task.progress,
-        TaskState::Delivered | TaskState::UserAcknowledged | TaskState::Finished
-    ) {
+    if !task.progress.is_delivered() {
         return Err(ApiError::conflict(format!(
             "task {id} is {}: the model is not delivered yet",
             task.progress
@@ -438,7 +417,7 @@ async fn download_lora(
     {
         let minute = worker.clock.now() / 60;
         let mut map = worker.downloads.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = map.entry(task.user_address.clone()).or_insert((minute, 0));
+        let entry = map.entry(task.user_address).or_insert((minute, 0));
         if entry.0 != minute {
             *entry = (minute, 0);
         }
@@ -455,8 +434,6 @@ async fn download_lora(
     }
     let root = task
         .model_root_hash
-        .as_deref()
-        .and_then(|r| r.parse::<alloy::primitives::B256>().ok())
         .ok_or_else(|| ApiError::internal("delivered task without a root hash"))?;
     let path = worker.files.path_of(&root).ok_or_else(|| {
         ApiError(
@@ -603,12 +580,12 @@ async fn quote(
     Ok(Json(body))
 }
 
-fn model_json(m: &crate::config::ModelConfig) -> Value {
+fn model_json(m: &crate::models::ModelConfig) -> Value {
     json!({
         "name": m.name,
         "hash": m.hash.to_string(),
         "image": m.image,
-        "dataType": match m.data_type { crate::config::DataType::Text => "text", crate::config::DataType::Image => "image" },
+        "dataType": m.data_type.as_str(),
         "trainingScript": m.training_script.display().to_string(),
         "description": m.description,
         "tokenizer": m.tokenizer,
@@ -634,7 +611,7 @@ async fn get_model(
 ) -> ApiResult<Json<Value>> {
     worker
         .config
-        .model(&name)
+        .model(&ModelRef::new(&name))
         .map(|m| Json(model_json(m)))
         .ok_or_else(|| ApiError::not_found(format!("model {name} is not offered here")))
 }
@@ -645,7 +622,7 @@ async fn model_desc(
 ) -> ApiResult<Response> {
     let m = worker
         .config
-        .model(&name)
+        .model(&ModelRef::new(&name))
         .ok_or_else(|| ApiError::not_found(format!("model {name} is not offered here")))?;
     let path = m
         .usage_file

@@ -97,7 +97,8 @@ pub struct Worker {
     /// Test crash points.
     pub crash: CrashPoints,
     /// Download rate limiter: (user, minute) → count.
-    pub downloads: std::sync::Mutex<std::collections::HashMap<String, (i64, u32)>>,
+    pub downloads:
+        std::sync::Mutex<std::collections::HashMap<alloy::primitives::Address, (i64, u32)>>,
 }
 
 impl Worker {

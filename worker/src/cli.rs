@@ -265,6 +265,36 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         );
     }
     let store = crate::store::Store::open(&config.data_dir.join("worker.sqlite")).await?;
+    record_signer(&store, &attest).await?;
+    let chain = register(&config, attest.signer()).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, provider = %chain.address, tee_signer = %attest.signer(), "sealtune-worker serving");
+
+    let worker = Arc::new(Worker {
+        files: crate::storage::Store::open(&config.storage, &config.data_dir)?,
+        config,
+        store,
+        chain,
+        attest,
+        clock: Arc::new(SystemClock),
+        wake: Default::default(),
+        running: Default::default(),
+        metrics: Default::default(),
+        exe: std::env::current_exe()?,
+        crash,
+        downloads: Default::default(),
+    });
+    serve_until_shutdown(worker, listener).await
+}
+
+/// Records this worker's TEE signer; when it changed since the last start, says so in the log of
+/// every task sealed under the old one and not settled yet.
+async fn record_signer(
+    store: &crate::store::Store,
+    attest: &crate::attest::Attestation,
+) -> anyhow::Result<()> {
     let signer = attest.signer();
     match store.meta("tee_signer").await? {
         Some(old) if old != signer.to_string() => {
@@ -272,11 +302,7 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
                 "the TEE signer changed from {old} to {signer}: the service will be re-registered and the owner must acknowledge the new signer"
             );
             for t in store
-                .in_states(&[
-                    crate::store::TaskState::Delivering,
-                    crate::store::TaskState::Delivered,
-                    crate::store::TaskState::UserAcknowledged,
-                ])
+                .in_states(crate::store::TaskState::is_sealed_unsettled)
                 .await?
             {
                 store
@@ -291,7 +317,11 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         tracing::warn!("the attestation source reports a TEE signer change from {old} to {signer}");
     }
     attest.record_signer()?;
+    Ok(())
+}
 
+/// Connects to the chain and registers (or updates) the service with `signer` as its TEE signer.
+async fn register(config: &Config, signer: alloy::primitives::Address) -> anyhow::Result<Chain> {
     let (serving, _ledger) = config.contracts()?;
     let chain = Chain::connect(config.chain.rpc_url(), config.wallet()?, serving).await?;
     let spec = ServiceSpec {
@@ -313,25 +343,15 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     if chain.register_service(&spec, false, stake).await? {
         tracing::info!(provider = %chain.address, "service registered or updated on chain");
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, provider = %chain.address, tee_signer = %signer, "sealtune-worker serving");
+    Ok(chain)
+}
 
-    let worker = Arc::new(Worker {
-        files: crate::storage::Store::open(&config.storage, &config.data_dir)?,
-        config,
-        store,
-        chain,
-        attest,
-        clock: Arc::new(SystemClock),
-        wake: Default::default(),
-        running: Default::default(),
-        metrics: Default::default(),
-        exe: std::env::current_exe()?,
-        crash,
-        downloads: Default::default(),
-    });
+/// Runs the three pipeline lanes and the HTTP API until a shutdown signal, then stops a running
+/// child and waits for the lanes.
+async fn serve_until_shutdown(
+    worker: Arc<Worker>,
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let lanes = [
         tokio::spawn(crate::pipeline::run_training_lane(

@@ -36,12 +36,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::{Address, U256};
 use alloy::signers::local::PrivateKeySigner;
-use sealtune_protocol::fee::{FeeSchedule, PriceCoefficient};
 use serde::{Deserialize, Serialize};
 
 use crate::attest::AttestConfig;
+use crate::models::{ModelConfig, ModelRef};
 use crate::storage::StorageConfig;
 
 /// A configuration problem, with the key it concerns.
@@ -246,96 +246,6 @@ fn default_price() -> U256 {
     U256::from(1_000_000_000u64)
 }
 
-/// Where a model's weights come from.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub enum Weights {
-    /// A local directory in HF layout.
-    #[serde(rename = "path")]
-    Path(PathBuf),
-    /// An entry of the local Hugging Face cache (`HF_HUB_CACHE`), read offline through hf-hub.
-    #[serde(rename = "hf")]
-    Hf(String),
-    /// A file in sealtune's storage (local store or 0G Storage) by root hash: a zip of the model directory.
-    #[serde(rename = "root")]
-    Root(B256),
-}
-
-/// The schema of a model's `trainingParams`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum ParamsSchema {
-    /// The stock LoRA script's five keys (PROTOCOL.md §3).
-    #[default]
-    Lora,
-    /// Any JSON object; the script validates.
-    Free,
-}
-
-/// `text` or `image`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum DataType {
-    /// Text datasets (JSONL records).
-    #[default]
-    Text,
-    /// Image-folder datasets.
-    Image,
-}
-
-/// One model the provider offers.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelConfig {
-    /// Its name.
-    pub name: String,
-    /// Its id: customers send it as `preTrainedModelHash`.
-    pub hash: B256,
-    /// The image name shown to customers.
-    #[serde(default)]
-    pub image: String,
-    /// `text` or `image`.
-    #[serde(default, alias = "dataType")]
-    pub data_type: DataType,
-    /// The training script (relative paths are relative to the config file).
-    #[serde(alias = "trainingScript")]
-    pub training_script: PathBuf,
-    /// Shown to customers.
-    #[serde(default)]
-    pub description: String,
-    /// The tokenizer id shown to customers (0G: the tokenizer's root hash).
-    #[serde(default)]
-    pub tokenizer: String,
-    /// Where the weights are; required (0G's config does not say, sealtune must know).
-    pub weights: Option<Weights>,
-    /// `tokenizer.json` used for the fee (default: the one in the weights directory).
-    #[serde(default)]
-    pub tokenizer_path: Option<PathBuf>,
-    /// Price coefficient (default 1).
-    #[serde(default)]
-    pub price_coefficient: PriceCoefficient,
-    /// Flat storage fee in neuron (default 0).
-    #[serde(default)]
-    pub storage_fee: U256,
-    /// Parameter schema (default `lora`).
-    #[serde(default)]
-    pub params: ParamsSchema,
-    /// A zip of usage docs served at `/v1/model/desc/:name`.
-    #[serde(default, alias = "usageFile")]
-    pub usage_file: Option<PathBuf>,
-}
-
-impl ModelConfig {
-    /// The fee schedule of this model under `price_per_token`.
-    pub fn fee_schedule(&self, price_per_token: U256) -> FeeSchedule {
-        FeeSchedule {
-            price_per_token,
-            price_coefficient: self.price_coefficient,
-            storage_fee: self.storage_fee,
-        }
-    }
-}
-
 /// Queue, timeouts, retention and rate limits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -481,16 +391,7 @@ impl Config {
             fix(v);
         }
         for m in &mut self.service.models {
-            fix(&mut m.training_script);
-            if let Some(Weights::Path(p)) = m.weights.as_mut() {
-                fix(p);
-            }
-            if let Some(p) = m.tokenizer_path.as_mut() {
-                fix(p);
-            }
-            if let Some(p) = m.usage_file.as_mut() {
-                fix(p);
-            }
+            m.resolve_paths(base);
         }
     }
 
@@ -528,13 +429,9 @@ impl Config {
         Ok((serving, ledger))
     }
 
-    /// The model whose id is `hash` (or whose name is `hash`).
-    pub fn model(&self, name_or_hash: &str) -> Option<&ModelConfig> {
-        let as_hash: Option<B256> = name_or_hash.parse().ok();
-        self.service
-            .models
-            .iter()
-            .find(|m| Some(m.hash) == as_hash || m.name == name_or_hash)
+    /// The model `model` names (by its hash or its name).
+    pub fn model(&self, model: &ModelRef) -> Option<&ModelConfig> {
+        self.service.models.iter().find(|m| model.names(m))
     }
 
     /// Everything that can be checked offline: the wallet key, the contracts, models' scripts,
@@ -559,30 +456,7 @@ impl Config {
             if !names.insert(m.name.as_str()) | !hashes.insert(m.hash) {
                 problems.push(format!("model `{}`: duplicate name or hash", m.name));
             }
-            if !m.training_script.is_file() {
-                problems.push(format!(
-                    "model `{}`: training script {} not found",
-                    m.name,
-                    m.training_script.display()
-                ));
-            }
-            match &m.weights {
-                None => problems.push(format!(
-                    "model `{}`: `weights` is missing (path, hf or root)",
-                    m.name
-                )),
-                Some(Weights::Path(p)) if !p.is_dir() => problems.push(format!(
-                    "model `{}`: weights directory {} not found",
-                    m.name,
-                    p.display()
-                )),
-                Some(Weights::Hf(repo)) => {
-                    if let Err(e) = crate::models::hf_snapshot(repo) {
-                        problems.push(format!("model `{}`: {e}", m.name));
-                    }
-                }
-                _ => {}
-            }
+            problems.extend(m.problems());
         }
         problems
     }
@@ -591,6 +465,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::DataType;
 
     const MINIMAL: &str = r#"
         [attestation]
@@ -631,11 +506,14 @@ mod tests {
         assert_eq!(c.serving_url, "http://x");
         assert!(c.wallet().is_ok());
         assert_eq!(c.service.models[0].data_type, DataType::Text);
-        assert!(c.model("m").is_some());
+        assert!(c.model(&ModelRef::new("m")).is_some());
         assert!(
-            c.model("0x1d98b2088bd094f879315ac29edd471638204cd45e7c8d066ee88fbc7c174ce7")
-                .is_some()
+            c.model(&ModelRef::new(
+                "0x1d98b2088bd094f879315ac29edd471638204cd45e7c8d066ee88fbc7c174ce7"
+            ))
+            .is_some()
         );
+        assert!(c.model(&ModelRef::new("n")).is_none());
     }
 
     #[test]

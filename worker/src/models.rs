@@ -1,8 +1,203 @@
-//! Where a model's weights and tokenizer are: a local directory, an entry of the offline Hugging
-//! Face cache (through `hf-hub`, never the network), or a zip in storage by root hash.
+//! The models a provider offers: their configuration (`[[service.models]]`, read by
+//! [`crate::config`]), and where a model's weights and tokenizer are: a local directory, an entry of
+//! the offline Hugging Face cache (through `hf-hub`, never the network), or a zip in storage by root
+//! hash.
+//!
+//! This module depends on nothing else of the worker; `config` uses it (one-way).
 use std::path::{Path, PathBuf};
 
-use crate::config::{ModelConfig, Weights};
+use alloy::primitives::{B256, U256};
+use sealtune_protocol::fee::{FeeSchedule, PriceCoefficient};
+use serde::{Deserialize, Serialize};
+
+/// Where a model's weights come from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub enum Weights {
+    /// A local directory in HF layout.
+    #[serde(rename = "path")]
+    Path(PathBuf),
+    /// An entry of the local Hugging Face cache (`HF_HUB_CACHE`), read offline through hf-hub.
+    #[serde(rename = "hf")]
+    Hf(String),
+    /// A file in sealtune's storage (local store or 0G Storage) by root hash: a zip of the model directory.
+    #[serde(rename = "root")]
+    Root(B256),
+}
+
+/// The schema of a model's `trainingParams`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ParamsSchema {
+    /// The stock LoRA script's five keys (PROTOCOL.md §3).
+    #[default]
+    Lora,
+    /// Any JSON object; the script validates.
+    Free,
+}
+
+/// `text` or `image`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DataType {
+    /// Text datasets (JSONL records).
+    #[default]
+    Text,
+    /// Image-folder datasets.
+    Image,
+}
+
+/// One model the provider offers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Its name.
+    pub name: String,
+    /// Its id: customers send it as `preTrainedModelHash`.
+    pub hash: B256,
+    /// The image name shown to customers.
+    #[serde(default)]
+    pub image: String,
+    /// `text` or `image`.
+    #[serde(default, alias = "dataType")]
+    pub data_type: DataType,
+    /// The training script (relative paths are relative to the config file).
+    #[serde(alias = "trainingScript")]
+    pub training_script: PathBuf,
+    /// Shown to customers.
+    #[serde(default)]
+    pub description: String,
+    /// The tokenizer id shown to customers (0G: the tokenizer's root hash).
+    #[serde(default)]
+    pub tokenizer: String,
+    /// Where the weights are; required (0G's config does not say, sealtune must know).
+    pub weights: Option<Weights>,
+    /// `tokenizer.json` used for the fee (default: the one in the weights directory).
+    #[serde(default)]
+    pub tokenizer_path: Option<PathBuf>,
+    /// Price coefficient (default 1).
+    #[serde(default)]
+    pub price_coefficient: PriceCoefficient,
+    /// Flat storage fee in neuron (default 0).
+    #[serde(default)]
+    pub storage_fee: U256,
+    /// Parameter schema (default `lora`).
+    #[serde(default)]
+    pub params: ParamsSchema,
+    /// A zip of usage docs served at `/v1/model/desc/:name`.
+    #[serde(default, alias = "usageFile")]
+    pub usage_file: Option<PathBuf>,
+}
+
+/// How a request names a model: `preTrainedModelHash` (or the `:name` of `/v1/model/:name`), which
+/// is a model's hash or its name. The text is kept as sent (the API answers it back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRef {
+    text: String,
+    hash: Option<B256>,
+}
+
+impl ModelRef {
+    /// Reads `text` once: a 32-byte hash, or else a name.
+    pub fn new(text: &str) -> ModelRef {
+        ModelRef {
+            text: text.to_owned(),
+            hash: text.parse().ok(),
+        }
+    }
+    /// The text as sent.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+    /// Whether this names `model` (its hash, or its name).
+    pub fn names(&self, model: &ModelConfig) -> bool {
+        self.hash == Some(model.hash) || self.text == model.name
+    }
+}
+
+impl std::fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl DataType {
+    /// The wire name: `text` or `image` (the `modelType` of a task, `dataType` of a model).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataType::Text => "text",
+            DataType::Image => "image",
+        }
+    }
+
+    /// The data type named `name` (`text` or `image`).
+    pub fn from_name(name: &str) -> Option<DataType> {
+        [DataType::Text, DataType::Image]
+            .into_iter()
+            .find(|t| t.as_str() == name)
+    }
+}
+
+impl ModelConfig {
+    /// Makes the model's relative paths (script, weights, tokenizer, usage file) relative to `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.training_script);
+        if let Some(Weights::Path(p)) = self.weights.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = self.tokenizer_path.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = self.usage_file.as_mut() {
+            fix(p);
+        }
+    }
+
+    /// What is wrong with this model that can be seen offline: a missing script, missing weights
+    /// (a weights directory not found, an HF repo not in the local cache). Empty = fine.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.training_script.is_file() {
+            problems.push(format!(
+                "model `{}`: training script {} not found",
+                self.name,
+                self.training_script.display()
+            ));
+        }
+        match &self.weights {
+            None => problems.push(format!(
+                "model `{}`: `weights` is missing (path, hf or root)",
+                self.name
+            )),
+            Some(Weights::Path(p)) if !p.is_dir() => problems.push(format!(
+                "model `{}`: weights directory {} not found",
+                self.name,
+                p.display()
+            )),
+            Some(Weights::Hf(repo)) => {
+                if let Err(e) = hf_snapshot(repo) {
+                    problems.push(format!("model `{}`: {e}", self.name));
+                }
+            }
+            _ => {}
+        }
+        problems
+    }
+
+    /// The fee schedule of this model under `price_per_token`.
+    pub fn fee_schedule(&self, price_per_token: U256) -> FeeSchedule {
+        FeeSchedule {
+            price_per_token,
+            price_coefficient: self.price_coefficient,
+            storage_fee: self.storage_fee,
+        }
+    }
+}
 
 /// A model that cannot be resolved.
 #[derive(Debug, thiserror::Error)]

@@ -142,6 +142,79 @@ fn summarize(dir: &Path) -> (u64, u64) {
     (files, bytes)
 }
 
+/// Connects the embedded `sealtune` module to this task: its paths, the model key to seal with,
+/// and the event pipe.
+fn connect_live(
+    spec: &ExecSpec,
+    key: Option<DeliverableKey>,
+    pipe: &EventPipe,
+) -> Result<(), String> {
+    let sink_pipe = pipe.clone();
+    let live = LiveContext {
+        task: TaskPaths {
+            data_path: spec.data_path.clone(),
+            model_path: spec.model_path.clone(),
+            config_path: spec.config_path.clone(),
+            output_dir: spec.output_dir.clone(),
+        },
+        seal: match (&spec.seal, key) {
+            (Some(seal), Some(key)) => Some(LiveSeal {
+                key,
+                sealed_path: seal.sealed_path.clone(),
+            }),
+            _ => None,
+        },
+        sink: Box::new(move |line: &str| sink_pipe.write_line(line)),
+    };
+    sealtune_python::install_live(live)
+        .map_err(|_| "the sealtune module is already connected to a task".to_owned())
+}
+
+/// In the embedded interpreter: sets up the venv, prepares a JSONL dataset into `data_path`, then
+/// runs the script with the four path flags. Returns the script's failure reason, if any.
+fn run_python(spec: &ExecSpec, prepared: &Prepared, work: &Path) -> Result<Option<String>, String> {
+    let venv: Option<PathBuf> = std::env::var_os("VIRTUAL_ENV").map(PathBuf::from);
+    let argv: Vec<String> = [
+        ("--data_path", &spec.data_path),
+        ("--model_path", &spec.model_path),
+        ("--config_path", &spec.config_path),
+        ("--output_dir", &spec.output_dir),
+    ]
+    .iter()
+    .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
+    .collect();
+
+    Python::attach(|py| -> Result<Option<String>, String> {
+        let helper =
+            PyModule::from_code(py, CHILD_PY, c"<sealtune-exec>/child.py", c"_sealtune_exec")
+                .map_err(|e| format!("starting Python: {e}"))?;
+        helper
+            .call_method1("setup", (venv.as_ref().map(|v| v.display().to_string()),))
+            .map_err(|e| format!("setting up the venv: {e}"))?;
+        sealtune_python::register_embedded(py)
+            .map_err(|e| format!("loading the sealtune module: {e}"))?;
+        if let Prepared::Jsonl(jsonl) = prepared {
+            helper
+                .call_method1(
+                    "prepare_jsonl",
+                    (
+                        jsonl.display().to_string(),
+                        spec.data_path.display().to_string(),
+                        work.join("hf-cache").display().to_string(),
+                    ),
+                )
+                .map_err(|e| format!("preparing the dataset: {e}"))?;
+        }
+        let _ = std::fs::remove_dir_all(work);
+        let result = helper
+            .call_method1("run", (spec.script.display().to_string(), argv))
+            .map_err(|e| format!("running the script: {e}"))?;
+        result
+            .extract::<Option<String>>()
+            .map_err(|e| e.to_string())
+    })
+}
+
 fn run(task_dir: &Path, pipe: &EventPipe) -> Result<OutputSummary, String> {
     let spec = read_spec(task_dir)?;
     let key = match &spec.seal {
@@ -162,66 +235,8 @@ fn run(task_dir: &Path, pipe: &EventPipe) -> Result<OutputSummary, String> {
     let work = task_dir.join("exec-work");
     let prepared = prepare::prepare(&spec, &work)?;
 
-    let sink_pipe = pipe.clone();
-    let live = LiveContext {
-        task: TaskPaths {
-            data_path: spec.data_path.clone(),
-            model_path: spec.model_path.clone(),
-            config_path: spec.config_path.clone(),
-            output_dir: spec.output_dir.clone(),
-        },
-        seal: match (&spec.seal, key) {
-            (Some(seal), Some(key)) => Some(LiveSeal {
-                key,
-                sealed_path: seal.sealed_path.clone(),
-            }),
-            _ => None,
-        },
-        sink: Box::new(move |line: &str| sink_pipe.write_line(line)),
-    };
-    sealtune_python::install_live(live)
-        .map_err(|_| "the sealtune module is already connected to a task".to_owned())?;
-
-    let venv: Option<PathBuf> = std::env::var_os("VIRTUAL_ENV").map(PathBuf::from);
-    let argv: Vec<String> = [
-        ("--data_path", &spec.data_path),
-        ("--model_path", &spec.model_path),
-        ("--config_path", &spec.config_path),
-        ("--output_dir", &spec.output_dir),
-    ]
-    .iter()
-    .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
-    .collect();
-
-    let failure: Option<String> = Python::attach(|py| -> Result<Option<String>, String> {
-        let helper =
-            PyModule::from_code(py, CHILD_PY, c"<sealtune-exec>/child.py", c"_sealtune_exec")
-                .map_err(|e| format!("starting Python: {e}"))?;
-        helper
-            .call_method1("setup", (venv.as_ref().map(|v| v.display().to_string()),))
-            .map_err(|e| format!("setting up the venv: {e}"))?;
-        sealtune_python::register_embedded(py)
-            .map_err(|e| format!("loading the sealtune module: {e}"))?;
-        if let Prepared::Jsonl(jsonl) = &prepared {
-            helper
-                .call_method1(
-                    "prepare_jsonl",
-                    (
-                        jsonl.display().to_string(),
-                        spec.data_path.display().to_string(),
-                        work.join("hf-cache").display().to_string(),
-                    ),
-                )
-                .map_err(|e| format!("preparing the dataset: {e}"))?;
-        }
-        let _ = std::fs::remove_dir_all(&work);
-        let result = helper
-            .call_method1("run", (spec.script.display().to_string(), argv))
-            .map_err(|e| format!("running the script: {e}"))?;
-        result
-            .extract::<Option<String>>()
-            .map_err(|e| e.to_string())
-    })?;
+    connect_live(&spec, key, pipe)?;
+    let failure = run_python(&spec, &prepared, &work)?;
     if let Some(reason) = failure {
         return Err(reason);
     }

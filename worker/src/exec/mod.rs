@@ -238,58 +238,15 @@ pub async fn spawn(
 ) -> Result<ExecOutcome, ExecError> {
     write_spec(task_dir, spec).map_err(ExecError::Spawn)?;
     let (reader, writer) = std::io::pipe().map_err(ExecError::Spawn)?;
-
-    let mut cmd = tokio::process::Command::new(worker_exe);
-    cmd.arg("exec")
-        .arg(task_dir)
-        .env(EVENTS_FD_ENV, writer.as_raw_fd().to_string())
-        .env("PYTHONUNBUFFERED", "1")
-        .stdin(if spec.seal.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let spawned = {
-        let _guard = SPAWN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-        rustix::io::fcntl_setfd(&writer, rustix::io::FdFlags::empty())
-            .map_err(|e| ExecError::Spawn(e.into()))?;
-        let spawned = cmd.spawn();
-        drop(writer);
-        spawned
-    };
-    let mut child = spawned.map_err(ExecError::Spawn)?;
+    let mut child = start_child(worker_exe, task_dir, spec, writer)?;
     let pid = child
         .id()
         .and_then(|id| rustix::process::Pid::from_raw(id as i32));
-
     if let (Some(limit), Some(pid)) = (limits.memory_limit_bytes, pid) {
-        let rlimit = rustix::process::Rlimit {
-            current: Some(limit),
-            maximum: Some(limit),
-        };
-        if let Err(e) = rustix::process::prlimit(Some(pid), rustix::process::Resource::Data, rlimit)
-        {
-            kill_group(pid);
-            return Err(ExecError::Spawn(e.into()));
-        }
+        limit_memory(pid, limit)?;
     }
-
-    if let (Some(seal), Some(mut stdin)) = (&spec.seal, child.stdin.take()) {
-        let mut line = zeroize::Zeroizing::new(format!("{}\n", seal.key_hex));
-        let written = stdin.write_all(line.as_bytes()).await;
-        zeroize::Zeroize::zeroize(&mut *line);
-        drop(stdin);
-        if let Err(e) = written {
-            if let Some(pid) = pid {
-                kill_group(pid);
-            }
-            let _ = child.wait().await;
-            return Err(ExecError::Spawn(e));
-        }
+    if let Some(seal) = &spec.seal {
+        send_key(&mut child, pid, seal).await?;
     }
 
     let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(reader))
@@ -326,7 +283,88 @@ pub async fn spawn(
             });
         }
     };
+    let (state, stderr_tail) = drain(pipe_task, stdout_task, stderr_task).await;
+    let status = status.map_err(ExecError::Spawn)?;
+    outcome(status, state, spec, stderr_tail)
+}
 
+/// Spawns `<worker_exe> exec <task_dir>` in its own process group, with the event pipe's write end
+/// `writer` inherited (made inheritable only under the process-wide spawn lock, then closed here).
+fn start_child(
+    worker_exe: &Path,
+    task_dir: &Path,
+    spec: &ExecSpec,
+    writer: std::io::PipeWriter,
+) -> Result<tokio::process::Child, ExecError> {
+    let mut cmd = tokio::process::Command::new(worker_exe);
+    cmd.arg("exec")
+        .arg(task_dir)
+        .env(EVENTS_FD_ENV, writer.as_raw_fd().to_string())
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(if spec.seal.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let spawned = {
+        let _guard = SPAWN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        rustix::io::fcntl_setfd(&writer, rustix::io::FdFlags::empty())
+            .map_err(|e| ExecError::Spawn(e.into()))?;
+        let spawned = cmd.spawn();
+        drop(writer);
+        spawned
+    };
+    spawned.map_err(ExecError::Spawn)
+}
+
+/// Caps the child's data segment at `limit` bytes (`RLIMIT_DATA`); kills it if that fails.
+fn limit_memory(pid: rustix::process::Pid, limit: u64) -> Result<(), ExecError> {
+    let rlimit = rustix::process::Rlimit {
+        current: Some(limit),
+        maximum: Some(limit),
+    };
+    if let Err(e) = rustix::process::prlimit(Some(pid), rustix::process::Resource::Data, rlimit) {
+        kill_group(pid);
+        return Err(ExecError::Spawn(e.into()));
+    }
+    Ok(())
+}
+
+/// Writes the model key to the child's stdin (one hex line, zeroized after) and closes it; kills
+/// the child if that fails.
+async fn send_key(
+    child: &mut tokio::process::Child,
+    pid: Option<rustix::process::Pid>,
+    seal: &SealSpec,
+) -> Result<(), ExecError> {
+    let Some(mut stdin) = child.stdin.take() else {
+        return Ok(());
+    };
+    let mut line = zeroize::Zeroizing::new(format!("{}\n", seal.key_hex));
+    let written = stdin.write_all(line.as_bytes()).await;
+    zeroize::Zeroize::zeroize(&mut *line);
+    drop(stdin);
+    if let Err(e) = written {
+        if let Some(pid) = pid {
+            kill_group(pid);
+        }
+        let _ = child.wait().await;
+        return Err(ExecError::Spawn(e));
+    }
+    Ok(())
+}
+
+/// After the child exited (and its group was killed): what the event pipe reported, and the tail
+/// of stderr, each waited for at most [`DRAIN_GRACE`] (a grandchild may still hold a pipe open).
+async fn drain(
+    pipe_task: tokio::task::JoinHandle<PipeState>,
+    stdout_task: Option<tokio::task::JoinHandle<String>>,
+    stderr_task: Option<tokio::task::JoinHandle<String>>,
+) -> (PipeState, String) {
     let state = match tokio::time::timeout(DRAIN_GRACE, pipe_task).await {
         Ok(Ok(state)) => state,
         _ => PipeState {
@@ -344,9 +382,7 @@ pub async fn spawn(
         },
         None => String::new(),
     };
-
-    let status = status.map_err(ExecError::Spawn)?;
-    outcome(status, state, spec, stderr_tail)
+    (state, stderr_tail)
 }
 
 /// Map the child's exit and what it reported to the result.

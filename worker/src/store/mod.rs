@@ -3,107 +3,20 @@
 //! Every state change is a committed row before the worker acts on it, and every transition is a
 //! compare-and-set on the current state, so two actors (the pipeline and a cancel request) can
 //! never both win. Times are inputs (`now` in unix seconds), never read here.
+//!
+//! The rows are typed at this boundary ([`task`]): callers get and give [`Task`] / [`NewTask`]
+//! values, never the stored text. Which states a statement concerns comes from the predicates of
+//! [`TaskState`] (`is_pending`, `is_cancellable`…), never from a list of names written in SQL.
 use std::path::Path;
-use std::str::FromStr;
 
-use serde::Serialize;
+use alloy::primitives::{Address, B256, U256};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-/// The states of PROTOCOL.md §2, in order, plus `Failed`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub enum TaskState {
-    /// Accepted, queued.
-    Init,
-    /// Fetching, counting, checking.
-    SettingUp,
-    /// Ready to train.
-    SetUp,
-    /// The script runs.
-    Training,
-    /// The script finished; the output waits to be sealed.
-    Trained,
-    /// Sealing, storing, announcing on chain.
-    Delivering,
-    /// On chain; waiting for the customer's acknowledgement.
-    Delivered,
-    /// Acknowledged; settlement in flight.
-    UserAcknowledged,
-    /// Settled.
-    Finished,
-    /// Failed (reason in `fail_reason` and the log).
-    Failed,
-}
+pub mod task;
 
-impl TaskState {
-    /// Every state.
-    pub const ALL: [TaskState; 10] = [
-        TaskState::Init,
-        TaskState::SettingUp,
-        TaskState::SetUp,
-        TaskState::Training,
-        TaskState::Trained,
-        TaskState::Delivering,
-        TaskState::Delivered,
-        TaskState::UserAcknowledged,
-        TaskState::Finished,
-        TaskState::Failed,
-    ];
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskState::Init => "Init",
-            TaskState::SettingUp => "SettingUp",
-            TaskState::SetUp => "SetUp",
-            TaskState::Training => "Training",
-            TaskState::Trained => "Trained",
-            TaskState::Delivering => "Delivering",
-            TaskState::Delivered => "Delivered",
-            TaskState::UserAcknowledged => "UserAcknowledged",
-            TaskState::Finished => "Finished",
-            TaskState::Failed => "Failed",
-        }
-    }
-    /// Not yet settled or failed.
-    pub fn is_unfinished(self) -> bool {
-        !matches!(self, TaskState::Finished | TaskState::Failed)
-    }
-    /// Queued or running (counts toward `/v1/task/pending` and the queue limit).
-    pub fn is_pending(self) -> bool {
-        matches!(
-            self,
-            TaskState::Init
-                | TaskState::SettingUp
-                | TaskState::SetUp
-                | TaskState::Training
-                | TaskState::Trained
-                | TaskState::Delivering
-        )
-    }
-    /// The customer may still cancel (training has not started).
-    pub fn is_cancellable(self) -> bool {
-        matches!(
-            self,
-            TaskState::Init | TaskState::SettingUp | TaskState::SetUp
-        )
-    }
-}
-
-impl FromStr for TaskState {
-    type Err = StoreError;
-    fn from_str(s: &str) -> Result<Self, StoreError> {
-        TaskState::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown task state `{s}`")))
-    }
-}
-
-impl std::fmt::Display for TaskState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use task::{DatasetHash, NewTask, StatePredicate, Task, TaskState, TrainingParams};
+use task::{address_text, corrupt, public_key_text, sql_list, sql_set, task_from_row};
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -115,15 +28,22 @@ pub enum StoreError {
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// A row holds something this version cannot read.
-    #[error("corrupt task row: {0}")]
-    Corrupt(String),
+    #[error("corrupt task row{}: column `{column}`: {reason}", .task.as_deref().map(|t| format!(" {t}")).unwrap_or_default())]
+    Corrupt {
+        /// The task, when its id could be read.
+        task: Option<String>,
+        /// The column.
+        column: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The user already has a task that is not finished.
     #[error(
-        "user {user} already has an unfinished task {task} (state {state}); wait for it to finish or cancel it"
+        "user {user:#x} already has an unfinished task {task} (state {state}); wait for it to finish or cancel it"
     )]
     UnfinishedTask {
         /// The user.
-        user: String,
+        user: Address,
         /// Their task.
         task: String,
         /// Its state.
@@ -137,107 +57,6 @@ pub enum StoreError {
         "the provider is busy ({0} tasks queued or running); send `wait: true` to join the queue"
     )]
     Busy(u64),
-}
-
-/// A new task, as validated by the API.
-#[derive(Debug, Clone)]
-pub struct NewTask {
-    /// UUID with dashes.
-    pub id: String,
-    /// Lowercase `0x` address.
-    pub user_address: String,
-    /// `preTrainedModelHash` as sent.
-    pub pre_trained_model_hash: String,
-    /// `datasetHash` as sent.
-    pub dataset_hash: String,
-    /// `trainingParams` (a JSON string).
-    pub training_params: String,
-    /// `fee` as sent.
-    pub fee: String,
-    /// `nonce` as sent.
-    pub nonce: String,
-    /// `signature` as sent.
-    pub signature: String,
-    /// The recovered public key, hex.
-    pub user_public_key: String,
-    /// The signed fee ceiling, decimal.
-    pub fee_ceiling: Option<String>,
-    /// `wait`.
-    pub wait: bool,
-    /// `text` / `image`.
-    pub model_type: String,
-}
-
-/// A task row.
-#[derive(Debug, Clone, Serialize)]
-#[allow(missing_docs)]
-pub struct Task {
-    pub id: String,
-    pub user_address: String,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub pre_trained_model_hash: String,
-    pub dataset_hash: String,
-    pub training_params: String,
-    pub fee: String,
-    pub nonce: String,
-    pub signature: String,
-    pub user_public_key: String,
-    pub fee_ceiling: Option<String>,
-    pub wait: bool,
-    pub model_type: String,
-    pub progress: TaskState,
-    pub fail_reason: Option<String>,
-    pub token_count: Option<i64>,
-    pub task_fee: Option<String>,
-    pub training_attempts: i64,
-    pub deliverable_path: Option<String>,
-    pub model_root_hash: Option<String>,
-    pub encrypted_secret: Option<String>,
-    pub tee_signer: Option<String>,
-    pub deliver_index: Option<i64>,
-    pub deliver_time: Option<i64>,
-    pub settle_tx: Option<String>,
-    pub settled_fee: Option<String>,
-    pub settled_acknowledged: Option<bool>,
-    pub cleaned_at: Option<i64>,
-}
-
-fn task_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Task, StoreError> {
-    let progress: String = row.try_get("progress")?;
-    Ok(Task {
-        id: row.try_get("id")?,
-        user_address: row.try_get("user_address")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        pre_trained_model_hash: row.try_get("pre_trained_model_hash")?,
-        dataset_hash: row.try_get("dataset_hash")?,
-        training_params: row.try_get("training_params")?,
-        fee: row.try_get("fee")?,
-        nonce: row.try_get("nonce")?,
-        signature: row.try_get("signature")?,
-        user_public_key: row.try_get("user_public_key")?,
-        fee_ceiling: row.try_get("fee_ceiling")?,
-        wait: row.try_get::<i64, _>("wait")? != 0,
-        model_type: row.try_get("model_type")?,
-        progress: progress.parse()?,
-        fail_reason: row.try_get("fail_reason")?,
-        token_count: row.try_get("token_count")?,
-        task_fee: row.try_get("task_fee")?,
-        training_attempts: row.try_get("training_attempts")?,
-        deliverable_path: row.try_get("deliverable_path")?,
-        model_root_hash: row.try_get("model_root_hash")?,
-        encrypted_secret: row.try_get("encrypted_secret")?,
-        tee_signer: row.try_get("tee_signer")?,
-        deliver_index: row.try_get("deliver_index")?,
-        deliver_time: row.try_get("deliver_time")?,
-        settle_tx: row.try_get("settle_tx")?,
-        settled_fee: row.try_get("settled_fee")?,
-        settled_acknowledged: row
-            .try_get::<Option<i64>, _>("settled_acknowledged")?
-            .map(|v| v != 0),
-        cleaned_at: row.try_get("cleaned_at")?,
-    })
 }
 
 /// Sort order of a task list.
@@ -255,10 +74,6 @@ pub struct Store {
     pool: SqlitePool,
     insert_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
-
-const PENDING_STATES: &str = "('Init','SettingUp','SetUp','Training','Trained','Delivering')";
-const UNFINISHED_STATES: &str =
-    "('Init','SettingUp','SetUp','Training','Trained','Delivering','Delivered','UserAcknowledged')";
 
 impl Store {
     /// Opens (creating) the database at `path` in WAL mode and runs the migrations.
@@ -294,22 +109,25 @@ impl Store {
         // IMMEDIATE: take the write lock up front; a deferred read-then-write transaction fails with
         // SQLITE_BUSY when the pipeline commits in between.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let user = address_text(task.user_address);
         let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT id, progress FROM tasks WHERE user_address = ? AND progress IN {UNFINISHED_STATES} LIMIT 1"
+            "SELECT id, progress FROM tasks WHERE user_address = ? AND progress IN {} LIMIT 1",
+            sql_set(TaskState::is_unfinished)
         )))
-        .bind(&task.user_address)
+        .bind(&user)
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = existing {
             let state: String = row.try_get("progress")?;
             return Err(StoreError::UnfinishedTask {
-                user: task.user_address.clone(),
+                user: task.user_address,
                 task: row.try_get("id")?,
                 state: state.parse()?,
             });
         }
         let pending: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT COUNT(*) FROM tasks WHERE progress IN {PENDING_STATES}"
+            "SELECT COUNT(*) FROM tasks WHERE progress IN {}",
+            sql_set(TaskState::is_pending)
         )))
         .fetch_one(&mut *tx)
         .await?;
@@ -322,22 +140,23 @@ impl Store {
         sqlx::query(
             "INSERT INTO tasks (id, user_address, created_at, updated_at, pre_trained_model_hash, dataset_hash,
                training_params, fee, nonce, signature, user_public_key, fee_ceiling, wait, model_type, progress)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'Init')",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&task.id)
-        .bind(&task.user_address)
+        .bind(&user)
         .bind(now)
         .bind(now)
-        .bind(&task.pre_trained_model_hash)
-        .bind(&task.dataset_hash)
-        .bind(&task.training_params)
-        .bind(&task.fee)
-        .bind(&task.nonce)
+        .bind(task.pre_trained_model_hash.as_str())
+        .bind(task.dataset_hash.as_str())
+        .bind(task.training_params.as_str())
+        .bind(task.fee.to_string())
+        .bind(task.nonce.to_string())
         .bind(&task.signature)
-        .bind(&task.user_public_key)
-        .bind(&task.fee_ceiling)
+        .bind(public_key_text(&task.user_public_key))
+        .bind(task.fee_ceiling.map(|c| c.to_string()))
         .bind(i64::from(task.wait))
-        .bind(&task.model_type)
+        .bind(task.model_type.as_str())
+        .bind(TaskState::Init.as_str())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -356,7 +175,7 @@ impl Store {
     /// A user's tasks; `latest` keeps only the newest.
     pub async fn list_user(
         &self,
-        user: &str,
+        user: Address,
         latest: bool,
         order: Order,
     ) -> Result<Vec<Task>, StoreError> {
@@ -369,7 +188,7 @@ impl Store {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT * FROM tasks WHERE user_address = ? ORDER BY created_at {dir}, rowid {dir} LIMIT {limit}"
         )))
-        .bind(user)
+        .bind(address_text(user))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(task_from_row).collect()
@@ -378,25 +197,19 @@ impl Store {
     /// Tasks queued or running.
     pub async fn pending_count(&self) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT COUNT(*) FROM tasks WHERE progress IN {PENDING_STATES}"
+            "SELECT COUNT(*) FROM tasks WHERE progress IN {}",
+            sql_set(TaskState::is_pending)
         )))
         .fetch_one(&self.pool)
         .await?;
         Ok(n as u64)
     }
 
-    /// Tasks in `states`, oldest first.
-    pub async fn in_states(&self, states: &[TaskState]) -> Result<Vec<Task>, StoreError> {
-        if states.is_empty() {
-            return Ok(Vec::new());
-        }
-        let list = states
-            .iter()
-            .map(|s| format!("'{}'", s.as_str()))
-            .collect::<Vec<_>>()
-            .join(",");
+    /// Tasks in a state for which `pred` holds (e.g. [`TaskState::is_pending`]), oldest first.
+    pub async fn in_states(&self, pred: StatePredicate) -> Result<Vec<Task>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT * FROM tasks WHERE progress IN ({list}) ORDER BY created_at ASC, rowid ASC"
+            "SELECT * FROM tasks WHERE progress IN {} ORDER BY created_at ASC, rowid ASC",
+            sql_set(pred)
         )))
         .fetch_all(&self.pool)
         .await?;
@@ -411,13 +224,9 @@ impl Store {
         to: TaskState,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let list = from
-            .iter()
-            .map(|s| format!("'{}'", s.as_str()))
-            .collect::<Vec<_>>()
-            .join(",");
         let done = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE tasks SET progress = ?, updated_at = ? WHERE id = ? AND progress IN ({list})"
+            "UPDATE tasks SET progress = ?, updated_at = ? WHERE id = ? AND progress IN {}",
+            sql_list(from)
         )))
         .bind(to.as_str())
         .bind(now)
@@ -429,10 +238,12 @@ impl Store {
 
     /// Marks `id` failed with `reason` unless it already finished or failed; logs the reason.
     pub async fn fail(&self, id: &str, reason: &str, now: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE tasks SET progress = 'Failed', fail_reason = ?, updated_at = ?
-             WHERE id = ? AND progress NOT IN ('Finished','Failed')",
-        )
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE tasks SET progress = ?, fail_reason = ?, updated_at = ?
+             WHERE id = ? AND progress IN {}",
+            sql_set(TaskState::is_unfinished)
+        )))
+        .bind(TaskState::Failed.as_str())
         .bind(reason)
         .bind(now)
         .bind(id)
@@ -445,12 +256,15 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Cancels `id` if training has not started (`Init`, `SettingUp`, `SetUp`). Returns whether it did.
+    /// Cancels `id` if it is still [cancellable](TaskState::is_cancellable) (training has not
+    /// started). Returns whether it did.
     pub async fn cancel(&self, id: &str, now: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE tasks SET progress = 'Failed', fail_reason = 'cancelled by the customer', updated_at = ?
-             WHERE id = ? AND progress IN ('Init','SettingUp','SetUp')",
-        )
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE tasks SET progress = ?, fail_reason = 'cancelled by the customer', updated_at = ?
+             WHERE id = ? AND progress IN {}",
+            sql_set(TaskState::is_cancellable)
+        )))
+        .bind(TaskState::Failed.as_str())
         .bind(now)
         .bind(id)
         .execute(&self.pool)
@@ -463,12 +277,14 @@ impl Store {
         &self,
         id: &str,
         tokens: u64,
-        fee: &str,
+        fee: U256,
         now: i64,
     ) -> Result<(), StoreError> {
+        let tokens =
+            i64::try_from(tokens).map_err(|_| corrupt("token_count", tokens.to_string()))?;
         sqlx::query("UPDATE tasks SET token_count = ?, task_fee = ?, updated_at = ? WHERE id = ?")
-            .bind(tokens as i64)
-            .bind(fee)
+            .bind(tokens)
+            .bind(fee.to_string())
             .bind(now)
             .bind(id)
             .execute(&self.pool)
@@ -487,13 +303,44 @@ impl Store {
         Ok(n)
     }
 
+    /// Records a new model key (ECIES-wrapped to the customer) before training, clearing any
+    /// earlier seal (the seal columns read `''`: not sealed yet).
+    pub async fn set_model_key(
+        &self,
+        id: &str,
+        encrypted_secret: &[u8],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.write_seal(id, "", "", encrypted_secret, "", now).await
+    }
+
     /// Records the sealed deliverable (before it is announced on chain).
     pub async fn set_sealed(
         &self,
         id: &str,
+        path: &Path,
+        root: B256,
+        encrypted_secret: &[u8],
+        tee_signer: Address,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.write_seal(
+            id,
+            &path.display().to_string(),
+            &root.to_string(),
+            encrypted_secret,
+            &tee_signer.to_string(),
+            now,
+        )
+        .await
+    }
+
+    async fn write_seal(
+        &self,
+        id: &str,
         path: &str,
         root: &str,
-        encrypted_secret: &str,
+        encrypted_secret: &[u8],
         tee_signer: &str,
         now: i64,
     ) -> Result<(), StoreError> {
@@ -503,7 +350,7 @@ impl Store {
         )
         .bind(path)
         .bind(root)
-        .bind(encrypted_secret)
+        .bind(hex::encode(encrypted_secret))
         .bind(tee_signer)
         .bind(now)
         .bind(id)
@@ -521,33 +368,37 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE tasks SET progress = 'Delivered', deliver_index = ?, deliver_time = ?, updated_at = ?
-             WHERE id = ? AND progress = 'Delivering'",
+            "UPDATE tasks SET progress = ?, deliver_index = ?, deliver_time = ?, updated_at = ?
+             WHERE id = ? AND progress = ?",
         )
+        .bind(TaskState::Delivered.as_str())
         .bind(index)
         .bind(at)
         .bind(now)
         .bind(id)
+        .bind(TaskState::Delivering.as_str())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// Records the settlement and moves to `Finished`.
+    /// Records the settlement and moves a [settling](TaskState::is_settling) task to `Finished`.
     pub async fn set_settled(
         &self,
         id: &str,
-        tx: Option<&str>,
-        fee: &str,
+        tx: Option<B256>,
+        fee: U256,
         acknowledged: bool,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE tasks SET progress = 'Finished', settle_tx = ?, settled_fee = ?, settled_acknowledged = ?,
-             updated_at = ? WHERE id = ? AND progress IN ('Delivered','UserAcknowledged')",
-        )
-        .bind(tx)
-        .bind(fee)
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE tasks SET progress = ?, settle_tx = ?, settled_fee = ?, settled_acknowledged = ?,
+             updated_at = ? WHERE id = ? AND progress IN {}",
+            sql_set(TaskState::is_settling)
+        )))
+        .bind(TaskState::Finished.as_str())
+        .bind(tx.map(|t| t.to_string()))
+        .bind(fee.to_string())
         .bind(i64::from(acknowledged))
         .bind(now)
         .bind(id)
@@ -568,22 +419,27 @@ impl Store {
 
     /// Whether a task other than `except` still needs the dataset `hash` (its files not cleaned
     /// yet): retention keeps a dataset shared by tasks until the last of them is cleaned.
-    pub async fn dataset_in_use(&self, hash: &str, except: &str) -> Result<bool, StoreError> {
+    pub async fn dataset_in_use(
+        &self,
+        hash: &DatasetHash,
+        except: &str,
+    ) -> Result<bool, StoreError> {
         let row = sqlx::query(
             "SELECT 1 FROM tasks WHERE lower(dataset_hash) = lower(?) AND id != ? AND cleaned_at IS NULL LIMIT 1",
         )
-        .bind(hash)
+        .bind(hash.as_str())
         .bind(except)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.is_some())
     }
 
-    /// Ended tasks whose files have not been cleaned and that ended before `before`.
+    /// [Ended](TaskState::is_ended) tasks whose files have not been cleaned and that ended before `before`.
     pub async fn cleanable(&self, before: i64) -> Result<Vec<Task>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM tasks WHERE progress IN ('Finished','Failed') AND cleaned_at IS NULL AND updated_at < ?",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM tasks WHERE progress IN {} AND cleaned_at IS NULL AND updated_at < ?",
+            sql_set(TaskState::is_ended)
+        )))
         .bind(before)
         .fetch_all(&self.pool)
         .await?;
@@ -638,21 +494,31 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::{DataType, ParamsSchema};
 
-    fn new_task(id: &str, user: &str, wait: bool) -> NewTask {
+    /// A dataset hash: 32 bytes of `byte`, written as `0x` + `hex` repeated.
+    fn dataset(hex: &str) -> DatasetHash {
+        DatasetHash::parse(&format!("0x{}", hex.repeat(32))).unwrap()
+    }
+
+    fn user(byte: u8) -> Address {
+        Address::repeat_byte(byte)
+    }
+
+    fn new_task(id: &str, who: u8, wait: bool) -> NewTask {
         NewTask {
             id: id.into(),
-            user_address: user.into(),
-            pre_trained_model_hash: "0x01".into(),
-            dataset_hash: "0x02".into(),
-            training_params: "{}".into(),
-            fee: "0".into(),
-            nonce: "1".into(),
+            user_address: user(who),
+            pre_trained_model_hash: crate::models::ModelRef::new("0x01"),
+            dataset_hash: dataset("ab"),
+            training_params: TrainingParams::new("{}"),
+            fee: U256::ZERO,
+            nonce: U256::from(1u64),
             signature: "0x".into(),
-            user_public_key: "04".into(),
+            user_public_key: k256::SecretKey::from_slice(&[7; 32]).unwrap().public_key(),
             fee_ceiling: None,
             wait,
-            model_type: "text".into(),
+            model_type: DataType::Text,
         }
     }
 
@@ -665,26 +531,26 @@ mod tests {
     #[tokio::test]
     async fn queue_rules_hold() {
         let (_d, s) = store().await;
-        s.insert_task(&new_task("a", "0xaa", false), 2, 1)
+        s.insert_task(&new_task("a", 0xaa, false), 2, 1)
             .await
             .unwrap();
         // Same user again: refused, nothing inserted.
         let e = s
-            .insert_task(&new_task("b", "0xaa", true), 2, 2)
+            .insert_task(&new_task("b", 0xaa, true), 2, 2)
             .await
             .unwrap_err();
         assert!(matches!(e, StoreError::UnfinishedTask { .. }), "{e}");
         // Non-empty queue without wait: refused.
         let e = s
-            .insert_task(&new_task("c", "0xbb", false), 2, 2)
+            .insert_task(&new_task("c", 0xbb, false), 2, 2)
             .await
             .unwrap_err();
         assert!(matches!(e, StoreError::Busy(1)), "{e}");
-        s.insert_task(&new_task("c", "0xbb", true), 2, 3)
+        s.insert_task(&new_task("c", 0xbb, true), 2, 3)
             .await
             .unwrap();
         let e = s
-            .insert_task(&new_task("d", "0xcc", true), 2, 4)
+            .insert_task(&new_task("d", 0xcc, true), 2, 4)
             .await
             .unwrap_err();
         assert!(matches!(e, StoreError::QueueFull(2)), "{e}");
@@ -695,7 +561,7 @@ mod tests {
     #[tokio::test]
     async fn transitions_are_compare_and_set() {
         let (_d, s) = store().await;
-        s.insert_task(&new_task("a", "0xaa", false), 5, 1)
+        s.insert_task(&new_task("a", 0xaa, false), 5, 1)
             .await
             .unwrap();
         assert!(
@@ -717,10 +583,10 @@ mod tests {
         assert_eq!(log.len(), 1);
         assert!(log[0].1.contains("cancelled"));
         // A failed task no longer blocks the user.
-        s.insert_task(&new_task("b", "0xaa", false), 5, 6)
+        s.insert_task(&new_task("b", 0xaa, false), 5, 6)
             .await
             .unwrap();
-        let latest = s.list_user("0xaa", true, Order::Asc).await.unwrap();
+        let latest = s.list_user(user(0xaa), true, Order::Asc).await.unwrap();
         assert_eq!(latest.len(), 1);
         assert_eq!(latest[0].id, "b");
     }
@@ -728,26 +594,26 @@ mod tests {
     #[tokio::test]
     async fn a_dataset_is_in_use_until_every_task_using_it_is_cleaned() {
         let (_d, s) = store().await;
-        // Two users, the same dataset bytes ("0x02"), both ended.
-        s.insert_task(&new_task("a", "0xaa", false), 5, 1)
+        // Two users, the same dataset bytes, both ended.
+        s.insert_task(&new_task("a", 0xaa, false), 5, 1)
             .await
             .unwrap();
-        s.insert_task(&new_task("b", "0xbb", true), 5, 2)
+        s.insert_task(&new_task("b", 0xbb, true), 5, 2)
             .await
             .unwrap();
         assert!(s.fail("a", "x", 3).await.unwrap() && s.fail("b", "y", 3).await.unwrap());
         assert!(
-            s.dataset_in_use("0x02", "a").await.unwrap(),
+            s.dataset_in_use(&dataset("ab"), "a").await.unwrap(),
             "b still needs it"
         );
         // Case of the hex does not matter; a task does not keep its own dataset.
-        assert!(s.dataset_in_use("0X02", "a").await.unwrap());
+        assert!(s.dataset_in_use(&dataset("AB"), "a").await.unwrap());
         s.set_cleaned("b", 4).await.unwrap();
         assert!(
-            !s.dataset_in_use("0x02", "a").await.unwrap(),
+            !s.dataset_in_use(&dataset("ab"), "a").await.unwrap(),
             "only a is left"
         );
-        assert!(!s.dataset_in_use("0x03", "a").await.unwrap());
+        assert!(!s.dataset_in_use(&dataset("cd"), "a").await.unwrap());
     }
 
     #[tokio::test]
@@ -759,7 +625,7 @@ mod tests {
         let path = dir.path().join("db.sqlite");
         {
             let s = Store::open(&path).await.unwrap();
-            s.insert_task(&new_task("a", "0xaa", false), 5, 1)
+            s.insert_task(&new_task("a", 0xaa, false), 5, 1)
                 .await
                 .unwrap();
             s.set_meta("tee_signer", "0x1").await.unwrap();
@@ -767,5 +633,175 @@ mod tests {
         let s = Store::open(&path).await.unwrap();
         assert!(s.get("a").await.unwrap().is_some());
         assert_eq!(s.meta("tee_signer").await.unwrap().as_deref(), Some("0x1"));
+    }
+
+    /// Every SQL state set is its predicate: for each state, `? IN <set>` in SQLite says exactly
+    /// what the predicate says.
+    #[tokio::test]
+    async fn sql_state_sets_equal_the_predicates() {
+        let (_d, s) = store().await;
+        let predicates: [(&str, StatePredicate); 7] = [
+            ("is_pending", TaskState::is_pending),
+            ("is_unfinished", TaskState::is_unfinished),
+            ("is_ended", TaskState::is_ended),
+            ("is_cancellable", TaskState::is_cancellable),
+            ("is_settling", TaskState::is_settling),
+            ("is_delivered", TaskState::is_delivered),
+            ("is_sealed_unsettled", TaskState::is_sealed_unsettled),
+        ];
+        for (name, pred) in predicates {
+            for state in TaskState::ALL {
+                let in_set: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT ? IN {}",
+                    sql_set(pred)
+                )))
+                .bind(state.as_str())
+                .fetch_one(&s.pool)
+                .await
+                .unwrap();
+                assert_eq!(in_set, pred(state), "{name}({state})");
+            }
+        }
+        // The empty set matches nothing.
+        let none: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT 'Init' IN {}",
+            sql_list(&[])
+        )))
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+        assert!(!none);
+    }
+
+    /// The typed row is written as the text every earlier version wrote, and read back equal.
+    #[tokio::test]
+    async fn typed_rows_keep_the_stored_text_formats() {
+        let (_d, s) = store().await;
+        let mut t = new_task("a", 0xab, false);
+        t.user_address = "0xAbCdEf0123456789aBcDeF0123456789AbCdEf01"
+            .parse()
+            .unwrap();
+        t.fee = U256::from(1234u64);
+        t.nonce = U256::from(77u64);
+        t.fee_ceiling = Some(U256::from(5000u64));
+        s.insert_task(&t, 5, 1).await.unwrap();
+        let root = B256::repeat_byte(0xcd);
+        let signer: Address = "0x00000000000000000000000000000000000000Aa"
+            .parse()
+            .unwrap();
+        s.set_setup("a", 42, U256::from(999u64), 2).await.unwrap();
+        s.set_sealed("a", Path::new("/x/y"), root, &[1, 2, 255], signer, 3)
+            .await
+            .unwrap();
+        let text = |col: &'static str| {
+            let pool = s.pool.clone();
+            async move {
+                sqlx::query_scalar::<_, Option<String>>(sqlx::AssertSqlSafe(format!(
+                    "SELECT CAST({col} AS TEXT) FROM tasks WHERE id = 'a'"
+                )))
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                .unwrap_or_default()
+            }
+        };
+        assert_eq!(
+            text("user_address").await,
+            "0xabcdef0123456789abcdef0123456789abcdef01"
+        );
+        assert_eq!(text("fee").await, "1234");
+        assert_eq!(text("nonce").await, "77");
+        assert_eq!(text("fee_ceiling").await, "5000");
+        assert_eq!(text("task_fee").await, "999");
+        assert_eq!(text("dataset_hash").await, format!("0x{}", "ab".repeat(32)));
+        assert_eq!(
+            text("model_root_hash").await,
+            format!("0x{}", "cd".repeat(32))
+        );
+        assert_eq!(text("encrypted_secret").await, "0102ff");
+        assert_eq!(text("tee_signer").await, signer.to_checksum(None));
+        assert_eq!(text("model_type").await, "text");
+        assert_eq!(text("progress").await, "Init");
+        let pk = text("user_public_key").await;
+        assert!(pk.len() == 130 && pk.starts_with("04"), "{pk}");
+
+        let got = s.get("a").await.unwrap().unwrap();
+        assert_eq!(got.user_address, t.user_address);
+        assert_eq!((got.fee, got.nonce), (t.fee, t.nonce));
+        assert_eq!(got.fee_ceiling, t.fee_ceiling);
+        assert_eq!(got.dataset_hash, t.dataset_hash);
+        assert_eq!(got.user_public_key, t.user_public_key);
+        assert_eq!(got.task_fee, Some(U256::from(999u64)));
+        assert_eq!(got.token_count, Some(42));
+        assert_eq!(got.model_root_hash, Some(root));
+        assert_eq!(got.tee_signer, Some(signer));
+        assert_eq!(
+            got.encrypted_secret.as_ref().map(|b| &b[..]),
+            Some(&[1u8, 2, 255][..])
+        );
+        assert_eq!(got.model_type, DataType::Text);
+
+        // Before the seal, the seal columns read '' and are typed as "not yet".
+        s.set_model_key("a", &[9], 4).await.unwrap();
+        assert_eq!(text("model_root_hash").await, "");
+        let got = s.get("a").await.unwrap().unwrap();
+        assert_eq!(
+            (got.model_root_hash, got.tee_signer, got.deliverable_path),
+            (None, None, None)
+        );
+        assert_eq!(
+            got.encrypted_secret.as_ref().map(|b| &b[..]),
+            Some(&[9u8][..])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_row_that_does_not_parse_is_corrupt_naming_the_column() {
+        for (column, bad) in [
+            ("nonce", "0x1"),
+            ("user_address", "alice"),
+            ("dataset_hash", "0x02"),
+            ("model_type", "video"),
+            ("progress", "Sleeping"),
+            ("task_fee", "-1"),
+            ("model_root_hash", "0xzz"),
+        ] {
+            let (_d, s) = store().await;
+            s.insert_task(&new_task("a", 0xaa, false), 5, 1)
+                .await
+                .unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE tasks SET {column} = ? WHERE id = 'a'"
+            )))
+            .bind(bad)
+            .execute(&s.pool)
+            .await
+            .unwrap();
+            match s.get("a").await {
+                Err(StoreError::Corrupt { column: c, .. }) => assert_eq!(c, column),
+                other => panic!("{column} = {bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn customer_addresses_are_written_in_lowercase_hex() {
+        let a: Address = "0xAbCdEf0123456789aBcDeF0123456789AbCdEf01"
+            .parse()
+            .unwrap();
+        assert_eq!(task::address_text(a), a.to_string().to_lowercase());
+    }
+
+    #[test]
+    fn training_params_are_checked_against_the_models_schema() {
+        let lora = TrainingParams::new(
+            r#"{"neftune_noise_alpha":5,"num_train_epochs":3,"per_device_train_batch_size":2,"learning_rate":0.0002,"max_steps":-1}"#,
+        );
+        assert_eq!(lora.epochs(ParamsSchema::Lora), Ok(3));
+        assert_eq!(lora.epochs(ParamsSchema::Free), Ok(3));
+        let free = TrainingParams::new(r#"{"num_train_epochs":2,"other":1}"#);
+        assert_eq!(free.epochs(ParamsSchema::Free), Ok(2));
+        assert!(free.epochs(ParamsSchema::Lora).is_err());
+        assert_eq!(free.as_str(), r#"{"num_train_epochs":2,"other":1}"#);
     }
 }

@@ -1,0 +1,285 @@
+//! Settle (`Delivered` → `UserAcknowledged` → `Finished`), in its own lane: for every delivered
+//! task the chain is read first (a settled deliverable is recorded, never settled twice); a task is
+//! settled with the key once the customer acknowledged, with the penalty and no key after the
+//! acknowledgement timeout, and without charge when it was sealed under a previous TEE signer.
+use std::sync::Arc;
+
+use alloy::primitives::{Address, Bytes, U256};
+use sealtune_contracts::bindings::FineTuningServing::Deliverable;
+use tokio_util::sync::CancellationToken;
+
+use super::{StepError, chain_err, enter, fail_or_retry, tasks_where};
+use crate::app::Worker;
+use crate::store::{Task, TaskState};
+
+/// Runs the settle lane forever: for every delivered task, reads the chain; settles with the
+/// secret once acknowledged, with the penalty after the acknowledgement timeout.
+pub async fn run_settle_lane(worker: Arc<Worker>, shutdown: CancellationToken) {
+    let lock_time = match worker.chain.lock_time().await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!("cannot read lockTime ({e}); assuming 1 day");
+            86_400
+        }
+    };
+    let timeout = worker
+        .config
+        .limits
+        .ack_timeout
+        .0
+        .as_secs()
+        .min(lock_time / 2) as i64;
+    let mut waiting_for_owner = false;
+    loop {
+        match tasks_where(&worker, TaskState::is_settling).await {
+            Ok(tasks)
+                if !tasks.is_empty() && !signer_usable(&worker, &mut waiting_for_owner).await =>
+            {
+                // Every settlement would revert (and a revert fails the task): wait instead.
+            }
+            Ok(tasks) => {
+                for task in tasks {
+                    if let Err(e) = settle_one(&worker, &task, timeout).await
+                        && let Some(r) = fail_or_retry(&worker, &task.id, e).await
+                    {
+                        tracing::warn!(task = task.id, "settlement will be retried: {r}")
+                    }
+                }
+            }
+            Err(e) => tracing::error!("store: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(worker.config.chain.poll()) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Whether the contract would accept this worker's TEE signature now: the service on chain names
+/// this signer and the contract owner has acknowledged it (after a signer change the owner must
+/// acknowledge the new one first). Logs when waiting starts and ends, not on every poll.
+async fn signer_usable(worker: &Worker, waiting: &mut bool) -> bool {
+    let signer = worker.attest.signer();
+    let why = match worker.chain.service().await {
+        Ok(Some(s)) if s.teeSignerAddress == signer && s.teeSignerAcknowledged => None,
+        Ok(Some(s)) if s.teeSignerAddress == signer => Some(format!(
+            "the contract owner has not acknowledged the TEE signer {signer} yet"
+        )),
+        Ok(Some(s)) => Some(format!(
+            "the service on chain names the TEE signer {}, not this worker's {signer}",
+            s.teeSignerAddress
+        )),
+        Ok(None) => Some("the service is not registered on chain".to_owned()),
+        Err(e) => Some(format!("cannot read the service: {e}")),
+    };
+    match (why, *waiting) {
+        (None, true) => {
+            tracing::info!("the TEE signer is acknowledged: settlements resume");
+            *waiting = false;
+            true
+        }
+        (None, false) => true,
+        (Some(why), false) => {
+            tracing::warn!("settlements wait: {why}");
+            *waiting = true;
+            false
+        }
+        (Some(_), true) => false,
+    }
+}
+
+/// How a task is settled now.
+struct Settlement {
+    /// The customer acknowledged: settle with the key, charge the fee.
+    acknowledged: bool,
+    /// Sealed under this earlier TEE signer and not acknowledged: settle without charge.
+    old_signer: Option<Address>,
+    /// The fee put in the settlement.
+    fee: U256,
+}
+
+/// Settles one delivered task if it is due (see the module docs).
+async fn settle_one(worker: &Worker, task: &Task, timeout: i64) -> Result<(), StepError> {
+    let user = task.user_address;
+    let Some(d) = worker
+        .chain
+        .deliverable(user, &task.id)
+        .await
+        .map_err(|e| chain_err("reading the deliverable", e))?
+    else {
+        return Err(StepError::fail("the deliverable is not on chain"));
+    };
+    let fee = task.task_fee.unwrap_or(U256::ZERO);
+    if d.settled {
+        // Settled already (e.g. before a crash): record it, never settle twice.
+        if worker
+            .store
+            .set_settled(&task.id, None, fee, d.acknowledged, worker.clock.now())
+            .await?
+        {
+            worker.metrics.state(TaskState::Finished);
+            worker.task_log(&task.id, "settlement found on chain").await;
+        }
+        return Ok(());
+    }
+    let Some(settlement) = due(worker, task, &d, fee, timeout).await? else {
+        return Ok(());
+    };
+    worker.crash.hit("before-settle");
+    send(worker, task, &d, &settlement).await
+}
+
+/// Whether `task` is to be settled now, and how: once acknowledged (moving it to
+/// `UserAcknowledged`), at once without charge when sealed under a TEE signer this worker no
+/// longer has, or with the penalty after `timeout` seconds without acknowledgement. Logs why.
+async fn due(
+    worker: &Worker,
+    task: &Task,
+    d: &Deliverable,
+    fee: U256,
+    timeout: i64,
+) -> Result<Option<Settlement>, StepError> {
+    let acknowledged = d.acknowledged;
+    // Sealed under a TEE signer this worker no longer has (a signer change since): the customer's
+    // client checks the tag signature against the signer now on chain and cannot accept the
+    // model, so waiting for the timeout would only charge a penalty for a model they could not
+    // check. Released at once, without charge.
+    let current = worker.attest.signer();
+    let old_signer = task.tee_signer.filter(|s| *s != current);
+    let fee = if !acknowledged && old_signer.is_some() {
+        U256::ZERO
+    } else {
+        fee
+    };
+    let delivered_at = task.deliver_time.unwrap_or(task.updated_at);
+    if acknowledged {
+        if enter(
+            worker,
+            task,
+            &[TaskState::Delivered],
+            TaskState::UserAcknowledged,
+        )
+        .await?
+        {
+            worker
+                .task_log(&task.id, "the customer acknowledged the model; settling")
+                .await;
+        }
+    } else if let Some(old) = old_signer {
+        worker
+            .task_log(
+                &task.id,
+                format!(
+                    "this model was sealed under the previous TEE signer {old}; the customer cannot check it against the new signer {current}: settling without charge, the key is withheld"
+                ),
+            )
+            .await;
+    } else if worker.clock.now() - delivered_at < timeout {
+        return Ok(None);
+    } else {
+        worker
+            .task_log(
+                &task.id,
+                format!("no acknowledgement within {timeout} s: settling with the penalty; the key is withheld"),
+            )
+            .await;
+    }
+    Ok(Some(Settlement {
+        acknowledged,
+        old_signer,
+        fee,
+    }))
+}
+
+/// Signs the settlement with the TEE key, sends it, and commits `Finished` with what was charged.
+async fn send(
+    worker: &Worker,
+    task: &Task,
+    d: &Deliverable,
+    s: &Settlement,
+) -> Result<(), StepError> {
+    let user = task.user_address;
+    let secret = if s.acknowledged {
+        task.encrypted_secret.clone().unwrap_or_default()
+    } else {
+        Bytes::new()
+    };
+    let message = sealtune_protocol::eip712::VerifierMessage {
+        id: task.id.clone(),
+        encryptedSecret: secret,
+        modelRootHash: d.modelRootHash.clone(),
+        nonce: task.nonce,
+        taskFee: s.fee,
+        user,
+    };
+    let domain =
+        sealtune_protocol::eip712::domain(worker.chain.chain_id, worker.chain.serving_address());
+    let input = sealtune_protocol::eip712::sign_verifier_input(
+        worker.attest.signing_key(),
+        &domain,
+        &message,
+    )
+    .map_err(|e| StepError::fail(e.to_string()))?;
+    let receipt = match worker.chain.settle(&input).await {
+        Ok(r) => r,
+        Err(e) => {
+            // The chain may have settled it after all (a lost response): read before deciding.
+            if let Ok(Some(d)) = worker.chain.deliverable(user, &task.id).await
+                && d.settled
+            {
+                return Ok(());
+            }
+            return Err(chain_err("settleFees", e));
+        }
+    };
+    worker.crash.hit("after-settle");
+    let charged = if s.acknowledged {
+        s.fee
+    } else {
+        s.fee * U256::from(worker_penalty(worker).await) / U256::from(100u64)
+    };
+    if worker
+        .store
+        .set_settled(
+            &task.id,
+            Some(receipt.transaction_hash),
+            charged,
+            s.acknowledged,
+            worker.clock.now(),
+        )
+        .await?
+    {
+        worker.metrics.state(TaskState::Finished);
+    }
+    worker
+        .task_log(
+            &task.id,
+            format!(
+                "settled in {}: {} neuron charged{}",
+                receipt.transaction_hash,
+                charged,
+                match (s.acknowledged, s.old_signer) {
+                    (true, _) => "",
+                    (false, Some(_)) => " (sealed under the previous TEE signer: no charge)",
+                    (false, None) => " (penalty)",
+                }
+            ),
+        )
+        .await;
+    Ok(())
+}
+
+/// The contract's penalty percentage (30 when it cannot be read).
+async fn worker_penalty(worker: &Worker) -> u64 {
+    let serving = sealtune_contracts::bindings::FineTuningServing::new(
+        worker.chain.serving_address(),
+        worker.chain.provider().clone(),
+    );
+    serving
+        .penaltyPercentage()
+        .call()
+        .await
+        .ok()
+        .and_then(|p| u64::try_from(p).ok())
+        .unwrap_or(30)
+}

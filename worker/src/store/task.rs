@@ -1,0 +1,421 @@
+//! Typed task rows: the task states, the typed values of a task, and the one place where a stored
+//! row is parsed into them (and typed values are written back as the same text as ever).
+//!
+//! Every column is parsed once, here; a value that does not parse is a [`StoreError::Corrupt`]
+//! naming its column. The stored text formats are those of every earlier version (existing
+//! databases keep working): addresses of customers in lowercase `0x` hex, the TEE signer in EIP-55
+//! form, amounts and nonces in decimal, hashes in lowercase `0x` hex, the wrapped key and the
+//! customer's public key in bare hex, and `''` for "not yet" in the seal columns.
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use alloy::primitives::{Address, B256, Bytes, U256};
+use k256::elliptic_curve::sec1::ToEncodedPoint;
+use sealtune_protocol::ecies::PublicKey;
+use sealtune_protocol::fee::FeeError;
+use sealtune_protocol::params::{LoraParams, ParamsError};
+use serde::Serialize;
+use sqlx::Row;
+
+use super::StoreError;
+use crate::models::{DataType, ModelRef, ParamsSchema};
+
+/// A rule on states (`TaskState::is_pending`…): the one definition both Rust and SQL use.
+pub type StatePredicate = fn(TaskState) -> bool;
+
+/// The states of PROTOCOL.md §2, in order, plus `Failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum TaskState {
+    /// Accepted, queued.
+    Init,
+    /// Fetching, counting, checking.
+    SettingUp,
+    /// Ready to train.
+    SetUp,
+    /// The script runs.
+    Training,
+    /// The script finished; the output waits to be sealed.
+    Trained,
+    /// Sealing, storing, announcing on chain.
+    Delivering,
+    /// On chain; waiting for the customer's acknowledgement.
+    Delivered,
+    /// Acknowledged; settlement in flight.
+    UserAcknowledged,
+    /// Settled.
+    Finished,
+    /// Failed (reason in `fail_reason` and the log).
+    Failed,
+}
+
+impl TaskState {
+    /// Every state.
+    pub const ALL: [TaskState; 10] = [
+        TaskState::Init,
+        TaskState::SettingUp,
+        TaskState::SetUp,
+        TaskState::Training,
+        TaskState::Trained,
+        TaskState::Delivering,
+        TaskState::Delivered,
+        TaskState::UserAcknowledged,
+        TaskState::Finished,
+        TaskState::Failed,
+    ];
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Init => "Init",
+            TaskState::SettingUp => "SettingUp",
+            TaskState::SetUp => "SetUp",
+            TaskState::Training => "Training",
+            TaskState::Trained => "Trained",
+            TaskState::Delivering => "Delivering",
+            TaskState::Delivered => "Delivered",
+            TaskState::UserAcknowledged => "UserAcknowledged",
+            TaskState::Finished => "Finished",
+            TaskState::Failed => "Failed",
+        }
+    }
+    /// Not yet settled or failed (a customer has at most one such task).
+    pub fn is_unfinished(self) -> bool {
+        !self.is_ended()
+    }
+    /// Settled or failed: nothing more happens but retention.
+    pub fn is_ended(self) -> bool {
+        matches!(self, TaskState::Finished | TaskState::Failed)
+    }
+    /// Queued or running in the training lane (counts toward `/v1/task/pending` and the queue
+    /// limit).
+    pub fn is_pending(self) -> bool {
+        matches!(
+            self,
+            TaskState::Init
+                | TaskState::SettingUp
+                | TaskState::SetUp
+                | TaskState::Training
+                | TaskState::Trained
+                | TaskState::Delivering
+        )
+    }
+    /// The customer may still cancel (training has not started).
+    pub fn is_cancellable(self) -> bool {
+        matches!(
+            self,
+            TaskState::Init | TaskState::SettingUp | TaskState::SetUp
+        )
+    }
+    /// On chain and not settled yet: the settle lane's tasks.
+    pub fn is_settling(self) -> bool {
+        matches!(self, TaskState::Delivered | TaskState::UserAcknowledged)
+    }
+    /// The sealed model is on chain: the customer may download it.
+    pub fn is_delivered(self) -> bool {
+        self.is_settling() || self == TaskState::Finished
+    }
+    /// Sealed (or being sealed) under the TEE signer and not settled yet: a change of signer
+    /// concerns these tasks.
+    pub fn is_sealed_unsettled(self) -> bool {
+        self == TaskState::Delivering || self.is_settling()
+    }
+    /// The states for which `pred` holds, in order.
+    pub fn matching(pred: StatePredicate) -> Vec<TaskState> {
+        TaskState::ALL.into_iter().filter(|s| pred(*s)).collect()
+    }
+}
+
+/// The SQL list `('Init','SettingUp',…)` of `states`, for `progress IN …` (never empty: an empty
+/// set is `('')`, which matches no row). The names are the constants of [`TaskState::as_str`], so
+/// the text is safe to splice into a statement.
+pub(crate) fn sql_list(states: &[TaskState]) -> String {
+    let names: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
+    if names.is_empty() {
+        "('')".to_owned()
+    } else {
+        format!("({})", names.join(","))
+    }
+}
+
+/// The SQL list of the states for which `pred` holds: one rule, in [`TaskState`], for Rust and SQL.
+pub(crate) fn sql_set(pred: StatePredicate) -> String {
+    sql_list(&TaskState::matching(pred))
+}
+
+impl FromStr for TaskState {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, StoreError> {
+        TaskState::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| corrupt("progress", format!("unknown task state `{s}`")))
+    }
+}
+
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A customer's address as the store writes it and the API answers it: `0x` and lowercase hex.
+pub fn address_text(address: Address) -> String {
+    format!("{address:#x}")
+}
+
+/// `datasetHash`: the 32-byte hash, and the text exactly as the customer sent it (the create-task
+/// signature covers the text, and the API answers it back unchanged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetHash {
+    hash: B256,
+    text: String,
+}
+
+impl DatasetHash {
+    /// Parses `datasetHash` (32 bytes of hex, `0x` optional, any case); `None` if it is not one.
+    pub fn parse(text: &str) -> Option<DatasetHash> {
+        Some(DatasetHash {
+            hash: text.parse().ok()?,
+            text: text.to_owned(),
+        })
+    }
+    /// The hash (the dataset file's keccak256).
+    pub fn hash(&self) -> B256 {
+        self.hash
+    }
+    /// The text as sent.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+/// `trainingParams`: the JSON text exactly as sent (the script reads it, the API answers it back),
+/// checked against both parameter schemas once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainingParams {
+    text: String,
+    lora: Result<LoraParams, ParamsError>,
+    free_epochs: Result<u64, FeeError>,
+}
+
+impl TrainingParams {
+    /// Reads `text` under both schemas; which one applies is the model's (see [`Self::epochs`]).
+    pub fn new(text: &str) -> TrainingParams {
+        TrainingParams {
+            text: text.to_owned(),
+            lora: LoraParams::parse(text),
+            free_epochs: sealtune_protocol::fee::epochs_from_training_params(text),
+        }
+    }
+    /// The JSON text as sent.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+    /// The epoch count under the model's `schema`, or why the parameters do not fit it: the stock
+    /// LoRA script's five keys in range (`lora`), any JSON object with a valid `num_train_epochs`
+    /// (`free`).
+    pub fn epochs(&self, schema: ParamsSchema) -> Result<u64, String> {
+        match schema {
+            ParamsSchema::Lora => self
+                .lora
+                .as_ref()
+                .map(|p| p.num_train_epochs)
+                .map_err(ToString::to_string),
+            ParamsSchema::Free => self.free_epochs.clone().map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// A new task, as validated by the API.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// UUID with dashes.
+    pub id: String,
+    /// The customer.
+    pub user_address: Address,
+    /// `preTrainedModelHash` (a model's hash or name; see `Config::model`).
+    pub pre_trained_model_hash: ModelRef,
+    /// `datasetHash`.
+    pub dataset_hash: DatasetHash,
+    /// `trainingParams`.
+    pub training_params: TrainingParams,
+    /// `fee` (`0` when not sent).
+    pub fee: U256,
+    /// `nonce`.
+    pub nonce: U256,
+    /// `signature` as sent.
+    pub signature: String,
+    /// The customer's public key, recovered from the signature: the model key is wrapped to it.
+    pub user_public_key: PublicKey,
+    /// The signed fee ceiling.
+    pub fee_ceiling: Option<U256>,
+    /// `wait`.
+    pub wait: bool,
+    /// The model's data type.
+    pub model_type: DataType,
+}
+
+/// A task row, typed.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// UUID with dashes.
+    pub id: String,
+    /// The customer.
+    pub user_address: Address,
+    /// Accepted at (unix seconds).
+    pub created_at: i64,
+    /// Last change (unix seconds).
+    pub updated_at: i64,
+    /// `preTrainedModelHash` (a model's hash or name).
+    pub pre_trained_model_hash: ModelRef,
+    /// `datasetHash`.
+    pub dataset_hash: DatasetHash,
+    /// `trainingParams`.
+    pub training_params: TrainingParams,
+    /// `fee` as sent (`0` when not sent).
+    pub fee: U256,
+    /// `nonce`.
+    pub nonce: U256,
+    /// `signature` as sent.
+    pub signature: String,
+    /// The customer's public key.
+    pub user_public_key: PublicKey,
+    /// The signed fee ceiling.
+    pub fee_ceiling: Option<U256>,
+    /// `wait`.
+    pub wait: bool,
+    /// The model's data type.
+    pub model_type: DataType,
+    /// The state.
+    pub progress: TaskState,
+    /// Why it failed.
+    pub fail_reason: Option<String>,
+    /// Tokens counted at setup.
+    pub token_count: Option<u64>,
+    /// The fee computed at setup.
+    pub task_fee: Option<U256>,
+    /// Training attempts so far.
+    pub training_attempts: i64,
+    /// The sealed deliverable in the file store.
+    pub deliverable_path: Option<PathBuf>,
+    /// The sealed deliverable's keccak256 (its root hash on chain).
+    pub model_root_hash: Option<B256>,
+    /// The model key, ECIES-wrapped to the customer.
+    pub encrypted_secret: Option<Bytes>,
+    /// The TEE signer that signed the deliverable's tags.
+    pub tee_signer: Option<Address>,
+    /// The deliverable's index on chain.
+    pub deliver_index: Option<i64>,
+    /// Delivered at (unix seconds).
+    pub deliver_time: Option<i64>,
+    /// The settlement transaction (none when the settlement was found on chain).
+    pub settle_tx: Option<B256>,
+    /// The fee charged at settlement.
+    pub settled_fee: Option<U256>,
+    /// Whether the customer had acknowledged at settlement.
+    pub settled_acknowledged: Option<bool>,
+    /// When retention deleted the files.
+    pub cleaned_at: Option<i64>,
+}
+
+pub(crate) fn corrupt(column: &'static str, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        task: None,
+        column,
+        reason: reason.into(),
+    }
+}
+
+/// The text of `column`, parsed by `parse` (which says `None` when the text is not its type).
+fn parsed<T>(
+    row: &sqlx::sqlite::SqliteRow,
+    column: &'static str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, StoreError> {
+    let text: String = row.try_get(column)?;
+    parse(&text).ok_or_else(|| corrupt(column, format!("cannot read `{text}`")))
+}
+
+/// An optional text column: NULL and `''` (the seal columns' "not yet") are `None`.
+fn parsed_opt<T>(
+    row: &sqlx::sqlite::SqliteRow,
+    column: &'static str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<Option<T>, StoreError> {
+    let text: Option<String> = row.try_get(column)?;
+    match text.as_deref() {
+        None | Some("") => Ok(None),
+        Some(t) => parse(t)
+            .map(Some)
+            .ok_or_else(|| corrupt(column, format!("cannot read `{t}`"))),
+    }
+}
+
+fn decimal(text: &str) -> Option<U256> {
+    sealtune_protocol::request::parse_u256_decimal("", text).ok()
+}
+
+fn public_key(text: &str) -> Option<PublicKey> {
+    let bytes = hex::decode(text.trim_start_matches("0x")).ok()?;
+    sealtune_protocol::ecies::parse_public_key(&bytes).ok()
+}
+
+/// The customer's public key as stored: bare hex of the 65-byte uncompressed point.
+pub(crate) fn public_key_text(key: &PublicKey) -> String {
+    hex::encode(key.to_encoded_point(false).as_bytes())
+}
+
+/// The one place a stored row becomes a [`Task`]; a column that does not parse is a
+/// [`StoreError::Corrupt`] naming the task and the column.
+pub(crate) fn task_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Task, StoreError> {
+    let id: String = row.try_get("id")?;
+    typed_row(row, id.clone()).map_err(|e| match e {
+        StoreError::Corrupt { column, reason, .. } => StoreError::Corrupt {
+            task: Some(id),
+            column,
+            reason,
+        },
+        other => other,
+    })
+}
+
+fn typed_row(row: &sqlx::sqlite::SqliteRow, id: String) -> Result<Task, StoreError> {
+    let progress: String = row.try_get("progress")?;
+    Ok(Task {
+        id,
+        user_address: parsed(row, "user_address", |t| t.parse().ok())?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        pre_trained_model_hash: parsed(row, "pre_trained_model_hash", |t| Some(ModelRef::new(t)))?,
+        dataset_hash: parsed(row, "dataset_hash", DatasetHash::parse)?,
+        training_params: parsed(row, "training_params", |t| Some(TrainingParams::new(t)))?,
+        fee: parsed(row, "fee", decimal)?,
+        nonce: parsed(row, "nonce", decimal)?,
+        signature: row.try_get("signature")?,
+        user_public_key: parsed(row, "user_public_key", public_key)?,
+        fee_ceiling: parsed_opt(row, "fee_ceiling", decimal)?,
+        wait: row.try_get::<i64, _>("wait")? != 0,
+        model_type: parsed(row, "model_type", DataType::from_name)?,
+        progress: progress.parse()?,
+        fail_reason: row.try_get("fail_reason")?,
+        token_count: row
+            .try_get::<Option<i64>, _>("token_count")?
+            .map(|n| u64::try_from(n).map_err(|_| corrupt("token_count", n.to_string())))
+            .transpose()?,
+        task_fee: parsed_opt(row, "task_fee", decimal)?,
+        training_attempts: row.try_get("training_attempts")?,
+        deliverable_path: parsed_opt(row, "deliverable_path", |t| Some(PathBuf::from(t)))?,
+        model_root_hash: parsed_opt(row, "model_root_hash", |t| t.parse().ok())?,
+        encrypted_secret: parsed_opt(row, "encrypted_secret", |t| {
+            hex::decode(t).ok().map(Bytes::from)
+        })?,
+        tee_signer: parsed_opt(row, "tee_signer", |t| t.parse().ok())?,
+        deliver_index: row.try_get("deliver_index")?,
+        deliver_time: row.try_get("deliver_time")?,
+        settle_tx: parsed_opt(row, "settle_tx", |t| t.parse().ok())?,
+        settled_fee: parsed_opt(row, "settled_fee", decimal)?,
+        settled_acknowledged: row
+            .try_get::<Option<i64>, _>("settled_acknowledged")?
+            .map(|v| v != 0),
+        cleaned_at: row.try_get("cleaned_at")?,
+    })
+}
