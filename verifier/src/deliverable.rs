@@ -8,9 +8,9 @@
 use std::fs::File;
 use std::path::Path;
 
-use alloy::primitives::{Address, B256, Bytes};
+use alloy::primitives::{B256, Bytes};
 use sealtune_protocol::deliverable::{
-    self, ChunkLen, OpenError, RootError, RootKind, encrypted_file_keccak,
+    self, ChunkLen, OpenError, RootError, RootKind, TagSigner, encrypted_file_keccak,
 };
 use sealtune_protocol::sig::SigError;
 use sealtune_protocol::storage::root_hash_file;
@@ -65,17 +65,39 @@ impl Default for DeliverableCheck {
 }
 
 /// The tag signer of the file (the protocol's rule, all-zero placeholder refused), worded for the report.
-fn recover_tag_signer(path: &Path, chunk_len: ChunkLen) -> Result<(Address, String), String> {
+fn recover_tag_signer(path: &Path, chunk_len: ChunkLen) -> Result<TagSigner, String> {
     let mut f = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let tags = deliverable::recover_tag_signer(&mut f, chunk_len).map_err(|e| match e {
+    deliverable::recover_tag_signer(&mut f, chunk_len).map_err(|e| match e {
         OpenError::Io(e) => format!("cannot read the tag signature: {e}"),
         OpenError::MalformedTagSignature(e @ SigError::Unrecoverable) => {
             format!("tag signature does not recover: {e}")
         }
         OpenError::MalformedTagSignature(e) => format!("tag signature: {e}"),
         other => other.to_string(),
-    })?;
-    Ok((tags.signer, format!("0x{}", hex::encode(tags.tag_digest))))
+    })
+}
+
+/// The TEE-signer link: the recovered signer is the expected one.
+fn signer_link(
+    recovered: &Result<TagSigner, String>,
+    expected: Option<&ExpectedSigner>,
+) -> Result<String, String> {
+    let Some(expected) = expected.map(ExpectedSigner::address) else {
+        return Err(
+            "no expected TEE signer: give --signer, or --rpc with the serving contract and provider"
+                .to_owned(),
+        );
+    };
+    let Ok(tags) = recovered else {
+        return Err("no signer recovered".to_owned());
+    };
+    match tags.expect(expected) {
+        Ok(_) => Ok(format!("sealed by the TEE signer {expected}")),
+        Err(_) => Err(format!(
+            "signed by {}, not by the expected TEE signer {expected}",
+            tags.signer
+        )),
+    }
 }
 
 /// The root-hash link: which hash of the file (keccak256 `keccak`, else its 0G storage root) is `expected`.
@@ -98,6 +120,16 @@ fn root_link(path: &Path, keccak: B256, expected: &ExpectedRoot) -> Result<Strin
     }
 }
 
+/// Both hashes of the file, reported when no root is expected.
+fn root_info(path: &Path, keccak: &Result<B256, String>) -> Result<String, String> {
+    let storage = root_hash_file(path).map_err(|e| e.to_string());
+    let k = keccak.as_ref().map_err(Clone::clone)?;
+    let s = storage?.root();
+    Ok(format!(
+        "keccak256 {k}, 0G storage root {s} (no expected root given)"
+    ))
+}
+
 /// Check an encrypted deliverable file: tag signature → TEE signer, root hash → on-chain value.
 pub fn check_deliverable(path: &Path, c: &DeliverableCheck, now: u64) -> VerificationReport {
     let mut rep = VerificationReport::new(now);
@@ -106,24 +138,19 @@ pub fn check_deliverable(path: &Path, c: &DeliverableCheck, now: u64) -> Verific
         "tag signature",
         recovered
             .as_ref()
-            .map(|(a, d)| format!("keccak256(tags) {d} recovers to {a}"))
+            .map(|t| {
+                format!(
+                    "keccak256(tags) 0x{} recovers to {}",
+                    hex::encode(t.tag_digest),
+                    t.signer
+                )
+            })
             .map_err(Clone::clone),
     );
-    let signer_link = match (&recovered, &c.expected_signer) {
-        (_, None) => Err(
-            "no expected TEE signer: give --signer, or --rpc with the serving contract and provider"
-                .to_owned(),
-        ),
-        (Err(_), Some(_)) => Err("no signer recovered".to_owned()),
-        (Ok((a, _)), Some(e)) if *a == e.address() => {
-            Ok(format!("sealed by the TEE signer {}", e.address()))
-        }
-        (Ok((a, _)), Some(e)) => Err(format!(
-            "signed by {a}, not by the expected TEE signer {}",
-            e.address()
-        )),
-    };
-    rep.push_link("TEE signer", signer_link);
+    rep.push_link(
+        "TEE signer",
+        signer_link(&recovered, c.expected_signer.as_ref()),
+    );
     if let Some(ExpectedSigner::OnChain(r)) = &c.expected_signer {
         rep.push_link(
             "signer acknowledged",
@@ -137,24 +164,11 @@ pub fn check_deliverable(path: &Path, c: &DeliverableCheck, now: u64) -> Verific
 
     let keccak = encrypted_file_keccak(path).map_err(|e| e.to_string());
     match &c.expected_root {
-        None => {
-            let storage = root_hash_file(path)
-                .map(|t| t.root().to_string())
-                .map_err(|e| e.to_string());
-            rep.push_info(
-                "root hash",
-                match (&keccak, &storage) {
-                    (Ok(k), Ok(s)) => Ok(format!(
-                        "keccak256 {k}, 0G storage root {s} (no expected root given)"
-                    )),
-                    (Err(e), _) | (_, Err(e)) => Err(e.clone()),
-                },
-            );
-        }
-        Some(expected) => {
-            let result = keccak.and_then(|k| root_link(path, k, expected));
-            rep.push_link("root hash", result);
-        }
+        None => rep.push_info("root hash", root_info(path, &keccak)),
+        Some(expected) => rep.push_link(
+            "root hash",
+            keccak.and_then(|k| root_link(path, k, expected)),
+        ),
     }
     rep.finish();
     rep
