@@ -48,8 +48,14 @@ pub fn check_download_with(
     tee_signer: Address,
     chunk_len: ChunkLen,
 ) -> Result<DownloadCheck> {
-    deliverable::check_file(path, keccak, expected_root, tee_signer, chunk_len).map_err(|e| match e
-    {
+    deliverable::check_file(path, keccak, expected_root, tee_signer, chunk_len)
+        .map_err(|e| check_error(path, e))
+}
+
+/// A refusal of the deliverable check as the client's error: a root mismatch, a storage root that
+/// cannot be computed, a local I/O error, or the tag signature's [`OpenError`].
+fn check_error(path: &Path, e: CheckError) -> ClientError {
+    match e {
         CheckError::Root(RootError::StorageRoot(source)) => ClientError::RootHash {
             path: path.to_path_buf(),
             source,
@@ -65,7 +71,7 @@ pub fn check_download_with(
         },
         CheckError::TagSignature(OpenError::Io(e)) => ClientError::io(path, e),
         CheckError::TagSignature(e) => ClientError::Deliverable(e),
-    })
+    }
 }
 
 /// Open the on-chain `encryptedSecret` with the customer's key.
