@@ -15,53 +15,17 @@ use std::path::Path;
 
 use alloy::primitives::{Address, B256};
 use sealtune_protocol::deliverable::{
-    self, ChunkLen, DeliverableKey, OpenError, Opened, TAG_SIG_LEN, UnzipLimits, Unzipped,
+    self, CheckError, ChunkLen, DeliverableKey, OpenError, Opened, RootError, UnzipLimits, Unzipped,
 };
-use sealtune_protocol::sig::Signature;
-use serde::Serialize;
 
 use crate::error::{ClientError, Result};
 use crate::progress::{Progress, ProgressWriter};
 
-/// Which hash of the file the on-chain `modelRootHash` is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RootKind {
-    /// keccak256 of the whole file (a deliverable kept in the provider's store).
-    Keccak,
-    /// The 0G Storage root hash (a deliverable uploaded to 0G Storage).
-    StorageRoot,
-}
+/// Which hash of the file the on-chain `modelRootHash` is (the protocol's rule).
+pub use sealtune_protocol::deliverable::RootKind;
 
 /// What [`check_download`] verified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct DownloadCheck {
-    /// keccak256 of the file.
-    pub keccak: B256,
-    /// Which hash matched the on-chain root.
-    pub root_kind: RootKind,
-    /// The TEE signer the tag signature recovers to (the service's).
-    pub tag_signer: Address,
-    /// keccak256 of the chunk tags, as signed.
-    pub tag_digest: B256,
-}
-
-/// The address the tag signature at the front of a sealed file recovers to.
-pub fn tag_signer(path: &Path, chunk_len: ChunkLen) -> Result<(Address, B256)> {
-    use std::io::Read;
-    let mut file = BufReader::new(File::open(path).map_err(|e| ClientError::io(path, e))?);
-    let digest = deliverable::tag_digest(&mut file, chunk_len)?;
-    let mut sig = [0u8; TAG_SIG_LEN];
-    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))
-        .map_err(|e| ClientError::io(path, e))?;
-    file.read_exact(&mut sig)
-        .map_err(|e| ClientError::io(path, e))?;
-    let signature = Signature::from_bytes(&sig).map_err(OpenError::MalformedTagSignature)?;
-    let signer = signature
-        .recover_address(&digest)
-        .map_err(OpenError::MalformedTagSignature)?;
-    Ok((signer, digest))
-}
+pub type DownloadCheck = deliverable::Checked;
 
 /// Check a downloaded encrypted model against the chain: `expected_root` (the deliverable's
 /// `modelRootHash`) must be its keccak256 (given, computed while downloading) or its 0G Storage
@@ -75,7 +39,8 @@ pub fn check_download(
     check_download_with(path, keccak, expected_root, tee_signer, ChunkLen::WIRE)
 }
 
-/// [`check_download`] with another chunk size (tests).
+/// [`check_download`] with another chunk size (tests). The rule is
+/// [`sealtune_protocol::deliverable::check_file`]; this maps its refusals to the client's errors.
 pub fn check_download_with(
     path: &Path,
     keccak: B256,
@@ -83,39 +48,30 @@ pub fn check_download_with(
     tee_signer: Address,
     chunk_len: ChunkLen,
 ) -> Result<DownloadCheck> {
-    let root_kind = if expected_root == keccak.as_slice() {
-        RootKind::Keccak
-    } else {
-        let tree = sealtune_protocol::storage::root_hash_file(path).map_err(|source| {
-            ClientError::RootHash {
-                path: path.to_path_buf(),
-                source,
-            }
-        })?;
-        if expected_root == tree.root().as_slice() {
-            RootKind::StorageRoot
-        } else {
-            return Err(ClientError::RootHashMismatch {
-                expected: format!("0x{}", hex::encode(expected_root)),
-                keccak,
-                storage_root: tree.root().to_string(),
-            });
-        }
-    };
-    let (recovered, tag_digest) = tag_signer(path, chunk_len)?;
-    if recovered != tee_signer {
-        return Err(OpenError::WrongSigner {
-            expected: tee_signer,
-            recovered,
-        }
-        .into());
+    deliverable::check_file(path, keccak, expected_root, tee_signer, chunk_len)
+        .map_err(|e| check_error(path, e))
+}
+
+/// A refusal of the deliverable check as the client's error: a root mismatch, a storage root that
+/// cannot be computed, a local I/O error, or the tag signature's [`OpenError`].
+fn check_error(path: &Path, e: CheckError) -> ClientError {
+    match e {
+        CheckError::Root(RootError::StorageRoot(source)) => ClientError::RootHash {
+            path: path.to_path_buf(),
+            source,
+        },
+        CheckError::Root(RootError::Mismatch {
+            expected,
+            keccak,
+            storage_root,
+        }) => ClientError::RootHashMismatch {
+            expected: format!("0x{}", hex::encode(expected)),
+            keccak,
+            storage_root: storage_root.to_string(),
+        },
+        CheckError::TagSignature(OpenError::Io(e)) => ClientError::io(path, e),
+        CheckError::TagSignature(e) => ClientError::Deliverable(e),
     }
-    Ok(DownloadCheck {
-        keccak,
-        root_kind,
-        tag_signer: recovered,
-        tag_digest,
-    })
 }
 
 /// Open the on-chain `encryptedSecret` with the customer's key.

@@ -166,12 +166,7 @@ fn sealed_vectors() -> Vec<(String, Value)> {
             ),
             (
                 "fail_sealed_unsigned",
-                case(
-                    &|b| b[..65].fill(0),
-                    &key,
-                    me.clone(),
-                    "MalformedTagSignature",
-                ),
+                case(&|b| b[..65].fill(0), &key, me.clone(), "Unsigned"),
             ),
             (
                 "fail_sealed_other_signer",
@@ -195,6 +190,7 @@ fn sealed_vectors() -> Vec<(String, Value)> {
 fn error_name(e: &OpenError) -> &'static str {
     match e {
         OpenError::Truncated { .. } => "Truncated",
+        OpenError::Unsigned => "Unsigned",
         OpenError::MalformedTagSignature(_) => "MalformedTagSignature",
         OpenError::WrongSigner { .. } => "WrongSigner",
         OpenError::WrongKey => "WrongKey",

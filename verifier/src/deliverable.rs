@@ -1,15 +1,18 @@
 //! Deliverable checks (PROTOCOL.md §4): the tag signature at the front of an encrypted model file
 //! recovers to the provider's TEE signer, and the file's root hash (`keccak256` of the file, or its
 //! 0G Storage root) equals the deliverable's on-chain `modelRootHash`. No key is needed: the tags are
-//! read with one seek per chunk (`sealtune_protocol::deliverable::tag_digest`), hashing streams.
+//! read with one seek per chunk, hashing streams. The rules are the protocol's
+//! (`sealtune_protocol::deliverable::{recover_tag_signer, file_root_kind}`, the same the client runs
+//! before acknowledging); this module words each as a link of the report.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
-use alloy::primitives::{Address, Bytes};
-use sealtune_protocol::deliverable::{ChunkLen, TAG_SIG_LEN, encrypted_file_keccak, tag_digest};
-use sealtune_protocol::sig::Signature;
+use alloy::primitives::{B256, Bytes};
+use sealtune_protocol::deliverable::{
+    self, ChunkLen, OpenError, RootError, RootKind, TagSigner, encrypted_file_keccak,
+};
+use sealtune_protocol::sig::SigError;
 use sealtune_protocol::storage::root_hash_file;
 
 use crate::settlement::ExpectedSigner;
@@ -20,7 +23,7 @@ use crate::verify::VerificationReport;
 pub enum ExpectedRoot {
     /// Given by the user (`--root`).
     Given(Bytes),
-    /// The deliverable's `modelRootHash` on chain (described, e.g. "deliverable <id> of <user>").
+    /// The deliverable's `modelRootHash` on chain (described, e.g. "deliverable `<id>` of `<user>`").
     OnChain(Bytes, String),
 }
 
@@ -61,21 +64,70 @@ impl Default for DeliverableCheck {
     }
 }
 
-fn recover_tag_signer(path: &Path, chunk_len: ChunkLen) -> Result<(Address, String), String> {
+/// The tag signer of the file (the protocol's rule, all-zero placeholder refused), worded for the report.
+fn recover_tag_signer(path: &Path, chunk_len: ChunkLen) -> Result<TagSigner, String> {
     let mut f = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let digest = tag_digest(&mut f, chunk_len).map_err(|e| e.to_string())?;
-    let mut sig = [0u8; TAG_SIG_LEN];
-    f.seek(SeekFrom::Start(0))
-        .and_then(|_| f.read_exact(&mut sig))
-        .map_err(|e| format!("cannot read the tag signature: {e}"))?;
-    if sig.iter().all(|b| *b == 0) {
-        return Err("the tag signature is all zeros: the file was sealed but never signed".into());
+    deliverable::recover_tag_signer(&mut f, chunk_len).map_err(|e| match e {
+        OpenError::Io(e) => format!("cannot read the tag signature: {e}"),
+        OpenError::MalformedTagSignature(e @ SigError::Unrecoverable) => {
+            format!("tag signature does not recover: {e}")
+        }
+        OpenError::MalformedTagSignature(e) => format!("tag signature: {e}"),
+        other => other.to_string(),
+    })
+}
+
+/// The TEE-signer link: the recovered signer is the expected one.
+fn signer_link(
+    recovered: &Result<TagSigner, String>,
+    expected: Option<&ExpectedSigner>,
+) -> Result<String, String> {
+    let Some(expected) = expected.map(ExpectedSigner::address) else {
+        return Err(
+            "no expected TEE signer: give --signer, or --rpc with the serving contract and provider"
+                .to_owned(),
+        );
+    };
+    let Ok(tags) = recovered else {
+        return Err("no signer recovered".to_owned());
+    };
+    match tags.expect(expected) {
+        Ok(_) => Ok(format!("sealed by the TEE signer {expected}")),
+        Err(_) => Err(format!(
+            "signed by {}, not by the expected TEE signer {expected}",
+            tags.signer
+        )),
     }
-    let signature = Signature::from_bytes(&sig).map_err(|e| format!("tag signature: {e}"))?;
-    let signer = signature
-        .recover_address(&digest)
-        .map_err(|e| format!("tag signature does not recover: {e}"))?;
-    Ok((signer, format!("0x{}", hex::encode(digest))))
+}
+
+/// The root-hash link: which hash of the file (keccak256 `keccak`, else its 0G storage root) is `expected`.
+fn root_link(path: &Path, keccak: B256, expected: &ExpectedRoot) -> Result<String, String> {
+    match deliverable::file_root_kind(path, expected.bytes(), keccak) {
+        Ok(RootKind::Keccak) => Ok(format!("keccak256 of the file = {}", expected.describe())),
+        Ok(RootKind::StorageRoot) => Ok(format!(
+            "0G storage root of the file = {}",
+            expected.describe()
+        )),
+        Err(RootError::StorageRoot(e)) => Err(e.to_string()),
+        Err(RootError::Mismatch {
+            keccak,
+            storage_root,
+            ..
+        }) => Err(format!(
+            "neither keccak256 {keccak} nor 0G storage root {storage_root} equals {}",
+            expected.describe()
+        )),
+    }
+}
+
+/// Both hashes of the file, reported when no root is expected.
+fn root_info(path: &Path, keccak: &Result<B256, String>) -> Result<String, String> {
+    let storage = root_hash_file(path).map_err(|e| e.to_string());
+    let k = keccak.as_ref().map_err(Clone::clone)?;
+    let s = storage?.root();
+    Ok(format!(
+        "keccak256 {k}, 0G storage root {s} (no expected root given)"
+    ))
 }
 
 /// Check an encrypted deliverable file: tag signature → TEE signer, root hash → on-chain value.
@@ -86,24 +138,19 @@ pub fn check_deliverable(path: &Path, c: &DeliverableCheck, now: u64) -> Verific
         "tag signature",
         recovered
             .as_ref()
-            .map(|(a, d)| format!("keccak256(tags) {d} recovers to {a}"))
+            .map(|t| {
+                format!(
+                    "keccak256(tags) 0x{} recovers to {}",
+                    hex::encode(t.tag_digest),
+                    t.signer
+                )
+            })
             .map_err(Clone::clone),
     );
-    let signer_link = match (&recovered, &c.expected_signer) {
-        (_, None) => Err(
-            "no expected TEE signer: give --signer, or --rpc with the serving contract and provider"
-                .to_owned(),
-        ),
-        (Err(_), Some(_)) => Err("no signer recovered".to_owned()),
-        (Ok((a, _)), Some(e)) if *a == e.address() => {
-            Ok(format!("sealed by the TEE signer {}", e.address()))
-        }
-        (Ok((a, _)), Some(e)) => Err(format!(
-            "signed by {a}, not by the expected TEE signer {}",
-            e.address()
-        )),
-    };
-    rep.push_link("TEE signer", signer_link);
+    rep.push_link(
+        "TEE signer",
+        signer_link(&recovered, c.expected_signer.as_ref()),
+    );
     if let Some(ExpectedSigner::OnChain(r)) = &c.expected_signer {
         rep.push_link(
             "signer acknowledged",
@@ -117,42 +164,11 @@ pub fn check_deliverable(path: &Path, c: &DeliverableCheck, now: u64) -> Verific
 
     let keccak = encrypted_file_keccak(path).map_err(|e| e.to_string());
     match &c.expected_root {
-        None => {
-            let storage = root_hash_file(path)
-                .map(|t| t.root().to_string())
-                .map_err(|e| e.to_string());
-            rep.push_info(
-                "root hash",
-                match (&keccak, &storage) {
-                    (Ok(k), Ok(s)) => Ok(format!(
-                        "keccak256 {k}, 0G storage root {s} (no expected root given)"
-                    )),
-                    (Err(e), _) | (_, Err(e)) => Err(e.clone()),
-                },
-            );
-        }
-        Some(expected) => {
-            let want = expected.bytes();
-            let result = match &keccak {
-                Err(e) => Err(e.clone()),
-                Ok(k) if k.as_slice() == want.as_ref() => {
-                    Ok(format!("keccak256 of the file = {}", expected.describe()))
-                }
-                Ok(k) => match root_hash_file(path) {
-                    Err(e) => Err(e.to_string()),
-                    Ok(t) if t.root().as_slice() == want.as_ref() => Ok(format!(
-                        "0G storage root of the file = {}",
-                        expected.describe()
-                    )),
-                    Ok(t) => Err(format!(
-                        "neither keccak256 {k} nor 0G storage root {} equals {}",
-                        t.root(),
-                        expected.describe()
-                    )),
-                },
-            };
-            rep.push_link("root hash", result);
-        }
+        None => rep.push_info("root hash", root_info(path, &keccak)),
+        Some(expected) => rep.push_link(
+            "root hash",
+            keccak.and_then(|k| root_link(path, k, expected)),
+        ),
     }
     rep.finish();
     rep
