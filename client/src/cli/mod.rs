@@ -327,4 +327,3 @@ fn dev_warning(allow: bool) {
         );
     }
 }
-
