@@ -1,6 +1,6 @@
-//! The `sealtune` command line: argument definitions (clap) and one function per command that
-//! calls the library and returns an [`Output`] (one JSON document for `--json`, text otherwise).
-//! The binary only parses, runs and prints.
+//! The `sealtune` command line: argument definitions (clap) and, per command, one `Args` struct
+//! whose `run` parses its arguments, calls the library and formats an [`Output`] (one JSON
+//! document for `--json`, text otherwise). The binary only parses, runs and prints.
 //!
 //! | file | commands |
 //! |---|---|
@@ -237,6 +237,17 @@ pub fn error_json(e: &ClientError) -> Value {
             "exit_code": e.exit_code(),
         }
     })
+}
+
+/// Render a command-line usage error for `--json` (one JSON document; the exit code is 2).
+pub fn usage_error_json(e: &clap::Error) -> Value {
+    json!({ "error": {
+        "kind": "usage",
+        "message": e.kind().as_str().unwrap_or("invalid arguments"),
+        "detail": e.render().to_string(),
+        "hint": "see `sealtune --help` or `sealtune <command> --help`",
+        "exit_code": crate::error::exit::USAGE,
+    }})
 }
 
 /// What every command may use: the global flags and the outside world.
