@@ -110,8 +110,8 @@ mod tests {
         );
         assert_eq!(parse_amount(".5").unwrap(), U256::from(NEURON_PER_0G / 2));
         assert_eq!(
-            crate::ClientError::from(parse_amount("20G").unwrap_err()).kind(),
-            "invalid_input"
+            parse_amount("20G").unwrap_err().why,
+            "not a non-negative decimal number"
         );
         assert_eq!(parse_amount("12neuron").unwrap(), U256::from(12u8));
     }

@@ -361,3 +361,19 @@ impl From<sealtune_protocol::request::RequestError> for ClientError {
         Self::InvalidInput(e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_amount_is_invalid_input_with_the_usage_exit_code() {
+        let e = ClientError::from(crate::amount::parse_amount("20G").unwrap_err());
+        assert_eq!(e.kind(), "invalid_input");
+        assert_eq!(e.exit_code(), exit::USAGE);
+        assert!(
+            e.to_string().starts_with("invalid input: amount \"20G\": "),
+            "{e}"
+        );
+    }
+}

@@ -10,7 +10,7 @@ use sealtune_protocol::eip712::{self, VerifierInput};
 use serde::Serialize;
 
 use crate::chain::{FeesSettledEvent, RegisteredSigner};
-use crate::verify::VerificationReport;
+use crate::verify::{Entry, VerificationReport};
 
 /// Why a settlement JSON file is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -264,9 +264,6 @@ pub fn check_settlement(c: &SettlementCheck, now: u64) -> VerificationReport {
     rep.finish();
     rep
 }
-
-/// A link's entry: what was found, or why it fails.
-type Entry = Result<String, String>;
 
 /// `settlement message`: the message is well formed.
 fn settlement_message(msg: &eip712::VerifierMessage) -> Entry {

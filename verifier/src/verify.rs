@@ -319,7 +319,7 @@ pub fn verify_document(doc: &QuoteDocument, opts: &VerifyOptions) -> Verificatio
 }
 
 /// A link's entry: what was found, or why it fails.
-type Entry = Result<String, String>;
+pub(crate) type Entry = Result<String, String>;
 
 /// `dev attestation`: the insecure dev source is refused unless allowed.
 fn dev_attestation(opts: &VerifyOptions) -> Entry {
