@@ -18,18 +18,28 @@
 use alloy::primitives::U256;
 use serde::Serializer;
 
-use crate::error::ClientError;
-
 /// Neuron per 0G.
 pub const NEURON_PER_0G: u128 = 1_000_000_000_000_000_000;
 
+/// A command-line amount that is not an amount (see the module docs); the client reports it as
+/// invalid input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "amount {text:?}: {why}; write a number of 0G such as 3 or 0.5, or neuron such as 1500neuron"
+)]
+pub struct AmountError {
+    /// The text as given.
+    pub text: String,
+    /// What is wrong with it.
+    pub why: &'static str,
+}
+
 /// Parse an amount (see the module docs) into neuron.
-pub fn parse_amount(text: &str) -> Result<U256, ClientError> {
+pub fn parse_amount(text: &str) -> Result<U256, AmountError> {
     let t = text.trim();
-    let bad = |why: &str| {
-        ClientError::InvalidInput(format!(
-            "amount {text:?}: {why}; write a number of 0G such as 3 or 0.5, or neuron such as 1500neuron"
-        ))
+    let bad = |why: &'static str| AmountError {
+        text: text.to_owned(),
+        why,
     };
     let (digits, is_neuron) = match t.strip_suffix("neuron").or_else(|| t.strip_suffix("wei")) {
         Some(d) => (d.trim(), true),
@@ -99,7 +109,10 @@ mod tests {
             U256::from(1u8)
         );
         assert_eq!(parse_amount(".5").unwrap(), U256::from(NEURON_PER_0G / 2));
-        assert_eq!(parse_amount("20G").unwrap_err().kind(), "invalid_input");
+        assert_eq!(
+            parse_amount("20G").unwrap_err().why,
+            "not a non-negative decimal number"
+        );
         assert_eq!(parse_amount("12neuron").unwrap(), U256::from(12u8));
     }
 

@@ -325,6 +325,12 @@ impl ProviderApi {
         })
     }
 
+    /// [`ProviderApi::pending`] of the provider at `url`, `None` when it cannot say (unreachable,
+    /// or an unreadable answer).
+    pub async fn pending_at(url: &str) -> Option<u64> {
+        Self::new(url).ok()?.pending().await.ok()
+    }
+
     /// `GET /v1/model`.
     pub async fn models(&self) -> Result<Vec<ModelInfo>> {
         self.get_json("/v1/model").await

@@ -99,6 +99,17 @@ pub struct ServiceView {
     pub tee_signer_acknowledged: bool,
 }
 
+impl ServiceView {
+    /// Whether the URL, the GPU type or a model name contains `text` (case-insensitive): the
+    /// `list-service --filter`.
+    pub fn matches(&self, text: &str) -> bool {
+        let text = text.to_lowercase();
+        self.url.to_lowercase().contains(&text)
+            || self.quota.gpu_type.to_lowercase().contains(&text)
+            || self.models.iter().any(|m| m.to_lowercase().contains(&text))
+    }
+}
+
 impl From<Service> for ServiceView {
     fn from(s: Service) -> Self {
         ServiceView {
@@ -391,7 +402,7 @@ impl Chain {
             Ok(l) => Ok(Some(l.into())),
             Err(e) => {
                 let e = read_err("getLedger", self.contracts.ledger)(e);
-                if e.revert_name() == Some("LedgerNotExists") {
+                if e.is_revert::<LedgerManager::LedgerNotExists>() {
                     Ok(None)
                 } else {
                     Err(e)
@@ -516,7 +527,7 @@ impl Chain {
             Ok(s) => Ok(s.into()),
             Err(e) => {
                 let e = read_err("getService", self.contracts.serving)(e);
-                if e.revert_name() == Some("ServiceNotExist") {
+                if e.is_revert::<FineTuningServing::ServiceNotExist>() {
                     Err(ClientError::UnknownProvider(provider))
                 } else {
                     Err(e)

@@ -244,6 +244,18 @@ impl Settings {
                 .ok_or_else(|| missing("--serving", "SEALTUNE_SERVING", "serving"))?,
         })
     }
+
+    /// A read-only connection to the chain (no key needed).
+    pub fn connect(&self) -> Result<crate::chain::Chain, ClientError> {
+        crate::chain::Chain::connect(self.rpc()?, self.contracts()?, None)
+    }
+
+    /// A connection that sends the customer's transactions. The key is checked first: a missing
+    /// key is the first thing to tell, before the chain settings.
+    pub fn connect_with_key(&self) -> Result<crate::chain::Chain, ClientError> {
+        let signer = self.key.signer()?;
+        crate::chain::Chain::connect(self.rpc()?, self.contracts()?, Some(signer))
+    }
 }
 
 #[cfg(test)]

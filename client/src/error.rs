@@ -4,6 +4,9 @@
 use std::path::PathBuf;
 
 use alloy::primitives::{Address, B256};
+use alloy::sol_types::SolError;
+use sealtune_contracts::bindings::FineTuningServing::FineTuningServingErrors as S;
+use sealtune_contracts::bindings::LedgerManager::LedgerManagerErrors as L;
 use sealtune_contracts::{ContractError, Revert};
 
 /// Process exit codes of the `sealtune` binary (also documented in `sealtune --help` and
@@ -39,6 +42,9 @@ pub enum ClientError {
     /// A bad argument or input file.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// A command-line amount that is not an amount (reported as invalid input).
+    #[error("invalid input: {0}")]
+    Amount(#[from] crate::amount::AmountError),
     /// A contract call or transaction failed; `action` names what was attempted.
     #[error("{action}: {source}")]
     Contract {
@@ -183,7 +189,14 @@ impl ClientError {
         }
     }
 
-    /// The Solidity error name, when a contract refused (e.g. `"MinimumDepositRequired"`).
+    /// Whether a contract refused with the error `E`, e.g.
+    /// `e.is_revert::<LedgerManager::LedgerNotExists>()` (see [`Revert::is`]).
+    pub fn is_revert<E: SolError>(&self) -> bool {
+        self.revert().is_some_and(Revert::is::<E>)
+    }
+
+    /// The Solidity error name, when a contract refused (e.g. `"MinimumDepositRequired"`), for
+    /// display and `--json`; to test for one error use [`ClientError::is_revert`].
     pub fn revert_name(&self) -> Option<&'static str> {
         self.revert().map(Revert::name)
     }
@@ -192,7 +205,7 @@ impl ClientError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Config(_) => "config",
-            Self::InvalidInput(_) => "invalid_input",
+            Self::InvalidInput(_) | Self::Amount(_) => "invalid_input",
             Self::Contract { .. } => "contract",
             Self::UnknownProvider(_) => "unknown_provider",
             Self::NoSubAccount(_) => "no_sub_account",
@@ -219,7 +232,7 @@ impl ClientError {
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Config(_) => exit::CONFIG,
-            Self::InvalidInput(_) | Self::Tokens(_) | Self::Fee(_) => exit::USAGE,
+            Self::InvalidInput(_) | Self::Amount(_) | Self::Tokens(_) | Self::Fee(_) => exit::USAGE,
             Self::RootHash { source, .. } => match source {
                 sealtune_protocol::storage::StorageError::Io(_) => exit::INTERNAL,
                 _ => exit::USAGE,
@@ -304,30 +317,38 @@ fn is_transport(e: &alloy::contract::Error) -> bool {
 
 /// What to do about a decoded revert, as a `sealtune` command where there is one.
 fn revert_hint(r: &Revert) -> Option<String> {
-    let s = match r.name() {
-        "LedgerNotExists" => "create the ledger first: `sealtune create-account --amount 3`",
-        "LedgerExists" => {
+    let s = match r {
+        Revert::Ledger(L::LedgerNotExists(_)) => {
+            "create the ledger first: `sealtune create-account --amount 3`"
+        }
+        Revert::Ledger(L::LedgerExists(_)) => {
             "the ledger exists already: add funds with `sealtune deposit-fund --amount <0G>`"
         }
-        "InsufficientAvailableBalance" => {
+        Revert::Ledger(L::InsufficientAvailableBalance(_)) => {
             "balance too low: run `sealtune deposit-fund --amount <0G>` (or `sealtune retrieve-fund` to bring funds back from sub-accounts)"
         }
-        "MinimumDepositRequired" => {
+        Revert::Ledger(L::MinimumDepositRequired(_)) => {
             "create-account needs at least 3 0G, the first transfer-fund to a provider at least 1 0G, and a refund must leave 0 or at least 3 0G"
         }
-        "AccountNotExists" => {
+        Revert::Serving(S::AccountNotExists(_)) => {
             "fund a sub-account first: `sealtune transfer-fund --provider <addr> --amount 1`"
         }
-        "ServiceNotExist" => "list the registered providers with `sealtune list-service`",
-        "DeliverableNotExists" => {
+        Revert::Serving(S::ServiceNotExist(_)) => {
+            "list the registered providers with `sealtune list-service`"
+        }
+        Revert::Serving(S::DeliverableNotExists(_)) => {
             "the provider has not delivered this task yet: `sealtune query-progress --provider <addr> --task-id <id>`"
         }
-        "CannotAcknowledgeSettledDeliverable" | "DeliverableAlreadySettled" => {
-            "nothing left to acknowledge: decrypt with `sealtune decrypt-model`"
+        Revert::Serving(
+            S::CannotAcknowledgeSettledDeliverable(_) | S::DeliverableAlreadySettled(_),
+        ) => "nothing left to acknowledge: decrypt with `sealtune decrypt-model`",
+        Revert::Serving(S::TooManyRefunds(_)) => {
+            "wait for the lock time, then `sealtune retrieve-fund` again"
         }
-        "TooManyRefunds" => "wait for the lock time, then `sealtune retrieve-fund` again",
-        "CannotRevokeWithNonZeroBalance" => "retrieve the funds first: `sealtune retrieve-fund`",
-        "InvalidServiceType" | "ServiceNotRegistered" => {
+        Revert::Serving(S::CannotRevokeWithNonZeroBalance(_)) => {
+            "retrieve the funds first: `sealtune retrieve-fund`"
+        }
+        Revert::Ledger(L::InvalidServiceType(_) | L::ServiceNotRegistered(_)) => {
             "check --serving and --service-name (the ledger registers fine-tuning as \"fine-tuning-v1.0\")"
         }
         _ => return None,
@@ -338,5 +359,21 @@ fn revert_hint(r: &Revert) -> Option<String> {
 impl From<sealtune_protocol::request::RequestError> for ClientError {
     fn from(e: sealtune_protocol::request::RequestError) -> Self {
         Self::InvalidInput(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_amount_is_invalid_input_with_the_usage_exit_code() {
+        let e = ClientError::from(crate::amount::parse_amount("20G").unwrap_err());
+        assert_eq!(e.kind(), "invalid_input");
+        assert_eq!(e.exit_code(), exit::USAGE);
+        assert!(
+            e.to_string().starts_with("invalid input: amount \"20G\": "),
+            "{e}"
+        );
     }
 }

@@ -10,6 +10,8 @@ use sealtune_protocol::tokens::{CountRule, TokenCounter};
 use serde::Serialize;
 
 use crate::amount::ser_dec;
+use crate::api::ProviderApi;
+use crate::chain::ServiceView;
 use crate::error::{ClientError, Result};
 
 /// Where the tokenizer comes from.
@@ -56,6 +58,25 @@ impl TokenizerSource {
                         ))
                     })
             }
+        }
+    }
+
+    /// The tokenizer of `model` in the local Hugging Face cache. A repo id (`org/name`) is used as
+    /// is; a provider's model name (no `/`) is looked up in `service`'s model list, whose
+    /// `tokenizer` field names the repo; when the provider cannot say, the name itself is tried.
+    pub async fn of_model(model: &str, service: Option<&ServiceView>) -> Self {
+        let mut repo = model.to_owned();
+        if !model.contains('/')
+            && let Some(sv) = service
+            && let Ok(api) = ProviderApi::new(&sv.url)
+            && let Ok(info) = api.model(model).await
+            && let Some(t) = info.tokenizer.filter(|t| t.contains('/'))
+        {
+            repo = t;
+        }
+        TokenizerSource::HfCache {
+            repo,
+            cache_dir: None,
         }
     }
 }
@@ -157,4 +178,25 @@ pub fn estimate(
         storage_fee: price.storage_fee,
         fee,
     })
+}
+
+/// [`estimate`] on a blocking thread: tokenizing a dataset is CPU-bound.
+pub async fn estimate_blocking(
+    tokenizer: TokenizerSource,
+    dataset: PathBuf,
+    training_params: String,
+    price: PriceInputs,
+    count_instruction: bool,
+) -> Result<Estimate> {
+    tokio::task::spawn_blocking(move || {
+        estimate(
+            &tokenizer,
+            &dataset,
+            &training_params,
+            &price,
+            count_instruction,
+        )
+    })
+    .await
+    .map_err(|e| ClientError::InvalidInput(format!("estimate task failed: {e}")))?
 }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256, U256};
+use sealtune_contracts::bindings::FineTuningServing;
 use sealtune_protocol::deliverable::{Opened, Unzipped};
 use sealtune_protocol::request::{self, CreateTask, CreateTaskForm};
 use serde::Serialize;
@@ -25,7 +26,7 @@ use serde::Serialize;
 use crate::amount::ser_dec;
 use crate::api::{CreateTaskBody, ProviderApi, Task};
 use crate::attest::{ProviderVerification, VerifyProviderOptions, verify_provider};
-use crate::chain::{Chain, DeliverableView, ServiceView, TxOutcome};
+use crate::chain::{AccountView, Chain, DeliverableView, ServiceView, TxOutcome};
 use crate::error::{ClientError, Result};
 use crate::model::{self, DownloadCheck};
 use crate::progress::Progress;
@@ -162,20 +163,6 @@ pub struct DecryptedModel {
     pub files: Option<usize>,
 }
 
-/// The customer's balances.
-#[derive(Debug, Clone, Serialize)]
-pub struct AccountSummary {
-    /// The customer.
-    pub user: Address,
-    /// The wallet's native balance, in neuron.
-    #[serde(serialize_with = "ser_dec")]
-    pub wallet_balance: U256,
-    /// The ledger, if any.
-    pub ledger: Option<crate::chain::LedgerView>,
-    /// The fine-tuning sub-accounts.
-    pub sub_accounts: Vec<crate::chain::AccountView>,
-}
-
 /// The customer: a chain connection with the customer's key.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -185,6 +172,48 @@ pub struct Client {
 
 fn is_hash(s: &str) -> bool {
     s.len() == 66 && s.starts_with("0x") && s.bytes().skip(2).all(|b| b.is_ascii_hexdigit())
+}
+
+/// The checks of a create-task request that need nothing but the request.
+fn check_request(req: &CreateTaskRequest) -> Result<()> {
+    let params: serde_json::Value = serde_json::from_str(&req.training_params)
+        .map_err(|e| ClientError::InvalidInput(format!("training parameters are not JSON: {e}")))?;
+    if !params.is_object() {
+        return Err(ClientError::InvalidInput(
+            "training parameters must be a JSON object".into(),
+        ));
+    }
+    sealtune_protocol::fee::epochs_from_training_params(&req.training_params)?;
+    if req.max_fee.is_some_and(|f| f.is_zero()) {
+        return Err(ClientError::InvalidInput(
+            "--max-fee must be above 0 (leave it out to let the provider compute the fee)".into(),
+        ));
+    }
+    match &req.dataset {
+        DatasetSource::Hash(h) if !is_hash(h) => Err(ClientError::InvalidInput(format!(
+            "dataset hash {h:?} must be 0x followed by 64 hex digits"
+        ))),
+        DatasetSource::File(p) if !p.is_file() => Err(ClientError::InvalidInput(format!(
+            "dataset {} is not a file",
+            p.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The base model's hash: `model` itself when it is one, else the hash the provider lists for it.
+async fn model_hash(api: &ProviderApi, model: &str) -> Result<String> {
+    if is_hash(model) {
+        return Ok(model.to_owned());
+    }
+    let m = api.model(model).await?;
+    if m.hash.is_empty() {
+        return Err(ClientError::BadResponse {
+            url: format!("{}/v1/model/{model}", api.base()),
+            detail: "the model has no hash".into(),
+        });
+    }
+    Ok(m.hash)
 }
 
 /// The official client's nonce: milliseconds × 10000 + 40.
@@ -221,27 +250,6 @@ impl Client {
         let service = self.chain.service(provider).await?;
         let api = ProviderApi::new(&service.url)?;
         Ok((service, api))
-    }
-
-    /// Wallet, ledger and sub-account balances.
-    pub async fn account_summary(&self) -> Result<AccountSummary> {
-        let user = self.user()?;
-        let wallet_balance = self.chain.wallet_balance(user).await?;
-        let ledger = self.chain.ledger_of(user).await?;
-        let mut sub_accounts = Vec::new();
-        if ledger.is_some() {
-            for p in self.chain.sub_account_providers(user).await? {
-                if let Some(a) = self.chain.account(user, p).await? {
-                    sub_accounts.push(a);
-                }
-            }
-        }
-        Ok(AccountSummary {
-            user,
-            wallet_balance,
-            ledger,
-            sub_accounts,
-        })
     }
 
     /// Upload a dataset file to the provider's TEE (signature over the checksummed address and
@@ -308,37 +316,7 @@ impl Client {
     ) -> Result<CreatedTask> {
         let user = self.user()?;
         // Cheap local checks first: nothing is sent when the input is bad.
-        let params: serde_json::Value =
-            serde_json::from_str(&req.training_params).map_err(|e| {
-                ClientError::InvalidInput(format!("training parameters are not JSON: {e}"))
-            })?;
-        if !params.is_object() {
-            return Err(ClientError::InvalidInput(
-                "training parameters must be a JSON object".into(),
-            ));
-        }
-        sealtune_protocol::fee::epochs_from_training_params(&req.training_params)?;
-        if req.max_fee.is_some_and(|f| f.is_zero()) {
-            return Err(ClientError::InvalidInput(
-                "--max-fee must be above 0 (leave it out to let the provider compute the fee)"
-                    .into(),
-            ));
-        }
-        match &req.dataset {
-            DatasetSource::Hash(h) if !is_hash(h) => {
-                return Err(ClientError::InvalidInput(format!(
-                    "dataset hash {h:?} must be 0x followed by 64 hex digits"
-                )));
-            }
-            DatasetSource::File(p) if !p.is_file() => {
-                return Err(ClientError::InvalidInput(format!(
-                    "dataset {} is not a file",
-                    p.display()
-                )));
-            }
-            _ => {}
-        }
-
+        check_request(req)?;
         let (_service, api) = self.provider_api(req.provider).await?;
         let verification = match &req.verify {
             VerifyMode::Verify(opts) => {
@@ -348,6 +326,62 @@ impl Client {
             }
             VerifyMode::Skip => None,
         };
+        let (account, tee_ack) = self.paying_sub_account(user, req).await?;
+        let model_hash = model_hash(&api, &req.model).await?;
+        let queued_behind = api.pending().await?;
+        if queued_behind > 0 && !req.wait {
+            return Err(ClientError::NotReady(format!(
+                "{queued_behind} task(s) are queued or running at the provider: pass --wait to queue behind them"
+            )));
+        }
+        let (dataset_hash, upload) = match &req.dataset {
+            DatasetSource::Hash(h) => (h.clone(), None),
+            DatasetSource::File(p) => {
+                let up = self
+                    .upload_dataset(req.provider, p, now_ms, upload_progress)
+                    .await?;
+                (up.dataset_hash.clone(), Some(up))
+            }
+        };
+        let task = CreateTask {
+            user,
+            nonce: official_nonce(now_ms).max(account.nonce.saturating_add(U256::from(1u8))),
+            dataset_hash,
+            fee: req.max_fee.unwrap_or(U256::ZERO),
+        };
+        let form = if req.max_fee.is_some() {
+            CreateTaskForm::WithFee
+        } else {
+            CreateTaskForm::WithoutFee
+        };
+        let task_id = self.send_task(&api, req, &task, form, &model_hash).await?;
+        Ok(CreatedTask {
+            task_id,
+            provider: req.provider,
+            nonce: task.nonce,
+            dataset_hash: task.dataset_hash,
+            model_hash,
+            max_fee: req.max_fee,
+            signature_form: match form {
+                CreateTaskForm::WithFee => "fee-bound",
+                CreateTaskForm::WithoutFee => "0g",
+            },
+            queued_behind,
+            provider_verified: verification.as_ref().is_some_and(|v| v.verified),
+            dev_quote: verification.as_ref().is_some_and(|v| v.dev_quote),
+            tee_signer_acknowledgement: tee_ack,
+            upload,
+        })
+    }
+
+    /// The sub-account that pays for `req`: it must exist and be able to pay the fee ceiling (or at
+    /// least 1 neuron); its TEE signer is acknowledged first when it is not yet, as the official
+    /// client does.
+    async fn paying_sub_account(
+        &self,
+        user: Address,
+        req: &CreateTaskRequest,
+    ) -> Result<(AccountView, Option<TxOutcome>)> {
         let account = self
             .chain
             .account(user, req.provider)
@@ -366,75 +400,30 @@ impl Client {
         } else {
             Some(self.chain.acknowledge_tee_signer(req.provider).await?)
         };
+        Ok((account, tee_ack))
+    }
 
-        let model_hash = if is_hash(&req.model) {
-            req.model.clone()
-        } else {
-            let m = api.model(&req.model).await?;
-            if m.hash.is_empty() {
-                return Err(ClientError::BadResponse {
-                    url: format!("{}/v1/model/{}", api.base(), req.model),
-                    detail: "the model has no hash".into(),
-                });
-            }
-            m.hash
-        };
-        let queued_behind = api.pending().await?;
-        if queued_behind > 0 && !req.wait {
-            return Err(ClientError::NotReady(format!(
-                "{queued_behind} task(s) are queued or running at the provider: pass --wait to queue behind them"
-            )));
-        }
-        let (dataset_hash, upload) = match &req.dataset {
-            DatasetSource::Hash(h) => (h.clone(), None),
-            DatasetSource::File(p) => {
-                let up = self
-                    .upload_dataset(req.provider, p, now_ms, upload_progress)
-                    .await?;
-                (up.dataset_hash.clone(), Some(up))
-            }
-        };
-        let nonce = official_nonce(now_ms).max(account.nonce.saturating_add(U256::from(1u8)));
-        let task = CreateTask {
-            user,
-            nonce,
-            dataset_hash: dataset_hash.clone(),
-            fee: req.max_fee.unwrap_or(U256::ZERO),
-        };
-        let form = if req.max_fee.is_some() {
-            CreateTaskForm::WithFee
-        } else {
-            CreateTaskForm::WithoutFee
-        };
+    /// Sign `task` in `form` and send it to the provider; returns the task id.
+    async fn send_task(
+        &self,
+        api: &ProviderApi,
+        req: &CreateTaskRequest,
+        task: &CreateTask,
+        form: CreateTaskForm,
+        model_hash: &str,
+    ) -> Result<String> {
         let signature = task.sign(self.key()?, form);
         let body = CreateTaskBody {
-            user_address: user.to_checksum(None),
-            pre_trained_model_hash: model_hash.clone(),
-            dataset_hash: dataset_hash.clone(),
+            user_address: task.user.to_checksum(None),
+            pre_trained_model_hash: model_hash.to_owned(),
+            dataset_hash: task.dataset_hash.clone(),
             training_params: req.training_params.clone(),
             fee: task.fee.to_string(),
-            nonce: nonce.to_string(),
+            nonce: task.nonce.to_string(),
             signature: signature.to_hex_v27(),
             wait: req.wait,
         };
-        let task_id = api.create_task(user, &body).await?;
-        Ok(CreatedTask {
-            task_id,
-            provider: req.provider,
-            nonce,
-            dataset_hash,
-            model_hash,
-            max_fee: req.max_fee,
-            signature_form: match form {
-                CreateTaskForm::WithFee => "fee-bound",
-                CreateTaskForm::WithoutFee => "0g",
-            },
-            queued_behind,
-            provider_verified: verification.as_ref().is_some_and(|v| v.verified),
-            dev_quote: verification.as_ref().is_some_and(|v| v.dev_quote),
-            tee_signer_acknowledgement: tee_ack,
-            upload,
-        })
+        api.create_task(task.user, &body).await
     }
 
     /// One task (`task_id`), or the latest one when `None`.
@@ -490,12 +479,12 @@ impl Client {
             .deliverable(self.user()?, provider, task_id)
             .await
         {
-            Err(e) if e.revert_name() == Some("DeliverableNotExists") => {
+            Err(e) if e.is_revert::<FineTuningServing::DeliverableNotExists>() => {
                 Err(ClientError::NotReady(format!(
                     "task {task_id} has no deliverable on chain yet (the provider announces it when training is done)"
                 )))
             }
-            Err(e) if e.revert_name() == Some("AccountNotExists") => {
+            Err(e) if e.is_revert::<FineTuningServing::AccountNotExists>() => {
                 Err(ClientError::NoSubAccount(provider))
             }
             other => other,

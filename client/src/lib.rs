@@ -8,9 +8,11 @@
 //! | [`chain`] | ledger, sub-accounts, services, deliverables (alloy, typed reverts) |
 //! | [`api`] | the provider's HTTP API (PROTOCOL.md §2) |
 //! | [`attest`] | verify a provider's attestation against its on-chain TEE signer |
+//! | [`funds`] | the ledger and sub-accounts: balances, deposits, transfers, retrieval |
 //! | [`flow`] | create-task, download (checked before acknowledging), decrypt |
 //! | [`model`] | hash and tag-signature checks, key unwrap, streaming decryption |
 //! | [`estimate`] | token count and fee before paying |
+//! | [`storage`] | 0G Storage root hashes of local files |
 //! | [`amount`], [`config`] | amounts of 0G, settings and keys |
 //! | [`cli`] | the `sealtune` commands |
 //!
@@ -46,7 +48,9 @@ pub mod config;
 pub mod error;
 pub mod estimate;
 pub mod flow;
+pub mod funds;
 pub mod model;
 pub mod progress;
+pub mod storage;
 
 pub use error::{ClientError, Result};

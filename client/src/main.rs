@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use sealtune_client::cli::{Cli, RunEnv, error_json, run};
+use sealtune_client::cli::{Cli, RunEnv, error_json, run, usage_error_json};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -20,13 +20,7 @@ fn main() -> ExitCode {
             );
             if !informational && std::env::args().any(|a| a == "--json") {
                 // `--json` promises one JSON document on stdout, usage errors included.
-                let doc = serde_json::json!({ "error": {
-                    "kind": "usage",
-                    "message": e.kind().as_str().unwrap_or("invalid arguments"),
-                    "detail": e.render().to_string(),
-                    "hint": "see `sealtune --help` or `sealtune <command> --help`",
-                    "exit_code": 2,
-                }});
+                let doc = usage_error_json(&e);
                 println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
                 return ExitCode::from(2);
             }

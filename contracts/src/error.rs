@@ -1,5 +1,21 @@
 //! Typed errors: custom reverts of both contracts decoded into [`Revert`], which explains what
 //! happened and what to do about it.
+//!
+//! Code that reacts to one particular revert asks with the sol!-generated error type, so the
+//! compiler checks the name: [`ContractError::is`] / [`Revert::is`] compare the revert's selector.
+//!
+//! ```
+//! use alloy::primitives::Address;
+//! use alloy::sol_types::SolError;
+//! use sealtune_contracts::Revert;
+//! use sealtune_contracts::bindings::{FineTuningServing, LedgerManager};
+//!
+//! let data = LedgerManager::LedgerNotExists { user: Address::ZERO }.abi_encode();
+//! let revert = Revert::decode(&data);
+//! assert!(revert.is::<LedgerManager::LedgerNotExists>());
+//! assert!(!revert.is::<FineTuningServing::AccountNotExists>());
+//! assert_eq!(revert.name(), "LedgerNotExists");
+//! ```
 
 use std::fmt;
 
@@ -40,6 +56,26 @@ impl Revert {
             return Self::Message(r.reason);
         }
         Self::Unknown(Bytes::copy_from_slice(data))
+    }
+
+    /// The 4-byte selector of the error (`None` for revert data that matched no known error).
+    pub fn selector(&self) -> Option<[u8; 4]> {
+        match self {
+            Self::Serving(e) => Some(e.selector()),
+            Self::Ledger(e) => Some(e.selector()),
+            Self::Panic(_) => Some(Panic::SELECTOR),
+            Self::Message(_) => Some(RevertString::SELECTOR),
+            Self::Unknown(_) => None,
+        }
+    }
+
+    /// Whether this is the error `E` (a sol!-generated error of
+    /// [`FineTuningServing`](crate::bindings::FineTuningServing) or
+    /// [`LedgerManager`](crate::bindings::LedgerManager)), by selector: the name *and* the
+    /// parameter types must match. An error both contracts declare identically (e.g.
+    /// `DirectDepositsDisabled()`) has one selector, so it is either contract's.
+    pub fn is<E: SolError>(&self) -> bool {
+        self.selector() == Some(E::SELECTOR)
     }
 
     /// The Solidity name of the error, e.g. `PreviousDeliverableNotAcknowledged`.
@@ -298,7 +334,14 @@ impl ContractError {
         }
     }
 
-    /// The Solidity error name when the contract reverted, e.g. `"TooManyRefunds"`.
+    /// Whether the contract reverted with the error `E` (see [`Revert::is`]), e.g.
+    /// `e.is::<LedgerManager::LedgerNotExists>()`.
+    pub fn is<E: SolError>(&self) -> bool {
+        self.revert().is_some_and(Revert::is::<E>)
+    }
+
+    /// The Solidity error name when the contract reverted, e.g. `"TooManyRefunds"` (for display
+    /// and JSON; to test for one error use [`ContractError::is`]).
     pub fn revert_name(&self) -> Option<&'static str> {
         self.revert().map(Revert::name)
     }
@@ -310,5 +353,66 @@ impl From<alloy::contract::Error> for ContractError {
             Some(data) => Self::Reverted(Revert::decode(&data)),
             None => Self::Call(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::{Address, U256};
+    use alloy::sol_types::SolError;
+
+    use super::{ContractError, Revert};
+    use crate::bindings::{FineTuningServing as S, LedgerManager as L};
+
+    fn reverted(data: &[u8]) -> ContractError {
+        ContractError::Reverted(Revert::decode(data))
+    }
+
+    #[test]
+    fn revert_predicate_matches_the_error_it_names() {
+        let e = reverted(
+            &L::LedgerNotExists {
+                user: Address::ZERO,
+            }
+            .abi_encode(),
+        );
+        assert!(e.is::<L::LedgerNotExists>());
+        assert_eq!(e.revert_name(), Some("LedgerNotExists"));
+        assert!(!e.is::<L::LedgerExists>());
+        assert!(!e.is::<S::AccountNotExists>());
+
+        let e = reverted(&S::DeliverableNotExists { id: "task".into() }.abi_encode());
+        assert!(e.is::<S::DeliverableNotExists>());
+        assert!(!e.is::<S::DeliverableAlreadyExists>());
+        assert!(!e.is::<L::LedgerNotExists>());
+    }
+
+    #[test]
+    fn revert_predicate_tells_same_named_errors_of_the_two_contracts_apart() {
+        // Same name, different parameters: serving's `AdditionalInfoTooLong()` and ledger's
+        // `AdditionalInfoTooLong(uint256,uint256)` have different selectors.
+        let serving = reverted(&S::AdditionalInfoTooLong {}.abi_encode());
+        let ledger = reverted(
+            &L::AdditionalInfoTooLong {
+                length: U256::from(5000u64),
+                max: U256::from(4096u64),
+            }
+            .abi_encode(),
+        );
+        assert_eq!(serving.revert_name(), ledger.revert_name());
+        assert!(serving.is::<S::AdditionalInfoTooLong>());
+        assert!(!serving.is::<L::AdditionalInfoTooLong>());
+        assert!(ledger.is::<L::AdditionalInfoTooLong>());
+        assert!(!ledger.is::<S::AdditionalInfoTooLong>());
+    }
+
+    #[test]
+    fn revert_predicate_is_false_for_what_is_not_that_revert() {
+        let unknown = reverted(&[0xde, 0xad, 0xbe, 0xef, 0, 1]);
+        assert!(!unknown.is::<L::LedgerNotExists>());
+        assert_eq!(unknown.revert().unwrap().selector(), None);
+        let failed = ContractError::Failed(Default::default());
+        assert!(!failed.is::<S::ServiceNotExist>());
+        assert_eq!(failed.revert_name(), None);
     }
 }

@@ -471,15 +471,14 @@ fn run_quote(
 }
 
 fn run_settlement(args: &SettlementArgs, now: u64, out: &mut dyn Write) -> Result<i32, CliError> {
-    use crate::settlement::{
-        ExpectedSigner, SettlementCheck, check_settlement, parse_verifier_input_json,
-    };
+    use crate::settlement::{ExpectedSigner, SettlementCheck, check_settlement};
     let chain = args.chain.connect()?;
     let rt = if chain.is_some() {
         Some(runtime()?)
     } else {
         None
     };
+    let online = chain.as_ref().zip(rt.as_ref());
     let given_signer = args
         .signer
         .as_deref()
@@ -487,37 +486,101 @@ fn run_settlement(args: &SettlementArgs, now: u64, out: &mut dyn Write) -> Resul
         .transpose()?;
     let serving_arg = args.chain.serving()?;
     let provider_arg = args.chain.provider()?;
-
-    // The input, and what the source says about where it was settled.
-    let (input, chain_id, serving, provider, block, transaction) = match (
-        &args.input,
-        &args.tx,
-        &args.id,
-        &chain,
-        &rt,
-    ) {
-        (Some(path), _, _, _, _) => {
-            let f = parse_verifier_input_json(&read(path)?)
-                .map_err(|e| CliError::Arg(format!("{}: {e}", path.display())))?;
-            (f.input, f.chain_id, f.serving, provider_arg, None, None)
+    let source = settlement_source(args, online, serving_arg, provider_arg)?;
+    let chain_id = match (args.chain_id, source.chain_id, online) {
+        (Some(c), _, _) => c,
+        (None, Some(c), _) => c,
+        (None, None, Some((chain, rt))) => rt.block_on(chain.chain_id())?,
+        _ => {
+            return Err(CliError::Arg(
+                "the EIP-712 domain needs the chain id: give --chain-id or --rpc".into(),
+            ));
         }
-        (None, Some(tx), _, Some(chain), Some(rt)) => {
+    };
+    let serving = serving_arg.or(source.serving).ok_or_else(|| {
+        CliError::Arg("the EIP-712 domain needs the serving contract: give --serving".into())
+    })?;
+    let provider = provider_arg.or(source.provider);
+    let expected_signer = match (given_signer, online, provider) {
+        (Some(a), _, _) => Some(ExpectedSigner::Given(a)),
+        (None, Some((chain, rt)), Some(p)) => Some(ExpectedSigner::OnChain(
+            rt.block_on(chain.registered_signer(serving, p, source.block))?,
+        )),
+        _ => None,
+    };
+    let onchain_root = match (online, provider) {
+        (Some((chain, rt)), Some(p)) => Some(
+            rt.block_on(chain.deliverable(serving, source.input.user, p, &source.input.id))?
+                .model_root_hash,
+        ),
+        _ => None,
+    };
+    let report = check_settlement(
+        &SettlementCheck {
+            input: source.input,
+            chain_id,
+            serving,
+            expected_signer,
+            onchain_root,
+            transaction: source.transaction,
+        },
+        now,
+    );
+    emit(&report, args.json, out)
+}
+
+/// A settlement's input, and what its source says about where it was settled.
+struct SettlementSource {
+    input: sealtune_protocol::eip712::VerifierInput,
+    chain_id: Option<u64>,
+    serving: Option<alloy::primitives::Address>,
+    provider: Option<alloy::primitives::Address>,
+    block: Option<u64>,
+    transaction: Option<(String, bool, Option<crate::chain::FeesSettledEvent>)>,
+}
+
+impl From<crate::chain::SettlementTx> for SettlementSource {
+    fn from(s: crate::chain::SettlementTx) -> Self {
+        SettlementSource {
+            transaction: Some((format!("{}", s.tx), s.success, s.fees_settled)),
+            input: s.input,
+            chain_id: Some(s.chain_id),
+            serving: Some(s.serving),
+            provider: Some(s.provider),
+            block: Some(s.block),
+        }
+    }
+}
+
+/// The settlement to check: from `--input FILE`, from the `--tx` transaction, or found on chain by
+/// `--id` (with `--serving`, `--provider` and `--user`).
+fn settlement_source(
+    args: &SettlementArgs,
+    online: Option<(&crate::chain::Chain, &tokio::runtime::Runtime)>,
+    serving_arg: Option<alloy::primitives::Address>,
+    provider_arg: Option<alloy::primitives::Address>,
+) -> Result<SettlementSource, CliError> {
+    match (&args.input, &args.tx, &args.id, online) {
+        (Some(path), _, _, _) => {
+            let f = crate::settlement::parse_verifier_input_json(&read(path)?)
+                .map_err(|e| CliError::Arg(format!("{}: {e}", path.display())))?;
+            Ok(SettlementSource {
+                input: f.input,
+                chain_id: f.chain_id,
+                serving: f.serving,
+                provider: provider_arg,
+                block: None,
+                transaction: None,
+            })
+        }
+        (None, Some(tx), _, Some((chain, rt))) => {
             let hash = tx
                 .trim()
                 .parse()
                 .map_err(|_| CliError::Arg(format!("--tx {tx:?} is not a transaction hash")))?;
-            let s = rt.block_on(chain.settlement(hash))?;
-            let t = Some((format!("{}", s.tx), s.success, s.fees_settled.clone()));
-            (
-                s.input,
-                Some(s.chain_id),
-                Some(s.serving),
-                Some(s.provider),
-                Some(s.block),
-                t,
-            )
+            Ok(rt.block_on(chain.settlement(hash))?.into())
         }
-        (None, None, Some(id), Some(chain), Some(rt)) => {
+        (None, None, Some(id), Some((chain, rt))) => {
             let (Some(serving), Some(provider), Some(user)) = (
                 serving_arg,
                 provider_arg,
@@ -530,62 +593,15 @@ fn run_settlement(args: &SettlementArgs, now: u64, out: &mut dyn Write) -> Resul
                     "finding a settlement by --id needs --serving, --provider and --user".into(),
                 ));
             };
-            let s = rt.block_on(chain.find_settlement(serving, user, provider, id))?;
-            let t = Some((format!("{}", s.tx), s.success, s.fees_settled.clone()));
-            (
-                s.input,
-                Some(s.chain_id),
-                Some(s.serving),
-                Some(s.provider),
-                Some(s.block),
-                t,
-            )
+            Ok(rt
+                .block_on(chain.find_settlement(serving, user, provider, id))?
+                .into())
         }
-        _ => {
-            return Err(CliError::Arg(
-                "give --input FILE, or --rpc with --tx HASH, or --rpc with --serving, --provider, --user and --id"
-                    .into(),
-            ));
-        }
-    };
-    let chain_id = match (args.chain_id, chain_id, &chain, &rt) {
-        (Some(c), _, _, _) => c,
-        (None, Some(c), _, _) => c,
-        (None, None, Some(chain), Some(rt)) => rt.block_on(chain.chain_id())?,
-        _ => {
-            return Err(CliError::Arg(
-                "the EIP-712 domain needs the chain id: give --chain-id or --rpc".into(),
-            ));
-        }
-    };
-    let serving = serving_arg.or(serving).ok_or_else(|| {
-        CliError::Arg("the EIP-712 domain needs the serving contract: give --serving".into())
-    })?;
-    let provider = provider_arg.or(provider);
-    let mut onchain_root = None;
-    let expected_signer = match (given_signer, &chain, &rt, provider) {
-        (Some(a), _, _, _) => Some(ExpectedSigner::Given(a)),
-        (None, Some(chain), Some(rt), Some(p)) => Some(ExpectedSigner::OnChain(
-            rt.block_on(chain.registered_signer(serving, p, block))?,
+        _ => Err(CliError::Arg(
+            "give --input FILE, or --rpc with --tx HASH, or --rpc with --serving, --provider, --user and --id"
+                .into(),
         )),
-        _ => None,
-    };
-    if let (Some(chain), Some(rt), Some(p)) = (&chain, &rt, provider) {
-        let d = rt.block_on(chain.deliverable(serving, input.user, p, &input.id))?;
-        onchain_root = Some(d.model_root_hash);
     }
-    let report = check_settlement(
-        &SettlementCheck {
-            input,
-            chain_id,
-            serving,
-            expected_signer,
-            onchain_root,
-            transaction,
-        },
-        now,
-    );
-    emit(&report, args.json, out)
 }
 
 fn run_deliverable(args: &DeliverableArgs, now: u64, out: &mut dyn Write) -> Result<i32, CliError> {

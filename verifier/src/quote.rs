@@ -448,61 +448,7 @@ fn parse(bytes: &[u8]) -> Result<ParsedQuote, QuoteParseError> {
             header.attestation_key_type,
         ));
     }
-    let bad_tee = QuoteParseError::UnsupportedTeeType {
-        version: header.version,
-        tee_type: header.tee_type,
-    };
-    let (body_type, body) = match header.version {
-        3 => {
-            if header.tee_type != TEE_TYPE_SGX {
-                return Err(bad_tee);
-            }
-            (None, Body::Sgx(enclave_report(&mut r, "sgx_body")?))
-        }
-        4 => match header.tee_type {
-            TEE_TYPE_SGX => (None, Body::Sgx(enclave_report(&mut r, "sgx_body")?)),
-            TEE_TYPE_TDX => (None, Body::Td10(td_report(&mut r, false)?)),
-            _ => return Err(bad_tee),
-        },
-        5 => {
-            let body_type = r.u16("body_type")?;
-            let size = r.u32("body_size")?;
-            let expected = match body_type {
-                1 => ENCLAVE_REPORT_LEN,
-                2 => TD10_LEN,
-                3 => TD15_LEN,
-                4 => TD15EX_LEN,
-                other => return Err(QuoteParseError::UnsupportedBodyType(other)),
-            };
-            if usize::try_from(size).ok() != Some(expected) {
-                return Err(QuoteParseError::BodySizeMismatch {
-                    body_type,
-                    size,
-                    expected,
-                });
-            }
-            let tee_ok = if body_type == 1 {
-                header.tee_type == TEE_TYPE_SGX
-            } else {
-                header.tee_type == TEE_TYPE_TDX
-            };
-            if !tee_ok {
-                return Err(bad_tee);
-            }
-            let body = match body_type {
-                1 => Body::Sgx(enclave_report(&mut r, "sgx_body")?),
-                2 => Body::Td10(td_report(&mut r, false)?),
-                3 => Body::Td15(td_report(&mut r, true)?),
-                _ => {
-                    let td = td_report(&mut r, true)?;
-                    r.take(TD15EX_LEN.saturating_sub(TD15_LEN), "td15ex_extension")?;
-                    Body::Td15Ex(td)
-                }
-            };
-            (Some(body_type), body)
-        }
-        v => return Err(QuoteParseError::UnsupportedVersion(v)),
-    };
+    let (body_type, body) = body(&mut r, &header)?;
     let signed_len = r.pos;
     let sig_len = r.len_u32("signature_data_len")?;
     let sig_data = r.take(sig_len, "signature_data")?;
@@ -511,8 +457,96 @@ fn parse(bytes: &[u8]) -> Result<ParsedQuote, QuoteParseError> {
     let mut s = Reader::new(sig_data);
     let signature = s.array::<64>("ecdsa_signature")?;
     let attestation_key = s.array::<64>("attestation_key")?;
-    let qe = if header.version == 3 {
-        qe_section(&mut s)?
+    let qe = certified_qe_section(&mut s, header.version)?;
+    Ok(ParsedQuote {
+        header,
+        body_type,
+        body,
+        signed_len,
+        signature,
+        attestation_key,
+        qe_report: qe.report,
+        qe_report_raw: qe.raw,
+        qe_report_signature: qe.signature,
+        qe_auth_data: qe.auth_data,
+        cert_type: qe.cert_type,
+        cert_data: qe.cert_data,
+        trailing_len,
+    })
+}
+
+/// The report body after the header: its v5 body type (`None` before v5) and the report, as the
+/// header's version and TEE type say.
+fn body(r: &mut Reader<'_>, header: &Header) -> Result<(Option<u16>, Body), QuoteParseError> {
+    let bad_tee = QuoteParseError::UnsupportedTeeType {
+        version: header.version,
+        tee_type: header.tee_type,
+    };
+    match header.version {
+        3 => {
+            if header.tee_type != TEE_TYPE_SGX {
+                return Err(bad_tee);
+            }
+            Ok((None, Body::Sgx(enclave_report(r, "sgx_body")?)))
+        }
+        4 => match header.tee_type {
+            TEE_TYPE_SGX => Ok((None, Body::Sgx(enclave_report(r, "sgx_body")?))),
+            TEE_TYPE_TDX => Ok((None, Body::Td10(td_report(r, false)?))),
+            _ => Err(bad_tee),
+        },
+        5 => v5_body(r, header, bad_tee),
+        v => Err(QuoteParseError::UnsupportedVersion(v)),
+    }
+}
+
+/// A v5 body: a type and size descriptor, then the report of that type.
+fn v5_body(
+    r: &mut Reader<'_>,
+    header: &Header,
+    bad_tee: QuoteParseError,
+) -> Result<(Option<u16>, Body), QuoteParseError> {
+    let body_type = r.u16("body_type")?;
+    let size = r.u32("body_size")?;
+    let expected = match body_type {
+        1 => ENCLAVE_REPORT_LEN,
+        2 => TD10_LEN,
+        3 => TD15_LEN,
+        4 => TD15EX_LEN,
+        other => return Err(QuoteParseError::UnsupportedBodyType(other)),
+    };
+    if usize::try_from(size).ok() != Some(expected) {
+        return Err(QuoteParseError::BodySizeMismatch {
+            body_type,
+            size,
+            expected,
+        });
+    }
+    let tee_ok = if body_type == 1 {
+        header.tee_type == TEE_TYPE_SGX
+    } else {
+        header.tee_type == TEE_TYPE_TDX
+    };
+    if !tee_ok {
+        return Err(bad_tee);
+    }
+    let body = match body_type {
+        1 => Body::Sgx(enclave_report(r, "sgx_body")?),
+        2 => Body::Td10(td_report(r, false)?),
+        3 => Body::Td15(td_report(r, true)?),
+        _ => {
+            let td = td_report(r, true)?;
+            r.take(TD15EX_LEN.saturating_sub(TD15_LEN), "td15ex_extension")?;
+            Body::Td15Ex(td)
+        }
+    };
+    Ok((Some(body_type), body))
+}
+
+/// The QE section of the signature data (inside a type-6 certification data wrapper from v4 on),
+/// which must certify with a PCK chain (type 5).
+fn certified_qe_section(s: &mut Reader<'_>, version: u16) -> Result<QeSection, QuoteParseError> {
+    let qe = if version == 3 {
+        qe_section(s)?
     } else {
         let outer_type = s.u16("certification_data_type")?;
         if outer_type != 6 {
@@ -531,21 +565,7 @@ fn parse(bytes: &[u8]) -> Result<ParsedQuote, QuoteParseError> {
             expected: 5,
         });
     }
-    Ok(ParsedQuote {
-        header,
-        body_type,
-        body,
-        signed_len,
-        signature,
-        attestation_key,
-        qe_report: qe.report,
-        qe_report_raw: qe.raw,
-        qe_report_signature: qe.signature,
-        qe_auth_data: qe.auth_data,
-        cert_type: qe.cert_type,
-        cert_data: qe.cert_data,
-        trailing_len,
-    })
+    Ok(qe)
 }
 
 struct QeSection {

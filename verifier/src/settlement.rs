@@ -10,7 +10,7 @@ use sealtune_protocol::eip712::{self, VerifierInput};
 use serde::Serialize;
 
 use crate::chain::{FeesSettledEvent, RegisteredSigner};
-use crate::verify::VerificationReport;
+use crate::verify::{Entry, VerificationReport};
 
 /// Why a settlement JSON file is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -228,22 +228,7 @@ pub struct SettlementCheck {
 pub fn check_settlement(c: &SettlementCheck, now: u64) -> VerificationReport {
     let mut rep = VerificationReport::new(now);
     let msg = c.input.message();
-    rep.push_link(
-        "settlement message",
-        msg.check()
-            .map(|()| {
-                format!(
-                    "id {:?} user {} nonce {} fee {} secret {} bytes root 0x{}",
-                    msg.id,
-                    msg.user,
-                    msg.nonce,
-                    msg.taskFee,
-                    msg.encryptedSecret.len(),
-                    hex::encode(&msg.modelRootHash)
-                )
-            })
-            .map_err(|e| e.to_string()),
-    );
+    rep.push_link("settlement message", settlement_message(&msg));
     let domain = eip712::domain(c.chain_id, c.serving);
     let recovered = eip712::recover_verifier_signer(&domain, &c.input);
     rep.push_link(
@@ -260,69 +245,109 @@ pub fn check_settlement(c: &SettlementCheck, now: u64) -> VerificationReport {
             })
             .map_err(|e| e.to_string()),
     );
-    let signer_link = match (&recovered, &c.expected_signer) {
+    rep.push_link(
+        "TEE signer",
+        tee_signer(recovered.as_ref().ok(), c.expected_signer.as_ref()),
+    );
+    if let Some(ExpectedSigner::OnChain(r)) = &c.expected_signer {
+        rep.push_link("signer acknowledged", signer_acknowledged(r));
+    }
+    if let Some(root) = &c.onchain_root {
+        rep.push_link("model root hash", model_root_hash(root, &c.input));
+    }
+    if let Some((hash, success, event)) = &c.transaction {
+        rep.push_link(
+            "transaction",
+            transaction(hash, *success, event.as_ref(), &msg),
+        );
+    }
+    rep.finish();
+    rep
+}
+
+/// `settlement message`: the message is well formed.
+fn settlement_message(msg: &eip712::VerifierMessage) -> Entry {
+    msg.check()
+        .map(|()| {
+            format!(
+                "id {:?} user {} nonce {} fee {} secret {} bytes root 0x{}",
+                msg.id,
+                msg.user,
+                msg.nonce,
+                msg.taskFee,
+                msg.encryptedSecret.len(),
+                hex::encode(&msg.modelRootHash)
+            )
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// `TEE signer`: the signature recovers to the expected TEE signer.
+fn tee_signer(recovered: Option<&Address>, expected: Option<&ExpectedSigner>) -> Entry {
+    match (recovered, expected) {
         (_, None) => Err(
             "no expected TEE signer: give --signer, or --rpc with the serving contract and provider"
                 .to_owned(),
         ),
-        (Err(_), Some(_)) => Err("no signer recovered".to_owned()),
-        (Ok(a), Some(e)) if *a == e.address() => {
+        (None, Some(_)) => Err("no signer recovered".to_owned()),
+        (Some(a), Some(e)) if *a == e.address() => {
             Ok(format!("signed by the TEE signer {}", e.describe()))
         }
-        (Ok(a), Some(e)) => Err(format!(
+        (Some(a), Some(e)) => Err(format!(
             "signed by {a}, not by the expected TEE signer {}",
             e.describe()
         )),
-    };
-    rep.push_link("TEE signer", signer_link);
-    if let Some(ExpectedSigner::OnChain(r)) = &c.expected_signer {
-        rep.push_link(
-            "signer acknowledged",
-            if r.acknowledged {
-                Ok("the contract owner acknowledged this TEE signer".into())
+    }
+}
+
+/// `signer acknowledged`: the contract owner acknowledged the on-chain TEE signer.
+fn signer_acknowledged(r: &RegisteredSigner) -> Entry {
+    if r.acknowledged {
+        Ok("the contract owner acknowledged this TEE signer".into())
+    } else {
+        Err("the service's TEE signer is not acknowledged by the contract owner".into())
+    }
+}
+
+/// `model root hash`: the signed root is the deliverable's on-chain `modelRootHash`.
+fn model_root_hash(onchain: &Bytes, input: &VerifierInput) -> Entry {
+    if onchain == &input.modelRootHash {
+        Ok(format!(
+            "equals the deliverable's on-chain modelRootHash 0x{}",
+            hex::encode(onchain)
+        ))
+    } else {
+        Err(format!(
+            "signed root 0x{} differs from the deliverable's on-chain modelRootHash 0x{}",
+            hex::encode(&input.modelRootHash),
+            hex::encode(onchain)
+        ))
+    }
+}
+
+/// `transaction`: it succeeded with a `FeesSettled` event for this message's deliverable.
+fn transaction(
+    hash: &str,
+    success: bool,
+    event: Option<&FeesSettledEvent>,
+    msg: &eip712::VerifierMessage,
+) -> Entry {
+    match (success, event) {
+        (false, _) => Err(format!("transaction {hash} reverted")),
+        (true, None) => Err(format!("transaction {hash} emitted no FeesSettled event")),
+        (true, Some(e)) if e.id != msg.id || e.user != msg.user => Err(format!(
+            "FeesSettled is for {:?} / {}, the input for {:?} / {}",
+            e.id, e.user, msg.id, msg.user
+        )),
+        (true, Some(e)) => Ok(format!(
+            "{hash}: FeesSettled fee {} ({}), nonce {}",
+            e.fee,
+            if e.acknowledged {
+                "acknowledged, full fee"
             } else {
-                Err("the service's TEE signer is not acknowledged by the contract owner".into())
+                "unacknowledged, penalty"
             },
-        );
+            e.nonce
+        )),
     }
-    if let Some(root) = &c.onchain_root {
-        rep.push_link(
-            "model root hash",
-            if root == &c.input.modelRootHash {
-                Ok(format!(
-                    "equals the deliverable's on-chain modelRootHash 0x{}",
-                    hex::encode(root)
-                ))
-            } else {
-                Err(format!(
-                    "signed root 0x{} differs from the deliverable's on-chain modelRootHash 0x{}",
-                    hex::encode(&c.input.modelRootHash),
-                    hex::encode(root)
-                ))
-            },
-        );
-    }
-    if let Some((hash, success, event)) = &c.transaction {
-        let r = match (success, event) {
-            (false, _) => Err(format!("transaction {hash} reverted")),
-            (true, None) => Err(format!("transaction {hash} emitted no FeesSettled event")),
-            (true, Some(e)) if e.id != msg.id || e.user != msg.user => Err(format!(
-                "FeesSettled is for {:?} / {}, the input for {:?} / {}",
-                e.id, e.user, msg.id, msg.user
-            )),
-            (true, Some(e)) => Ok(format!(
-                "{hash}: FeesSettled fee {} ({}), nonce {}",
-                e.fee,
-                if e.acknowledged {
-                    "acknowledged, full fee"
-                } else {
-                    "unacknowledged, penalty"
-                },
-                e.nonce
-            )),
-        };
-        rep.push_link("transaction", r);
-    }
-    rep.finish();
-    rep
 }

@@ -2,13 +2,17 @@
 
 use serde::Serialize;
 
+use crate::chain::RegisteredSigner;
 use crate::dcap::{DcapOutcome, TcbPolicy, verify_dcap};
 use crate::event_log::{
-    EventLogSummary, EventPolicy, check_compose_hash, parse_event_log, verify_event_log,
+    Event, EventLogError, EventLogSummary, EventPolicy, check_compose_hash, parse_event_log,
+    verify_event_log,
 };
-use crate::pck::{PckInfo, parse_pck_chain};
-use crate::quote::ParsedQuote;
-use crate::report_data::{BindingExpectations, check_binding, check_json_report_data};
+use crate::pck::{PckError, PckInfo, parse_pck_chain};
+use crate::quote::{ParsedQuote, TdReport};
+use crate::report_data::{
+    Binding, BindingError, BindingExpectations, check_binding, check_json_report_data,
+};
 
 /// Why an input document could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -260,26 +264,18 @@ impl VerificationReport {
 }
 
 /// Check a quote document: DCAP, the independent reading and its cross-check, report_data, event log.
+///
+/// A short driver: each link is one function below returning that link's entry, pushed in chain
+/// order (the order is part of the report's contract).
 pub fn verify_document(doc: &QuoteDocument, opts: &VerifyOptions) -> VerificationReport {
-    let mut rep = VerificationReport {
-        now: opts.now,
-        ..Default::default()
-    };
+    let mut rep = VerificationReport::new(opts.now);
     if doc.dev {
-        rep.push(
-            "dev attestation",
-            if opts.allow_dev_quote {
-                Ok("insecure dev attestation source accepted (--allow-dev-quote): nothing below is hardware-backed".into())
-            } else {
-                Err("the provider uses the insecure dev attestation source (no TEE); rejected unless --allow-dev-quote".into())
-            },
-        );
+        rep.push("dev attestation", dev_attestation(opts));
         if doc.quote.is_empty() {
-            rep.verified = rep.links.iter().all(|l| l.ok || !l.required);
+            rep.finish();
             return rep;
         }
     }
-
     // 1. The independent reading.
     let parsed = match ParsedQuote::parse(&doc.quote) {
         Ok(p) => p,
@@ -289,85 +285,109 @@ pub fn verify_document(doc: &QuoteDocument, opts: &VerifyOptions) -> Verificatio
             return rep;
         }
     };
-    rep.push(
-        "quote parse",
-        Ok(format!(
-            "v{} {} ({} signed bytes, {} trailing)",
-            parsed.header.version,
-            parsed.body.shape(),
-            parsed.signed_len,
-            parsed.trailing_len
-        )),
-    );
-    rep.push(
-        "quote signature",
-        parsed
-            .verify_signature(&doc.quote)
-            .map(|()| "ECDSA-P256 over header+body verifies with the attestation key".into())
-            .map_err(|e| e.to_string()),
-    );
-    rep.push(
-        "QE binds key",
-        parsed
-            .verify_qe_binding()
-            .map(|()| "QE report_data = sha256(attestation key ‖ QE auth data)".into())
-            .map_err(|e| e.to_string()),
-    );
+    rep.push("quote parse", Ok(quote_parse(&parsed)));
+    rep.push("quote signature", quote_signature(&parsed, &doc.quote));
+    rep.push("QE binds key", qe_binds_key(&parsed));
     let pck = parse_pck_chain(&parsed.cert_data);
-    match &pck {
-        Ok(p) => {
-            rep.push(
-                "PCK leaf",
-                Ok(format!(
-                    "FMSPC {} PCESVN {} ({} certificates)",
-                    p.fmspc,
-                    p.pce_svn,
-                    p.chain.len()
-                )),
-            );
-            rep.push(
-                "QE report signature",
-                parsed
-                    .verify_qe_report_signature(&p.leaf_public_key)
-                    .map(|()| "signed by the PCK leaf key".into())
-                    .map_err(|e| format!("QE report {e}")),
-            );
-        }
-        Err(e) => rep.push("PCK leaf", Err(e.to_string())),
+    rep.push("PCK leaf", pck_leaf(&pck));
+    if let Ok(p) = &pck {
+        rep.push("QE report signature", qe_report_signature(&parsed, p));
     }
     rep.push("TD attributes", td_attributes(&parsed));
+    // 2. DCAP with dcap-qvl, then the cross-check and the policy.
+    push_dcap_links(&mut rep, doc, &parsed, pck.as_ref().ok(), opts);
+    if let Some(r) = policy_measurements(&parsed, opts) {
+        rep.push("policy measurements", r);
+    }
+    // 3. report_data.
+    push_report_data_links(&mut rep, doc, &parsed, opts);
+    // 4. Event log.
+    if let Some(td) = parsed.body.td() {
+        push_event_log_links(&mut rep, doc, td, opts);
+    }
+    if let Some(r) = opts
+        .policy
+        .as_ref()
+        .and_then(|p| p.check_app(doc.tcb_info.as_deref()))
+    {
+        rep.push("policy app", r);
+    }
+    rep.quote = Some(parsed);
+    rep.pck = pck.ok();
+    rep.finish();
+    rep
+}
 
-    // 2. DCAP with dcap-qvl, then the cross-check.
-    let tcb_policy = match &opts.policy {
-        Some(p) => p.tcb_policy(&opts.tcb_policy),
-        None => opts.tcb_policy.clone(),
-    };
-    let dcap = match &opts.collateral {
-        None => Err(
-            "no collateral (give --collateral FILE, or --pccs URL / --cache DIR to fetch it)"
-                .into(),
-        ),
-        Some(c) => verify_dcap(
-            &doc.quote,
-            c,
-            opts.now,
-            &tcb_policy,
-            opts.root_ca_der.as_deref(),
-        )
-        .map_err(|e| {
-            let blame = match (&e, &opts.policy) {
-                (crate::dcap::DcapError::Policy { status, reason }, Some(p)) => {
-                    p.blame_dcap_rejection(status, reason)
-                }
-                _ => None,
-            };
-            match blame {
-                Some(b) => format!("{e}; {b}"),
-                None => e.to_string(),
-            }
-        }),
-    };
-    match dcap {
+/// A link's entry: what was found, or why it fails.
+pub(crate) type Entry = Result<String, String>;
+
+/// `dev attestation`: the insecure dev source is refused unless allowed.
+fn dev_attestation(opts: &VerifyOptions) -> Entry {
+    if opts.allow_dev_quote {
+        Ok("insecure dev attestation source accepted (--allow-dev-quote): nothing below is hardware-backed".into())
+    } else {
+        Err("the provider uses the insecure dev attestation source (no TEE); rejected unless --allow-dev-quote".into())
+    }
+}
+
+/// `quote parse`: what the independent reading found.
+fn quote_parse(parsed: &ParsedQuote) -> String {
+    format!(
+        "v{} {} ({} signed bytes, {} trailing)",
+        parsed.header.version,
+        parsed.body.shape(),
+        parsed.signed_len,
+        parsed.trailing_len
+    )
+}
+
+/// `quote signature`: the attestation key signs header and body.
+fn quote_signature(parsed: &ParsedQuote, quote: &[u8]) -> Entry {
+    parsed
+        .verify_signature(quote)
+        .map(|()| "ECDSA-P256 over header+body verifies with the attestation key".into())
+        .map_err(|e| e.to_string())
+}
+
+/// `QE binds key`: the quoting enclave's report binds the attestation key.
+fn qe_binds_key(parsed: &ParsedQuote) -> Entry {
+    parsed
+        .verify_qe_binding()
+        .map(|()| "QE report_data = sha256(attestation key ‖ QE auth data)".into())
+        .map_err(|e| e.to_string())
+}
+
+/// `PCK leaf`: the certification data holds a PCK chain.
+fn pck_leaf(pck: &Result<PckInfo, PckError>) -> Entry {
+    match pck {
+        Ok(p) => Ok(format!(
+            "FMSPC {} PCESVN {} ({} certificates)",
+            p.fmspc,
+            p.pce_svn,
+            p.chain.len()
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `QE report signature`: the PCK leaf key signs the quoting enclave's report.
+fn qe_report_signature(parsed: &ParsedQuote, pck: &PckInfo) -> Entry {
+    parsed
+        .verify_qe_report_signature(&pck.leaf_public_key)
+        .map(|()| "signed by the PCK leaf key".into())
+        .map_err(|e| format!("QE report {e}"))
+}
+
+/// `DCAP (dcap-qvl)` and, when it holds, `cross-check` (with a PCK leaf) and `policy advisories`
+/// (with a policy that names them); dcap-qvl's outcome goes into the report.
+fn push_dcap_links(
+    rep: &mut VerificationReport,
+    doc: &QuoteDocument,
+    parsed: &ParsedQuote,
+    pck: Option<&PckInfo>,
+    opts: &VerifyOptions,
+) {
+    match dcap(doc, opts) {
         Ok(d) => {
             rep.push(
                 "DCAP (dcap-qvl)",
@@ -379,13 +399,8 @@ pub fn verify_document(doc: &QuoteDocument, opts: &VerifyOptions) -> Verificatio
                     d.collateral_expires
                 )),
             );
-            if let Ok(p) = &pck {
-                rep.push(
-                    "cross-check",
-                    crate::crosscheck::cross_check(&parsed, p, &d.claims)
-                        .map(|n| format!("{n} fields agree with dcap-qvl"))
-                        .map_err(|e| e.to_string()),
-                );
+            if let Some(p) = pck {
+                rep.push("cross-check", cross_check(parsed, p, &d));
             }
             if let Some(r) = opts.policy.as_ref().and_then(|p| p.check_advisories(&d)) {
                 rep.push("policy advisories", r);
@@ -394,25 +409,70 @@ pub fn verify_document(doc: &QuoteDocument, opts: &VerifyOptions) -> Verificatio
         }
         Err(e) => rep.push("DCAP (dcap-qvl)", Err(e)),
     }
-    if let Some(p) = &opts.policy {
-        match parsed.body.td() {
-            Some(td) => {
-                if let Some(r) = p.check_measurements(td) {
-                    rep.push("policy measurements", r);
-                }
-            }
-            None if p.mrtd.is_some() || p.rtmr.iter().any(Option::is_some) => rep.push(
-                "policy measurements",
-                Err(format!(
-                    "policy {} names TD measurements, but this is an SGX quote",
-                    p.origin
-                )),
-            ),
-            None => {}
-        }
-    }
+}
 
-    // 3. report_data.
+/// dcap-qvl over the quote and collateral under the TCB policy; a rejection names the policy line
+/// to blame when there is one.
+fn dcap(doc: &QuoteDocument, opts: &VerifyOptions) -> Result<DcapOutcome, String> {
+    let tcb_policy = match &opts.policy {
+        Some(p) => p.tcb_policy(&opts.tcb_policy),
+        None => opts.tcb_policy.clone(),
+    };
+    let Some(collateral) = &opts.collateral else {
+        return Err(
+            "no collateral (give --collateral FILE, or --pccs URL / --cache DIR to fetch it)"
+                .into(),
+        );
+    };
+    verify_dcap(
+        &doc.quote,
+        collateral,
+        opts.now,
+        &tcb_policy,
+        opts.root_ca_der.as_deref(),
+    )
+    .map_err(|e| {
+        let blame = match (&e, &opts.policy) {
+            (crate::dcap::DcapError::Policy { status, reason }, Some(p)) => {
+                p.blame_dcap_rejection(status, reason)
+            }
+            _ => None,
+        };
+        match blame {
+            Some(b) => format!("{e}; {b}"),
+            None => e.to_string(),
+        }
+    })
+}
+
+/// `cross-check`: the independent reading agrees with dcap-qvl's.
+fn cross_check(parsed: &ParsedQuote, pck: &PckInfo, dcap: &DcapOutcome) -> Entry {
+    crate::crosscheck::cross_check(parsed, pck, &dcap.claims)
+        .map(|n| format!("{n} fields agree with dcap-qvl"))
+        .map_err(|e| e.to_string())
+}
+
+/// `policy measurements`, when the policy names any: MRTD and RTMR0–2 (an SGX quote has none).
+fn policy_measurements(parsed: &ParsedQuote, opts: &VerifyOptions) -> Option<Entry> {
+    let p = opts.policy.as_ref()?;
+    match parsed.body.td() {
+        Some(td) => p.check_measurements(td),
+        None if p.mrtd.is_some() || p.rtmr.iter().any(Option::is_some) => Some(Err(format!(
+            "policy {} names TD measurements, but this is an SGX quote",
+            p.origin
+        ))),
+        None => None,
+    }
+}
+
+/// `JSON report_data` (when the response has one), `signer binding`, `on-chain signer` (with a
+/// registered signer) and the informational `ZG-Quote-Signature` (when the header was sent).
+fn push_report_data_links(
+    rep: &mut VerificationReport,
+    doc: &QuoteDocument,
+    parsed: &ParsedQuote,
+    opts: &VerifyOptions,
+) {
     let rd = parsed.body.report_data();
     if let Some(json_rd) = &doc.report_data {
         rep.push(
@@ -422,48 +482,10 @@ pub fn verify_document(doc: &QuoteDocument, opts: &VerifyOptions) -> Verificatio
                 .map_err(|e| e.to_string()),
         );
     }
-    let mut binding_exp = opts.binding.clone();
-    if let Some(r) = &opts.registered_signer
-        && binding_exp.signer.is_none()
-    {
-        binding_exp.signer = Some(r.tee_signer.into_array());
-    }
-    let binding = check_binding(rd, &binding_exp);
-    rep.push(
-        "signer binding",
-        binding
-            .clone()
-            .map(|b| {
-                format!(
-                    "{:?} layout binds 0x{}",
-                    b.layout,
-                    b.signer.as_deref().unwrap_or("(no signer in preimage)")
-                )
-            })
-            .map_err(|e| e.to_string()),
-    );
+    let binding = check_binding(rd, &binding_expectations(opts));
+    rep.push("signer binding", signer_binding(&binding));
     if let Some(r) = &opts.registered_signer {
-        let bound = binding.as_ref().ok().and_then(|b| b.signer.clone());
-        let registered = hex::encode(r.tee_signer);
-        let link = match bound {
-            None => Err(format!(
-                "report_data binds no signer to compare with the registered {}",
-                r.tee_signer
-            )),
-            Some(b) if b != registered => Err(format!(
-                "report_data binds 0x{b}, but provider {} registered {} on {}",
-                r.provider, r.tee_signer, r.serving
-            )),
-            Some(_) if !r.acknowledged => Err(format!(
-                "{} is provider {}'s teeSignerAddress on {}, but the owner has not acknowledged it",
-                r.tee_signer, r.provider, r.serving
-            )),
-            Some(_) => Ok(format!(
-                "{} is provider {}'s teeSignerAddress on {}, acknowledged",
-                r.tee_signer, r.provider, r.serving
-            )),
-        };
-        rep.push("on-chain signer", link);
+        rep.push("on-chain signer", onchain_signer(&binding, r));
     }
     if let Some(sig) = &doc.zg_quote_signature {
         rep.push_info(
@@ -471,61 +493,118 @@ pub fn verify_document(doc: &QuoteDocument, opts: &VerifyOptions) -> Verificatio
             Ok(format!("header present: {sig} (reported, not checked)")),
         );
     }
-
-    // 4. Event log.
-    if let Some(td) = parsed.body.td() {
-        match &doc.event_log {
-            None => rep.push(
-                "event log",
-                Err("no event log: RTMRs cannot be replayed".into()),
-            ),
-            Some(log) => {
-                let events = parse_event_log(log);
-                let event_policy = match &opts.policy {
-                    Some(p) => p.event_policy(&opts.event_policy),
-                    None => opts.event_policy.clone(),
-                };
-                let result = events
-                    .as_ref()
-                    .map_err(Clone::clone)
-                    .and_then(|ev| verify_event_log(ev, &td.rtmr, &event_policy));
-                match result {
-                    Ok(s) => {
-                        rep.push(
-                            "event log",
-                            Ok(format!(
-                                "{} events replay into RTMR0–3; digests and system events check",
-                                s.events
-                            )),
-                        );
-                        rep.event_log = Some(s);
-                    }
-                    Err(e) => rep.push("event log", Err(e.to_string())),
-                }
-                let compose = match (&events, &doc.tcb_info) {
-                    (Err(e), _) => Err(e.to_string()),
-                    (Ok(_), None) => Err("no tcb_info.app_compose in the response".into()),
-                    (Ok(ev), Some(info)) => check_compose_hash(ev, info)
-                        .map(|h| format!("sha256(app_compose) = compose-hash event = {h}"))
-                        .map_err(|e| e.to_string()),
-                };
-                rep.push("compose hash", compose);
-            }
-        }
-    }
-    if let Some(r) = opts
-        .policy
-        .as_ref()
-        .and_then(|p| p.check_app(doc.tcb_info.as_deref()))
-    {
-        rep.push("policy app", r);
-    }
-    rep.quote = Some(parsed);
-    rep.pck = pck.ok();
-    rep.verified = rep.links.iter().all(|l| l.ok || !l.required);
-    rep
 }
 
+/// The binding expectations, with the registered signer when none is given.
+fn binding_expectations(opts: &VerifyOptions) -> BindingExpectations {
+    let mut exp = opts.binding.clone();
+    if let Some(r) = &opts.registered_signer
+        && exp.signer.is_none()
+    {
+        exp.signer = Some(r.tee_signer.into_array());
+    }
+    exp
+}
+
+/// `signer binding`: report_data's layout and the signer it binds.
+fn signer_binding(binding: &Result<Binding, BindingError>) -> Entry {
+    match binding {
+        Ok(b) => Ok(format!(
+            "{:?} layout binds 0x{}",
+            b.layout,
+            b.signer.as_deref().unwrap_or("(no signer in preimage)")
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `on-chain signer`: the bound signer is the provider's registered, acknowledged TEE signer.
+fn onchain_signer(binding: &Result<Binding, BindingError>, r: &RegisteredSigner) -> Entry {
+    let bound = binding.as_ref().ok().and_then(|b| b.signer.as_deref());
+    let registered = hex::encode(r.tee_signer);
+    match bound {
+        None => Err(format!(
+            "report_data binds no signer to compare with the registered {}",
+            r.tee_signer
+        )),
+        Some(b) if b != registered => Err(format!(
+            "report_data binds 0x{b}, but provider {} registered {} on {}",
+            r.provider, r.tee_signer, r.serving
+        )),
+        Some(_) if !r.acknowledged => Err(format!(
+            "{} is provider {}'s teeSignerAddress on {}, but the owner has not acknowledged it",
+            r.tee_signer, r.provider, r.serving
+        )),
+        Some(_) => Ok(format!(
+            "{} is provider {}'s teeSignerAddress on {}, acknowledged",
+            r.tee_signer, r.provider, r.serving
+        )),
+    }
+}
+
+/// `event log` (the replay into RTMR0–3, whose summary goes into the report) and `compose hash`;
+/// without an event log, only the failing `event log` link.
+fn push_event_log_links(
+    rep: &mut VerificationReport,
+    doc: &QuoteDocument,
+    td: &TdReport,
+    opts: &VerifyOptions,
+) {
+    let Some(log) = &doc.event_log else {
+        rep.push(
+            "event log",
+            Err("no event log: RTMRs cannot be replayed".into()),
+        );
+        return;
+    };
+    let events = parse_event_log(log);
+    match replay_event_log(&events, td, opts) {
+        Ok(s) => {
+            rep.push(
+                "event log",
+                Ok(format!(
+                    "{} events replay into RTMR0–3; digests and system events check",
+                    s.events
+                )),
+            );
+            rep.event_log = Some(s);
+        }
+        Err(e) => rep.push("event log", Err(e.to_string())),
+    }
+    rep.push(
+        "compose hash",
+        compose_hash(&events, doc.tcb_info.as_deref()),
+    );
+}
+
+/// The event log replayed against the quote's RTMRs under the event policy.
+fn replay_event_log(
+    events: &Result<Vec<Event>, EventLogError>,
+    td: &TdReport,
+    opts: &VerifyOptions,
+) -> Result<EventLogSummary, EventLogError> {
+    let event_policy = match &opts.policy {
+        Some(p) => p.event_policy(&opts.event_policy),
+        None => opts.event_policy.clone(),
+    };
+    events
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|ev| verify_event_log(ev, &td.rtmr, &event_policy))
+}
+
+/// `compose hash`: sha256 of `tcb_info.app_compose` is the compose-hash event.
+fn compose_hash(events: &Result<Vec<Event>, EventLogError>, tcb_info: Option<&str>) -> Entry {
+    match (events, tcb_info) {
+        (Err(e), _) => Err(e.to_string()),
+        (Ok(_), None) => Err("no tcb_info.app_compose in the response".into()),
+        (Ok(ev), Some(info)) => check_compose_hash(ev, info)
+            .map(|h| format!("sha256(app_compose) = compose-hash event = {h}"))
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// `TD attributes`: not a debug TD (or enclave), not migratable.
 fn td_attributes(q: &ParsedQuote) -> Result<String, String> {
     match &q.body {
         crate::quote::Body::Sgx(r) => {

@@ -144,7 +144,7 @@ impl Chain {
             Ok(s) => Ok(Some(s)),
             Err(e) => {
                 let e = ContractError::from(e);
-                if e.revert_name() == Some("ServiceNotExist") {
+                if e.is::<FineTuningServing::ServiceNotExist>() {
                     Ok(None)
                 } else {
                     Err(e)
@@ -222,7 +222,7 @@ impl Chain {
             Ok(a) => Ok(Some(a)),
             Err(e) => {
                 let e = ContractError::from(e);
-                if e.revert_name() == Some("AccountNotExists") {
+                if e.is::<FineTuningServing::AccountNotExists>() {
                     Ok(None)
                 } else {
                     Err(e)
@@ -247,9 +247,12 @@ impl Chain {
             Ok(d) => Ok(Some(d)),
             Err(e) => {
                 let e = ContractError::from(e);
-                match e.revert_name() {
-                    Some("DeliverableNotExists" | "AccountNotExists") => Ok(None),
-                    _ => Err(e),
+                if e.is::<FineTuningServing::DeliverableNotExists>()
+                    || e.is::<FineTuningServing::AccountNotExists>()
+                {
+                    Ok(None)
+                } else {
+                    Err(e)
                 }
             }
         }
