@@ -18,6 +18,7 @@
 //! | [`dataset`] | §3 | dataset record shapes and the `messages` conversion |
 //! | [`tokens`] | §3 | the token-counting rule behind the fee (feature `tokenizer`) |
 //! | [`events`] | — | the events the executor streams to the worker |
+//! | [`task`] | §2 | the task states and the rules on them |
 #![deny(missing_docs)]
 
 pub mod dataset;
@@ -31,6 +32,7 @@ pub mod params;
 pub mod request;
 pub mod sig;
 pub mod storage;
+pub mod task;
 #[cfg(feature = "tokenizer")]
 pub mod tokens;
 

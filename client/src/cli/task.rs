@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use alloy::primitives::Address;
 use clap::Args;
+use sealtune_protocol::task::TaskState;
 use serde_json::{Value, json};
 
 use super::{Ctx, Output, VerifyArgs, dev_warning, read_params, to_json, verify_options};
@@ -219,22 +220,26 @@ fn render_tasks(tasks: &[Task]) -> String {
 
 /// What to do next in a task's state.
 pub fn next_step(state: &str, provider: Address, id: &str) -> String {
-    match state {
-        "Init" | "SettingUp" | "SetUp" | "Training" | "Trained" | "Delivering" => {
-            format!(
-                "next: wait; check again with `sealtune query-progress --provider {provider} --task-id {id}` (log: `sealtune get-log`)"
-            )
-        }
-        "Delivered" => format!(
+    let Ok(state) = state.parse::<TaskState>() else {
+        return format!("see `sealtune get-log --provider {provider} --task-id {id}`");
+    };
+    if state.is_pending() {
+        format!(
+            "next: wait; check again with `sealtune query-progress --provider {provider} --task-id {id}` (log: `sealtune get-log`)"
+        )
+    } else if state == TaskState::Delivered {
+        format!(
             "next: `sealtune download-model --provider {provider} --task-id {id} --output model.enc` (checks, then acknowledges)"
-        ),
-        "UserAcknowledged" | "Finished" => format!(
+        )
+    } else if state.is_delivered() {
+        // UserAcknowledged or Finished: the key is (or soon will be) on chain.
+        format!(
             "next: `sealtune decrypt-model --provider {provider} --task-id {id} --encrypted model.enc --output model.zip --wait 300`"
-        ),
-        "Failed" => format!(
+        )
+    } else {
+        format!(
             "the task failed: see why with `sealtune get-log --provider {provider} --task-id {id}`"
-        ),
-        _ => format!("see `sealtune get-log --provider {provider} --task-id {id}`"),
+        )
     }
 }
 

@@ -122,7 +122,11 @@ impl Store {
             return Err(StoreError::UnfinishedTask {
                 user: task.user_address,
                 task: row.try_get("id")?,
-                state: state.parse()?,
+                state: state
+                    .parse()
+                    .map_err(|e: sealtune_protocol::task::UnknownState| {
+                        corrupt("progress", e.to_string())
+                    })?,
             });
         }
         let pending: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(

@@ -7,122 +7,18 @@
 //! form, amounts and nonces in decimal, hashes in lowercase `0x` hex, the wrapped key and the
 //! customer's public key in bare hex, and `''` for "not yet" in the seal columns.
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use alloy::primitives::{Address, B256, Bytes, U256};
 use k256::elliptic_curve::sec1::ToEncodedPoint;
 use sealtune_protocol::ecies::PublicKey;
 use sealtune_protocol::fee::FeeError;
 use sealtune_protocol::params::{LoraParams, ParamsError};
-use serde::Serialize;
 use sqlx::Row;
 
 use super::StoreError;
 use crate::models::{DataType, ModelRef, ParamsSchema};
 
-/// A rule on states (`TaskState::is_pending`…): the one definition both Rust and SQL use.
-pub type StatePredicate = fn(TaskState) -> bool;
-
-/// The states of PROTOCOL.md §2, in order, plus `Failed`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub enum TaskState {
-    /// Accepted, queued.
-    Init,
-    /// Fetching, counting, checking.
-    SettingUp,
-    /// Ready to train.
-    SetUp,
-    /// The script runs.
-    Training,
-    /// The script finished; the output waits to be sealed.
-    Trained,
-    /// Sealing, storing, announcing on chain.
-    Delivering,
-    /// On chain; waiting for the customer's acknowledgement.
-    Delivered,
-    /// Acknowledged; settlement in flight.
-    UserAcknowledged,
-    /// Settled.
-    Finished,
-    /// Failed (reason in `fail_reason` and the log).
-    Failed,
-}
-
-impl TaskState {
-    /// Every state.
-    pub const ALL: [TaskState; 10] = [
-        TaskState::Init,
-        TaskState::SettingUp,
-        TaskState::SetUp,
-        TaskState::Training,
-        TaskState::Trained,
-        TaskState::Delivering,
-        TaskState::Delivered,
-        TaskState::UserAcknowledged,
-        TaskState::Finished,
-        TaskState::Failed,
-    ];
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskState::Init => "Init",
-            TaskState::SettingUp => "SettingUp",
-            TaskState::SetUp => "SetUp",
-            TaskState::Training => "Training",
-            TaskState::Trained => "Trained",
-            TaskState::Delivering => "Delivering",
-            TaskState::Delivered => "Delivered",
-            TaskState::UserAcknowledged => "UserAcknowledged",
-            TaskState::Finished => "Finished",
-            TaskState::Failed => "Failed",
-        }
-    }
-    /// Not yet settled or failed (a customer has at most one such task).
-    pub fn is_unfinished(self) -> bool {
-        !self.is_ended()
-    }
-    /// Settled or failed: nothing more happens but retention.
-    pub fn is_ended(self) -> bool {
-        matches!(self, TaskState::Finished | TaskState::Failed)
-    }
-    /// Queued or running in the training lane (counts toward `/v1/task/pending` and the queue
-    /// limit).
-    pub fn is_pending(self) -> bool {
-        matches!(
-            self,
-            TaskState::Init
-                | TaskState::SettingUp
-                | TaskState::SetUp
-                | TaskState::Training
-                | TaskState::Trained
-                | TaskState::Delivering
-        )
-    }
-    /// The customer may still cancel (training has not started).
-    pub fn is_cancellable(self) -> bool {
-        matches!(
-            self,
-            TaskState::Init | TaskState::SettingUp | TaskState::SetUp
-        )
-    }
-    /// On chain and not settled yet: the settle lane's tasks.
-    pub fn is_settling(self) -> bool {
-        matches!(self, TaskState::Delivered | TaskState::UserAcknowledged)
-    }
-    /// The sealed model is on chain: the customer may download it.
-    pub fn is_delivered(self) -> bool {
-        self.is_settling() || self == TaskState::Finished
-    }
-    /// Sealed (or being sealed) under the TEE signer and not settled yet: a change of signer
-    /// concerns these tasks.
-    pub fn is_sealed_unsettled(self) -> bool {
-        self == TaskState::Delivering || self.is_settling()
-    }
-    /// The states for which `pred` holds, in order.
-    pub fn matching(pred: StatePredicate) -> Vec<TaskState> {
-        TaskState::ALL.into_iter().filter(|s| pred(*s)).collect()
-    }
-}
+pub use sealtune_protocol::task::{StatePredicate, TaskState};
 
 /// The SQL list `('Init','SettingUp',…)` of `states`, for `progress IN …` (never empty: an empty
 /// set is `('')`, which matches no row). The names are the constants of [`TaskState::as_str`], so
@@ -139,22 +35,6 @@ pub(crate) fn sql_list(states: &[TaskState]) -> String {
 /// The SQL list of the states for which `pred` holds: one rule, in [`TaskState`], for Rust and SQL.
 pub(crate) fn sql_set(pred: StatePredicate) -> String {
     sql_list(&TaskState::matching(pred))
-}
-
-impl FromStr for TaskState {
-    type Err = StoreError;
-    fn from_str(s: &str) -> Result<Self, StoreError> {
-        TaskState::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| corrupt("progress", format!("unknown task state `{s}`")))
-    }
-}
-
-impl std::fmt::Display for TaskState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// A customer's address as the store writes it and the API answers it: `0x` and lowercase hex.
@@ -395,7 +275,11 @@ fn typed_row(row: &sqlx::sqlite::SqliteRow, id: String) -> Result<Task, StoreErr
         fee_ceiling: parsed_opt(row, "fee_ceiling", decimal)?,
         wait: row.try_get::<i64, _>("wait")? != 0,
         model_type: parsed(row, "model_type", DataType::from_name)?,
-        progress: progress.parse()?,
+        progress: progress
+            .parse()
+            .map_err(|e: sealtune_protocol::task::UnknownState| {
+                corrupt("progress", e.to_string())
+            })?,
         fail_reason: row.try_get("fail_reason")?,
         token_count: row
             .try_get::<Option<i64>, _>("token_count")?
