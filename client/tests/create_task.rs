@@ -8,13 +8,30 @@ mod common;
 use std::sync::Arc;
 
 use alloy::primitives::{U256, keccak256};
-use common::{DevQuote, Env, MODEL_HASH, ether, now_ms};
+use common::Env;
 use sealtune_client::ClientError;
 use sealtune_client::attest::VerifyProviderOptions;
 use sealtune_client::error::exit;
 use sealtune_client::flow::{CreateTaskRequest, DatasetSource, VerifyMode, official_nonce};
 use sealtune_client::progress::NoProgress;
+use sealtune_e2e::ether;
+use sealtune_e2e::provider_fixture::{DevQuote, MODEL_HASH, now_ms};
+use sealtune_e2e::trials::{self, Isolation};
 use sealtune_protocol::request::CreateTaskForm;
+
+/// One anvil with the contracts and the provider fixture for the whole binary; each case starts from the
+/// freshly registered state with a fixture that has recorded nothing.
+fn main() -> std::process::ExitCode {
+    trials::run(
+        Env::new(),
+        sealtune_e2e::cases![
+            create_task_signs_the_official_form_or_the_fee_bound_form,
+            create_task_refuses_before_sending_anything,
+            dataset_upload_is_signed_and_its_hash_cross_checked,
+        ],
+        Isolation::SnapshotAnd(|env| &env.anvil, Env::reset),
+    )
+}
 
 const PARAMS: &str = r#"{"neftune_noise_alpha":5,"num_train_epochs":1,"per_device_train_batch_size":2,"learning_rate":0.0002,"max_steps":-1}"#;
 const DATASET: &str = "0x2222222222222222222222222222222222222222222222222222222222222222";
@@ -40,10 +57,8 @@ fn request(env: &Env, max_fee: Option<U256>, verify: bool) -> CreateTaskRequest 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn create_task_signs_the_official_form_or_the_fee_bound_form() {
-    let env = Env::new().await;
-    let c = env.client(&env.customer);
+async fn create_task_signs_the_official_form_or_the_fee_bound_form(env: &Env) {
+    let c = env.client(&env.user);
     let provider = env.provider.address();
     c.chain.create_account(ether(3), "").await.unwrap();
     c.chain
@@ -62,7 +77,7 @@ async fn create_task_signs_the_official_form_or_the_fee_bound_form() {
     let got = env.fixture.tasks();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].id, t.task_id);
-    assert_eq!(got[0].user, env.customer.address());
+    assert_eq!(got[0].user, env.user.address());
     assert_eq!(got[0].form, CreateTaskForm::WithoutFee);
     assert_eq!(got[0].fee_ceiling, None);
     assert_eq!(
@@ -88,10 +103,8 @@ async fn create_task_signs_the_official_form_or_the_fee_bound_form() {
     assert_eq!(got[1].fee_ceiling, Some(ceiling));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn create_task_refuses_before_sending_anything() {
-    let env = Env::new().await;
-    let c = env.client(&env.customer);
+async fn create_task_refuses_before_sending_anything(env: &Env) {
+    let c = env.client(&env.user);
     let provider = env.provider.address();
     let none = Arc::new(NoProgress);
 
@@ -193,10 +206,8 @@ async fn create_task_refuses_before_sending_anything() {
     assert!(env.fixture.tasks()[0].wait);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dataset_upload_is_signed_and_its_hash_cross_checked() {
-    let env = Env::new().await;
-    let c = env.client(&env.customer);
+async fn dataset_upload_is_signed_and_its_hash_cross_checked(env: &Env) {
+    let c = env.client(&env.user);
     let provider = env.provider.address();
     c.chain.create_account(ether(3), "").await.unwrap();
     c.chain

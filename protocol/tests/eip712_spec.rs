@@ -197,9 +197,10 @@ fn verifier_input_round_trips_its_message() {
 /// `VerifierInput` has the field names, types and order of `settleFees`'s argument in the official ABI.
 #[test]
 fn verifier_input_matches_the_official_abi() {
-    let abi: serde_json::Value =
-        serde_json::from_slice(&sealtune_e2e::fixture_bytes("abi/FineTuningServing.abi.json"))
-            .unwrap();
+    let abi: serde_json::Value = serde_json::from_slice(&sealtune_e2e::fixture_bytes(
+        "abi/FineTuningServing.abi.json",
+    ))
+    .unwrap();
     let items = abi.get("abi").unwrap_or(&abi).as_array().unwrap().clone();
     let settle = items
         .iter()
