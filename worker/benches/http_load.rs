@@ -4,14 +4,13 @@
 //!     . scripts/env && cargo bench -p sealtune-worker --bench http_load [-- SECONDS CONNECTIONS]
 //!
 //! Prints requests/s and latency percentiles for several rounds; BENCHMARKS.md quotes the median round.
-#[path = "../tests/common/mod.rs"]
-mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use sealtune_e2e::chain::*;
+use sealtune_e2e::stack::*;
 use serde_json::Value;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -19,7 +18,11 @@ async fn main() {
     let args: Vec<String> = std::env::args().filter(|a| !a.starts_with("--")).collect();
     let secs: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
     let conns: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(32);
-    let stack = Stack::start(StackOptions::default()).await;
+    let stack = Stack::start(
+        env!("CARGO_BIN_EXE_sealtune-worker"),
+        StackOptions::default(),
+    )
+    .await;
     stack.fund(2, 10, 5).await;
     let hash = upload(&stack, 2, dataset_jsonl(4))
         .await
