@@ -10,7 +10,7 @@
 //! then times the official JS SDK (`benches/js/root_hash.cjs`) on the same file once and prints the
 //! ratio. Set `SEALTUNE_BENCH_NO_JS=1` to skip the JS run.
 
-use std::{hint::black_box, path::PathBuf, process::Command, time::Instant};
+use std::{hint::black_box, time::Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput};
 use sealtune_protocol::{

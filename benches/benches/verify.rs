@@ -15,7 +15,6 @@
 //!
 //! After criterion, an interleaved pass (`full`, `dcap`, `full`, …, 400 rounds) prints p50 and p99 of
 //! each, and their ratio.
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;

@@ -68,7 +68,7 @@ async fn create_task_signs_the_official_form_or_the_fee_bound_form(env: &Env) {
     let now = now_ms();
 
     let t = c
-        .create_task(&request(&env, None, true), now, Arc::new(NoProgress))
+        .create_task(&request(env, None, true), now, Arc::new(NoProgress))
         .await
         .unwrap();
     assert!(t.provider_verified && t.dev_quote);
@@ -90,7 +90,7 @@ async fn create_task_signs_the_official_form_or_the_fee_bound_form(env: &Env) {
     let ceiling = ether(1) / U256::from(10u8);
     let t = c
         .create_task(
-            &request(&env, Some(ceiling), false),
+            &request(env, Some(ceiling), false),
             now + 1,
             Arc::new(NoProgress),
         )
@@ -110,7 +110,7 @@ async fn create_task_refuses_before_sending_anything(env: &Env) {
 
     // No sub-account.
     let e = c
-        .create_task(&request(&env, None, false), now_ms(), none.clone())
+        .create_task(&request(env, None, false), now_ms(), none.clone())
         .await
         .unwrap_err();
     assert!(matches!(e, ClientError::NoSubAccount(_)), "{e}");
@@ -124,11 +124,7 @@ async fn create_task_refuses_before_sending_anything(env: &Env) {
 
     // A fee ceiling above what the sub-account can pay.
     let e = c
-        .create_task(
-            &request(&env, Some(ether(2)), false),
-            now_ms(),
-            none.clone(),
-        )
+        .create_task(&request(env, Some(ether(2)), false), now_ms(), none.clone())
         .await
         .unwrap_err();
     assert!(matches!(e, ClientError::BalanceTooLow { .. }), "{e}");
@@ -141,7 +137,7 @@ async fn create_task_refuses_before_sending_anything(env: &Env) {
     // The attestation binds another signer.
     env.fixture.set_quote_mode(DevQuote::WrongSigner);
     let e = c
-        .create_task(&request(&env, None, true), now_ms(), none.clone())
+        .create_task(&request(env, None, true), now_ms(), none.clone())
         .await
         .unwrap_err();
     assert!(matches!(e, ClientError::Attestation(_)), "{e}");
@@ -149,7 +145,7 @@ async fn create_task_refuses_before_sending_anything(env: &Env) {
     env.fixture.set_quote_mode(DevQuote::WithNonce);
 
     // A dev attestation without --allow-dev-quote.
-    let mut req = request(&env, None, true);
+    let mut req = request(env, None, true);
     if let VerifyMode::Verify(o) = &mut req.verify {
         o.allow_dev_quote = false;
     }
@@ -160,7 +156,7 @@ async fn create_task_refuses_before_sending_anything(env: &Env) {
     assert!(matches!(e, ClientError::Attestation(_)), "{e}");
 
     // Bad inputs.
-    let mut req = request(&env, None, false);
+    let mut req = request(env, None, false);
     req.training_params = "not json".into();
     assert_eq!(
         c.create_task(&req, now_ms(), none.clone())
@@ -169,7 +165,7 @@ async fn create_task_refuses_before_sending_anything(env: &Env) {
             .exit_code(),
         exit::USAGE
     );
-    let mut req = request(&env, None, false);
+    let mut req = request(env, None, false);
     req.dataset = DatasetSource::Hash("0x1234".into());
     assert_eq!(
         c.create_task(&req, now_ms(), none.clone())
@@ -178,7 +174,7 @@ async fn create_task_refuses_before_sending_anything(env: &Env) {
             .exit_code(),
         exit::USAGE
     );
-    let req = request(&env, Some(U256::ZERO), false);
+    let req = request(env, Some(U256::ZERO), false);
     assert_eq!(
         c.create_task(&req, now_ms(), none.clone())
             .await
@@ -190,7 +186,7 @@ async fn create_task_refuses_before_sending_anything(env: &Env) {
     // A busy provider needs `wait`.
     env.fixture.set_pending(2);
     let e = c
-        .create_task(&request(&env, None, false), now_ms(), none.clone())
+        .create_task(&request(env, None, false), now_ms(), none.clone())
         .await
         .unwrap_err();
     assert_eq!(e.exit_code(), exit::NOT_READY, "{e}");
@@ -199,7 +195,7 @@ async fn create_task_refuses_before_sending_anything(env: &Env) {
         env.fixture.tasks().is_empty(),
         "nothing reached the provider"
     );
-    let mut req = request(&env, None, false);
+    let mut req = request(env, None, false);
     req.wait = true;
     let t = c.create_task(&req, now_ms(), none).await.unwrap();
     assert_eq!(t.queued_behind, 2);
@@ -224,7 +220,7 @@ async fn dataset_upload_is_signed_and_its_hash_cross_checked(env: &Env) {
         .collect();
     std::fs::write(&data, &bytes).unwrap();
 
-    let mut req = request(&env, None, false);
+    let mut req = request(env, None, false);
     req.dataset = DatasetSource::File(data.clone());
     let t = c
         .create_task(&req, now_ms(), Arc::new(NoProgress))

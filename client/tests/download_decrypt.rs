@@ -72,7 +72,7 @@ async fn funded(env: &Env) -> Client {
 }
 
 async fn download_is_checked_then_acknowledged_and_decrypts_after_settlement(env: &Env) {
-    let c = funded(&env).await;
+    let c = funded(env).await;
     let user = env.user.address();
     let provider = env.provider.address();
     let work = tempfile::tempdir().unwrap();
@@ -181,7 +181,7 @@ async fn download_is_checked_then_acknowledged_and_decrypts_after_settlement(env
 }
 
 async fn tampered_download_is_deleted_and_not_acknowledged(env: &Env) {
-    let c = funded(&env).await;
+    let c = funded(env).await;
     let user = env.user.address();
     let provider = env.provider.address();
     let work = tempfile::tempdir().unwrap();
@@ -207,7 +207,7 @@ async fn tampered_download_is_deleted_and_not_acknowledged(env: &Env) {
 }
 
 async fn model_signed_by_another_tee_is_not_acknowledged(env: &Env) {
-    let c = funded(&env).await;
+    let c = funded(env).await;
     let user = env.user.address();
     let provider = env.provider.address();
     let work = tempfile::tempdir().unwrap();
@@ -245,7 +245,7 @@ async fn model_signed_by_another_tee_is_not_acknowledged(env: &Env) {
 }
 
 async fn decryption_failure_leaves_no_plaintext(env: &Env) {
-    let c = funded(&env).await;
+    let c = funded(env).await;
     let user = env.user.address();
     let provider = env.provider.address();
     let work = tempfile::tempdir().unwrap();

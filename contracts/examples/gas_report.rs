@@ -17,7 +17,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (owner, provider, user) = (signer(0), signer(1), signer(2));
     let tee = PrivateKeySigner::random();
     let connect = |who: &PrivateKeySigner| anvil.wallet(who);
-    let d = deploy(&connect(&owner), &DeployConfig::default()).await?;
+    let d = deploy(&anvil.signing(&owner), &DeployConfig::default()).await?;
     let serving = |who: &PrivateKeySigner| FineTuningServing::new(d.serving, connect(who));
     let ledger = |who: &PrivateKeySigner| LedgerManager::new(d.ledger, connect(who));
     let mut rows: Vec<(&str, u64)> = Vec::new();

@@ -5,7 +5,6 @@
 //! These need node and the pinned packages in `<repo>/node_modules`; they fail (never skip) when missing.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use k256::SecretKey;
 use k256::ecdsa::SigningKey;

@@ -6,8 +6,7 @@
 //! Needs node and the pinned npm packages (`scripts/setup` installs both); it fails, never skips,
 //! when they are missing.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use rand_core::{OsRng, RngCore};
 

@@ -4,7 +4,7 @@
 //! Needs `node` and the SDK in `<repo>/node_modules` (installed by `scripts/setup`); without them
 //! this test fails (it never skips).
 
-use std::{path::PathBuf, process::Command};
+use std::path::PathBuf;
 
 use base64::Engine as _;
 use sealtune_protocol::{
