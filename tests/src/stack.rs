@@ -514,3 +514,52 @@ pub async fn download(stack: &Stack, who: usize, id: &str) -> reqwest::Response 
     )
     .await
 }
+
+/// Customer `who` uploads `dataset` and creates a task with `nonce` (both must succeed); returns its id.
+pub async fn submit_with(stack: &Stack, who: usize, nonce: u64, dataset: Vec<u8>) -> String {
+    let r = upload(stack, who, dataset).await;
+    assert_eq!(r.status(), 200, "upload");
+    let v: serde_json::Value = r
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("upload answer: {e}"));
+    let hash = v["datasetHash"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no datasetHash in {v}"))
+        .to_owned();
+    let r = create(stack, who, &task_body(who, &hash, nonce, PARAMS)).await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    let v: serde_json::Value = r
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("create answer: {e}"));
+    v["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {v}"))
+        .to_owned()
+}
+
+/// [`submit_with`] a six-record dataset.
+pub async fn submit(stack: &Stack, who: usize, nonce: u64) -> String {
+    submit_with(stack, who, nonce, dataset_jsonl(6)).await
+}
+
+/// The `FeesSettled` events of deliverable `id`, oldest first.
+pub async fn settlements(stack: &Stack, id: &str) -> Vec<FineTuningServing::FeesSettled> {
+    use alloy::providers::Provider as _;
+    use alloy::sol_types::SolEvent as _;
+    let filter = alloy::rpc::types::Filter::new()
+        .address(stack.deployment.serving)
+        .event_signature(FineTuningServing::FeesSettled::SIGNATURE_HASH)
+        .from_block(0);
+    stack
+        .anvil
+        .reader()
+        .get_logs(&filter)
+        .await
+        .unwrap_or_else(|e| panic!("eth_getLogs: {e}"))
+        .iter()
+        .filter_map(|l| FineTuningServing::FeesSettled::decode_log_data(l.data()).ok())
+        .filter(|e| e.deliverableId == id)
+        .collect()
+}

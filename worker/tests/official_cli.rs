@@ -21,11 +21,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, U256, address, keccak256};
-use alloy::providers::Provider;
-use alloy::rpc::types::Filter;
-use alloy::sol_types::SolEvent;
 use clap::Parser as _;
-use sealtune_contracts::bindings::FineTuningServing;
 use sealtune_e2e::chain::*;
 use sealtune_e2e::node_tool;
 use sealtune_e2e::stack::*;
@@ -136,21 +132,6 @@ fn table_value(out: &str, field: &str) -> Option<String> {
 fn after(out: &str, marker: &str) -> Option<String> {
     out.lines()
         .find_map(|l| l.split_once(marker).map(|(_, rest)| rest.trim().to_owned()))
-}
-
-async fn settlements(stack: &Stack, id: &str) -> Vec<FineTuningServing::FeesSettled> {
-    let p = stack.anvil.wallet(&signer(0));
-    let filter = Filter::new()
-        .address(stack.deployment.serving)
-        .event_signature(FineTuningServing::FeesSettled::SIGNATURE_HASH)
-        .from_block(0);
-    p.get_logs(&filter)
-        .await
-        .unwrap()
-        .iter()
-        .filter_map(|l| FineTuningServing::FeesSettled::decode_log_data(l.data()).ok())
-        .filter(|e| e.deliverableId == id)
-        .collect()
 }
 
 /// Every file of a directory, by relative path.

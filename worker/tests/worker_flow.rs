@@ -4,29 +4,9 @@
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
-use alloy::providers::Provider;
-use alloy::rpc::types::Filter;
-use alloy::sol_types::SolEvent;
-use sealtune_contracts::bindings::FineTuningServing;
 use sealtune_e2e::chain::*;
 use sealtune_e2e::stack::*;
 use serde_json::Value;
-
-/// Uploads, creates a task, returns (id, dataset hash).
-async fn submit(stack: &Stack, who: usize, nonce: u64) -> String {
-    let r = upload(stack, who, dataset_jsonl(6)).await;
-    assert_eq!(r.status(), 200);
-    let hash = r.json::<Value>().await.unwrap()["datasetHash"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = create(stack, who, &task_body(who, &hash, nonce, PARAMS)).await;
-    assert_eq!(r.status(), 201, "{:?}", r.text().await);
-    r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
 
 /// Downloads, checks the hash against the chain, acknowledges, waits for settlement, decrypts.
 async fn download_ack_decrypt(stack: &Stack, who: usize, id: &str) -> Vec<u8> {
@@ -73,23 +53,6 @@ async fn download_ack_decrypt(stack: &Stack, who: usize, id: &str) -> Vec<u8> {
     let out = dir.path().join("out");
     sealtune_protocol::deliverable::unzip_safely(&zip, &out, &Default::default()).unwrap();
     std::fs::read(out.join("output_model/adapter_model.safetensors")).unwrap()
-}
-
-async fn settlements(stack: &Stack, id: &str) -> Vec<FineTuningServing::FeesSettled> {
-    let p = stack.anvil.wallet(&signer(0));
-    let logs = p
-        .get_logs(
-            &Filter::new()
-                .address(stack.deployment.serving)
-                .event_signature(FineTuningServing::FeesSettled::SIGNATURE_HASH)
-                .from_block(0),
-        )
-        .await
-        .unwrap();
-    logs.iter()
-        .filter_map(|l| FineTuningServing::FeesSettled::decode_log_data(l.data()).ok())
-        .filter(|e| e.deliverableId == id)
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,26 +13,6 @@ use sealtune_e2e::chain::*;
 use sealtune_e2e::stack::*;
 use serde_json::Value;
 
-/// Uploads `dataset`, creates a task with `nonce`, returns its id.
-async fn submit_with(stack: &Stack, who: usize, nonce: u64, dataset: Vec<u8>) -> String {
-    let r = upload(stack, who, dataset).await;
-    assert_eq!(r.status(), 200, "upload");
-    let hash = r.json::<Value>().await.unwrap()["datasetHash"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = create(stack, who, &task_body(who, &hash, nonce, PARAMS)).await;
-    assert_eq!(r.status(), 201, "{:?}", r.text().await);
-    r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-async fn submit(stack: &Stack, who: usize, nonce: u64) -> String {
-    submit_with(stack, who, nonce, dataset_jsonl(6)).await
-}
-
 /// The customer's sub-account balance with the provider.
 async fn account_balance(stack: &Stack, who: usize) -> alloy::primitives::U256 {
     stack
