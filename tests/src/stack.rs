@@ -515,28 +515,35 @@ pub async fn download(stack: &Stack, who: usize, id: &str) -> reqwest::Response 
     .await
 }
 
-/// Customer `who` uploads `dataset` and creates a task with `nonce` (both must succeed); returns its id.
-pub async fn submit_with(stack: &Stack, who: usize, nonce: u64, dataset: Vec<u8>) -> String {
+/// Customer `who` uploads `dataset` (must succeed); returns its `datasetHash`.
+pub async fn uploaded(stack: &Stack, who: usize, dataset: Vec<u8>) -> String {
     let r = upload(stack, who, dataset).await;
     assert_eq!(r.status(), 200, "upload");
-    let v: serde_json::Value = r
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("upload answer: {e}"));
-    let hash = v["datasetHash"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no datasetHash in {v}"))
-        .to_owned();
-    let r = create(stack, who, &task_body(who, &hash, nonce, PARAMS)).await;
+    json_field(r, "datasetHash").await
+}
+
+/// Customer `who` posts a create-task `body` (must be accepted); returns the task id.
+pub async fn created(stack: &Stack, who: usize, body: &serde_json::Value) -> String {
+    let r = create(stack, who, body).await;
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    json_field(r, "id").await
+}
+
+async fn json_field(r: reqwest::Response, field: &str) -> String {
     let v: serde_json::Value = r
         .json()
         .await
-        .unwrap_or_else(|e| panic!("create answer: {e}"));
-    v["id"]
+        .unwrap_or_else(|e| panic!("the worker's answer is not JSON: {e}"));
+    v[field]
         .as_str()
-        .unwrap_or_else(|| panic!("no id in {v}"))
+        .unwrap_or_else(|| panic!("no {field} in {v}"))
         .to_owned()
+}
+
+/// Customer `who` uploads `dataset` and creates a task with `nonce` (both must succeed); returns its id.
+pub async fn submit_with(stack: &Stack, who: usize, nonce: u64, dataset: Vec<u8>) -> String {
+    let hash = uploaded(stack, who, dataset).await;
+    created(stack, who, &task_body(who, &hash, nonce, PARAMS)).await
 }
 
 /// [`submit_with`] a six-record dataset.

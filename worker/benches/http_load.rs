@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use sealtune_e2e::chain::*;
 use sealtune_e2e::stack::*;
-use serde_json::Value;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -24,22 +23,7 @@ async fn main() {
     )
     .await;
     stack.fund(2, 10, 5).await;
-    let hash = upload(&stack, 2, dataset_jsonl(4))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["datasetHash"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let id = create(&stack, 2, &task_body(2, &hash, 1, PARAMS))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = submit_with(&stack, 2, 1, dataset_jsonl(4)).await;
     wait_state(&stack, 2, &id, &["Delivered"], Duration::from_secs(60)).await;
     let url = stack.url(&format!("/v1/user/{}/task/{id}", signer(2).address()));
     println!(

@@ -308,30 +308,9 @@ async fn cancel_before_training_and_queue_rules() {
     for who in [2, 3] {
         stack.fund(who, 10, 5).await;
     }
-    let h2 = upload(&stack, 2, dataset_jsonl(4))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["datasetHash"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let h3 = upload(&stack, 3, dataset_jsonl(5))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["datasetHash"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let a = create(&stack, 2, &task_body(2, &h2, 1, PARAMS))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let h2 = uploaded(&stack, 2, dataset_jsonl(4)).await;
+    let h3 = uploaded(&stack, 3, dataset_jsonl(5)).await;
+    let a = created(&stack, 2, &task_body(2, &h2, 1, PARAMS)).await;
     // Non-empty queue without wait: refused.
     let mut body = task_body(3, &h3, 1, PARAMS);
     body["wait"] = Value::Bool(false);
