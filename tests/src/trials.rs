@@ -90,12 +90,9 @@ macro_rules! cases {
     };
 }
 
-/// How the cases of one binary stay independent of each other.
+/// How the cases of one binary stay independent of each other. Both kinds run the cases one at a
+/// time (a case holds the stack while it runs).
 pub enum Isolation<S> {
-    /// The cases touch disjoint state (other accounts, other task ids) and may run in parallel.
-    None,
-    /// One case at a time, nothing reset between them.
-    Serial,
     /// One case at a time, each on the chain state the stack had when it was built (see the module docs).
     Snapshot(fn(&S) -> &Anvil),
     /// As `Snapshot`, and the function given second resets the rest of the stack (e.g. what a fixture
@@ -104,20 +101,20 @@ pub enum Isolation<S> {
 }
 
 impl<S> Isolation<S> {
-    fn chain(&self) -> Option<fn(&S) -> &Anvil> {
+    fn chain(&self) -> fn(&S) -> &Anvil {
         match self {
-            Isolation::Snapshot(chain) | Isolation::SnapshotAnd(chain, _) => Some(*chain),
-            Isolation::None | Isolation::Serial => None,
+            Isolation::Snapshot(chain) | Isolation::SnapshotAnd(chain, _) => *chain,
         }
     }
 }
 
+/// Fields drop in order: the stack before the runtime its tasks run on.
 struct Shared<S> {
     stack: S,
     runtime: tokio::runtime::Runtime,
     isolation: Isolation<S>,
-    /// Held by a case while it runs unless the isolation is `None`; the snapshot to revert to.
-    turn: Mutex<Option<U256>>,
+    /// Held by a case while it runs; the snapshot to revert to.
+    turn: Mutex<U256>,
 }
 
 /// Parses the test arguments, builds the stack with `setup` (only when a case is left to run after
@@ -141,9 +138,7 @@ where
         });
     let shared: Option<Arc<Shared<S>>> = needs_stack.then(|| {
         let stack = runtime.block_on(setup);
-        let snapshot = isolation
-            .chain()
-            .map(|chain| runtime.block_on(chain(&stack).snapshot()));
+        let snapshot = runtime.block_on(isolation.chain()(&stack).snapshot());
         Arc::new(Shared {
             stack,
             runtime,
@@ -156,11 +151,8 @@ where
         .map(|case| trial(case, shared.clone()))
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);
-    if let Some(shared) = shared {
-        // Every trial (and its clone of the Arc) is gone once `run` returns.
-        let shared = Arc::into_inner(shared);
-        drop(shared);
-    }
+    // The last reference (every trial is gone once `run` returns): anvil, fixture and worker stop here.
+    drop(shared);
     conclusion.exit_code()
 }
 
@@ -182,19 +174,13 @@ fn trial<S: Send + Sync + 'static>(case: Case<S>, shared: Option<Arc<Shared<S>>>
 
 impl<S: Send + Sync + 'static> Shared<S> {
     fn run(&self, body: for<'a> fn(&'a S) -> CaseFuture<'a>) {
-        if let Isolation::None = self.isolation {
-            self.runtime.block_on(body(&self.stack));
-            return;
-        }
         // A case that panicked poisons the lock; the next case still runs (after a revert).
-        let mut turn = self.turn.lock().unwrap_or_else(PoisonError::into_inner);
-        if let (Some(chain), Some(id)) = (self.isolation.chain(), turn.as_mut()) {
-            let anvil = chain(&self.stack);
-            self.runtime.block_on(async {
-                anvil.revert(*id).await;
-                *id = anvil.snapshot().await;
-            });
-        }
+        let mut snapshot = self.turn.lock().unwrap_or_else(PoisonError::into_inner);
+        let anvil = self.isolation.chain()(&self.stack);
+        self.runtime.block_on(async {
+            anvil.revert(*snapshot).await;
+            *snapshot = anvil.snapshot().await;
+        });
         if let Isolation::SnapshotAnd(_, reset) = self.isolation {
             reset(&self.stack);
         }
