@@ -128,15 +128,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         &sealtune_protocol::eip712::domain(chain_id, d.serving),
         &message,
     )?;
-    let input = FineTuningServing::VerifierInput {
-        id: input.id,
-        encryptedSecret: input.encryptedSecret,
-        modelRootHash: input.modelRootHash,
-        nonce: input.nonce,
-        signature: input.signature,
-        taskFee: input.taskFee,
-        user: input.user,
-    };
+    let input = sealtune_e2e::contracts::binding_input(input);
     let tx = serving(&provider)
         .settleFees(input)
         .into_transaction_request()

@@ -166,6 +166,20 @@ pub fn sign_input(
     }
 }
 
+/// A settlement input made by `sealtune_protocol::eip712` (what the worker signs) as the contract
+/// binding takes it.
+pub fn binding_input(input: sealtune_protocol::eip712::VerifierInput) -> VerifierInput {
+    VerifierInput {
+        id: input.id,
+        encryptedSecret: input.encryptedSecret,
+        modelRootHash: input.modelRootHash,
+        nonce: input.nonce,
+        signature: input.signature,
+        taskFee: input.taskFee,
+        user: input.user,
+    }
+}
+
 /// A chain with both contracts deployed and wired by `deploy()`, and the dev accounts in their roles:
 /// owner (0), provider (1), user (2), user2 (3); `tee` is a fresh key for the provider's TEE signer.
 pub struct Env {
@@ -315,6 +329,19 @@ impl Env {
     /// As the provider: settle with `input`; returns the transaction hash.
     pub async fn settle(&self, input: VerifierInput) -> Result<B256, ContractError> {
         crate::send!(self.serving(&self.provider).settleFees(input)).map(|r| r.transaction_hash)
+    }
+
+    /// As the provider: settle `message` with the signature `tee` makes through
+    /// `sealtune_protocol::eip712::sign_verifier_input` (what the worker does); returns the transaction hash.
+    pub async fn settle_message(
+        &self,
+        tee: &k256::ecdsa::SigningKey,
+        message: &sealtune_protocol::eip712::VerifierMessage,
+    ) -> Result<B256, ContractError> {
+        let domain = sealtune_protocol::eip712::domain(self.chain_id, self.deployment.serving);
+        let input = sealtune_protocol::eip712::sign_verifier_input(tee, &domain, message)
+            .unwrap_or_else(|e| panic!("sign_verifier_input: {e}"));
+        self.settle(binding_input(input)).await
     }
 
     /// The ether balance of `who`.

@@ -7,7 +7,6 @@ mod common;
 use alloy::primitives::{Address, B256, Bytes, U256};
 use clap::Parser;
 use common::*;
-use sealtune_contracts::bindings::FineTuningServing;
 use sealtune_e2e::contracts::{Env, Service, register_service};
 use sealtune_e2e::trials::{self, Isolation};
 use sealtune_e2e::{ether, send};
@@ -78,19 +77,9 @@ fn message(env: &Env, id: &str, root: &[u8]) -> VerifierMessage {
 
 /// Settle `id` with the TEE signature of `tee` made by `sealtune_protocol::eip712`.
 async fn settle(env: &Env, tee: &TeeSigningKey, id: &str, root: &[u8]) -> B256 {
-    let domain = eip712::domain(env.chain_id, env.deployment.serving);
-    let input = eip712::sign_verifier_input(tee, &domain, &message(env, id, root)).unwrap();
-    env.settle(FineTuningServing::VerifierInput {
-        id: input.id,
-        encryptedSecret: input.encryptedSecret,
-        modelRootHash: input.modelRootHash,
-        nonce: input.nonce,
-        signature: input.signature,
-        taskFee: input.taskFee,
-        user: input.user,
-    })
-    .await
-    .expect("settleFees")
+    env.settle_message(tee, &message(env, id, root))
+        .await
+        .expect("settleFees")
 }
 
 fn cli(args: &[&str]) -> (i32, String) {

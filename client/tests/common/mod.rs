@@ -9,7 +9,6 @@ use alloy::providers::{DynProvider, Provider};
 use alloy::signers::local::PrivateKeySigner;
 use sealtune_client::chain::{Chain, Contracts};
 use sealtune_client::flow::Client;
-use sealtune_contracts::bindings::FineTuningServing::VerifierInput;
 use sealtune_e2e::contracts::{self, Service};
 use sealtune_e2e::provider_fixture::FixtureProvider;
 
@@ -101,18 +100,9 @@ impl Env {
             taskFee: fee,
             user,
         };
-        let domain = sealtune_protocol::eip712::domain(self.chain_id, self.deployment.serving);
-        let sig = message.sign(self.tee.credential(), &domain);
-        let input = VerifierInput {
-            id: message.id.clone(),
-            encryptedSecret: message.encryptedSecret.clone(),
-            modelRootHash: message.modelRootHash.clone(),
-            nonce,
-            signature: Bytes::copy_from_slice(&sig.to_bytes_v27()),
-            taskFee: fee,
-            user,
-        };
-        self.settle(input).await.expect("settleFees");
+        self.settle_message(self.tee.credential(), &message)
+            .await
+            .expect("settleFees");
     }
 
     /// How many transactions `who` has sent.
