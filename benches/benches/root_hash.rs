@@ -10,7 +10,7 @@
 //! then times the official JS SDK (`benches/js/root_hash.cjs`) on the same file once and prints the
 //! ratio. Set `SEALTUNE_BENCH_NO_JS=1` to skip the JS run.
 
-use std::{hint::black_box, path::PathBuf, process::Command, time::Instant};
+use std::{hint::black_box, time::Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput};
 use sealtune_protocol::{
@@ -68,14 +68,8 @@ fn js_comparison(file: &std::path::Path) {
     if std::env::var_os("SEALTUNE_BENCH_NO_JS").is_some() {
         return;
     }
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo root")
-        .to_path_buf();
-    let output = Command::new("node")
-        .arg(repo.join("benches/js/root_hash.cjs"))
+    let output = sealtune_e2e::node(sealtune_e2e::repo_root().join("benches/js/root_hash.cjs"))
         .arg(file)
-        .env("NODE_PATH", repo.join("node_modules"))
         .output();
     let output = match output {
         Ok(o) if o.status.success() => o,

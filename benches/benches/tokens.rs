@@ -25,15 +25,7 @@ use sealtune_protocol::tokens::{CountRule, TokenCounter};
 const TARGET_BYTES: usize = 10 << 20;
 const ROUNDS: usize = 5;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn hf_cache() -> PathBuf {
-    std::env::var_os("HF_HUB_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".sealtune/hf"))
-}
+use sealtune_e2e::{hf_cache, repo_root};
 
 fn smollm2_dir() -> PathBuf {
     let snapshots = hf_cache().join("models--HuggingFaceTB--SmolLM2-135M-Instruct/snapshots");
@@ -211,7 +203,7 @@ struct PythonRun {
 }
 
 fn python_count(model: &Path, dataset: &Path) -> PythonRun {
-    let out = Command::new(repo_root().join(".venv/bin/python"))
+    let out = Command::new(sealtune_e2e::venv_python())
         .arg(repo_root().join("protocol/tests/py/count_tokens_0g.py"))
         .arg(model)
         .arg(dataset)

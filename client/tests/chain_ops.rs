@@ -5,15 +5,32 @@
 mod common;
 
 use alloy::primitives::{Address, U256};
-use common::{Env, ether};
+use common::Env;
 use sealtune_client::ClientError;
 use sealtune_client::error::exit;
+use sealtune_e2e::ether;
+use sealtune_e2e::trials::{self, Isolation};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn create_deposit_transfer_retrieve_moves_balances() {
-    let env = Env::new().await;
-    let c = env.client(&env.customer);
-    let user = env.customer.address();
+/// One anvil with the contracts and the provider fixture for the whole binary; each case starts from the
+/// freshly registered state with a fixture that has recorded nothing.
+fn main() -> std::process::ExitCode {
+    trials::run(
+        Env::new(),
+        sealtune_e2e::cases![
+            create_deposit_transfer_retrieve_moves_balances,
+            create_account_below_minimum_is_a_typed_revert_and_changes_nothing,
+            transfer_errors_say_what_to_do_next,
+            list_service_shows_the_registered_provider,
+            acknowledge_model_marks_the_deliverable_once,
+            wrong_contract_address_is_a_config_error,
+        ],
+        Isolation::SnapshotAnd(|env| &env.anvil, Env::reset),
+    )
+}
+
+async fn create_deposit_transfer_retrieve_moves_balances(env: &Env) {
+    let c = env.client(&env.user);
+    let user = env.user.address();
     let provider = env.provider.address();
     let wallet_before = c.chain.wallet_balance(user).await.unwrap();
     assert!(c.chain.ledger_of(user).await.unwrap().is_none());
@@ -96,11 +113,9 @@ async fn create_deposit_transfer_retrieve_moves_balances() {
     assert_eq!(summary.ledger.unwrap().available_balance, ether(3));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn create_account_below_minimum_is_a_typed_revert_and_changes_nothing() {
-    let env = Env::new().await;
-    let c = env.client(&env.customer);
-    let user = env.customer.address();
+async fn create_account_below_minimum_is_a_typed_revert_and_changes_nothing(env: &Env) {
+    let c = env.client(&env.user);
+    let user = env.user.address();
     let e = c.chain.create_account(ether(1), "").await.unwrap_err();
     assert_eq!(e.revert_name(), Some("MinimumDepositRequired"), "{e}");
     assert_eq!(e.exit_code(), exit::CHAIN);
@@ -117,11 +132,9 @@ async fn create_account_below_minimum_is_a_typed_revert_and_changes_nothing() {
     assert_eq!(env.tx_count(user).await, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transfer_errors_say_what_to_do_next() {
-    let env = Env::new().await;
-    let c = env.client(&env.customer);
-    let user = env.customer.address();
+async fn transfer_errors_say_what_to_do_next(env: &Env) {
+    let c = env.client(&env.user);
+    let user = env.user.address();
     let provider = env.provider.address();
 
     // No ledger yet.
@@ -200,9 +213,7 @@ async fn transfer_errors_say_what_to_do_next() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn list_service_shows_the_registered_provider() {
-    let env = Env::new().await;
+async fn list_service_shows_the_registered_provider(env: &Env) {
     // Listing needs no key.
     let ch = env.chain(None);
     let services = ch.list_services().await.unwrap();
@@ -223,11 +234,9 @@ async fn list_service_shows_the_registered_provider() {
     assert!(e.to_string().contains("--key"), "{e}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledge_model_marks_the_deliverable_once() {
-    let env = Env::new().await;
-    let c = env.client(&env.customer);
-    let user = env.customer.address();
+async fn acknowledge_model_marks_the_deliverable_once(env: &Env) {
+    let c = env.client(&env.user);
+    let user = env.user.address();
     let provider = env.provider.address();
     let id = "0b7e1f4e-33c1-4f0c-9a39-2f7f7b0c1d2e";
 
@@ -245,7 +254,7 @@ async fn acknowledge_model_marks_the_deliverable_once() {
     let e = c.acknowledge_model(provider, id, None).await.unwrap_err();
     assert_eq!(e.exit_code(), exit::NOT_READY, "{e}");
 
-    env.add_deliverable(user, id, &[0xab; 32]).await;
+    env.deliver(user, id, &[0xab; 32]).await;
     assert!(!c.deliverable(provider, id).await.unwrap().acknowledged);
 
     let (check, tx) = c.acknowledge_model(provider, id, None).await.unwrap();
@@ -258,7 +267,7 @@ async fn acknowledge_model_marks_the_deliverable_once() {
     assert!(again.is_none(), "already acknowledged: nothing sent");
 
     // Another customer cannot acknowledge it (no such deliverable on their account).
-    let other = env.client(&env.customer2);
+    let other = env.client(&env.user2);
     assert!(other.acknowledge_model(provider, id, None).await.is_err());
 
     // A malformed task id is refused locally.
@@ -269,9 +278,7 @@ async fn acknowledge_model_marks_the_deliverable_once() {
     assert_eq!(e.exit_code(), exit::USAGE, "{e}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_contract_address_is_a_config_error() {
-    let env = Env::new().await;
+async fn wrong_contract_address_is_a_config_error(env: &Env) {
     let mut contracts = env.contracts();
     contracts.serving = Address::repeat_byte(0x77);
     let ch = sealtune_client::chain::Chain::connect(&env.rpc(), contracts, None).unwrap();

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use alloy::primitives::{U256, keccak256};
-use common::{Env, ether, now_ms};
+use common::Env;
+use sealtune_e2e::ether;
+use sealtune_e2e::provider_fixture::now_ms;
 use sealtune_protocol::deliverable::{self, SealOptions};
 use serde_json::Value;
 
@@ -257,7 +259,7 @@ async fn customer_flow_through_the_binary() {
         ),
     )
     .unwrap();
-    let key = format!("0x{}", hex::encode(env.customer.credential().to_bytes()));
+    let key = format!("0x{}", hex::encode(env.user.credential().to_bytes()));
     let cmd = |args: &[&str]| {
         let mut c = sealtune(home.path());
         c.env("SEALTUNE_KEY", &key).arg("--json").args(args);
@@ -360,8 +362,7 @@ async fn customer_flow_through_the_binary() {
     )
     .unwrap();
     let root = keccak256(std::fs::read(&sealed).unwrap()).to_vec();
-    env.add_deliverable(env.customer.address(), task, &root)
-        .await;
+    env.deliver(env.user.address(), task, &root).await;
     env.fixture.serve_file(task, &sealed);
 
     let (code, json, all) = run_async(cmd(&[
@@ -414,10 +415,10 @@ async fn customer_flow_through_the_binary() {
     assert_eq!(code, 8, "not settled yet: {all}");
     assert_eq!(json["error"]["kind"], "not_ready");
 
-    let pk = k256::PublicKey::from(env.customer.credential().verifying_key());
+    let pk = k256::PublicKey::from(env.user.credential().verifying_key());
     let secret = sealtune_protocol::ecies::wrap_key(&mut rand_core::OsRng, &pk, &s.key);
-    env.settle(
-        env.customer.address(),
+    env.settle_signed(
+        env.user.address(),
         task,
         &root,
         &secret,

@@ -8,13 +8,30 @@ mod common;
 use std::sync::Arc;
 
 use alloy::primitives::{U256, keccak256};
-use common::{DevQuote, Env, MODEL_HASH, ether, now_ms};
+use common::Env;
 use sealtune_client::ClientError;
 use sealtune_client::attest::VerifyProviderOptions;
 use sealtune_client::error::exit;
 use sealtune_client::flow::{CreateTaskRequest, DatasetSource, VerifyMode, official_nonce};
 use sealtune_client::progress::NoProgress;
+use sealtune_e2e::ether;
+use sealtune_e2e::provider_fixture::{DevQuote, MODEL_HASH, now_ms};
+use sealtune_e2e::trials::{self, Isolation};
 use sealtune_protocol::request::CreateTaskForm;
+
+/// One anvil with the contracts and the provider fixture for the whole binary; each case starts from the
+/// freshly registered state with a fixture that has recorded nothing.
+fn main() -> std::process::ExitCode {
+    trials::run(
+        Env::new(),
+        sealtune_e2e::cases![
+            create_task_signs_the_official_form_or_the_fee_bound_form,
+            create_task_refuses_before_sending_anything,
+            dataset_upload_is_signed_and_its_hash_cross_checked,
+        ],
+        Isolation::SnapshotAnd(|env| &env.anvil, Env::reset),
+    )
+}
 
 const PARAMS: &str = r#"{"neftune_noise_alpha":5,"num_train_epochs":1,"per_device_train_batch_size":2,"learning_rate":0.0002,"max_steps":-1}"#;
 const DATASET: &str = "0x2222222222222222222222222222222222222222222222222222222222222222";
@@ -40,10 +57,8 @@ fn request(env: &Env, max_fee: Option<U256>, verify: bool) -> CreateTaskRequest 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn create_task_signs_the_official_form_or_the_fee_bound_form() {
-    let env = Env::new().await;
-    let c = env.client(&env.customer);
+async fn create_task_signs_the_official_form_or_the_fee_bound_form(env: &Env) {
+    let c = env.client(&env.user);
     let provider = env.provider.address();
     c.chain.create_account(ether(3), "").await.unwrap();
     c.chain
@@ -53,7 +68,7 @@ async fn create_task_signs_the_official_form_or_the_fee_bound_form() {
     let now = now_ms();
 
     let t = c
-        .create_task(&request(&env, None, true), now, Arc::new(NoProgress))
+        .create_task(&request(env, None, true), now, Arc::new(NoProgress))
         .await
         .unwrap();
     assert!(t.provider_verified && t.dev_quote);
@@ -62,7 +77,7 @@ async fn create_task_signs_the_official_form_or_the_fee_bound_form() {
     let got = env.fixture.tasks();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].id, t.task_id);
-    assert_eq!(got[0].user, env.customer.address());
+    assert_eq!(got[0].user, env.user.address());
     assert_eq!(got[0].form, CreateTaskForm::WithoutFee);
     assert_eq!(got[0].fee_ceiling, None);
     assert_eq!(
@@ -75,7 +90,7 @@ async fn create_task_signs_the_official_form_or_the_fee_bound_form() {
     let ceiling = ether(1) / U256::from(10u8);
     let t = c
         .create_task(
-            &request(&env, Some(ceiling), false),
+            &request(env, Some(ceiling), false),
             now + 1,
             Arc::new(NoProgress),
         )
@@ -88,16 +103,14 @@ async fn create_task_signs_the_official_form_or_the_fee_bound_form() {
     assert_eq!(got[1].fee_ceiling, Some(ceiling));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn create_task_refuses_before_sending_anything() {
-    let env = Env::new().await;
-    let c = env.client(&env.customer);
+async fn create_task_refuses_before_sending_anything(env: &Env) {
+    let c = env.client(&env.user);
     let provider = env.provider.address();
     let none = Arc::new(NoProgress);
 
     // No sub-account.
     let e = c
-        .create_task(&request(&env, None, false), now_ms(), none.clone())
+        .create_task(&request(env, None, false), now_ms(), none.clone())
         .await
         .unwrap_err();
     assert!(matches!(e, ClientError::NoSubAccount(_)), "{e}");
@@ -111,11 +124,7 @@ async fn create_task_refuses_before_sending_anything() {
 
     // A fee ceiling above what the sub-account can pay.
     let e = c
-        .create_task(
-            &request(&env, Some(ether(2)), false),
-            now_ms(),
-            none.clone(),
-        )
+        .create_task(&request(env, Some(ether(2)), false), now_ms(), none.clone())
         .await
         .unwrap_err();
     assert!(matches!(e, ClientError::BalanceTooLow { .. }), "{e}");
@@ -128,7 +137,7 @@ async fn create_task_refuses_before_sending_anything() {
     // The attestation binds another signer.
     env.fixture.set_quote_mode(DevQuote::WrongSigner);
     let e = c
-        .create_task(&request(&env, None, true), now_ms(), none.clone())
+        .create_task(&request(env, None, true), now_ms(), none.clone())
         .await
         .unwrap_err();
     assert!(matches!(e, ClientError::Attestation(_)), "{e}");
@@ -136,7 +145,7 @@ async fn create_task_refuses_before_sending_anything() {
     env.fixture.set_quote_mode(DevQuote::WithNonce);
 
     // A dev attestation without --allow-dev-quote.
-    let mut req = request(&env, None, true);
+    let mut req = request(env, None, true);
     if let VerifyMode::Verify(o) = &mut req.verify {
         o.allow_dev_quote = false;
     }
@@ -147,7 +156,7 @@ async fn create_task_refuses_before_sending_anything() {
     assert!(matches!(e, ClientError::Attestation(_)), "{e}");
 
     // Bad inputs.
-    let mut req = request(&env, None, false);
+    let mut req = request(env, None, false);
     req.training_params = "not json".into();
     assert_eq!(
         c.create_task(&req, now_ms(), none.clone())
@@ -156,7 +165,7 @@ async fn create_task_refuses_before_sending_anything() {
             .exit_code(),
         exit::USAGE
     );
-    let mut req = request(&env, None, false);
+    let mut req = request(env, None, false);
     req.dataset = DatasetSource::Hash("0x1234".into());
     assert_eq!(
         c.create_task(&req, now_ms(), none.clone())
@@ -165,7 +174,7 @@ async fn create_task_refuses_before_sending_anything() {
             .exit_code(),
         exit::USAGE
     );
-    let req = request(&env, Some(U256::ZERO), false);
+    let req = request(env, Some(U256::ZERO), false);
     assert_eq!(
         c.create_task(&req, now_ms(), none.clone())
             .await
@@ -177,7 +186,7 @@ async fn create_task_refuses_before_sending_anything() {
     // A busy provider needs `wait`.
     env.fixture.set_pending(2);
     let e = c
-        .create_task(&request(&env, None, false), now_ms(), none.clone())
+        .create_task(&request(env, None, false), now_ms(), none.clone())
         .await
         .unwrap_err();
     assert_eq!(e.exit_code(), exit::NOT_READY, "{e}");
@@ -186,17 +195,15 @@ async fn create_task_refuses_before_sending_anything() {
         env.fixture.tasks().is_empty(),
         "nothing reached the provider"
     );
-    let mut req = request(&env, None, false);
+    let mut req = request(env, None, false);
     req.wait = true;
     let t = c.create_task(&req, now_ms(), none).await.unwrap();
     assert_eq!(t.queued_behind, 2);
     assert!(env.fixture.tasks()[0].wait);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dataset_upload_is_signed_and_its_hash_cross_checked() {
-    let env = Env::new().await;
-    let c = env.client(&env.customer);
+async fn dataset_upload_is_signed_and_its_hash_cross_checked(env: &Env) {
+    let c = env.client(&env.user);
     let provider = env.provider.address();
     c.chain.create_account(ether(3), "").await.unwrap();
     c.chain
@@ -213,7 +220,7 @@ async fn dataset_upload_is_signed_and_its_hash_cross_checked() {
         .collect();
     std::fs::write(&data, &bytes).unwrap();
 
-    let mut req = request(&env, None, false);
+    let mut req = request(env, None, false);
     req.dataset = DatasetSource::File(data.clone());
     let t = c
         .create_task(&req, now_ms(), Arc::new(NoProgress))

@@ -9,12 +9,31 @@ use std::path::{Path, PathBuf};
 
 use alloy::primitives::{U256, keccak256};
 use alloy::signers::local::PrivateKeySigner;
-use common::{DevQuote, Env, ether, now_ms};
+use common::Env;
 use sealtune_client::attest::VerifyProviderOptions;
 use sealtune_client::error::exit;
 use sealtune_client::progress::NoProgress;
 use sealtune_client::{ClientError, flow::Client};
+use sealtune_e2e::ether;
+use sealtune_e2e::provider_fixture::{DevQuote, now_ms};
+use sealtune_e2e::trials::{self, Isolation};
 use sealtune_protocol::deliverable::{self, SealOptions};
+
+/// One anvil with the contracts and the provider fixture for the whole binary; each case starts from the
+/// freshly registered state with a fixture that has recorded nothing.
+fn main() -> std::process::ExitCode {
+    trials::run(
+        Env::new(),
+        sealtune_e2e::cases![
+            download_is_checked_then_acknowledged_and_decrypts_after_settlement,
+            tampered_download_is_deleted_and_not_acknowledged,
+            model_signed_by_another_tee_is_not_acknowledged,
+            decryption_failure_leaves_no_plaintext,
+            verify_provider_binds_the_on_chain_signer_and_refuses_dev_quotes_by_default,
+        ],
+        Isolation::SnapshotAnd(|env| &env.anvil, Env::reset),
+    )
+}
 
 const TASK: &str = "5d8a1c44-96b2-4bd1-8f2e-0c6de9a4b7a1";
 
@@ -43,7 +62,7 @@ fn seal(dir: &Path, tee: &PrivateKeySigner) -> (PathBuf, deliverable::Deliverabl
 }
 
 async fn funded(env: &Env) -> Client {
-    let c = env.client(&env.customer);
+    let c = env.client(&env.user);
     c.chain.create_account(ether(3), "").await.unwrap();
     c.chain
         .transfer_fund(env.provider.address(), ether(2), None)
@@ -52,15 +71,13 @@ async fn funded(env: &Env) -> Client {
     c
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn download_is_checked_then_acknowledged_and_decrypts_after_settlement() {
-    let env = Env::new().await;
-    let c = funded(&env).await;
-    let user = env.customer.address();
+async fn download_is_checked_then_acknowledged_and_decrypts_after_settlement(env: &Env) {
+    let c = funded(env).await;
+    let user = env.user.address();
     let provider = env.provider.address();
     let work = tempfile::tempdir().unwrap();
     let (sealed, key, root) = seal(work.path(), &env.tee);
-    env.add_deliverable(user, TASK, &root).await;
+    env.deliver(user, TASK, &root).await;
     env.fixture.serve_file(TASK, &sealed);
 
     let out = work.path().join("dl");
@@ -89,7 +106,7 @@ async fn download_is_checked_then_acknowledged_and_decrypts_after_settlement() {
     assert!(!zip.exists());
 
     // The provider settles with the key wrapped for the customer's public key.
-    let customer_pk = k256::PublicKey::from(env.customer.credential().verifying_key());
+    let customer_pk = k256::PublicKey::from(env.user.credential().verifying_key());
     let secret = sealtune_protocol::ecies::wrap_key(&mut rand_core::OsRng, &customer_pk, &key);
     let balance_before = c
         .chain
@@ -99,7 +116,7 @@ async fn download_is_checked_then_acknowledged_and_decrypts_after_settlement() {
         .unwrap()
         .balance;
     let fee = U256::from(12_345u64);
-    env.settle(
+    env.settle_signed(
         user,
         TASK,
         &root,
@@ -146,7 +163,7 @@ async fn download_is_checked_then_acknowledged_and_decrypts_after_settlement() {
     );
 
     // Another customer's key cannot open it.
-    let other = env.client(&env.customer2);
+    let other = env.client(&env.user2);
     let e =
         sealtune_client::model::unwrap_secret(other.chain.signer().unwrap().credential(), &secret)
             .unwrap_err();
@@ -163,15 +180,13 @@ async fn download_is_checked_then_acknowledged_and_decrypts_after_settlement() {
     assert_eq!(downloads, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tampered_download_is_deleted_and_not_acknowledged() {
-    let env = Env::new().await;
-    let c = funded(&env).await;
-    let user = env.customer.address();
+async fn tampered_download_is_deleted_and_not_acknowledged(env: &Env) {
+    let c = funded(env).await;
+    let user = env.user.address();
     let provider = env.provider.address();
     let work = tempfile::tempdir().unwrap();
     let (sealed, _key, root) = seal(work.path(), &env.tee);
-    env.add_deliverable(user, TASK, &root).await;
+    env.deliver(user, TASK, &root).await;
     let mut bytes = std::fs::read(&sealed).unwrap();
     let n = bytes.len();
     bytes[n - 100] ^= 1;
@@ -191,17 +206,15 @@ async fn tampered_download_is_deleted_and_not_acknowledged() {
     assert!(!c.deliverable(provider, TASK).await.unwrap().acknowledged);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn model_signed_by_another_tee_is_not_acknowledged() {
-    let env = Env::new().await;
-    let c = funded(&env).await;
-    let user = env.customer.address();
+async fn model_signed_by_another_tee_is_not_acknowledged(env: &Env) {
+    let c = funded(env).await;
+    let user = env.user.address();
     let provider = env.provider.address();
     let work = tempfile::tempdir().unwrap();
     // Sealed and announced consistently, but signed by a key that is not the service's TEE signer.
     let impostor = PrivateKeySigner::random();
     let (sealed, _key, root) = seal(work.path(), &impostor);
-    env.add_deliverable(user, TASK, &root).await;
+    env.deliver(user, TASK, &root).await;
     env.fixture.serve_file(TASK, &sealed);
 
     let dest = work.path().join("model.enc");
@@ -231,25 +244,23 @@ async fn model_signed_by_another_tee_is_not_acknowledged() {
     assert!(!c.deliverable(provider, TASK).await.unwrap().acknowledged);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn decryption_failure_leaves_no_plaintext() {
-    let env = Env::new().await;
-    let c = funded(&env).await;
-    let user = env.customer.address();
+async fn decryption_failure_leaves_no_plaintext(env: &Env) {
+    let c = funded(env).await;
+    let user = env.user.address();
     let provider = env.provider.address();
     let work = tempfile::tempdir().unwrap();
     let (sealed, _key, root) = seal(work.path(), &env.tee);
-    env.add_deliverable(user, TASK, &root).await;
+    env.deliver(user, TASK, &root).await;
     env.fixture.serve_file(TASK, &sealed);
     let d = c
         .download_model(provider, TASK, work.path(), true, now_ms(), &NoProgress)
         .await
         .unwrap();
     // The provider settles with a wrapped key that is not the file's key.
-    let customer_pk = k256::PublicKey::from(env.customer.credential().verifying_key());
+    let customer_pk = k256::PublicKey::from(env.user.credential().verifying_key());
     let wrong = deliverable::DeliverableKey::from_bytes([7u8; 32]);
     let secret = sealtune_protocol::ecies::wrap_key(&mut rand_core::OsRng, &customer_pk, &wrong);
-    env.settle(
+    env.settle_signed(
         user,
         TASK,
         &root,
@@ -292,10 +303,8 @@ fn verify_opts(allow_dev: bool) -> VerifyProviderOptions {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn verify_provider_binds_the_on_chain_signer_and_refuses_dev_quotes_by_default() {
-    let env = Env::new().await;
-    let c = env.client(&env.customer);
+async fn verify_provider_binds_the_on_chain_signer_and_refuses_dev_quotes_by_default(env: &Env) {
+    let c = env.client(&env.user);
     let provider = env.provider.address();
 
     let v = c

@@ -2,43 +2,22 @@
 //!
 //!     . scripts/env && cargo run -p sealtune-contracts --example gas_report
 use alloy::network::TransactionBuilder;
-use alloy::node_bindings::Anvil;
 use alloy::primitives::{Bytes, U256};
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::providers::Provider;
 use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
 use sealtune_contracts::bindings::FineTuningServing::{self, Quota};
 use sealtune_contracts::bindings::LedgerManager;
 use sealtune_contracts::{DeployConfig, FINE_TUNING_SERVICE_NAME, deploy};
-
-fn ether(n: u64) -> U256 {
-    U256::from(n) * U256::from(10u64).pow(U256::from(18u64))
-}
+use sealtune_e2e::{Anvil, ether, signer};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let anvil = Anvil::at(root.join("node_modules/.bin/anvil")).try_spawn()?;
-    let key = |i: usize| PrivateKeySigner::from(anvil.keys()[i].clone());
-    let (owner, provider, user) = (key(0), key(1), key(2));
+    let anvil = Anvil::dev();
+    let (owner, provider, user) = (signer(0), signer(1), signer(2));
     let tee = PrivateKeySigner::random();
-    let connect = |who: &PrivateKeySigner| -> DynProvider {
-        ProviderBuilder::new()
-            .disable_recommended_fillers()
-            .with_gas_estimation()
-            .with_simple_nonce_management()
-            .fetch_chain_id()
-            .wallet(who.clone())
-            .connect_http(anvil.endpoint_url())
-            .erased()
-    };
-    let d = deploy(
-        &ProviderBuilder::new()
-            .wallet(owner.clone())
-            .connect_http(anvil.endpoint_url()),
-        &DeployConfig::default(),
-    )
-    .await?;
+    let connect = |who: &PrivateKeySigner| anvil.wallet(who);
+    let d = deploy(&anvil.signing(&owner), &DeployConfig::default()).await?;
     let serving = |who: &PrivateKeySigner| FineTuningServing::new(d.serving, connect(who));
     let ledger = |who: &PrivateKeySigner| LedgerManager::new(d.ledger, connect(who));
     let mut rows: Vec<(&str, u64)> = Vec::new();
@@ -149,15 +128,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         &sealtune_protocol::eip712::domain(chain_id, d.serving),
         &message,
     )?;
-    let input = FineTuningServing::VerifierInput {
-        id: input.id,
-        encryptedSecret: input.encryptedSecret,
-        modelRootHash: input.modelRootHash,
-        nonce: input.nonce,
-        signature: input.signature,
-        taskFee: input.taskFee,
-        user: input.user,
-    };
+    let input = sealtune_e2e::contracts::binding_input(input);
     let tx = serving(&provider)
         .settleFees(input)
         .into_transaction_request()

@@ -1,14 +1,31 @@
 //! LedgerManager rules of PROTOCOL.md §1, one test per rule, against a real anvil.
 
-mod common;
-
 use alloy::primitives::{Address, U256};
-use common::*;
 use sealtune_contracts::{DeployConfig, FINE_TUNING_SERVICE_NAME};
+use sealtune_e2e::contracts::*;
+use sealtune_e2e::trials::{self, Isolation};
+use sealtune_e2e::{ether, send};
 
-#[tokio::test]
-async fn ledger_requires_minimum_3_ether() {
-    let env = Env::new().await;
+/// One anvil with the contracts for the whole binary; each case starts from the freshly deployed state.
+fn main() -> std::process::ExitCode {
+    trials::run(
+        Env::new(),
+        sealtune_e2e::cases![
+            ledger_requires_minimum_3_ether,
+            transfer_fund_creates_then_tops_up_sub_account,
+            retrieve_fund_takes_two_calls_a_lock_time_apart,
+            retrieve_fund_at_most_20_providers,
+            spend_fund_only_by_registered_service,
+            fine_tuning_registered_under_official_name,
+            register_service_is_owner_only_and_unique,
+            refund_leaves_zero_or_minimum_and_zero_deletes_sub_accounts,
+            deploy_hands_ownership_to_configured_owner,
+        ],
+        Isolation::Snapshot(|env| &env.anvil),
+    )
+}
+
+async fn ledger_requires_minimum_3_ether(env: &Env) {
     let l = env.ledger(&env.user);
     assert_revert(
         send!(l.addLedger(String::new()).value(ether(2))),
@@ -35,9 +52,7 @@ async fn ledger_requires_minimum_3_ether() {
     assert_eq!(ledger.availableBalance, ether(5));
 }
 
-#[tokio::test]
-async fn transfer_fund_creates_then_tops_up_sub_account() {
-    let env = Env::new().await;
+async fn transfer_fund_creates_then_tops_up_sub_account(env: &Env) {
     env.register_provider().await;
     let (u, p) = (env.user.address(), env.provider.address());
     let l = env.ledger(&env.user);
@@ -72,9 +87,7 @@ async fn transfer_fund_creates_then_tops_up_sub_account() {
     assert_eq!(ledger.totalBalance, ether(10));
 }
 
-#[tokio::test]
-async fn retrieve_fund_takes_two_calls_a_lock_time_apart() {
-    let env = Env::new().await;
+async fn retrieve_fund_takes_two_calls_a_lock_time_apart(env: &Env) {
     env.register_provider().await;
     env.fund(&env.user, 10, 4).await;
     let (u, p) = (env.user.address(), env.provider.address());
@@ -100,9 +113,7 @@ async fn retrieve_fund_takes_two_calls_a_lock_time_apart() {
     );
 }
 
-#[tokio::test]
-async fn retrieve_fund_at_most_20_providers() {
-    let env = Env::new().await;
+async fn retrieve_fund_at_most_20_providers(env: &Env) {
     let l = env.ledger(&env.user);
     send!(l.addLedger(String::new()).value(ether(3))).unwrap();
     let many = vec![Address::repeat_byte(1); 21];
@@ -113,9 +124,7 @@ async fn retrieve_fund_at_most_20_providers() {
     send!(l.retrieveFund(vec![Address::repeat_byte(1); 20], SERVICE.into())).unwrap();
 }
 
-#[tokio::test]
-async fn spend_fund_only_by_registered_service() {
-    let env = Env::new().await;
+async fn spend_fund_only_by_registered_service(env: &Env) {
     let l = env.ledger(&env.user);
     send!(l.addLedger(String::new()).value(ether(3))).unwrap();
     assert_revert(
@@ -124,9 +133,7 @@ async fn spend_fund_only_by_registered_service() {
     );
 }
 
-#[tokio::test]
-async fn fine_tuning_registered_under_official_name() {
-    let env = Env::new().await;
+async fn fine_tuning_registered_under_official_name(env: &Env) {
     let l = env.ledger(&env.user);
     let info = l
         .getServiceInfo(env.deployment.serving)
@@ -174,9 +181,7 @@ async fn fine_tuning_registered_under_official_name() {
     );
 }
 
-#[tokio::test]
-async fn register_service_is_owner_only_and_unique() {
-    let env = Env::new().await;
+async fn register_service_is_owner_only_and_unique(env: &Env) {
     let serving = env.deployment.serving;
     assert_revert(
         send!(env.ledger(&env.user).registerService(
@@ -211,9 +216,7 @@ async fn register_service_is_owner_only_and_unique() {
     );
 }
 
-#[tokio::test]
-async fn refund_leaves_zero_or_minimum_and_zero_deletes_sub_accounts() {
-    let env = Env::new().await;
+async fn refund_leaves_zero_or_minimum_and_zero_deletes_sub_accounts(env: &Env) {
     env.register_provider().await;
     env.fund(&env.user, 5, 1).await;
     let (u, p) = (env.user.address(), env.provider.address());
@@ -248,13 +251,15 @@ async fn refund_leaves_zero_or_minimum_and_zero_deletes_sub_accounts() {
     );
 }
 
-#[tokio::test]
-async fn deploy_hands_ownership_to_configured_owner() {
+async fn deploy_hands_ownership_to_configured_owner(env: &Env) {
     let owner = Address::repeat_byte(0x77);
-    let env = Env::with_config(DeployConfig {
-        owner: Some(owner),
-        ..DeployConfig::default()
-    })
+    let env = Env::on(
+        env.anvil.clone(),
+        DeployConfig {
+            owner: Some(owner),
+            ..DeployConfig::default()
+        },
+    )
     .await;
     assert_eq!(env.serving(&env.user).owner().call().await.unwrap(), owner);
     assert_eq!(env.ledger(&env.user).owner().call().await.unwrap(), owner);

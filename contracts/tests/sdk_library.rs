@@ -1,12 +1,10 @@
 //! The official 0G SDK's library API, under node, against sealtune's contracts on anvil: create a
 //! ledger, deposit, transfer to a provider, read the ledger, the account and the service list. Every
 //! value the SDK reads must equal what the alloy bindings read.
-mod common;
-
-use std::process::Command;
 
 use alloy::primitives::U256;
-use common::*;
+use sealtune_e2e::contracts::Env;
+use sealtune_e2e::{ether, repo_root};
 use serde_json::Value;
 
 #[tokio::test]
@@ -14,10 +12,8 @@ async fn official_sdk_funds_and_reads_like_the_bindings() {
     let env = Env::new().await;
     env.register_provider().await;
     let key = format!("0x{}", alloy::hex::encode(env.user.credential().to_bytes()));
-    let out = Command::new("node")
-        .arg(repo_root().join("contracts/tests/js/sdk_ledger.cjs"))
-        .env("NODE_PATH", repo_root().join("node_modules"))
-        .env("RPC", env.anvil.endpoint())
+    let out = sealtune_e2e::node(repo_root().join("contracts/tests/js/sdk_ledger.cjs"))
+        .env("RPC", env.rpc())
         .env("KEY", key)
         .env("LEDGER", env.deployment.ledger.to_string())
         .env("SERVING", env.deployment.serving.to_string())

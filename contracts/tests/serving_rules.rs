@@ -1,17 +1,59 @@
 //! FineTuningServing rules of PROTOCOL.md §1, one test per rule, against a real anvil.
 
-mod common;
-
 use alloy::primitives::{Address, Bytes, U256};
 use alloy::providers::Provider;
 use alloy::sol_types::SolStruct;
-use common::*;
+use sealtune_contracts::DeployConfig;
 use sealtune_contracts::bindings::FineTuningServing::VerifierInput;
 use sealtune_contracts::bindings::{VerifierMessage, verifier_domain};
+use sealtune_e2e::contracts::*;
+use sealtune_e2e::trials::{self, Isolation};
+use sealtune_e2e::{ether, send};
 
-#[tokio::test]
-async fn first_registration_requires_min_stake() {
-    let env = Env::new().await;
+/// One anvil with the contracts for the whole binary; each case starts from the freshly deployed state.
+fn main() -> std::process::ExitCode {
+    trials::run(
+        Env::new(),
+        sealtune_e2e::cases![
+            first_registration_requires_min_stake,
+            service_update_rejects_stake,
+            remove_service_returns_stake,
+            signer_change_clears_owner_acknowledgement,
+            only_owner_acknowledges_or_revokes_tee_signer,
+            funding_acknowledges_tee_signer,
+            revoke_acknowledgement_only_at_zero_balance,
+            account_functions_only_by_ledger,
+            direct_deposits_are_rejected,
+            at_most_five_active_refunds,
+            refund_matures_after_lock_time,
+            update_lock_time_applies_to_pending_refunds,
+            lock_time_and_penalty_are_bounded,
+            initialize_only_once,
+            deliverable_id_must_be_1_to_256_bytes,
+            add_deliverable_requires_previous_acknowledged,
+            abandon_rejects_settled_deliverable,
+            deliverable_ring_holds_20_and_evicts_only_settled,
+            settle_charges_full_fee_when_acknowledged,
+            settle_charges_penalty_when_unacknowledged,
+            settle_requires_secret_iff_acknowledged,
+            settle_rejects_reused_nonce,
+            settle_rejects_settled_deliverable,
+            settle_rejects_wrong_tee_signature,
+            settle_rejects_each_tampered_signed_field_and_a_foreign_domain,
+            settle_rejects_root_hash_mismatch,
+            settle_requires_owner_acknowledged_signer,
+            settle_requires_user_acknowledged_signer,
+            settle_rejects_insufficient_balance,
+            settle_cancels_pending_refunds_when_needed,
+            contract_digest_matches_rust_eip712,
+            paging_views_limit_50,
+            contract_digest_matches_protocol_eip712,
+        ],
+        Isolation::Snapshot(|env| &env.anvil),
+    )
+}
+
+async fn first_registration_requires_min_stake(env: &Env) {
     let serving = env.serving(&env.provider);
     let msg = assert_revert(
         register(&serving, env.tee.address(), ether(99)).await,
@@ -31,9 +73,7 @@ async fn first_registration_requires_min_stake() {
     assert!(!s.teeSignerAcknowledged);
 }
 
-#[tokio::test]
-async fn service_update_rejects_stake() {
-    let env = Env::new().await;
+async fn service_update_rejects_stake(env: &Env) {
     let serving = env.serving(&env.provider);
     register(&serving, env.tee.address(), ether(100))
         .await
@@ -47,9 +87,7 @@ async fn service_update_rejects_stake() {
         .unwrap();
 }
 
-#[tokio::test]
-async fn remove_service_returns_stake() {
-    let env = Env::new().await;
+async fn remove_service_returns_stake(env: &Env) {
     let serving = env.serving(&env.provider);
     register(&serving, env.tee.address(), ether(100))
         .await
@@ -66,9 +104,7 @@ async fn remove_service_returns_stake() {
     assert!(serving.getAllServices().call().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn signer_change_clears_owner_acknowledgement() {
-    let env = Env::new().await;
+async fn signer_change_clears_owner_acknowledgement(env: &Env) {
     env.register_provider().await;
     let serving = env.serving(&env.provider);
     assert!(
@@ -102,9 +138,7 @@ async fn signer_change_clears_owner_acknowledgement() {
     assert!(!s.teeSignerAcknowledged);
 }
 
-#[tokio::test]
-async fn only_owner_acknowledges_or_revokes_tee_signer() {
-    let env = Env::new().await;
+async fn only_owner_acknowledges_or_revokes_tee_signer(env: &Env) {
     register(&env.serving(&env.provider), env.tee.address(), ether(100))
         .await
         .unwrap();
@@ -129,9 +163,7 @@ async fn only_owner_acknowledges_or_revokes_tee_signer() {
     );
 }
 
-#[tokio::test]
-async fn funding_acknowledges_tee_signer() {
-    let env = Env::new().await;
+async fn funding_acknowledges_tee_signer(env: &Env) {
     env.register_provider().await;
     env.fund(&env.user, 5, 2).await;
     let acc = env
@@ -144,9 +176,8 @@ async fn funding_acknowledges_tee_signer() {
     assert_eq!(acc.balance, ether(2));
 }
 
-#[tokio::test]
-async fn revoke_acknowledgement_only_at_zero_balance() {
-    let d = DirectEnv::new().await;
+async fn revoke_acknowledgement_only_at_zero_balance(env: &Env) {
+    let d = DirectEnv::new(env).await;
     let (user, p) = (d.env.user.address(), d.env.provider.address());
     send!(
         d.as_(&d.ledger)
@@ -175,9 +206,7 @@ async fn revoke_acknowledgement_only_at_zero_balance() {
     send!(d.as_(&d.env.user).acknowledgeTEESigner(p, true)).unwrap();
 }
 
-#[tokio::test]
-async fn account_functions_only_by_ledger() {
-    let env = Env::new().await;
+async fn account_functions_only_by_ledger(env: &Env) {
     let s = env.serving(&env.user);
     let (u, p) = (env.user.address(), env.provider.address());
     assert_revert(
@@ -190,9 +219,7 @@ async fn account_functions_only_by_ledger() {
     assert_revert(send!(s.deleteAccount(u, p)), "CallerNotLedger");
 }
 
-#[tokio::test]
-async fn direct_deposits_are_rejected() {
-    let env = Env::new().await;
+async fn direct_deposits_are_rejected(env: &Env) {
     let client = env.client(&env.user);
     for to in [env.deployment.serving, env.deployment.ledger] {
         let tx = alloy::rpc::types::TransactionRequest::default()
@@ -207,9 +234,8 @@ async fn direct_deposits_are_rejected() {
     }
 }
 
-#[tokio::test]
-async fn at_most_five_active_refunds() {
-    let d = DirectEnv::new().await;
+async fn at_most_five_active_refunds(env: &Env) {
+    let d = DirectEnv::new(env).await;
     let (user, p) = (d.env.user.address(), d.env.provider.address());
     let ledger = d.as_(&d.ledger);
     send!(ledger.addAccount(user, p, String::new()).value(ether(1))).unwrap();
@@ -224,9 +250,8 @@ async fn at_most_five_active_refunds() {
     assert_eq!(acc.pendingRefund, ether(5));
 }
 
-#[tokio::test]
-async fn refund_matures_after_lock_time() {
-    let d = DirectEnv::new().await;
+async fn refund_matures_after_lock_time(env: &Env) {
+    let d = DirectEnv::new(env).await;
     let (user, p) = (d.env.user.address(), d.env.provider.address());
     let ledger = d.as_(&d.ledger);
     send!(ledger.addAccount(user, p, String::new()).value(ether(2))).unwrap();
@@ -241,9 +266,8 @@ async fn refund_matures_after_lock_time() {
     assert_eq!(ripe.pendingRefund, U256::ZERO);
 }
 
-#[tokio::test]
-async fn update_lock_time_applies_to_pending_refunds() {
-    let d = DirectEnv::new().await;
+async fn update_lock_time_applies_to_pending_refunds(env: &Env) {
+    let d = DirectEnv::new(env).await;
     let (user, p) = (d.env.user.address(), d.env.provider.address());
     let ledger = d.as_(&d.ledger);
     send!(ledger.addAccount(user, p, String::new()).value(ether(2))).unwrap();
@@ -271,9 +295,7 @@ async fn update_lock_time_applies_to_pending_refunds() {
     );
 }
 
-#[tokio::test]
-async fn lock_time_and_penalty_are_bounded() {
-    let env = Env::new().await;
+async fn lock_time_and_penalty_are_bounded(env: &Env) {
     let s = env.serving(&env.owner);
     assert_revert(
         send!(s.updateLockTime(U256::from(3599u64))),
@@ -299,9 +321,7 @@ async fn lock_time_and_penalty_are_bounded() {
     );
 }
 
-#[tokio::test]
-async fn initialize_only_once() {
-    let env = Env::new().await;
+async fn initialize_only_once(env: &Env) {
     let s = env.serving(&env.owner);
     assert!(s.initialized().call().await.unwrap());
     assert_eq!(s.lockTime().call().await.unwrap(), U256::from(86_400u64));
@@ -324,9 +344,7 @@ async fn initialize_only_once() {
     );
 }
 
-#[tokio::test]
-async fn deliverable_id_must_be_1_to_256_bytes() {
-    let env = Env::new().await;
+async fn deliverable_id_must_be_1_to_256_bytes(env: &Env) {
     env.register_provider().await;
     env.fund(&env.user, 5, 2).await;
     let u = env.user.address();
@@ -341,9 +359,7 @@ async fn deliverable_id_must_be_1_to_256_bytes() {
     env.add_deliverable(u, &"x".repeat(256)).await.unwrap();
 }
 
-#[tokio::test]
-async fn add_deliverable_requires_previous_acknowledged() {
-    let env = Env::new().await;
+async fn add_deliverable_requires_previous_acknowledged(env: &Env) {
     env.register_provider().await;
     env.fund(&env.user, 5, 2).await;
     let (u, p) = (env.user.address(), env.provider.address());
@@ -379,9 +395,7 @@ async fn add_deliverable_requires_previous_acknowledged() {
     assert!(d.settled && !d.acknowledged);
 }
 
-#[tokio::test]
-async fn abandon_rejects_settled_deliverable() {
-    let env = Env::new().await;
+async fn abandon_rejects_settled_deliverable(env: &Env) {
     env.register_provider().await;
     env.fund(&env.user, 5, 2).await;
     let u = env.user.address();
@@ -407,9 +421,7 @@ async fn abandon_rejects_settled_deliverable() {
     );
 }
 
-#[tokio::test]
-async fn deliverable_ring_holds_20_and_evicts_only_settled() {
-    let env = Env::new().await;
+async fn deliverable_ring_holds_20_and_evicts_only_settled(env: &Env) {
     env.register_provider().await;
     env.fund(&env.user, 5, 2).await;
     let (u, p) = (env.user.address(), env.provider.address());
@@ -456,8 +468,9 @@ async fn deliverable_ring_holds_20_and_evicts_only_settled() {
 }
 
 /// A funded, acknowledged account with deliverable "task" ready to settle.
-async fn ready(acknowledge: bool) -> Env {
-    let env = Env::new().await;
+/// (Fresh contracts on the shared chain, so a case may hold two of them.)
+async fn ready(shared: &Env, acknowledge: bool) -> Env {
+    let env = Env::on(shared.anvil.clone(), DeployConfig::default()).await;
     env.register_provider().await;
     env.fund(&env.user, 10, 5).await;
     env.add_deliverable(env.user.address(), "task")
@@ -473,9 +486,8 @@ async fn ready(acknowledge: bool) -> Env {
     env
 }
 
-#[tokio::test]
-async fn settle_charges_full_fee_when_acknowledged() {
-    let env = ready(true).await;
+async fn settle_charges_full_fee_when_acknowledged(env: &Env) {
+    let env = ready(env, true).await;
     let (u, p) = (env.user.address(), env.provider.address());
     let before = env.balance(p).await;
     let secret = [9u8; 129];
@@ -499,9 +511,8 @@ async fn settle_charges_full_fee_when_acknowledged() {
     assert_eq!(ledger.availableBalance, ether(5));
 }
 
-#[tokio::test]
-async fn settle_charges_penalty_when_unacknowledged() {
-    let env = ready(false).await;
+async fn settle_charges_penalty_when_unacknowledged(env: &Env) {
+    let env = ready(env, false).await;
     let (u, p) = (env.user.address(), env.provider.address());
     env.settle(env.input(&env.tee, "task", &[], 1, ether(2), u))
         .await
@@ -523,16 +534,15 @@ async fn settle_charges_penalty_when_unacknowledged() {
     assert!(d.settled && d.encryptedSecret.is_empty());
 }
 
-#[tokio::test]
-async fn settle_requires_secret_iff_acknowledged() {
-    let env = ready(true).await;
+async fn settle_requires_secret_iff_acknowledged(shared: &Env) {
+    let env = ready(shared, true).await;
     let u = env.user.address();
     assert_revert(
         env.settle(env.input(&env.tee, "task", &[], 1, ether(1), u))
             .await,
         "SecretShouldNotBeEmpty",
     );
-    let env = ready(false).await;
+    let env = ready(shared, false).await;
     let u = env.user.address();
     assert_revert(
         env.settle(env.input(&env.tee, "task", &[1], 1, ether(1), u))
@@ -541,9 +551,7 @@ async fn settle_requires_secret_iff_acknowledged() {
     );
 }
 
-#[tokio::test]
-async fn settle_rejects_reused_nonce() {
-    let env = Env::new().await;
+async fn settle_rejects_reused_nonce(env: &Env) {
     env.register_provider().await;
     env.fund(&env.user, 10, 5).await;
     let (u, p) = (env.user.address(), env.provider.address());
@@ -567,9 +575,8 @@ async fn settle_rejects_reused_nonce() {
         .unwrap();
 }
 
-#[tokio::test]
-async fn settle_rejects_settled_deliverable() {
-    let env = ready(true).await;
+async fn settle_rejects_settled_deliverable(env: &Env) {
+    let env = ready(env, true).await;
     let u = env.user.address();
     env.settle(env.input(&env.tee, "task", &[1], 1, ether(1), u))
         .await
@@ -586,9 +593,8 @@ async fn settle_rejects_settled_deliverable() {
     );
 }
 
-#[tokio::test]
-async fn settle_rejects_wrong_tee_signature() {
-    let env = ready(true).await;
+async fn settle_rejects_wrong_tee_signature(env: &Env) {
+    let env = ready(env, true).await;
     let u = env.user.address();
     let impostor = alloy::signers::local::PrivateKeySigner::random();
     let msg = assert_revert(
@@ -616,9 +622,8 @@ async fn settle_rejects_wrong_tee_signature() {
     assert_revert(env.settle(input).await, "InvalidVerifierInput");
 }
 
-#[tokio::test]
-async fn settle_rejects_each_tampered_signed_field_and_a_foreign_domain() {
-    let env = ready(true).await;
+async fn settle_rejects_each_tampered_signed_field_and_a_foreign_domain(env: &Env) {
+    let env = ready(env, true).await;
     let u = env.user.address();
     // user2 also has an account and a deliverable "task2", so a tampered user or id still finds one.
     env.fund(&env.user2, 10, 5).await;
@@ -710,9 +715,8 @@ async fn settle_rejects_each_tampered_signed_field_and_a_foreign_domain() {
     env.settle(good()).await.unwrap();
 }
 
-#[tokio::test]
-async fn settle_rejects_root_hash_mismatch() {
-    let env = ready(true).await;
+async fn settle_rejects_root_hash_mismatch(env: &Env) {
+    let env = ready(env, true).await;
     let u = env.user.address();
     let input = sign_input(
         &env.tee,
@@ -729,9 +733,8 @@ async fn settle_rejects_root_hash_mismatch() {
     assert!(msg.contains("root hash"), "{msg}");
 }
 
-#[tokio::test]
-async fn settle_requires_owner_acknowledged_signer() {
-    let env = ready(true).await;
+async fn settle_requires_owner_acknowledged_signer(env: &Env) {
+    let env = ready(env, true).await;
     send!(
         env.serving(&env.owner)
             .revokeTEESignerAcknowledgement(env.provider.address())
@@ -745,9 +748,8 @@ async fn settle_requires_owner_acknowledged_signer() {
     assert!(msg.contains("owner"), "{msg}");
 }
 
-#[tokio::test]
-async fn settle_requires_user_acknowledged_signer() {
-    let d = DirectEnv::new().await;
+async fn settle_requires_user_acknowledged_signer(env: &Env) {
+    let d = DirectEnv::new(env).await;
     let (u, p) = (d.env.user.address(), d.env.provider.address());
     send!(d.as_(&d.ledger).addAccount(u, p, String::new())).unwrap();
     send!(d.as_(&d.env.user).acknowledgeTEESigner(p, false)).unwrap();
@@ -774,9 +776,8 @@ async fn settle_requires_user_acknowledged_signer() {
     assert!(msg.contains("user has not acknowledged"), "{msg}");
 }
 
-#[tokio::test]
-async fn settle_rejects_insufficient_balance() {
-    let env = ready(true).await;
+async fn settle_rejects_insufficient_balance(env: &Env) {
+    let env = ready(env, true).await;
     let msg = assert_revert(
         env.settle(env.input(&env.tee, "task", &[1], 1, ether(6), env.user.address()))
             .await,
@@ -785,9 +786,8 @@ async fn settle_rejects_insufficient_balance() {
     assert!(msg.contains("insufficient balance"), "{msg}");
 }
 
-#[tokio::test]
-async fn settle_cancels_pending_refunds_when_needed() {
-    let env = ready(true).await;
+async fn settle_cancels_pending_refunds_when_needed(env: &Env) {
+    let env = ready(env, true).await;
     let (u, p) = (env.user.address(), env.provider.address());
     send!(env.ledger(&env.user).retrieveFund(vec![p], SERVICE.into())).unwrap();
     let s = env.serving(&env.user);
@@ -800,9 +800,7 @@ async fn settle_cancels_pending_refunds_when_needed() {
     assert_eq!(acc.pendingRefund, ether(3));
 }
 
-#[tokio::test]
-async fn contract_digest_matches_rust_eip712() {
-    let env = Env::new().await;
+async fn contract_digest_matches_rust_eip712(env: &Env) {
     let input = env.input(
         &env.tee,
         "0b1c0d38-7a6e-4f3b-9d55-5d1f2c8e9a10",
@@ -831,9 +829,7 @@ async fn contract_digest_matches_rust_eip712() {
     );
 }
 
-#[tokio::test]
-async fn paging_views_limit_50() {
-    let env = Env::new().await;
+async fn paging_views_limit_50(env: &Env) {
     env.register_provider().await;
     env.fund(&env.user, 5, 1).await;
     env.fund(&env.user2, 5, 1).await;
@@ -873,10 +869,8 @@ async fn paging_views_limit_50() {
     assert_eq!(batch[1].user, Address::ZERO);
 }
 
-#[tokio::test]
-async fn contract_digest_matches_protocol_eip712() {
+async fn contract_digest_matches_protocol_eip712(env: &Env) {
     use sealtune_protocol::eip712;
-    let env = Env::new().await;
     let input = env.input(
         &env.tee,
         "0b1c0d38-7a6e-4f3b-9d55-5d1f2c8e9a10",

@@ -5,7 +5,6 @@
 //! These need node and the pinned packages in `<repo>/node_modules`; they fail (never skip) when missing.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use k256::SecretKey;
 use k256::ecdsa::SigningKey;
@@ -15,16 +14,9 @@ use sealtune_protocol::deliverable::{self, DeliverableKey, SealOptions, ZipCompr
 use sealtune_protocol::ecies;
 use sealtune_protocol::sig::address_of;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 /// Run a script of `protocol/tests/js` under node with the repository's `node_modules`.
 fn node(script: &str, args: &[&str]) -> std::process::Output {
-    let modules = repo_root().join("node_modules");
+    let modules = sealtune_e2e::node_modules();
     assert!(
         modules.join("@0gfoundation/0g-compute-ts-sdk").is_dir()
             && modules.join("eciesjs").is_dir(),
@@ -34,10 +26,8 @@ fn node(script: &str, args: &[&str]) -> std::process::Output {
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/js")
         .join(script);
-    Command::new("node")
-        .arg(script)
+    sealtune_e2e::node(script)
         .args(args)
-        .env("NODE_PATH", &modules)
         .output()
         .unwrap_or_else(|e| panic!("cannot run node ({e}): install it with scripts/setup"))
 }

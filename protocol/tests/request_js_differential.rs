@@ -6,8 +6,7 @@
 //! Needs node and the pinned npm packages (`scripts/setup` installs both); it fails, never skips,
 //! when they are missing.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use rand_core::{OsRng, RngCore};
 
@@ -15,13 +14,8 @@ use rand_core::{OsRng, RngCore};
 #[allow(dead_code)]
 mod vectors;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn run_js(seed: &str, cases: usize) -> String {
-    let root = repo_root();
-    let node_modules = root.join("node_modules");
+    let node_modules = sealtune_e2e::node_modules();
     for package in ["ethers", "@0gfoundation/0g-compute-ts-sdk"] {
         assert!(
             node_modules.join(package).join("package.json").is_file(),
@@ -30,11 +24,9 @@ fn run_js(seed: &str, cases: usize) -> String {
         );
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js/request_sign.cjs");
-    let out = Command::new("node")
-        .arg(&script)
+    let out = sealtune_e2e::node(&script)
         .arg(seed)
         .arg(cases.to_string())
-        .env("NODE_PATH", &node_modules)
         .output()
         .unwrap_or_else(|e| panic!("cannot run node ({e}): install it with scripts/setup"));
     assert!(

@@ -4,7 +4,7 @@
 //! Needs `node` and the SDK in `<repo>/node_modules` (installed by `scripts/setup`); without them
 //! this test fails (it never skips).
 
-use std::{path::PathBuf, process::Command};
+use std::path::PathBuf;
 
 use base64::Engine as _;
 use sealtune_protocol::{
@@ -37,17 +37,10 @@ struct JsProof {
     path: Vec<bool>,
 }
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("protocol/ has a parent")
-        .to_path_buf()
-}
-
 /// Runs the SDK on `files`; panics with a setup hint when node or the SDK is missing.
 fn sdk_describe(files: &[PathBuf]) -> Vec<JsFile> {
-    let root = repo_root();
-    let node_modules = root.join("node_modules");
+    let root = sealtune_e2e::repo_root();
+    let node_modules = sealtune_e2e::node_modules();
     let sdk = node_modules.join("@0gfoundation/0g-ts-sdk/package.json");
     assert!(
         sdk.is_file(),
@@ -55,10 +48,8 @@ fn sdk_describe(files: &[PathBuf]) -> Vec<JsFile> {
         sdk.display()
     );
     let script = root.join("protocol/tests/js/storage_root.cjs");
-    let output = Command::new("node")
-        .arg(&script)
+    let output = sealtune_e2e::node(&script)
         .args(files)
-        .env("NODE_PATH", &node_modules)
         .output()
         .unwrap_or_else(|e| panic!("cannot run `node` ({e}): install it with scripts/setup"));
     assert!(

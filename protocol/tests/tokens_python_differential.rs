@@ -15,25 +15,7 @@ use serde_json::{Value, json};
 const SMOLLM2: &str = "HuggingFaceTB/SmolLM2-135M-Instruct";
 const MINILM: &str = "sentence-transformers/all-MiniLM-L6-v2";
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn hf_cache() -> PathBuf {
-    std::env::var_os("HF_HUB_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".sealtune/hf"))
-}
-
-fn python() -> PathBuf {
-    let python = repo_root().join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup to install the project venv",
-        python.display()
-    );
-    python
-}
+use sealtune_e2e::{hf_cache, repo_root, venv_python as python};
 
 /// The snapshot directory of `repo_id` in the HF cache that holds a `tokenizer.json`.
 fn model_dir(repo_id: &str) -> PathBuf {

@@ -1,21 +1,30 @@
 //! Smoke tests of the chain tooling the set-up installs: anvil and solc (solc-js from npm).
 
-use sealtune_e2e::{Anvil, node_tool, run_ok};
+use sealtune_e2e::{Anvil, DEV_KEYS, node_tool, run_ok, signer};
 use std::process::Command;
 
 fn json_rpc(endpoint: &str, method: &'static str) -> serde_json::Value {
-    use alloy::providers::{Provider, ProviderBuilder};
+    use alloy::providers::Provider;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let provider = ProviderBuilder::new().connect_http(endpoint.parse().unwrap());
-        provider
+        sealtune_e2e::chain::reader(endpoint)
             .raw_request::<(), serde_json::Value>(method.into(), ())
             .await
             .unwrap()
     })
+}
+
+#[test]
+fn dev_keys_are_the_accounts_anvil_funds() {
+    let anvil = Anvil::dev();
+    let accounts = json_rpc(&anvil.endpoint, "eth_accounts");
+    let expected: Vec<String> = (0..DEV_KEYS.len())
+        .map(|i| format!("{:#x}", signer(i).address()))
+        .collect();
+    assert_eq!(accounts, serde_json::json!(expected));
 }
 
 #[test]

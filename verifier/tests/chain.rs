@@ -4,199 +4,82 @@
 //! deliverable's tag signature and root hash match what the chain holds.
 mod common;
 
-use alloy::node_bindings::{Anvil, AnvilInstance};
 use alloy::primitives::{Address, B256, Bytes, U256};
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
-use alloy::signers::local::PrivateKeySigner;
 use clap::Parser;
 use common::*;
-use sealtune_contracts::bindings::FineTuningServing::{self, Quota};
-use sealtune_contracts::bindings::LedgerManager;
-use sealtune_contracts::{DeployConfig, Deployment, deploy};
+use sealtune_e2e::contracts::{Env, Service, register_service};
+use sealtune_e2e::trials::{self, Isolation};
+use sealtune_e2e::{ether, send};
 use sealtune_protocol::deliverable::{self, SealOptions, TeeSigningKey};
 use sealtune_protocol::eip712::{self, VerifierMessage};
 use sealtune_protocol::sig::address_of;
 use sealtune_verifier::cli::{Cli, run_with};
 
-fn anvil() -> AnvilInstance {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../node_modules/.bin/anvil");
-    assert!(
-        path.exists(),
-        "anvil not found at {}: run scripts/setup (it installs the pinned anvil from npm)",
-        path.display()
-    );
-    Anvil::at(path).try_spawn().expect("anvil starts")
+/// One anvil with the contracts for the whole binary; each case starts from the freshly deployed state.
+fn main() -> std::process::ExitCode {
+    trials::run(
+        Env::new(),
+        sealtune_e2e::cases![
+            settlement_and_deliverable_verify_against_the_chain,
+            settlement_signed_by_another_key_and_a_swapped_deliverable_fail,
+            quote_signer_must_be_the_registered_acknowledged_tee_signer,
+        ],
+        Isolation::Snapshot(|env| &env.anvil),
+    )
 }
 
-fn ether(n: u64) -> U256 {
-    U256::from(n) * U256::from(10u64).pow(U256::from(18))
+/// Register the provider's service with `tee` as its signer (staking only the first time); the owner
+/// acknowledges it if asked.
+async fn register(env: &Env, tee: Address, acknowledge: bool) {
+    let s = env.serving(&env.provider);
+    let registered = s
+        .getService(env.provider.address())
+        .call()
+        .await
+        .map(|x| x.provider == env.provider.address())
+        .unwrap_or(false);
+    let stake = if registered { U256::ZERO } else { ether(100) };
+    let service = Service {
+        models: vec!["SmolLM2-135M-Instruct".into()],
+        ..Service::test(tee)
+    };
+    register_service(&s, &service, stake)
+        .await
+        .expect("register");
+    if acknowledge {
+        env.acknowledge_tee_signer().await;
+    }
 }
 
-struct Env {
-    anvil: AnvilInstance,
-    deployment: Deployment,
-    chain_id: u64,
-    owner: PrivateKeySigner,
-    provider: PrivateKeySigner,
-    user: PrivateKeySigner,
+/// Fund the user's account, add deliverable `id` with `root`, have the user acknowledge it.
+async fn deliver(env: &Env, id: &str, root: &[u8]) {
+    env.fund(&env.user, 10, 5).await;
+    env.add_deliverable_with_root(env.user.address(), id, root)
+        .await
+        .expect("addDeliverable");
+    send!(
+        env.serving(&env.user)
+            .acknowledgeDeliverable(env.provider.address(), id.into())
+    )
+    .expect("acknowledgeDeliverable");
 }
 
-impl Env {
-    async fn new() -> Self {
-        let anvil = anvil();
-        let key = |i: usize| PrivateKeySigner::from(anvil.keys()[i].clone());
-        let owner = key(0);
-        let client = ProviderBuilder::new()
-            .wallet(owner.clone())
-            .connect_http(anvil.endpoint_url());
-        let deployment = deploy(&client, &DeployConfig::default())
-            .await
-            .expect("deploy");
-        Self {
-            chain_id: anvil.chain_id(),
-            deployment,
-            owner,
-            provider: key(1),
-            user: key(2),
-            anvil,
-        }
+fn message(env: &Env, id: &str, root: &[u8]) -> VerifierMessage {
+    VerifierMessage {
+        id: id.into(),
+        encryptedSecret: vec![0x5a; 129].into(),
+        modelRootHash: Bytes::copy_from_slice(root),
+        nonce: U256::from(17_400_000_000_000_040u64),
+        taskFee: ether(1),
+        user: env.user.address(),
     }
+}
 
-    fn client(&self, who: &PrivateKeySigner) -> DynProvider {
-        ProviderBuilder::new()
-            .disable_recommended_fillers()
-            .with_gas_estimation()
-            .with_simple_nonce_management()
-            .fetch_chain_id()
-            .wallet(who.clone())
-            .connect_http(self.anvil.endpoint_url())
-            .erased()
-    }
-
-    fn rpc(&self) -> String {
-        self.anvil.endpoint()
-    }
-
-    async fn send(
-        &self,
-        tx: alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>,
-    ) -> B256 {
-        let r = tx.get_receipt().await.expect("receipt");
-        assert!(r.status(), "transaction reverted");
-        r.transaction_hash
-    }
-
-    /// Register the provider's service with `tee` as its signer; the owner acknowledges it if asked.
-    async fn register(&self, tee: Address, acknowledge: bool) {
-        let s = FineTuningServing::new(self.deployment.serving, self.client(&self.provider));
-        let quota = Quota {
-            cpuCount: U256::from(8u64),
-            nodeMemory: U256::from(32u64),
-            gpuCount: U256::from(1u64),
-            nodeStorage: U256::from(100u64),
-            gpuType: "H100".into(),
-        };
-        let stake = if s
-            .getService(self.provider.address())
-            .call()
-            .await
-            .map(|x| x.provider == self.provider.address())
-            .unwrap_or(false)
-        {
-            U256::ZERO
-        } else {
-            ether(100)
-        };
-        self.send(
-            s.addOrUpdateService(
-                "http://127.0.0.1:3080".into(),
-                quota,
-                U256::from(1_000u64),
-                false,
-                vec!["SmolLM2-135M-Instruct".into()],
-                tee,
-            )
-            .value(stake)
-            .send()
-            .await
-            .expect("register"),
-        )
-        .await;
-        if acknowledge {
-            let o = FineTuningServing::new(self.deployment.serving, self.client(&self.owner));
-            self.send(
-                o.acknowledgeTEESignerByOwner(self.provider.address())
-                    .send()
-                    .await
-                    .expect("ack"),
-            )
-            .await;
-        }
-    }
-
-    /// Fund the user's account, add deliverable `id` with `root`, have the user acknowledge it.
-    async fn deliver(&self, id: &str, root: &[u8]) {
-        let l = LedgerManager::new(self.deployment.ledger, self.client(&self.user));
-        self.send(
-            l.addLedger(String::new())
-                .value(ether(10))
-                .send()
-                .await
-                .expect("addLedger"),
-        )
-        .await;
-        self.send(
-            l.transferFund(self.provider.address(), "fine-tuning-v1.0".into(), ether(5))
-                .send()
-                .await
-                .expect("transferFund"),
-        )
-        .await;
-        let p = FineTuningServing::new(self.deployment.serving, self.client(&self.provider));
-        self.send(
-            p.addDeliverable(self.user.address(), id.into(), Bytes::copy_from_slice(root))
-                .send()
-                .await
-                .expect("addDeliverable"),
-        )
-        .await;
-        let u = FineTuningServing::new(self.deployment.serving, self.client(&self.user));
-        self.send(
-            u.acknowledgeDeliverable(self.provider.address(), id.into())
-                .send()
-                .await
-                .expect("acknowledgeDeliverable"),
-        )
-        .await;
-    }
-
-    fn message(&self, id: &str, root: &[u8]) -> VerifierMessage {
-        VerifierMessage {
-            id: id.into(),
-            encryptedSecret: vec![0x5a; 129].into(),
-            modelRootHash: Bytes::copy_from_slice(root),
-            nonce: U256::from(17_400_000_000_000_040u64),
-            taskFee: ether(1),
-            user: self.user.address(),
-        }
-    }
-
-    async fn settle(&self, tee: &TeeSigningKey, id: &str, root: &[u8]) -> B256 {
-        let domain = eip712::domain(self.chain_id, self.deployment.serving);
-        let input = eip712::sign_verifier_input(tee, &domain, &self.message(id, root)).unwrap();
-        let p = FineTuningServing::new(self.deployment.serving, self.client(&self.provider));
-        let call = FineTuningServing::VerifierInput {
-            id: input.id,
-            encryptedSecret: input.encryptedSecret,
-            modelRootHash: input.modelRootHash,
-            nonce: input.nonce,
-            signature: input.signature,
-            taskFee: input.taskFee,
-            user: input.user,
-        };
-        self.send(p.settleFees(call).send().await.expect("settleFees"))
-            .await
-    }
+/// Settle `id` with the TEE signature of `tee` made by `sealtune_protocol::eip712`.
+async fn settle(env: &Env, tee: &TeeSigningKey, id: &str, root: &[u8]) -> B256 {
+    env.settle_message(tee, &message(env, id, root))
+        .await
+        .expect("settleFees")
 }
 
 fn cli(args: &[&str]) -> (i32, String) {
@@ -228,17 +111,15 @@ fn sealed_deliverable(dir: &std::path::Path, tee: &TeeSigningKey) -> (std::path:
     (path, k)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn settlement_and_deliverable_verify_against_the_chain() {
-    let env = Env::new().await;
+async fn settlement_and_deliverable_verify_against_the_chain(env: &Env) {
     let tee = tee_key();
     let tee_addr = address_of(tee.verifying_key());
-    env.register(tee_addr, true).await;
+    register(env, tee_addr, true).await;
     let dir = tempfile::tempdir().unwrap();
     let (file, root) = sealed_deliverable(dir.path(), &tee);
     let id = "123e4567-e89b-12d3-a456-426614174000";
-    env.deliver(id, root.as_slice()).await;
-    let tx = env.settle(&tee, id, root.as_slice()).await;
+    deliver(env, id, root.as_slice()).await;
+    let tx = settle(env, &tee, id, root.as_slice()).await;
 
     let rpc = env.rpc();
     let serving = env.deployment.serving.to_string();
@@ -316,21 +197,19 @@ async fn settlement_and_deliverable_verify_against_the_chain() {
     assert_eq!(code3, 0, "{out3}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn settlement_signed_by_another_key_and_a_swapped_deliverable_fail() {
-    let env = Env::new().await;
+async fn settlement_signed_by_another_key_and_a_swapped_deliverable_fail(env: &Env) {
     let tee = tee_key();
-    env.register(address_of(tee.verifying_key()), true).await;
+    register(env, address_of(tee.verifying_key()), true).await;
     let dir = tempfile::tempdir().unwrap();
     let (file, root) = sealed_deliverable(dir.path(), &tee);
     let id = "task-1";
-    env.deliver(id, root.as_slice()).await;
+    deliver(env, id, root.as_slice()).await;
 
     // A settlement JSON signed by a key that is not the registered signer.
     let rogue = TeeSigningKey::from_slice(&[0x24; 32]).unwrap();
     let domain = eip712::domain(env.chain_id, env.deployment.serving);
     let input =
-        eip712::sign_verifier_input(&rogue, &domain, &env.message(id, root.as_slice())).unwrap();
+        eip712::sign_verifier_input(&rogue, &domain, &message(env, id, root.as_slice())).unwrap();
     let json = serde_json::json!({
         "id": input.id,
         "encryptedSecret": format!("0x{}", hex::encode(&input.encryptedSecret)),
@@ -453,29 +332,27 @@ async fn quote_cli(env: &Env) -> (i32, String) {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn quote_signer_must_be_the_registered_acknowledged_tee_signer() {
-    let env = Env::new().await;
+async fn quote_signer_must_be_the_registered_acknowledged_tee_signer(env: &Env) {
     let signer = v4_quote_raw_signer();
 
     // Registered but not acknowledged by the owner.
-    env.register(signer, false).await;
-    let (_, out) = quote_cli(&env).await;
+    register(env, signer, false).await;
+    let (_, out) = quote_cli(env).await;
     assert!(out.contains("✓ signer binding"), "{out}");
     assert!(out.contains("ZgRawSigner"), "{out}");
     assert!(out.contains("✗ on-chain signer"), "{out}");
     assert!(out.contains("not acknowledged"), "{out}");
 
     // Acknowledged: the on-chain link holds (the bare quote still lacks its event log).
-    env.register(signer, true).await;
-    let (code, out) = quote_cli(&env).await;
+    register(env, signer, true).await;
+    let (code, out) = quote_cli(env).await;
     assert!(out.contains("✓ on-chain signer"), "{out}");
     assert!(out.contains("acknowledged"), "{out}");
     assert_eq!(code, 1, "bare quote has no event log: {out}");
 
     // Another signer registered: the quote does not bind it.
-    env.register(Address::repeat_byte(0x77), true).await;
-    let (code, out) = quote_cli(&env).await;
+    register(env, Address::repeat_byte(0x77), true).await;
+    let (code, out) = quote_cli(env).await;
     assert!(out.contains("✗ signer binding"), "{out}");
     assert!(out.contains("✗ on-chain signer"), "{out}");
     assert_eq!(code, 1);

@@ -4,39 +4,26 @@
 //!     . scripts/env && cargo bench -p sealtune-worker --bench http_load [-- SECONDS CONNECTIONS]
 //!
 //! Prints requests/s and latency percentiles for several rounds; BENCHMARKS.md quotes the median round.
-#[path = "../tests/common/mod.rs"]
-mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
-use serde_json::Value;
+use sealtune_e2e::chain::*;
+use sealtune_e2e::stack::*;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().filter(|a| !a.starts_with("--")).collect();
     let secs: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
     let conns: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(32);
-    let stack = Stack::start(StackOptions::default()).await;
+    let stack = Stack::start(
+        env!("CARGO_BIN_EXE_sealtune-worker"),
+        StackOptions::default(),
+    )
+    .await;
     stack.fund(2, 10, 5).await;
-    let hash = upload(&stack, 2, dataset_jsonl(4))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["datasetHash"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let id = create(&stack, 2, &task_body(2, &hash, 1, PARAMS))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = submit_with(&stack, 2, 1, dataset_jsonl(4)).await;
     wait_state(&stack, 2, &id, &["Delivered"], Duration::from_secs(60)).await;
     let url = stack.url(&format!("/v1/user/{}/task/{id}", signer(2).address()));
     println!(

@@ -3,7 +3,7 @@
 //! deployment files (the compose hash the verifier computes from `deploy/app-compose.json` is the
 //! one the dev source reports).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use alloy::primitives::Address;
 use base64::Engine as _;
@@ -17,9 +17,7 @@ use sealtune_worker::attest::{
 };
 use sha2::{Digest as _, Sha256};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use sealtune_e2e::repo_root as repo;
 
 fn dev() -> AttestConfig {
     AttestConfig::new(SourceKind::Dev)

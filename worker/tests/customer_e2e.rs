@@ -2,16 +2,15 @@
 //! verify the provider (dev quote, explicitly allowed), upload + create (the client signs), follow the
 //! task, download with the hash and tag-signature checks, acknowledge, wait for the settlement, decrypt
 //! and unzip — and two customers queued behind each other.
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use sealtune_client::attest::VerifyProviderOptions;
 use sealtune_client::chain::{Chain, Contracts};
 use sealtune_client::flow::{Client, CreateTaskRequest, DatasetSource, VerifyMode};
 use sealtune_client::progress::NoProgress;
+use sealtune_e2e::chain::*;
+use sealtune_e2e::stack::*;
 
 fn customer(stack: &Stack, who: usize) -> Client {
     let chain = Chain::connect(
@@ -97,7 +96,11 @@ async fn finish_task(stack: &Stack, who: usize, id: &str, dir: &std::path::Path)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_customers_queued_both_get_their_own_model() {
-    let stack = Stack::start(StackOptions::default()).await;
+    let stack = Stack::start(
+        env!("CARGO_BIN_EXE_sealtune-worker"),
+        StackOptions::default(),
+    )
+    .await;
     stack.fund(2, 10, 5).await;
     stack.fund(3, 10, 5).await;
     let dir = tempfile::tempdir().unwrap();

@@ -16,20 +16,15 @@
 //!   fine-tuning contract (its ledger registry entry answers the lookup);
 //! - `create-task --dataset-path` first runs the bundled `0g-storage-client` against the public 0G
 //!   testnet and falls back to the TEE upload when that fails: the time it costs is measured and printed.
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, U256, address, keccak256};
-use alloy::providers::Provider;
-use alloy::rpc::types::Filter;
-use alloy::sol_types::SolEvent;
 use clap::Parser as _;
-use common::*;
-use sealtune_contracts::bindings::FineTuningServing;
+use sealtune_e2e::chain::*;
 use sealtune_e2e::node_tool;
+use sealtune_e2e::stack::*;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
@@ -56,7 +51,7 @@ impl OfficialCli {
         let home = tempfile::tempdir().unwrap();
         let dir = home.path().join(".0g-compute-cli");
         std::fs::create_dir_all(&dir).unwrap();
-        let config = json!({"privateKey": KEYS[who], "rpcEndpoint": stack.anvil.endpoint, "network": "custom"});
+        let config = json!({"privateKey": DEV_KEYS[who], "rpcEndpoint": stack.anvil.endpoint, "network": "custom"});
         std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
         OfficialCli {
             home,
@@ -139,21 +134,6 @@ fn after(out: &str, marker: &str) -> Option<String> {
         .find_map(|l| l.split_once(marker).map(|(_, rest)| rest.trim().to_owned()))
 }
 
-async fn settlements(stack: &Stack, id: &str) -> Vec<FineTuningServing::FeesSettled> {
-    let p = client(&stack.anvil, &signer(0));
-    let filter = Filter::new()
-        .address(stack.deployment.serving)
-        .event_signature(FineTuningServing::FeesSettled::SIGNATURE_HASH)
-        .from_block(0);
-    p.get_logs(&filter)
-        .await
-        .unwrap()
-        .iter()
-        .filter_map(|l| FineTuningServing::FeesSettled::decode_log_data(l.data()).ok())
-        .filter(|e| e.deliverableId == id)
-        .collect()
-}
-
 /// Every file of a directory, by relative path.
 fn files_under(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
@@ -207,7 +187,7 @@ async fn protocol_decrypt(stack: &Stack, who: usize, id: &str, encrypted: &Path)
         .call()
         .await
         .unwrap();
-    let secret = k256::SecretKey::from_slice(&hex::decode(&KEYS[who][2..]).unwrap()).unwrap();
+    let secret = k256::SecretKey::from_slice(&hex::decode(&DEV_KEYS[who][2..]).unwrap()).unwrap();
     let key = sealtune_protocol::ecies::unwrap_key(&secret, &d.encryptedSecret)
         .expect("the customer unwraps the model key");
     let service = stack
@@ -302,10 +282,13 @@ async fn check_on_chain(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_cli_drives_a_whole_task_and_sealtune_client_matches() {
-    let stack = Stack::start(StackOptions {
-        deployer_nonce: Some(11),
-        ..Default::default()
-    })
+    let stack = Stack::start(
+        env!("CARGO_BIN_EXE_sealtune-worker"),
+        StackOptions {
+            deployer_nonce: Some(11),
+            ..Default::default()
+        },
+    )
     .await;
     assert_eq!(
         stack.deployment.serving, SDK_HARDHAT_FINE_TUNING,
@@ -571,7 +554,7 @@ async fn official_cli_drives_a_whole_task_and_sealtune_client_matches() {
             "--serving",
             &serving,
             "--key",
-            KEYS[SEALTUNE],
+            DEV_KEYS[SEALTUNE],
         ]
         .iter()
         .map(|s| s.to_string())

@@ -482,7 +482,6 @@ alloy::sol! {
     }
 }
 
-const ANVIL_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 const PRICE_PER_SECTOR: u64 = 1_000_000_000;
 
 async fn deploy(
@@ -509,20 +508,13 @@ async fn deploy(
 /// and checks the chain and the node; returns whether the legacy ABI was used, and the submitter
 /// the stand-in recorded.
 async fn upload_through_flow(contract: &str) -> (bool, Address) {
-    use alloy::providers::{Provider as _, ProviderBuilder};
+    use alloy::providers::Provider as _;
     let anvil = sealtune_e2e::Anvil::start(16602);
     let compiled =
         sealtune_e2e::compile_solidity("FlowStandIn.sol", include_str!("solidity/FlowStandIn.sol"));
-    let signer: alloy::signers::local::PrivateKeySigner = ANVIL_KEY.parse().unwrap();
+    let signer = sealtune_e2e::signer(0);
     let me = signer.address();
-    let provider = ProviderBuilder::new()
-        .disable_recommended_fillers()
-        .with_gas_estimation()
-        .with_simple_nonce_management()
-        .fetch_chain_id()
-        .wallet(signer)
-        .connect_http(anvil.endpoint.parse().unwrap())
-        .erased();
+    let provider = anvil.wallet(&signer);
     let market = deploy(
         &provider,
         &compiled["MarketStandIn"].bytecode,
@@ -604,7 +596,7 @@ async fn upload_through_flow(contract: &str) -> (bool, Address) {
 async fn upload_submits_to_flow_with_the_newer_abi_and_sends_every_segment() {
     let (legacy, submitter) = upload_through_flow("FlowWithSubmitterStandIn").await;
     assert!(!legacy, "the newer ABI was used");
-    let me: alloy::signers::local::PrivateKeySigner = ANVIL_KEY.parse().unwrap();
+    let me = sealtune_e2e::signer(0);
     assert_eq!(
         submitter,
         me.address(),
@@ -616,7 +608,7 @@ async fn upload_submits_to_flow_with_the_newer_abi_and_sends_every_segment() {
 async fn upload_falls_back_to_the_legacy_submit_abi_when_flow_has_only_that() {
     let (legacy, submitter) = upload_through_flow("FlowLegacyStandIn").await;
     assert!(legacy, "Auto fell back to the legacy ABI");
-    let me: alloy::signers::local::PrivateKeySigner = ANVIL_KEY.parse().unwrap();
+    let me = sealtune_e2e::signer(0);
     assert_eq!(submitter, me.address());
 }
 
@@ -626,10 +618,7 @@ async fn upload_without_a_flow_contract_is_a_config_error_and_sends_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let s = store_with(dir.path(), zg(vec![url]));
     let stored = s.put_upload(pattern(1000).as_slice(), 4096).await.unwrap();
-    let provider = alloy::providers::Provider::erased(
-        alloy::providers::ProviderBuilder::new()
-            .connect_http("http://127.0.0.1:9".parse().unwrap()),
-    );
+    let provider = sealtune_e2e::chain::reader("http://127.0.0.1:9");
     let err = s
         .upload_to_0g(&stored.keccak, &provider, Address::ZERO)
         .await

@@ -1,18 +1,20 @@
 //! Every route of the provider API and its errors, against a real worker on a real anvil with the
 //! real contracts and SQLite. (Training itself is exercised in worker_flow.rs.)
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use sealtune_e2e::chain::*;
+use sealtune_e2e::stack::*;
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_and_their_errors() {
-    let stack = Stack::start(StackOptions {
-        max_upload_bytes: 64 << 10,
-        ..Default::default()
-    })
+    let stack = Stack::start(
+        env!("CARGO_BIN_EXE_sealtune-worker"),
+        StackOptions {
+            max_upload_bytes: 64 << 10,
+            ..Default::default()
+        },
+    )
     .await;
     let user = signer(2).address().to_checksum(None);
     let other = signer(3).address().to_checksum(None);
@@ -291,10 +293,13 @@ async fn routes_and_their_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_before_training_and_queue_rules() {
-    let mut stack = Stack::start(StackOptions {
-        queue_size: 2,
-        ..Default::default()
-    })
+    let mut stack = Stack::start(
+        env!("CARGO_BIN_EXE_sealtune-worker"),
+        StackOptions {
+            queue_size: 2,
+            ..Default::default()
+        },
+    )
     .await;
     // Slow script so the first task holds the lane.
     stack.env.push(("QUICK_SCRIPT_MODE".into(), "slow".into()));
@@ -303,30 +308,9 @@ async fn cancel_before_training_and_queue_rules() {
     for who in [2, 3] {
         stack.fund(who, 10, 5).await;
     }
-    let h2 = upload(&stack, 2, dataset_jsonl(4))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["datasetHash"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let h3 = upload(&stack, 3, dataset_jsonl(5))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["datasetHash"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let a = create(&stack, 2, &task_body(2, &h2, 1, PARAMS))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let h2 = uploaded(&stack, 2, dataset_jsonl(4)).await;
+    let h3 = uploaded(&stack, 3, dataset_jsonl(5)).await;
+    let a = created(&stack, 2, &task_body(2, &h2, 1, PARAMS)).await;
     // Non-empty queue without wait: refused.
     let mut body = task_body(3, &h3, 1, PARAMS);
     body["wait"] = Value::Bool(false);

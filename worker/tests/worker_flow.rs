@@ -1,33 +1,12 @@
 //! Whole tasks through a real worker: the embedded executor running a real script, sealing,
 //! `addDeliverable`, the customer's acknowledgement, settlement — and the unhappy paths: a crashing
 //! script, no acknowledgement (penalty), and the worker killed at every pipeline stage.
-mod common;
-
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
-use alloy::providers::Provider;
-use alloy::rpc::types::Filter;
-use alloy::sol_types::SolEvent;
-use common::*;
-use sealtune_contracts::bindings::FineTuningServing;
+use sealtune_e2e::chain::*;
+use sealtune_e2e::stack::*;
 use serde_json::Value;
-
-/// Uploads, creates a task, returns (id, dataset hash).
-async fn submit(stack: &Stack, who: usize, nonce: u64) -> String {
-    let r = upload(stack, who, dataset_jsonl(6)).await;
-    assert_eq!(r.status(), 200);
-    let hash = r.json::<Value>().await.unwrap()["datasetHash"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = create(stack, who, &task_body(who, &hash, nonce, PARAMS)).await;
-    assert_eq!(r.status(), 201, "{:?}", r.text().await);
-    r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
 
 /// Downloads, checks the hash against the chain, acknowledges, waits for settlement, decrypts.
 async fn download_ack_decrypt(stack: &Stack, who: usize, id: &str) -> Vec<u8> {
@@ -56,7 +35,7 @@ async fn download_ack_decrypt(stack: &Stack, who: usize, id: &str) -> Vec<u8> {
         .await
         .unwrap();
     assert!(d.settled && d.acknowledged);
-    let secret = k256::SecretKey::from_slice(&hex::decode(&KEYS[who][2..]).unwrap()).unwrap();
+    let secret = k256::SecretKey::from_slice(&hex::decode(&DEV_KEYS[who][2..]).unwrap()).unwrap();
     let key = sealtune_protocol::ecies::unwrap_key(&secret, &d.encryptedSecret)
         .expect("the customer unwraps the model key");
     let dir = tempfile::tempdir().unwrap();
@@ -76,26 +55,13 @@ async fn download_ack_decrypt(stack: &Stack, who: usize, id: &str) -> Vec<u8> {
     std::fs::read(out.join("output_model/adapter_model.safetensors")).unwrap()
 }
 
-async fn settlements(stack: &Stack, id: &str) -> Vec<FineTuningServing::FeesSettled> {
-    let p = client(&stack.anvil, &signer(0));
-    let logs = p
-        .get_logs(
-            &Filter::new()
-                .address(stack.deployment.serving)
-                .event_signature(FineTuningServing::FeesSettled::SIGNATURE_HASH)
-                .from_block(0),
-        )
-        .await
-        .unwrap();
-    logs.iter()
-        .filter_map(|l| FineTuningServing::FeesSettled::decode_log_data(l.data()).ok())
-        .filter(|e| e.deliverableId == id)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn happy_path_then_nonce_reuse_is_refused() {
-    let stack = Stack::start(StackOptions::default()).await;
+    let stack = Stack::start(
+        env!("CARGO_BIN_EXE_sealtune-worker"),
+        StackOptions::default(),
+    )
+    .await;
     stack.fund(2, 10, 5).await;
     let provider_before = stack.balance(stack.provider_address()).await;
     let id = submit(&stack, 2, 7).await;
@@ -153,7 +119,11 @@ async fn happy_path_then_nonce_reuse_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashing_script_fails_the_task_and_charges_nothing() {
-    let mut stack = Stack::start(StackOptions::default()).await;
+    let mut stack = Stack::start(
+        env!("CARGO_BIN_EXE_sealtune-worker"),
+        StackOptions::default(),
+    )
+    .await;
     stack.env.push(("QUICK_SCRIPT_MODE".into(), "crash".into()));
     stack.worker = None;
     stack.start_worker(None).await;
@@ -191,10 +161,13 @@ async fn crashing_script_fails_the_task_and_charges_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledgement_settles_with_the_penalty_and_withholds_the_key() {
-    let stack = Stack::start(StackOptions {
-        ack_timeout: "3s",
-        ..Default::default()
-    })
+    let stack = Stack::start(
+        env!("CARGO_BIN_EXE_sealtune-worker"),
+        StackOptions {
+            ack_timeout: "3s",
+            ..Default::default()
+        },
+    )
     .await;
     stack.fund(2, 10, 5).await;
     let id = submit(&stack, 2, 1).await;
@@ -237,7 +210,11 @@ async fn no_acknowledgement_settles_with_the_penalty_and_withholds_the_key() {
 /// settlement and a deliverable the customer can open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_every_stage_restarts_and_finishes_once() {
-    let mut stack = Stack::start(StackOptions::default()).await;
+    let mut stack = Stack::start(
+        env!("CARGO_BIN_EXE_sealtune-worker"),
+        StackOptions::default(),
+    )
+    .await;
     for (i, point) in [
         "after-setup",
         "during-training",

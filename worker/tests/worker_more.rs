@@ -3,36 +3,15 @@
 //! datasets refused at setup with the record named, request-size and download-rate limits,
 //! retention, `config check`, a TEE signer change across a restart, and the state counters of
 //! `/metrics`.
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::B256;
 use alloy::signers::local::PrivateKeySigner;
-use common::*;
+use sealtune_e2e::chain::*;
+use sealtune_e2e::stack::*;
 use serde_json::Value;
-
-/// Uploads `dataset`, creates a task with `nonce`, returns its id.
-async fn submit_with(stack: &Stack, who: usize, nonce: u64, dataset: Vec<u8>) -> String {
-    let r = upload(stack, who, dataset).await;
-    assert_eq!(r.status(), 200, "upload");
-    let hash = r.json::<Value>().await.unwrap()["datasetHash"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = create(stack, who, &task_body(who, &hash, nonce, PARAMS)).await;
-    assert_eq!(r.status(), 201, "{:?}", r.text().await);
-    r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-async fn submit(stack: &Stack, who: usize, nonce: u64) -> String {
-    submit_with(stack, who, nonce, dataset_jsonl(6)).await
-}
 
 /// The customer's sub-account balance with the provider.
 async fn account_balance(stack: &Stack, who: usize) -> alloy::primitives::U256 {
@@ -82,10 +61,13 @@ async fn metrics(stack: &Stack) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hanging_and_silent_scripts_fail_cleanly_and_the_next_task_runs() {
-    let mut stack = Stack::start(StackOptions {
-        training_timeout: "5s",
-        ..Default::default()
-    })
+    let mut stack = Stack::start(
+        env!("CARGO_BIN_EXE_sealtune-worker"),
+        StackOptions {
+            training_timeout: "5s",
+            ..Default::default()
+        },
+    )
     .await;
     let mode = stack.dir.path().join("script-mode");
     stack
@@ -232,7 +214,11 @@ fn zip_with(name: &str, content: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_datasets_fail_at_setup_naming_the_record() {
-    let stack = Stack::start(StackOptions::default()).await;
+    let stack = Stack::start(
+        env!("CARGO_BIN_EXE_sealtune-worker"),
+        StackOptions::default(),
+    )
+    .await;
     stack.fund(2, 10, 5).await;
     let good = r#"{"instruction":"Say hi.","output":"hi"}"#;
     let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
@@ -302,10 +288,13 @@ async fn away_from_minute_boundary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_body_is_413_and_downloads_are_rate_limited() {
-    let stack = Stack::start(StackOptions {
-        extra_limits: "max_body_bytes = 4096\ndownloads_per_minute = 2",
-        ..Default::default()
-    })
+    let stack = Stack::start(
+        env!("CARGO_BIN_EXE_sealtune-worker"),
+        StackOptions {
+            extra_limits: "max_body_bytes = 4096\ndownloads_per_minute = 2",
+            ..Default::default()
+        },
+    )
     .await;
     stack.fund(2, 10, 5).await;
     let user = signer(2).address().to_checksum(None);
@@ -382,10 +371,13 @@ async fn oversized_body_is_413_and_downloads_are_rate_limited() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_deletes_the_files_of_ended_tasks_and_lora_answers_410() {
-    let stack = Stack::start(StackOptions {
-        extra_limits: "retention = \"1s\"",
-        ..Default::default()
-    })
+    let stack = Stack::start(
+        env!("CARGO_BIN_EXE_sealtune-worker"),
+        StackOptions {
+            extra_limits: "retention = \"1s\"",
+            ..Default::default()
+        },
+    )
     .await;
     stack.fund(2, 10, 5).await;
     let id = submit(&stack, 2, 1).await;
@@ -493,7 +485,7 @@ source = "dev"
 "#
         )
     };
-    let key_line = format!("private_key = \"{}\"", KEYS[1]);
+    let key_line = format!("private_key = \"{}\"", DEV_KEYS[1]);
     let path = dir.path().join("worker.toml");
 
     // Valid: exit 0 (relative paths resolve against the file's directory).
@@ -512,7 +504,7 @@ source = "dev"
         "defaults are shown"
     );
     assert!(
-        !out.contains(&KEYS[1][2..]),
+        !out.contains(&DEV_KEYS[1][2..]),
         "the wallet key is never printed"
     );
 
@@ -543,7 +535,7 @@ source = "dev"
     assert!(problems.iter().any(|p| p.contains("weights directory")));
 
     // The key from the environment fixes the first problem only.
-    let (code, _, err) = config_check(&path, false, &[("SEALTUNE_PRIVATE_KEY", KEYS[1])]);
+    let (code, _, err) = config_check(&path, false, &[("SEALTUNE_PRIVATE_KEY", DEV_KEYS[1])]);
     assert_eq!(code, 1);
     assert!(
         !err.contains("private_key") && err.contains("weights directory"),
@@ -578,7 +570,11 @@ source = "dev"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_tee_signer_is_logged_registered_and_old_deliverables_are_handled() {
-    let mut stack = Stack::start(StackOptions::default()).await;
+    let mut stack = Stack::start(
+        env!("CARGO_BIN_EXE_sealtune-worker"),
+        StackOptions::default(),
+    )
+    .await;
     stack.fund(2, 10, 5).await;
     stack.fund(3, 10, 5).await;
     // Two models sealed under the first signer: A will be acknowledged, B will not.

@@ -1,5 +1,6 @@
 //! Shared helpers: the real fixtures of `tests/fixtures` (through the one harness, `sealtune_e2e`).
-#![allow(dead_code)]
+// Each test binary uses a part of this module (the re-export included).
+#![allow(dead_code, unused_imports)]
 
 #[allow(unused_imports)] // not every test file of the crate uses it
 pub use sealtune_e2e::fixtures_dir;

@@ -1,41 +1,31 @@
-//! A real stack for worker tests: anvil with the contracts deployed, a funded customer, and the
-//! `sealtune-worker` binary serving with the (named, insecure) dev attestation source.
-#![allow(dead_code)]
+//! A real provider stack for end-to-end tests: anvil with the contracts deployed, the `sealtune-worker`
+//! binary serving with the (named, insecure) dev attestation source and a quick training script, and
+//! the customer's HTTP calls against it (upload, create, get, wait, download), signed as anvil's dev
+//! accounts. The provider is dev account 1, the owner 0; tests use 2 and 3 as customers.
+//!
+//! Cargo gives the worker binary's path (`CARGO_BIN_EXE_sealtune-worker`) only to the worker crate's
+//! own tests and benches, so it is a parameter: `Stack::start(env!("CARGO_BIN_EXE_sealtune-worker"), opts)`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, U256};
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
-use alloy::signers::local::PrivateKeySigner;
+use alloy::providers::DynProvider;
 use sealtune_contracts::bindings::FineTuningServing::{self, FineTuningServingInstance};
 use sealtune_contracts::bindings::LedgerManager::{self, LedgerManagerInstance};
 use sealtune_contracts::{Deployment, FINE_TUNING_SERVICE_NAME};
-use sealtune_e2e::{Anvil, ChildGuard, free_port, repo_root};
 
-/// anvil's well-known dev keys (mnemonic "test test … junk").
-pub const KEYS: [&str; 4] = [
-    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
-    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
-    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
-    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
-];
+use crate::chain::{Anvil, DEV_CHAIN_ID, DEV_KEYS, ether, k256_key, signer};
+use crate::process::{ChildGuard, spawn_tied};
+use crate::tools::free_port;
 
+/// The model hash the stack's worker serves (`quick-test-model`).
 pub const MODEL_HASH: &str = "0x2b5b2b5b2b5b2b5b2b5b2b5b2b5b2b5b2b5b2b5b2b5b2b5b2b5b2b5b2b5b2b5b";
+/// The worker's price per token, in wei.
 pub const PRICE: u64 = 1_000_000_000;
-
-pub fn ether(n: u64) -> U256 {
-    U256::from(n) * U256::from(10u64).pow(U256::from(18u64))
-}
-
-pub fn signer(i: usize) -> PrivateKeySigner {
-    KEYS[i].parse().unwrap()
-}
-
-pub fn k256_key(i: usize) -> k256::ecdsa::SigningKey {
-    k256::ecdsa::SigningKey::from_slice(&hex::decode(&KEYS[i][2..]).unwrap()).unwrap()
-}
+/// Training parameters for a two-step run.
+pub const PARAMS: &str = r#"{"neftune_noise_alpha":5,"num_train_epochs":1,"per_device_train_batch_size":2,"learning_rate":0.0002,"max_steps":2}"#;
 
 /// A training script that needs no model: writes an "adapter" and reports progress. Its mode
 /// (`QUICK_SCRIPT_MODE`, a `behaviour` file in the task directory, or the file named by
@@ -75,22 +65,36 @@ with open(os.path.join(args.output_dir, "adapter_config.json"), "w") as f:
 print("quick script done")
 "#;
 
+/// The running stack.
 pub struct Stack {
+    /// The chain.
     pub anvil: Anvil,
+    /// Where the contracts are.
     pub deployment: Deployment,
+    /// The worker's directory: config, quick script, data, log.
     pub dir: tempfile::TempDir,
+    /// The worker's config file.
     pub config_path: PathBuf,
+    /// The worker's loopback port.
     pub port: u16,
+    /// The worker process, when running.
     pub worker: Option<ChildGuard>,
+    /// An HTTP client for the worker's API.
     pub http: reqwest::Client,
     /// Extra environment for the next worker start (e.g. QUICK_SCRIPT_MODE).
     pub env: Vec<(String, String)>,
+    bin: PathBuf,
 }
 
+/// What a stack is started with.
 pub struct StackOptions {
+    /// `limits.ack_timeout`.
     pub ack_timeout: &'static str,
+    /// `limits.queue_size`.
     pub queue_size: u32,
+    /// `limits.max_upload_bytes`.
     pub max_upload_bytes: u64,
+    /// The contracts' refund lock time, in seconds.
     pub lock_time: u64,
     /// Set the deployer's (account 0's) nonce before deploying, to land the contracts at known
     /// addresses: with 11, LedgerManager is account 0's CREATE address at nonce 11 and
@@ -117,47 +121,200 @@ impl Default for StackOptions {
     }
 }
 
-pub fn client(anvil: &Anvil, who: &PrivateKeySigner) -> DynProvider {
-    ProviderBuilder::new()
-        .disable_recommended_fillers()
-        .with_gas_estimation()
-        .with_simple_nonce_management()
-        .fetch_chain_id()
-        .wallet(who.clone())
-        .connect_http(anvil.endpoint.parse().unwrap())
-        .erased()
-}
-
 impl Stack {
-    pub async fn start(opts: StackOptions) -> Stack {
-        let anvil = Anvil::start(31337);
-        let owner = ProviderBuilder::new()
-            .wallet(signer(0))
-            .connect_http(anvil.endpoint.parse().unwrap());
+    /// Starts anvil, deploys the contracts, writes the worker's config and starts the worker binary
+    /// `bin` (pass `env!("CARGO_BIN_EXE_sealtune-worker")`); the owner acknowledges its TEE signer.
+    pub async fn start(bin: impl Into<PathBuf>, opts: StackOptions) -> Stack {
+        let anvil = Anvil::start(DEV_CHAIN_ID);
         if let Some(nonce) = opts.deployer_nonce {
-            let _: serde_json::Value = owner
-                .raw_request(
-                    "anvil_setNonce".into(),
-                    (signer(0).address(), U256::from(nonce)),
-                )
-                .await
-                .expect("anvil_setNonce");
+            anvil.set_nonce(signer(0).address(), nonce).await;
         }
         let deployment = sealtune_contracts::deploy(
-            &owner,
+            &anvil.signing(&signer(0)),
             &sealtune_contracts::DeployConfig {
                 lock_time_secs: opts.lock_time,
                 ..Default::default()
             },
         )
         .await
-        .expect("deploy");
-        let dir = tempfile::tempdir().unwrap();
+        .unwrap_or_else(|e| panic!("deploy: {e}"));
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let script = dir.path().join("quick_train.py");
-        std::fs::write(&script, QUICK_SCRIPT).unwrap();
+        std::fs::write(&script, QUICK_SCRIPT).unwrap_or_else(|e| panic!("quick script: {e}"));
         let port = free_port();
-        let config = format!(
-            r#"
+        let config = worker_config(&anvil, &deployment, &dir, port, &opts);
+        let config_path = dir.path().join("worker.toml");
+        std::fs::write(&config_path, config).unwrap_or_else(|e| panic!("worker.toml: {e}"));
+        let mut stack = Stack {
+            anvil,
+            deployment,
+            dir,
+            config_path,
+            port,
+            worker: None,
+            http: reqwest::Client::new(),
+            env: Vec::new(),
+            bin: bin.into(),
+        };
+        stack.start_worker(None).await;
+        stack.ack_signer().await;
+        stack
+    }
+
+    /// `http://127.0.0.1:<port><path>` on the worker.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The worker's log file (stdout and stderr of every start).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("worker.log")
+    }
+
+    /// Starts the worker (optionally with a test crash point) and waits for /healthz.
+    pub async fn start_worker(&mut self, crash_at: Option<&str>) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap_or_else(|e| panic!("worker log: {e}"));
+        let log2 = log
+            .try_clone()
+            .unwrap_or_else(|e| panic!("worker log: {e}"));
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(["serve", "--config"])
+            .arg(&self.config_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(log2))
+            .stderr(Stdio::from(log));
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        match crash_at {
+            Some(p) => cmd.env("SEALTUNE_TEST_CRASH_AT", p),
+            None => cmd.env_remove("SEALTUNE_TEST_CRASH_AT"),
+        };
+        let child = spawn_tied(cmd)
+            .unwrap_or_else(|e| panic!("start sealtune-worker ({}): {e}", self.bin.display()));
+        self.worker = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = self.http.get(self.url("/healthz")).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            if let Some(status) = self.worker_exit() {
+                panic!(
+                    "worker exited with {status} at start:\n{}",
+                    self.worker_log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker did not start:\n{}",
+                self.worker_log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn worker_exit(&mut self) -> Option<std::process::ExitStatus> {
+        let worker = self
+            .worker
+            .as_mut()
+            .unwrap_or_else(|| panic!("the worker was not started"));
+        worker
+            .0
+            .try_wait()
+            .unwrap_or_else(|e| panic!("worker status: {e}"))
+    }
+
+    /// The worker's log so far.
+    pub fn worker_log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Waits for the worker process to exit (a crash point) and returns whether it died abnormally.
+    pub async fn wait_worker_exit(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.worker_exit() {
+                return !status.success();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker did not exit:\n{}",
+                self.worker_log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// FineTuningServing, called as dev account `who`.
+    pub fn serving(&self, who: usize) -> FineTuningServingInstance<DynProvider> {
+        FineTuningServing::new(self.deployment.serving, self.anvil.wallet(&signer(who)))
+    }
+
+    /// LedgerManager, called as dev account `who`.
+    pub fn ledger(&self, who: usize) -> LedgerManagerInstance<DynProvider> {
+        LedgerManager::new(self.deployment.ledger, self.anvil.wallet(&signer(who)))
+    }
+
+    /// The provider's (the worker's) address: dev account 1.
+    pub fn provider_address(&self) -> Address {
+        signer(1).address()
+    }
+
+    /// Customer `who` acknowledges the deliverable `id` on chain (the transaction must succeed).
+    pub async fn acknowledge(&self, who: usize, id: &str) {
+        crate::send!(
+            self.serving(who)
+                .acknowledgeDeliverable(self.provider_address(), id.to_owned())
+        )
+        .unwrap_or_else(|e| panic!("acknowledgeDeliverable({id}): {e}"));
+    }
+
+    /// The owner acknowledges the worker's TEE signer (stands in for verifying its quote).
+    pub async fn ack_signer(&self) {
+        let owner = self.anvil.wallet(&signer(0));
+        sealtune_contracts::acknowledge_tee_signer(
+            &owner,
+            &self.deployment,
+            self.provider_address(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("acknowledge TEE signer: {e}"));
+    }
+
+    /// Customer `who` opens a ledger and funds the provider's sub-account.
+    pub async fn fund(&self, who: usize, ledger_eth: u64, sub_eth: u64) {
+        let ledger = self.ledger(who);
+        crate::send!(ledger.addLedger(String::new()).value(ether(ledger_eth)))
+            .unwrap_or_else(|e| panic!("addLedger: {e}"));
+        crate::send!(ledger.transferFund(
+            self.provider_address(),
+            FINE_TUNING_SERVICE_NAME.into(),
+            ether(sub_eth),
+        ))
+        .unwrap_or_else(|e| panic!("transferFund: {e}"));
+    }
+
+    /// The ether balance of `who`.
+    pub async fn balance(&self, who: Address) -> U256 {
+        self.anvil.balance(who).await
+    }
+}
+
+fn worker_config(
+    anvil: &Anvil,
+    deployment: &Deployment,
+    dir: &tempfile::TempDir,
+    port: u16,
+    opts: &StackOptions,
+) -> String {
+    format!(
+        r#"
 data_dir = "{data}"
 listen = "127.0.0.1:{port}"
 serving_url = "http://127.0.0.1:{port}"
@@ -190,184 +347,26 @@ training_timeout = "{train}"
 [attestation]
 source = "dev"
 "#,
-            data = dir.path().join("data").display(),
-            key = KEYS[1],
-            rpc = anvil.endpoint,
-            serving = deployment.serving,
-            ledger = deployment.ledger,
-            script = script.display(),
-            ack = opts.ack_timeout,
-            queue = opts.queue_size,
-            upload = opts.max_upload_bytes,
-            train = opts.training_timeout,
-            extra_limits = opts.extra_limits,
-        );
-        let config_path = dir.path().join("worker.toml");
-        std::fs::write(&config_path, config).unwrap();
-        let mut stack = Stack {
-            anvil,
-            deployment,
-            dir,
-            config_path,
-            port,
-            worker: None,
-            http: reqwest::Client::new(),
-            env: Vec::new(),
-        };
-        stack.start_worker(None).await;
-        stack.ack_signer().await;
-        stack
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join("worker.log")
-    }
-
-    /// Starts the worker (optionally with a test crash point) and waits for /healthz.
-    pub async fn start_worker(&mut self, crash_at: Option<&str>) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sealtune-worker"));
-        cmd.args(["serve", "--config"])
-            .arg(&self.config_path)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log));
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        match crash_at {
-            Some(p) => cmd.env("SEALTUNE_TEST_CRASH_AT", p),
-            None => cmd.env_remove("SEALTUNE_TEST_CRASH_AT"),
-        };
-        self.worker = Some(ChildGuard(cmd.spawn().expect("start sealtune-worker")));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = self.http.get(self.url("/healthz")).send().await
-                && r.status().is_success()
-            {
-                return;
-            }
-            if let Some(status) = self.worker.as_mut().unwrap().0.try_wait().unwrap() {
-                panic!(
-                    "worker exited with {status} at start:\n{}",
-                    self.worker_log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "worker did not start:\n{}",
-                self.worker_log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    pub fn worker_log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    /// Waits for the worker process to exit (a crash point) and returns whether it died abnormally.
-    pub async fn wait_worker_exit(&mut self, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.worker.as_mut().unwrap().0.try_wait().unwrap() {
-                return !status.success();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "worker did not exit:\n{}",
-                self.worker_log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    pub fn serving(&self, who: usize) -> FineTuningServingInstance<DynProvider> {
-        FineTuningServing::new(self.deployment.serving, client(&self.anvil, &signer(who)))
-    }
-
-    pub fn ledger(&self, who: usize) -> LedgerManagerInstance<DynProvider> {
-        LedgerManager::new(self.deployment.ledger, client(&self.anvil, &signer(who)))
-    }
-
-    pub fn provider_address(&self) -> Address {
-        signer(1).address()
-    }
-
-    /// Customer `who` acknowledges the deliverable `id` on chain (the transaction must succeed).
-    pub async fn acknowledge(&self, who: usize, id: &str) {
-        let r = self
-            .serving(who)
-            .acknowledgeDeliverable(self.provider_address(), id.to_owned())
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap();
-        assert!(r.status(), "acknowledgeDeliverable({id}) reverted");
-    }
-
-    /// The owner acknowledges the worker's TEE signer (stands in for verifying its quote).
-    pub async fn ack_signer(&self) {
-        let owner = client(&self.anvil, &signer(0));
-        sealtune_contracts::acknowledge_tee_signer(
-            &owner,
-            &self.deployment,
-            self.provider_address(),
-        )
-        .await
-        .expect("acknowledge TEE signer");
-    }
-
-    /// Customer `who` opens a ledger and funds the provider's sub-account.
-    pub async fn fund(&self, who: usize, ledger_eth: u64, sub_eth: u64) {
-        let ledger = self.ledger(who);
-        ledger
-            .addLedger(String::new())
-            .value(ether(ledger_eth))
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap();
-        let r = ledger
-            .transferFund(
-                self.provider_address(),
-                FINE_TUNING_SERVICE_NAME.into(),
-                ether(sub_eth),
-            )
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap();
-        assert!(r.status());
-    }
-
-    pub async fn balance(&self, who: Address) -> U256 {
-        client(&self.anvil, &signer(0))
-            .get_balance(who)
-            .await
-            .unwrap()
-    }
+        data = dir.path().join("data").display(),
+        key = DEV_KEYS[1],
+        rpc = anvil.endpoint,
+        serving = deployment.serving,
+        ledger = deployment.ledger,
+        script = dir.path().join("quick_train.py").display(),
+        ack = opts.ack_timeout,
+        queue = opts.queue_size,
+        upload = opts.max_upload_bytes,
+        train = opts.training_timeout,
+        extra_limits = opts.extra_limits,
+    )
 }
 
+/// Unix time in seconds.
 pub fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// A small instruction dataset (JSONL).
@@ -385,6 +384,17 @@ pub fn dataset_jsonl(records: usize) -> Vec<u8> {
     out
 }
 
+fn user_path(who: usize, rest: &str) -> String {
+    format!("/v1/user/{}{rest}", signer(who).address().to_checksum(None))
+}
+
+async fn sent(r: reqwest::RequestBuilder) -> reqwest::Response {
+    r.send()
+        .await
+        .unwrap_or_else(|e| panic!("request to the worker: {e}"))
+}
+
+/// Customer `who` uploads a dataset (signed upload form).
 pub async fn upload(stack: &Stack, who: usize, bytes: Vec<u8>) -> reqwest::Response {
     let addr = signer(who).address().to_checksum(None);
     let ts = now();
@@ -396,17 +406,16 @@ pub async fn upload(stack: &Stack, who: usize, bytes: Vec<u8>) -> reqwest::Respo
         )
         .text("signature", sig.to_hex_v27())
         .text("timestamp", ts.to_string());
-    stack
-        .http
-        .post(stack.url(&format!("/v1/user/{addr}/dataset")))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
+    sent(
+        stack
+            .http
+            .post(stack.url(&user_path(who, "/dataset")))
+            .multipart(form),
+    )
+    .await
 }
 
-pub const PARAMS: &str = r#"{"neftune_noise_alpha":5,"num_train_epochs":1,"per_device_train_batch_size":2,"learning_rate":0.0002,"max_steps":2}"#;
-
+/// A create-task body for customer `who`, signed in the official (fee-less) form.
 pub fn task_body(who: usize, dataset_hash: &str, nonce: u64, params: &str) -> serde_json::Value {
     let user = signer(who).address();
     let task = sealtune_protocol::request::CreateTask {
@@ -431,43 +440,43 @@ pub fn task_body(who: usize, dataset_hash: &str, nonce: u64, params: &str) -> se
     })
 }
 
+/// Customer `who` posts a create-task `body`.
 pub async fn create(stack: &Stack, who: usize, body: &serde_json::Value) -> reqwest::Response {
-    let addr = signer(who).address().to_checksum(None);
-    stack
-        .http
-        .post(stack.url(&format!("/v1/user/{addr}/task")))
-        .json(body)
-        .send()
-        .await
-        .unwrap()
+    sent(
+        stack
+            .http
+            .post(stack.url(&user_path(who, "/task")))
+            .json(body),
+    )
+    .await
 }
 
+/// Customer `who` reads task `id` (must succeed).
 pub async fn get_task(stack: &Stack, who: usize, id: &str) -> serde_json::Value {
-    let addr = signer(who).address().to_checksum(None);
-    let r = stack
-        .http
-        .get(stack.url(&format!("/v1/user/{addr}/task/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let r = sent(
+        stack
+            .http
+            .get(stack.url(&user_path(who, &format!("/task/{id}")))),
+    )
+    .await;
     assert!(r.status().is_success(), "get task: {}", r.status());
-    r.json().await.unwrap()
+    r.json()
+        .await
+        .unwrap_or_else(|e| panic!("task {id} is not JSON: {e}"))
 }
 
+/// Customer `who` reads the log of task `id`.
 pub async fn task_log(stack: &Stack, who: usize, id: &str) -> String {
-    let addr = signer(who).address().to_checksum(None);
-    stack
-        .http
-        .get(stack.url(&format!("/v1/user/{addr}/task/{id}/log")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    let r = sent(
+        stack
+            .http
+            .get(stack.url(&user_path(who, &format!("/task/{id}/log")))),
+    )
+    .await;
+    r.text().await.unwrap_or_default()
 }
 
-/// Polls until the task reaches one of `states`; panics with the log after `within`.
+/// Polls until the task reaches one of `states`; panics with the logs after `within`.
 pub async fn wait_state(
     stack: &Stack,
     who: usize,
@@ -492,24 +501,72 @@ pub async fn wait_state(
     }
 }
 
+/// Customer `who` downloads the sealed model of task `id` (signed download request).
 pub async fn download(stack: &Stack, who: usize, id: &str) -> reqwest::Response {
-    let addr = signer(who).address().to_checksum(None);
-    let uuid: uuid::Uuid = id.parse().unwrap();
+    let uuid: uuid::Uuid = id.parse().unwrap_or_else(|e| panic!("task id {id}: {e}"));
     let ts = now();
     let sig = sealtune_protocol::request::sign_lora_download(&k256_key(who), &uuid, ts);
-    stack
-        .http
-        .post(stack.url(&format!("/v1/user/{addr}/task/{id}/lora")))
-        .json(&serde_json::json!({"signature": sig.to_hex_v27(), "timestamp": ts}))
-        .send()
+    sent(
+        stack
+            .http
+            .post(stack.url(&user_path(who, &format!("/task/{id}/lora"))))
+            .json(&serde_json::json!({"signature": sig.to_hex_v27(), "timestamp": ts})),
+    )
+    .await
+}
+
+/// Customer `who` uploads `dataset` (must succeed); returns its `datasetHash`.
+pub async fn uploaded(stack: &Stack, who: usize, dataset: Vec<u8>) -> String {
+    let r = upload(stack, who, dataset).await;
+    assert_eq!(r.status(), 200, "upload");
+    json_field(r, "datasetHash").await
+}
+
+/// Customer `who` posts a create-task `body` (must be accepted); returns the task id.
+pub async fn created(stack: &Stack, who: usize, body: &serde_json::Value) -> String {
+    let r = create(stack, who, body).await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    json_field(r, "id").await
+}
+
+async fn json_field(r: reqwest::Response, field: &str) -> String {
+    let v: serde_json::Value = r
+        .json()
         .await
-        .unwrap()
+        .unwrap_or_else(|e| panic!("the worker's answer is not JSON: {e}"));
+    v[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {field} in {v}"))
+        .to_owned()
 }
 
-pub fn repo() -> PathBuf {
-    repo_root()
+/// Customer `who` uploads `dataset` and creates a task with `nonce` (both must succeed); returns its id.
+pub async fn submit_with(stack: &Stack, who: usize, nonce: u64, dataset: Vec<u8>) -> String {
+    let hash = uploaded(stack, who, dataset).await;
+    created(stack, who, &task_body(who, &hash, nonce, PARAMS)).await
 }
 
-pub fn exists(p: &Path) -> bool {
-    p.exists()
+/// [`submit_with`] a six-record dataset.
+pub async fn submit(stack: &Stack, who: usize, nonce: u64) -> String {
+    submit_with(stack, who, nonce, dataset_jsonl(6)).await
+}
+
+/// The `FeesSettled` events of deliverable `id`, oldest first.
+pub async fn settlements(stack: &Stack, id: &str) -> Vec<FineTuningServing::FeesSettled> {
+    use alloy::providers::Provider as _;
+    use alloy::sol_types::SolEvent as _;
+    let filter = alloy::rpc::types::Filter::new()
+        .address(stack.deployment.serving)
+        .event_signature(FineTuningServing::FeesSettled::SIGNATURE_HASH)
+        .from_block(0);
+    stack
+        .anvil
+        .reader()
+        .get_logs(&filter)
+        .await
+        .unwrap_or_else(|e| panic!("eth_getLogs: {e}"))
+        .iter()
+        .filter_map(|l| FineTuningServing::FeesSettled::decode_log_data(l.data()).ok())
+        .filter(|e| e.deliverableId == id)
+        .collect()
 }
