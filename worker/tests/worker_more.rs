@@ -711,3 +711,75 @@ async fn a_new_tee_signer_is_logged_registered_and_old_deliverables_are_handled(
         .unwrap();
     assert!(deliverable.settled && deliverable.encryptedSecret.is_empty());
 }
+
+/// A task row that this version cannot read (here: a `fee` that is not a number, as a damaged
+/// database or a foreign writer could leave it) fails that one task with the column named, and does
+/// not block the training lane: the next customer's task still trains and is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_task_row_fails_that_task_and_the_lane_goes_on() {
+    let mut stack = Stack::start(
+        env!("CARGO_BIN_EXE_sealtune-worker"),
+        StackOptions::default(),
+    )
+    .await;
+    stack.fund(2, 10, 5).await;
+    stack.fund(3, 10, 5).await;
+    // Stop right after setup, so the row waits in `SetUp` for the training lane.
+    stack.worker = None;
+    stack.start_worker(Some("after-setup")).await;
+    let damaged = submit(&stack, 2, 1).await;
+    assert!(
+        stack.wait_worker_exit(Duration::from_secs(60)).await,
+        "the worker aborts at the crash point:\n{}",
+        stack.worker_log()
+    );
+    let db = stack.dir.path().join("data/worker.sqlite");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap_or_else(|e| panic!("opening {}: {e}", db.display()));
+    let progress: String = sqlx::query_scalar("SELECT progress FROM tasks WHERE id = ?")
+        .bind(&damaged)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(progress, "SetUp");
+    sqlx::query("UPDATE tasks SET fee = 'not-a-number' WHERE id = ?")
+        .bind(&damaged)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    stack.start_worker(None).await;
+    let next = submit(&stack, 3, 1).await;
+    let t = wait_state(
+        &stack,
+        3,
+        &next,
+        &["Delivered", "Failed"],
+        Duration::from_secs(90),
+    )
+    .await;
+    assert_eq!(
+        t["progress"],
+        "Delivered",
+        "the lane went on: {}",
+        task_log(&stack, 3, &next).await
+    );
+
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let (progress, reason): (String, Option<String>) =
+        sqlx::query_as("SELECT progress, fail_reason FROM tasks WHERE id = ?")
+            .bind(&damaged)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(progress, "Failed", "{}", stack.worker_log());
+    let reason = reason.unwrap_or_default();
+    assert!(
+        reason.contains("column `fee`") && reason.contains(&damaged),
+        "the reason names the task and the column: {reason}"
+    );
+}
