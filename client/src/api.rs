@@ -78,27 +78,8 @@ fn de_lenient_string<'de, D: serde::Deserializer<'de>>(
     })
 }
 
-/// The body of `POST /v1/user/:addr/task`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CreateTaskBody {
-    /// The customer (checksummed).
-    pub user_address: String,
-    /// The base model's hash.
-    pub pre_trained_model_hash: String,
-    /// The dataset hash (`0x…`), as signed.
-    pub dataset_hash: String,
-    /// The training parameters, a JSON string.
-    pub training_params: String,
-    /// The fee ceiling in neuron (decimal), `"0"` for none.
-    pub fee: String,
-    /// The task nonce (decimal).
-    pub nonce: String,
-    /// The create-task signature (`0x…`, 65 bytes).
-    pub signature: String,
-    /// Queue behind other tasks when the provider is busy.
-    pub wait: bool,
-}
+pub use sealtune_protocol::api::CreateTaskBody;
+use sealtune_protocol::api::SignedBody;
 
 /// A model the provider offers (`GET /v1/model`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -304,10 +285,10 @@ impl ProviderApi {
     /// `POST /v1/user/:addr/task/:id/cancel` with the cancel signature.
     pub async fn cancel_task(&self, user: Address, id: &str, signature: &str) -> Result<String> {
         let url = self.url(&format!("{}/task/{id}/cancel", Self::user_path(user)));
-        let req = self
-            .http
-            .post(&url)
-            .json(&serde_json::json!({ "signature": signature }));
+        let req = self.http.post(&url).json(&SignedBody {
+            signature: signature.to_owned(),
+            timestamp: None,
+        });
         let resp = self.send("POST", &url, req).await?;
         let body = read_limited(resp, 64 * 1024).await.unwrap_or_default();
         Ok(String::from_utf8_lossy(&body).trim().to_owned())
@@ -438,10 +419,10 @@ impl ProviderApi {
         progress: &dyn Progress,
     ) -> Result<Downloaded> {
         let url = self.url(&format!("{}/task/{id}/lora", Self::user_path(user)));
-        let req = self
-            .http
-            .post(&url)
-            .json(&serde_json::json!({ "signature": signature, "timestamp": timestamp }));
+        let req = self.http.post(&url).json(&SignedBody {
+            signature: signature.to_owned(),
+            timestamp: Some(timestamp.into()),
+        });
         let resp = self.send("POST", &url, req).await?;
         if let Some(len) = resp.content_length() {
             progress.set_total(len);

@@ -418,7 +418,7 @@ impl Client {
             pre_trained_model_hash: model_hash.to_owned(),
             dataset_hash: task.dataset_hash.clone(),
             training_params: req.training_params.clone(),
-            fee: task.fee.to_string(),
+            fee: Some(task.fee.to_string()),
             nonce: task.nonce.to_string(),
             signature: signature.to_hex_v27(),
             wait: req.wait,

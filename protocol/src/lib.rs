@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | [`sig`] | §2, §4 | strict secp256k1 signature parsing, recovery, EIP-191 |
 //! | [`request`] | §2 | customer request digests and signer recovery, timestamp window |
+//! | [`api`] | §2 | the JSON bodies of the signed API requests |
 //! | [`eip712`] | §1 | the EIP-712 `VerifierMessage` settled on chain |
 //! | [`fee`] | §3 | the task fee formula |
 //! | [`params`] | §3 | the stock LoRA `trainingParams` and their ranges |
@@ -21,6 +22,7 @@
 //! | [`task`] | §2 | the task states and the rules on them |
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod dataset;
 pub mod deliverable;
 pub mod dstack;

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::TryStreamExt;
+use sealtune_protocol::api::{CreateTaskBody, SignedBody};
 use sealtune_protocol::request::{self, CreateTask, RequestError};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -186,25 +187,10 @@ async fn own_task(worker: &Worker, addr: &str, id: &str) -> ApiResult<Task> {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CreateBody {
-    user_address: String,
-    pre_trained_model_hash: String,
-    dataset_hash: String,
-    training_params: String,
-    #[serde(default)]
-    fee: Option<String>,
-    nonce: String,
-    signature: String,
-    #[serde(default)]
-    wait: bool,
-}
-
 async fn create_task(
     State(worker): State<Arc<Worker>>,
     Path(addr): Path<String>,
-    body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<CreateTaskBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let Json(body) = body.map_err(|e| json_rejection("task", e))?;
     let url_user = parse_addr(&addr)?;
@@ -312,17 +298,10 @@ async fn get_task(
     Ok(Json(task_json(&own_task(&worker, &addr, &id).await?)))
 }
 
-#[derive(Deserialize)]
-struct SignatureBody {
-    signature: String,
-    #[serde(default)]
-    timestamp: Option<Value>,
-}
-
 async fn cancel_task(
     State(worker): State<Arc<Worker>>,
     Path((addr, id)): Path<(String, String)>,
-    body: Result<Json<SignatureBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<SignedBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Response> {
     let Json(body) = body.map_err(|e| json_rejection("cancel", e))?;
     let task = own_task(&worker, &addr, &id).await?;
@@ -385,7 +364,7 @@ fn parse_ts(v: Option<&Value>) -> ApiResult<u64> {
 async fn download_lora(
     State(worker): State<Arc<Worker>>,
     Path((addr, id)): Path<(String, String)>,
-    body: Result<Json<SignatureBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<SignedBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Response> {
     let Json(body) = body.map_err(|e| json_rejection("download", e))?;
     let task = own_task(&worker, &addr, &id).await?;

@@ -94,7 +94,7 @@ pub enum ProofError {
     HashMismatch,
 }
 
-/// A Merkle proof `{lemma, path}` of one leaf (see the [module docs](self)).
+/// A Merkle proof `{lemma, path}` of one leaf (see the module docs of `storage::proof`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentProof {
     lemma: Vec<B256>,

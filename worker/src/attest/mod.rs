@@ -227,7 +227,7 @@ pub struct RawQuote {
     pub tcb_info: Option<String>,
 }
 
-/// One attestation source: the TEE key and quotes. Implemented by [`dev::DevSource`],
+/// One attestation source: the TEE key and quotes. Implemented by `dev::DevSource`,
 /// [`DstackSource`], [`TappdSource`] and [`TsmSource`].
 pub trait QuoteSource: Send + Sync {
     /// Which source this is.
