@@ -1,10 +1,11 @@
 //! Whole tasks through a real worker: the embedded executor running a real script, sealing,
 //! `addDeliverable`, the customer's acknowledgement, settlement — and the unhappy paths: a crashing
 //! script, no acknowledgement (penalty), and the worker killed at every pipeline stage.
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, U256};
 use sealtune_e2e::chain::*;
+use sealtune_e2e::process::processes_mentioning;
 use sealtune_e2e::stack::*;
 use serde_json::Value;
 
@@ -248,6 +249,19 @@ async fn killed_at_every_stage_restarts_and_finishes_once() {
             stack.wait_worker_exit(Duration::from_secs(120)).await,
             "{point}: the worker aborted"
         );
+        if point == "during-training" {
+            // The executor dies with the worker (the slow script would run 6 s more): no orphan
+            // writes into the task directory the restarted worker trains in again.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !processes_mentioning(&id).is_empty() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(
+                processes_mentioning(&id),
+                Vec::<String>::new(),
+                "the executor outlived the worker"
+            );
+        }
         stack.env.clear();
         stack.start_worker(None).await;
         if settles_after {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use alloy::primitives::B256;
 use alloy::signers::local::PrivateKeySigner;
 use sealtune_e2e::chain::*;
+use sealtune_e2e::process::processes_mentioning;
 use sealtune_e2e::stack::*;
 use serde_json::Value;
 
@@ -22,21 +23,6 @@ async fn account_balance(stack: &Stack, who: usize) -> alloy::primitives::U256 {
         .await
         .unwrap()
         .balance
-}
-
-/// Processes whose command line mentions `needle` (e.g. a task id: the executor child's argv holds
-/// its task directory).
-fn processes_mentioning(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(needle) {
-                found.push(format!("{}: {cmd}", entry.file_name().to_string_lossy()));
-            }
-        }
-    }
-    found
 }
 
 /// The value of one Prometheus sample line, e.g. `sealtune_task_states_total{state="Failed"}`.

@@ -14,7 +14,7 @@ use sealtune_protocol::events::{Event, OutputSummary, to_line};
 use sealtune_python::{LiveContext, LiveSeal, TaskPaths};
 
 use super::prepare::{self, Prepared};
-use super::{EVENTS_FD_ENV, ExecSpec, SPEC_FILE};
+use super::{EVENTS_FD_ENV, ExecSpec, PARENT_PID_ENV, SPEC_FILE};
 
 const CHILD_PY: &std::ffi::CStr = {
     const SRC: &str = concat!(include_str!("child.py"), "\0");
@@ -81,6 +81,10 @@ impl EventPipe {
 ///
 /// Exit status: 0 finished, 1 failed (reported), 2 could not even report (no event pipe).
 pub fn child_main(task_dir: &Path) -> ExitCode {
+    if let Err(e) = die_with_parent() {
+        eprintln!("sealtune-worker exec: {e}");
+        return ExitCode::from(2);
+    }
     let pipe = match EventPipe::from_env() {
         Ok(p) => p,
         Err(e) => {
@@ -98,6 +102,25 @@ pub fn child_main(task_dir: &Path) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The executor never outlives the worker that started it: a restarted worker trains the task again
+/// in the same directory, and an orphan of the last run would write into it (or delete its files).
+/// The kernel sends `SIGKILL` when the worker dies, whatever kills it (set here in the child, so the
+/// parent needs no pre-exec hook); a worker that died before this call is caught by comparing the
+/// parent pid with the one the worker passed in [`PARENT_PID_ENV`].
+fn die_with_parent() -> Result<(), String> {
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .map_err(|e| format!("setting the parent-death signal: {e}"))?;
+    let expected = std::env::var(PARENT_PID_ENV)
+        .map_err(|_| format!("{PARENT_PID_ENV} is not set: `exec` is started by the worker"))?;
+    let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get().to_string());
+    if parent.as_deref() != Some(expected.as_str()) {
+        return Err(format!(
+            "the worker that started this executor (pid {expected}) is gone"
+        ));
+    }
+    Ok(())
 }
 
 fn read_spec(task_dir: &Path) -> Result<ExecSpec, String> {

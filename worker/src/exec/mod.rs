@@ -54,6 +54,10 @@ pub use child::child_main;
 pub const SPEC_FILE: &str = "exec.json";
 /// Environment variable carrying the number of the child's event-pipe file descriptor.
 pub const EVENTS_FD_ENV: &str = "SEALTUNE_EVENTS_FD";
+
+/// Environment variable carrying the worker's pid to the executor child, which asks the kernel to kill
+/// it when the worker dies and checks that the worker was still alive when it asked.
+pub const PARENT_PID_ENV: &str = "SEALTUNE_EXEC_PARENT";
 /// How long the parent waits for the child's streams to end after it exited.
 const DRAIN_GRACE: Duration = Duration::from_secs(3);
 /// Longest stdout/stderr line forwarded as one log event (longer lines are cut).
@@ -290,6 +294,11 @@ pub async fn spawn(
 
 /// Spawns `<worker_exe> exec <task_dir>` in its own process group, with the event pipe's write end
 /// `writer` inherited (made inheritable only under the process-wide spawn lock, then closed here).
+///
+/// The child sets its parent-death signal itself (`exec::child`), and Linux sends it when the
+/// *thread* that forked the child ends: call this from async code on a runtime worker thread (they
+/// live as long as the worker), never from `spawn_blocking` or `block_in_place`, whose threads retire
+/// when idle.
 fn start_child(
     worker_exe: &Path,
     task_dir: &Path,
@@ -300,6 +309,7 @@ fn start_child(
     cmd.arg("exec")
         .arg(task_dir)
         .env(EVENTS_FD_ENV, writer.as_raw_fd().to_string())
+        .env(PARENT_PID_ENV, std::process::id().to_string())
         .env("PYTHONUNBUFFERED", "1")
         .stdin(if spec.seal.is_some() {
             Stdio::piped()
