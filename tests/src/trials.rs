@@ -6,18 +6,22 @@
 //! name filters, `--test-threads`, and a non-zero exit when a case fails. The stack is dropped (its
 //! anvil and worker stopped) before `main` returns.
 //!
-//! ```ignore
+//! ```no_run
 //! use sealtune_e2e::contracts::Env;
 //! use sealtune_e2e::trials::{self, Isolation};
 //!
 //! fn main() -> std::process::ExitCode {
-//!     trials::run(Env::new(), Isolation::Snapshot(|env| &env.anvil), sealtune_e2e::cases![
-//!         first_registration_requires_min_stake,
-//!         sync pure_rule_without_a_chain,
-//!     ])
+//!     trials::run(
+//!         Env::new(),
+//!         sealtune_e2e::cases![
+//!             first_registration_requires_min_stake,
+//!             sync pure_rule_without_a_chain,
+//!         ],
+//!         Isolation::Snapshot(|env: &Env| &env.anvil),
+//!     )
 //! }
 //!
-//! async fn first_registration_requires_min_stake(env: &Env) { /* … */ }
+//! async fn first_registration_requires_min_stake(_env: &Env) { /* … */ }
 //! fn pure_rule_without_a_chain() { /* … */ }
 //! ```
 //!
