@@ -1,11 +1,13 @@
 //! The ledger and sub-account commands: create-account, deposit-fund, refund, get-account,
 //! transfer-fund, retrieve-fund.
 
+use alloy::primitives::U256;
 use clap::Args;
 use serde_json::json;
 
 use super::{Ctx, Output, to_json, tx_line};
 use crate::amount::{format_0g, parse_amount};
+use crate::chain::LedgerView;
 use crate::config::parse_address;
 use crate::error::Result;
 use crate::funds::AccountSummary;
@@ -30,10 +32,7 @@ impl CreateAccountArgs {
             "{}\nledger of {}: {} 0G available",
             tx_line("ledger created", &done.tx),
             c.user()?,
-            done.ledger
-                .as_ref()
-                .map(|l| format_0g(l.available_balance))
-                .unwrap_or_default()
+            ledger_0g(&done.ledger, |l| l.available_balance)
         );
         Ok(Output::new(to_json(&done), human))
     }
@@ -55,14 +54,8 @@ impl DepositFundArgs {
         let human = format!(
             "{}\nledger: {} 0G available, {} 0G total",
             tx_line("deposited", &done.tx),
-            done.ledger
-                .as_ref()
-                .map(|l| format_0g(l.available_balance))
-                .unwrap_or_default(),
-            done.ledger
-                .as_ref()
-                .map(|l| format_0g(l.total_balance))
-                .unwrap_or_default()
+            ledger_0g(&done.ledger, |l| l.available_balance),
+            ledger_0g(&done.ledger, |l| l.total_balance)
         );
         Ok(Output::new(to_json(&done), human))
     }
@@ -151,10 +144,7 @@ impl TransferFundArgs {
                 .as_ref()
                 .map(|a| format_0g(a.balance))
                 .unwrap_or_default(),
-            done.ledger
-                .as_ref()
-                .map(|l| format_0g(l.available_balance))
-                .unwrap_or_default()
+            ledger_0g(&done.ledger, |l| l.available_balance)
         );
         Ok(Output::new(to_json(&done), human))
     }
@@ -180,12 +170,17 @@ impl RetrieveFundArgs {
         let human = format!(
             "{}\nledger: {} 0G available; the rest of each sub-account is pending refund and can be retrieved after {} s (run `sealtune retrieve-fund` again then)",
             tx_line("retrieve requested", &done.tx),
-            done.ledger
-                .as_ref()
-                .map(|l| format_0g(l.available_balance))
-                .unwrap_or_default(),
+            ledger_0g(&done.ledger, |l| l.available_balance),
             done.lock_time_secs
         );
         Ok(Output::new(to_json(&done), human))
     }
+}
+
+/// A ledger amount in 0G for the text output, empty when the ledger could not be read back.
+fn ledger_0g(ledger: &Option<LedgerView>, amount: impl Fn(&LedgerView) -> U256) -> String {
+    ledger
+        .as_ref()
+        .map(|l| format_0g(amount(l)))
+        .unwrap_or_default()
 }
