@@ -112,9 +112,9 @@ fn decode_report_data(text: &str) -> Option<[u8; 64]> {
     bytes.try_into().ok()
 }
 
-fn carries_nonce(rd: &[u8; 64], nonce: &[u8; 32]) -> bool {
-    rd.get(20..32).is_some_and(|z| z.iter().all(|b| *b == 0))
-        && rd.get(32..) == Some(nonce.as_slice())
+/// Whether the answer declares an attestation document v2 (a sealtune provider answering the nonce).
+fn declares_document(doc: &QuoteDocument) -> bool {
+    doc.attestation_document.is_some()
 }
 
 /// Verify the quote document `doc` of `service` (already fetched with `opts.nonce`).
@@ -124,7 +124,17 @@ pub fn verify_quote_document(
     opts: &VerifyProviderOptions,
 ) -> Result<(VerificationReport, bool)> {
     let json_rd = doc.report_data.as_deref().and_then(decode_report_data);
-    let fresh = json_rd.is_some_and(|rd| carries_nonce(&rd, &opts.nonce));
+    // A declared document must be for this client's nonce (the binding checks it and names a
+    // stale or relayed one); without one the provider cannot prove freshness (0G workers).
+    let declared = declares_document(doc);
+    let document = match &doc.attestation_document {
+        Some(d) => Some(
+            sealtune_protocol::attestation::AttestationDocument::from_json(d)
+                .map_err(|e| ClientError::Attestation(format!("attestation document: {e}")))?,
+        ),
+        None => None,
+    };
+    let fresh = document.is_some_and(|d| d.nonce.as_slice() == opts.nonce.as_slice());
     let collateral = opts
         .collateral
         .as_deref()
@@ -133,8 +143,10 @@ pub fn verify_quote_document(
         .map_err(|e| ClientError::InvalidInput(format!("collateral: {e}")))?;
     let binding = BindingExpectations {
         signer: Some(service.tee_signer.into_array()),
-        nonce: fresh.then_some(opts.nonce),
+        nonce: declared.then_some(opts.nonce),
         tappd_preimage: None,
+        document,
+        allow_zg_raw: false,
     };
     let vopts = VerifyOptions {
         now: opts.now,

@@ -16,6 +16,7 @@
 //! | [`ecies`] | §4 | the eciesjs-compatible wrap of the model key |
 //! | [`storage`] | §6 | 0G Storage root hash, submission nodes, segment proofs |
 //! | [`dstack`] | §5 | dstack runtime events: their digest and how they extend RTMR3 |
+//! | [`attestation`] | §5.1–5.3 | the attestation document v2, the measured config document, tree digests |
 //! | [`dataset`] | §3 | dataset record shapes and the `messages` conversion |
 //! | [`tokens`] | §3 | the token-counting rule behind the fee (feature `tokenizer`) |
 //! | [`events`] | — | the events the executor streams to the worker |
@@ -23,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod attestation;
 pub mod dataset;
 pub mod deliverable;
 pub mod dstack;

@@ -22,7 +22,7 @@ pub fn now_ms() -> u64 {
 /// How the fixture answers `/v1/quote`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DevQuote {
-    /// Dev attestation binding `signer ‖ 0¹² ‖ nonce` (sealtune's fresh layout).
+    /// Dev attestation binding the attestation document v2 for the client's nonce.
     WithNonce,
     /// Dev attestation in the 0G ASCII layout, ignoring the nonce.
     AsciiLayout,
@@ -52,6 +52,9 @@ pub struct ReceivedTask {
     /// `wait`.
     pub wait: bool,
 }
+
+/// The config hash the fixture's attestation documents carry.
+pub const FIXTURE_CONFIG_HASH: alloy::primitives::B256 = alloy::primitives::B256::repeat_byte(0xc0);
 
 /// The model hash the fixture serves for `SmolLM2-135M-Instruct`.
 pub const MODEL_HASH: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";
@@ -357,10 +360,16 @@ async fn serve(
                 .unwrap_or_default();
             let mode = *quote_mode.lock().unwrap_or_else(PoisonError::into_inner);
             let mut rd = [0u8; 64];
+            let mut document = serde_json::Value::Null;
             match mode {
                 DevQuote::WithNonce if nonce.len() == 32 => {
-                    rd[..20].copy_from_slice(tee.as_slice());
-                    rd[32..].copy_from_slice(&nonce);
+                    let d = sealtune_protocol::attestation::AttestationDocument::new(
+                        tee,
+                        alloy::primitives::B256::from_slice(&nonce),
+                        FIXTURE_CONFIG_HASH,
+                    );
+                    rd = d.report_data();
+                    document = serde_json::to_value(d).unwrap_or_default();
                 }
                 DevQuote::WrongSigner => {
                     let other = Address::repeat_byte(0x11).to_checksum(None);
@@ -374,6 +383,7 @@ async fn serve(
             let doc = serde_json::json!({
                 "dev": true,
                 "report_data": base64::engine::general_purpose::STANDARD.encode(rd),
+                "attestation_document": document,
             });
             (200, "application/json", doc.to_string().into_bytes())
         }

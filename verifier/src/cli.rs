@@ -92,6 +92,10 @@ pub struct QuoteArgs {
     /// With --url: do not send a nonce (providers that do not support sealtune's fresh layout).
     #[arg(long, requires = "url")]
     pub no_nonce: bool,
+    /// Accept 0G's raw-signer report_data layout (signer at bytes 32..52), which only the expected
+    /// signer can recognise: use it only for a provider known to serve that layout.
+    #[arg(long)]
+    pub zg_raw_layout: bool,
     /// Collateral JSON (dcap-qvl format, as a PCCS serves it).
     #[arg(long)]
     pub collateral: Option<PathBuf>,
@@ -322,6 +326,8 @@ impl QuoteArgs {
                 signer,
                 nonce,
                 tappd_preimage,
+                document: None,
+                allow_zg_raw: self.zg_raw_layout,
             },
             allow_dev_quote: self.allow_dev_quote,
             policy,

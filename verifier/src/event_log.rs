@@ -4,8 +4,11 @@
 //! 0x08000001, RTMR3) have their digest recomputed: V1 `SHA384(le32(0x08000001) ‖ ":" ‖ name ‖ ":" ‖
 //! payload)`, or V2 (agents that send `digest: ""` and a `preimage`) `SHA384(JCS({"name", "payload"
 //! (hex), "type": 134217729}))`. System events must be unique and in boot order; application events
-//! must be allowed by the [`EventPolicy`] and come after `system-ready`.
+//! must be allowed by the [`EventPolicy`] and come after `system-ready`. The sealtune worker's own
+//! `sealtune-config` event (its measured config hash) is always known: after `system-ready`, at most
+//! once, 32 bytes ([`EventLogSummary::config_hash`]).
 
+use sealtune_protocol::attestation::CONFIG_EVENT;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha384};
 
@@ -164,6 +167,8 @@ pub struct EventLogSummary {
     pub key_provider: Option<String>,
     /// Application events (name, payload as text or hex).
     pub app_events: Vec<(String, String)>,
+    /// The worker's measured config hash, from its one `sealtune-config` event (hex).
+    pub config_hash: Option<String>,
     /// Replayed RTMR0–3 (hex).
     pub rtmr: Vec<String>,
 }
@@ -269,6 +274,37 @@ pub fn runtime_digest_v2(name: &str, payload: &[u8]) -> [u8; 48] {
     Sha384::digest(runtime_preimage_v2(name, payload).as_bytes()).into()
 }
 
+/// The worker's `sealtune-config` event: after `system-ready`, exactly once, 32 bytes.
+fn record_config(
+    summary: &mut EventLogSummary,
+    index: usize,
+    e: &Event,
+    seen: &[bool],
+) -> Result<(), EventLogError> {
+    if !seen.last().copied().unwrap_or(false) {
+        return Err(EventLogError::Unknown {
+            index,
+            name: e.name.clone(),
+            detail: " before system-ready",
+        });
+    }
+    if summary.config_hash.is_some() {
+        return Err(EventLogError::Duplicate {
+            index,
+            name: e.name.clone(),
+        });
+    }
+    if e.payload.len() != 32 {
+        return Err(EventLogError::Field {
+            index,
+            field: "event_payload",
+            reason: format!("a config hash is 32 bytes, not {}", e.payload.len()),
+        });
+    }
+    summary.config_hash = Some(hex::encode(&e.payload));
+    Ok(())
+}
+
 /// Extend `mr` with `digest`: `mr = SHA384(mr ‖ digest)`.
 pub fn extend(mr: &mut [u8; 48], digest: &[u8]) {
     sealtune_protocol::dstack::extend_rtmr(mr, digest);
@@ -317,6 +353,9 @@ pub fn verify_event_log(
                     }
                     last_system = Some(pos);
                     record_system(&mut summary, e);
+                }
+                None if e.name == CONFIG_EVENT => {
+                    record_config(&mut summary, index, e, &seen)?;
                 }
                 None => {
                     if !policy.allowed_app_events.contains(&e.name) {

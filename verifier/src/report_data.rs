@@ -4,9 +4,16 @@
 //! - (a) [`Layout::AsciiAddress`]: the ASCII `0x…` address (42 bytes) zero-padded to 64;
 //! - (b) [`Layout::TappdSha512`]: `sha512("app-data:" ‖ data)`, checkable only with the preimage `data`;
 //! - (c) [`Layout::ZgRawSigner`]: the non-legacy 0G layout with the raw signer at bytes 32–52;
-//! - sealtune's [`Layout::Nonce`]: `signer (20) ‖ 12 zero bytes ‖ nonce (32)`.
+//! - sealtune's [`Layout::DocumentV2`]: `SHA-512(domain ‖ signer ‖ nonce ‖ config_hash ‖ slots)` of
+//!   the attestation document v2 the answer declares (`sealtune_protocol::attestation`); a hash
+//!   under a domain tag, so no caller-chosen byte of a nonce can be read as any layout's signer.
+//!
+//! Each layout is accepted only in its exact form and only as declared: the document layout only
+//! when the answer carries a document (and, when this verifier sent a nonce, only with that nonce);
+//! the 0G raw-signer layout only when the caller opts in ([`BindingExpectations::allow_zg_raw`]).
 
 use base64::Engine;
+use sealtune_protocol::attestation::AttestationDocument;
 use serde::Serialize;
 use sha2::{Digest, Sha512};
 
@@ -22,11 +29,25 @@ pub enum BindingError {
     /// The JSON `report_data` differs from the quote body's.
     #[error("JSON report_data differs from the quote body's report_data")]
     JsonMismatch,
-    /// The nonce layout does not hold the nonce the verifier chose.
+    /// The attestation document is for another nonce than the one this verifier chose (a stale
+    /// or relayed answer).
     #[error(
-        "report_data does not carry the nonce this verifier chose (expected signer ‖ 0^12 ‖ nonce)"
+        "the attestation document carries nonce {found}, not the nonce this verifier chose ({expected}): a stale or relayed answer"
     )]
-    NonceMismatch,
+    NonceMismatch {
+        /// The document's nonce (hex).
+        found: String,
+        /// The verifier's nonce (hex).
+        expected: String,
+    },
+    /// This verifier sent a nonce and the answer declares no attestation document.
+    #[error(
+        "the answer carries no attestation document for this verifier's nonce: no freshness proof"
+    )]
+    NoDocument,
+    /// The declared attestation document does not hash to report_data.
+    #[error("report_data is not the hash of the attestation document the answer declares")]
+    DocumentMismatch,
     /// The tappd preimage does not hash to report_data.
     #[error("report_data is not sha512(\"app-data:\" ‖ preimage)")]
     PreimageMismatch,
@@ -58,8 +79,8 @@ pub enum Layout {
     TappdSha512,
     /// (c) 0G layout with the raw signer at bytes 32–52.
     ZgRawSigner,
-    /// sealtune's `signer ‖ 0^12 ‖ nonce`.
-    Nonce,
+    /// sealtune's attestation document v2 (signer, nonce, config hash, slots).
+    DocumentV2,
 }
 
 /// What the verifier knows when checking the binding.
@@ -71,6 +92,10 @@ pub struct BindingExpectations {
     pub nonce: Option<[u8; 32]>,
     /// The `data` of a legacy tappd quote.
     pub tappd_preimage: Option<Vec<u8>>,
+    /// The attestation document v2 the answer declares (`attestation_document`).
+    pub document: Option<AttestationDocument>,
+    /// Accept the 0G raw-signer layout (c), which only an expected signer can recognise.
+    pub allow_zg_raw: bool,
 }
 
 /// The binding found.
@@ -113,16 +138,6 @@ pub fn parse_address(s: &str) -> Result<Address, BindingError> {
     Address::try_from(bytes.as_slice()).map_err(|_| BindingError::BadAddress(s.to_string()))
 }
 
-/// sealtune's fresh layout: `signer ‖ 0^12 ‖ nonce`.
-pub fn nonce_report_data(signer: &Address, nonce: &[u8; 32]) -> [u8; 64] {
-    let mut out = [0u8; 64];
-    let (a, rest) = out.split_at_mut(20);
-    a.copy_from_slice(signer);
-    let (_, n) = rest.split_at_mut(12);
-    n.copy_from_slice(nonce);
-    out
-}
-
 /// Layout (a): the ASCII address zero-padded.
 pub fn ascii_report_data(signer: &Address) -> [u8; 64] {
     let mut out = [0u8; 64];
@@ -142,16 +157,10 @@ pub fn tappd_report_data(data: &[u8]) -> [u8; 64] {
 
 /// Find the layout of `rd` given what the verifier knows, and check the signer when one is expected.
 pub fn check_binding(rd: &[u8; 64], exp: &BindingExpectations) -> Result<Binding, BindingError> {
-    let (head, tail) = rd.split_at(32);
-    let binding = if let Some(nonce) = &exp.nonce {
-        let (signer, zeros) = head.split_at(20);
-        if zeros.iter().any(|b| *b != 0) || tail != nonce.as_slice() {
-            return Err(BindingError::NonceMismatch);
-        }
-        Binding {
-            layout: Layout::Nonce,
-            signer: Some(hex::encode(signer)),
-        }
+    let binding = if let Some(doc) = &exp.document {
+        document_binding(rd, doc, exp.nonce.as_ref())?
+    } else if exp.nonce.is_some() {
+        return Err(BindingError::NoDocument);
     } else if let Some(pre) = &exp.tappd_preimage {
         if tappd_report_data(pre) != *rd {
             return Err(BindingError::PreimageMismatch);
@@ -165,8 +174,8 @@ pub fn check_binding(rd: &[u8; 64], exp: &BindingExpectations) -> Result<Binding
             layout: Layout::AsciiAddress,
             signer: Some(hex::encode(a)),
         }
-    } else if let Some(expected) = &exp.signer {
-        let raw = tail.get(..20).ok_or(BindingError::UnknownLayout)?;
+    } else if let (true, Some(expected)) = (exp.allow_zg_raw, &exp.signer) {
+        let raw = rd.get(32..52).ok_or(BindingError::UnknownLayout)?;
         if raw != expected.as_slice() {
             return Err(BindingError::UnknownLayout);
         }
@@ -190,6 +199,29 @@ pub fn check_binding(rd: &[u8; 64], exp: &BindingExpectations) -> Result<Binding
         }
     }
     Ok(binding)
+}
+
+/// The document layout: the document is for `nonce` (when this verifier sent one) and hashes to `rd`.
+fn document_binding(
+    rd: &[u8; 64],
+    doc: &AttestationDocument,
+    nonce: Option<&[u8; 32]>,
+) -> Result<Binding, BindingError> {
+    if let Some(n) = nonce
+        && doc.nonce.as_slice() != n.as_slice()
+    {
+        return Err(BindingError::NonceMismatch {
+            found: hex::encode(doc.nonce),
+            expected: hex::encode(n),
+        });
+    }
+    if doc.report_data() != *rd {
+        return Err(BindingError::DocumentMismatch);
+    }
+    Ok(Binding {
+        layout: Layout::DocumentV2,
+        signer: Some(hex::encode(doc.signer)),
+    })
 }
 
 fn ascii_address(rd: &[u8; 64]) -> Option<Address> {
@@ -242,20 +274,79 @@ mod tests {
         ));
     }
 
+    fn document(nonce: [u8; 32]) -> AttestationDocument {
+        AttestationDocument::new(
+            SIGNER.into(),
+            nonce.into(),
+            sealtune_protocol::B256::repeat_byte(3),
+        )
+    }
+
     #[test]
-    fn nonce_layout_requires_the_verifiers_nonce() {
-        let rd = nonce_report_data(&SIGNER, &[7; 32]);
+    fn document_layout_requires_the_verifiers_nonce() {
+        let doc = document([7; 32]);
+        let rd = doc.report_data();
         let ok = BindingExpectations {
             signer: Some(SIGNER),
             nonce: Some([7; 32]),
+            document: Some(doc),
             ..Default::default()
         };
-        assert_eq!(check_binding(&rd, &ok).unwrap().layout, Layout::Nonce);
+        assert_eq!(check_binding(&rd, &ok).unwrap().layout, Layout::DocumentV2);
         let stale = BindingExpectations {
             nonce: Some([8; 32]),
+            ..ok.clone()
+        };
+        assert!(matches!(
+            check_binding(&rd, &stale),
+            Err(BindingError::NonceMismatch { .. })
+        ));
+        // A nonce sent, no document declared: no freshness proof.
+        let undeclared = BindingExpectations {
+            document: None,
+            ..ok.clone()
+        };
+        assert_eq!(
+            check_binding(&rd, &undeclared),
+            Err(BindingError::NoDocument)
+        );
+        // A document that is not what report_data hashes.
+        let mut other = doc;
+        other.config_hash = sealtune_protocol::B256::repeat_byte(4);
+        let forged = BindingExpectations {
+            document: Some(other),
             ..ok
         };
-        assert_eq!(check_binding(&rd, &stale), Err(BindingError::NonceMismatch));
+        assert_eq!(
+            check_binding(&rd, &forged),
+            Err(BindingError::DocumentMismatch)
+        );
+    }
+
+    /// The relay attack on the old `signer ‖ 0^12 ‖ nonce` form: an attacker asked an honest
+    /// worker for a quote with `nonce = attacker ‖ 0^12` so that bytes 32..52 read as the
+    /// attacker's address. With the document layout report_data is a hash: neither the 0G raw
+    /// layout (even when allowed) nor any other reads the attacker there.
+    #[test]
+    fn a_relayed_nonce_quote_cannot_bind_the_attacker() {
+        let attacker: Address = [0x66; 20];
+        let mut nonce = [0u8; 32];
+        nonce[..20].copy_from_slice(&attacker);
+        let rd = document(nonce).report_data();
+        let exp = BindingExpectations {
+            signer: Some(attacker),
+            allow_zg_raw: true,
+            ..Default::default()
+        };
+        assert_eq!(check_binding(&rd, &exp), Err(BindingError::UnknownLayout));
+        let declared = BindingExpectations {
+            document: Some(document(nonce)),
+            ..exp
+        };
+        assert!(matches!(
+            check_binding(&rd, &declared),
+            Err(BindingError::WrongSigner { .. })
+        ));
     }
 
     #[test]
@@ -289,8 +380,14 @@ mod tests {
             signer: Some(SIGNER),
             ..Default::default()
         };
+        // Only when asked for: the layout cannot be recognised from the bytes alone.
+        assert_eq!(check_binding(&rd, &exp), Err(BindingError::UnknownLayout));
+        let allowed = BindingExpectations {
+            allow_zg_raw: true,
+            ..exp
+        };
         assert_eq!(
-            check_binding(&rd, &exp).unwrap().layout,
+            check_binding(&rd, &allowed).unwrap().layout,
             Layout::ZgRawSigner
         );
     }

@@ -10,9 +10,7 @@ use crate::event_log::{
 };
 use crate::pck::{PckError, PckInfo, parse_pck_chain};
 use crate::quote::{ParsedQuote, TdReport};
-use crate::report_data::{
-    Binding, BindingError, BindingExpectations, check_binding, check_json_report_data,
-};
+use crate::report_data::{Binding, BindingExpectations, check_binding, check_json_report_data};
 
 /// Why an input document could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +39,9 @@ pub struct QuoteDocument {
     /// The `ZG-Quote-Signature` response header, when the quote was fetched from a provider that
     /// sends one (newer 0G brokers); reported, not interpreted.
     pub zg_quote_signature: Option<String>,
+    /// The `attestation_document` a sealtune provider declares for a nonce quote (parsed and
+    /// checked by the signer-binding link).
+    pub attestation_document: Option<serde_json::Value>,
 }
 
 impl QuoteDocument {
@@ -71,6 +72,10 @@ impl QuoteDocument {
                 tcb_info: string_or_json("tcb_info"),
                 dev,
                 zg_quote_signature: None,
+                attestation_document: v
+                    .get("attestation_document")
+                    .filter(|d| !d.is_null())
+                    .cloned(),
             });
         }
         let is_hex = !trimmed.is_empty()
@@ -482,7 +487,8 @@ fn push_report_data_links(
                 .map_err(|e| e.to_string()),
         );
     }
-    let binding = check_binding(rd, &binding_expectations(opts));
+    let binding = binding_expectations(opts, doc)
+        .and_then(|exp| check_binding(rd, &exp).map_err(|e| e.to_string()));
     rep.push("signer binding", signer_binding(&binding));
     if let Some(r) = &opts.registered_signer {
         rep.push("on-chain signer", onchain_signer(&binding, r));
@@ -495,31 +501,41 @@ fn push_report_data_links(
     }
 }
 
-/// The binding expectations, with the registered signer when none is given.
-fn binding_expectations(opts: &VerifyOptions) -> BindingExpectations {
+/// The binding expectations, with the registered signer when none is given and the attestation
+/// document the answer declares (a malformed one fails the link).
+pub fn binding_expectations(
+    opts: &VerifyOptions,
+    doc: &QuoteDocument,
+) -> Result<BindingExpectations, String> {
     let mut exp = opts.binding.clone();
     if let Some(r) = &opts.registered_signer
         && exp.signer.is_none()
     {
         exp.signer = Some(r.tee_signer.into_array());
     }
-    exp
+    if let Some(d) = &doc.attestation_document {
+        exp.document = Some(
+            sealtune_protocol::attestation::AttestationDocument::from_json(d)
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    Ok(exp)
 }
 
 /// `signer binding`: report_data's layout and the signer it binds.
-fn signer_binding(binding: &Result<Binding, BindingError>) -> Entry {
+fn signer_binding(binding: &Result<Binding, String>) -> Entry {
     match binding {
         Ok(b) => Ok(format!(
             "{:?} layout binds 0x{}",
             b.layout,
             b.signer.as_deref().unwrap_or("(no signer in preimage)")
         )),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.clone()),
     }
 }
 
 /// `on-chain signer`: the bound signer is the provider's registered, acknowledged TEE signer.
-fn onchain_signer(binding: &Result<Binding, BindingError>, r: &RegisteredSigner) -> Entry {
+fn onchain_signer(binding: &Result<Binding, String>, r: &RegisteredSigner) -> Entry {
     let bound = binding.as_ref().ok().and_then(|b| b.signer.as_deref());
     let registered = hex::encode(r.tee_signer);
     match bound {

@@ -319,6 +319,8 @@ fn quote_args(env: &Env) -> Vec<String> {
         &env.deployment.serving.to_string(),
         "--provider",
         &env.provider.address().to_string(),
+        // This recorded quote binds its signer in 0G's raw layout, accepted only when asked for.
+        "--zg-raw-layout",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -102,6 +102,7 @@ pub fn router(worker: Arc<Worker>) -> Router {
         )
         .route("/v1/task/pending", get(pending))
         .route("/v1/quote", get(quote))
+        .route("/v1/config", get(measured_config))
         .route("/v1/model", get(list_models))
         .route("/v1/model/{name}", get(get_model))
         .route("/v1/model/desc/{name}", get(model_desc))
@@ -557,6 +558,15 @@ async fn quote(
         )
     })?;
     Ok(Json(body))
+}
+
+/// The measured configuration document and its hash (the hash the quote binds and, on dstack,
+/// RTMR3 records): a verifier recomputes the hash from the document and reads what it pins.
+async fn measured_config(State(worker): State<Arc<Worker>>) -> Json<Value> {
+    Json(json!({
+        "config_hash": worker.measured.hash.to_string(),
+        "document": worker.measured.document,
+    }))
 }
 
 fn model_json(m: &crate::models::ModelConfig) -> Value {

@@ -84,6 +84,8 @@ pub struct Worker {
     pub chain: Chain,
     /// TEE key and quotes.
     pub attest: Attestation,
+    /// The measured configuration (its document is served at `/v1/config`).
+    pub measured: crate::measured::Measured,
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// Wakes the pipeline (new task, cancel).

@@ -108,8 +108,25 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             action: ConfigAction::Check { config, json },
         } => {
             init_tracing();
-            let cfg = Config::load(&config, &env_map())?;
-            let problems = cfg.check();
+            let mut cfg = Config::load(&config, &env_map())?;
+            let mut problems = cfg.check();
+            let measured = match crate::measured::measure(
+                &mut cfg,
+                &config,
+                crate::measured::Mode::Check,
+                Vec::new(),
+            ) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    // A missing file is already among the problems; say it once.
+                    let text = e.to_string();
+                    let shown = e.path().map(|p| p.display().to_string());
+                    if !shown.is_some_and(|p| problems.iter().any(|q| q.contains(&p))) {
+                        problems.push(text);
+                    }
+                    None
+                }
+            };
             if json {
                 println!(
                     "{}",
@@ -117,13 +134,16 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         "ok": problems.is_empty(),
                         "problems": problems,
                         "config": cfg,
+                        "config_hash": measured.as_ref().map(|m| m.hash),
+                        "config_document": measured.as_ref().map(|m| &m.document),
                     }))?
                 );
             } else if problems.is_empty() {
                 println!(
-                    "config {} is valid ({} models)",
+                    "config {} is valid ({} models); config hash {}",
                     config.display(),
-                    cfg.service.models.len()
+                    cfg.service.models.len(),
+                    measured.map(|m| m.hash.to_string()).unwrap_or_default()
                 );
             } else {
                 for p in &problems {
@@ -249,16 +269,30 @@ pub fn detect_quota(cfg: &crate::config::QuotaConfig) -> QuotaSpec {
 }
 
 async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
-    let config = Config::load(&config_path, &env_map())?;
+    let mut config = Config::load(&config_path, &env_map())?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    let started = std::time::Instant::now();
+    let measured = crate::measured::measure(
+        &mut config,
+        &config_path,
+        crate::measured::Mode::Keep,
+        Vec::new(),
+    )?;
+    tracing::info!(
+        config_hash = %measured.hash,
+        seconds = started.elapsed().as_secs_f64(),
+        "configuration measured: scripts, tokenizers, usage files and weights are served from their measured copies"
+    );
     let crash = CrashPoints::from_env();
     if let Some(p) = crash.armed() {
         tracing::warn!(
             "TEST CRASH POINT ARMED ({p}): this worker will abort on purpose; never set SEALTUNE_TEST_CRASH_AT in production"
         );
     }
-    let attest = crate::attest::Attestation::open(&config.attestation, &config.data_dir).await?;
+    let attest =
+        crate::attest::Attestation::open(&config.attestation, &config.data_dir, measured.hash)
+            .await?;
     if attest.is_dev() {
         tracing::warn!(
             "INSECURE DEV ATTESTATION: this worker has no TDX quote; every verifier rejects it unless told --allow-dev-quote. Never use it with real customers."
@@ -278,6 +312,7 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         store,
         chain,
         attest,
+        measured,
         clock: Arc::new(SystemClock),
         wake: Default::default(),
         running: Default::default(),

@@ -170,6 +170,11 @@ pub struct Config {
     /// Python used by the executor: the venv whose site-packages are added (default `$VIRTUAL_ENV`).
     #[serde(default)]
     pub python_venv: Option<PathBuf>,
+    /// Directories scripts, usage files, tokenizers and weights may come from (default: the config
+    /// file's directory; `{ hf = … }` weights may also come from the Hugging Face cache). A path
+    /// resolving elsewhere (symlinks followed), into the data directory or at this file is refused.
+    #[serde(default)]
+    pub asset_roots: Vec<PathBuf>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -389,6 +394,9 @@ impl Config {
         fix(&mut self.data_dir);
         if let Some(v) = self.python_venv.as_mut() {
             fix(v);
+        }
+        for r in &mut self.asset_roots {
+            fix(r);
         }
         for m in &mut self.service.models {
             m.resolve_paths(base);

@@ -17,6 +17,8 @@ use alloy::primitives::Address;
 use axum::Json;
 use axum::extract::State;
 use axum::routing::post;
+use sealtune_protocol::attestation::{AttestationDocument, CONFIG_EVENT};
+use sealtune_protocol::dstack::{RUNTIME_EVENT_TYPE, extend_rtmr, runtime_event_digest_v1};
 use sealtune_verifier::event_log::{EventPolicy, parse_event_log, verify_event_log};
 use sealtune_verifier::quote::ParsedQuote;
 use sealtune_verifier::report_data::{
@@ -25,8 +27,12 @@ use sealtune_verifier::report_data::{
 use sealtune_verifier::verify::QuoteDocument;
 use sealtune_worker::attest::{
     AttestConfig, AttestError, Attestation, DEV_APP_COMPOSE, SourceKind, quote_report_data,
+    signer_key_path,
 };
 use sha2::{Digest as _, Sha256};
+
+/// The config hash these tests measure (any value: the sources only carry it).
+const CONFIG: alloy::primitives::B256 = alloy::primitives::B256::repeat_byte(0x42);
 
 use sealtune_e2e::fixture;
 
@@ -53,6 +59,8 @@ struct Agent {
     /// Answer every call with HTTP 500.
     fail: bool,
     calls: Arc<AtomicU32>,
+    /// Runtime events received through `EmitEvent` (name, payload hex), replayed in `GetQuote`.
+    emitted: Arc<std::sync::Mutex<Vec<(String, String)>>>,
 }
 
 /// A stand-in KMS derivation: the key depends only on the path (deterministic like dstack's).
@@ -92,12 +100,44 @@ async fn get_quote(
     let mut rec = recorded_dstack();
     let rd = hex::decode(req["report_data"].as_str().unwrap()).unwrap();
     assert_eq!(rd.len(), 64, "the worker sends 64 bytes of report_data");
+    // Emitted events extend RTMR3 as the real agent does: appended to the log, and the quote's
+    // RTMR3 (absolute offset 520 in a v4 quote) extended (like the report_data splice, this
+    // breaks the recorded quote's signature, which the worker does not check).
+    let emitted = a.emitted.lock().unwrap().clone();
+    if !emitted.is_empty() {
+        let mut log: Vec<serde_json::Value> =
+            serde_json::from_str(rec["event_log"].as_str().unwrap()).unwrap();
+        let mut q = hex::decode(rec["quote"].as_str().unwrap()).unwrap();
+        let mut rtmr3: [u8; 48] = q[520..568].try_into().unwrap();
+        for (name, payload) in emitted {
+            let digest = runtime_event_digest_v1(&name, &hex::decode(&payload).unwrap());
+            extend_rtmr(&mut rtmr3, &digest);
+            log.push(
+                serde_json::json!({"imr": 3, "event_type": RUNTIME_EVENT_TYPE,
+                "digest": hex::encode(digest), "event": name, "event_payload": payload}),
+            );
+        }
+        q[520..568].copy_from_slice(&rtmr3);
+        rec["quote"] = hex::encode(q).into();
+        rec["event_log"] = serde_json::Value::String(serde_json::Value::Array(log).to_string());
+    }
     if a.splice {
         let q = hex::decode(rec["quote"].as_str().unwrap()).unwrap();
         rec["quote"] = hex::encode(splice(q, &rd)).into();
         rec["report_data"] = hex::encode(&rd).into();
     }
     Ok(Json(rec))
+}
+
+async fn emit_event(
+    State(a): State<Agent>,
+    Json(req): Json<serde_json::Value>,
+) -> Json<serde_json::Value> {
+    a.calls.fetch_add(1, Ordering::SeqCst);
+    let name = req["event"].as_str().unwrap().to_owned();
+    let payload = req["payload"].as_str().unwrap().to_owned();
+    a.emitted.lock().unwrap().push((name, payload));
+    Json(serde_json::json!({}))
 }
 
 async fn info(State(a): State<Agent>) -> Json<serde_json::Value> {
@@ -142,6 +182,7 @@ async fn dstack_fixture_server(dir: &Path, agent: Agent) -> PathBuf {
         .route("/GetKey", post(get_key))
         .route("/GetQuote", post(get_quote))
         .route("/Info", post(info))
+        .route("/EmitEvent", post(emit_event))
         .route("/prpc/Tappd.DeriveKey", post(tappd_derive_key))
         .route("/prpc/Tappd.TdxQuote", post(tappd_quote))
         .route("/prpc/Tappd.Info", post(info))
@@ -155,6 +196,7 @@ fn agent() -> Agent {
         splice: true,
         fail: false,
         calls: Arc::new(AtomicU32::new(0)),
+        emitted: Default::default(),
     }
 }
 
@@ -171,12 +213,15 @@ async fn dstack_signer_comes_from_get_key_and_is_stable() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dstack_fixture_server(dir.path(), agent()).await;
     let cfg = dstack_config(&sock);
-    let a = Attestation::open(&cfg, dir.path()).await.unwrap();
-    let expected =
-        k256::ecdsa::SigningKey::from_slice(&derived_key("sealtune/tee-signer")).unwrap();
+    let a = Attestation::open(&cfg, dir.path(), CONFIG).await.unwrap();
+    let expected = k256::ecdsa::SigningKey::from_slice(&derived_key(&signer_key_path(
+        "sealtune/tee-signer",
+        CONFIG,
+    )))
+    .unwrap();
     assert_eq!(a.signer(), Address::from_private_key(&expected));
     assert!(!a.is_dev());
-    let b = Attestation::open(&cfg, dir.path()).await.unwrap();
+    let b = Attestation::open(&cfg, dir.path(), CONFIG).await.unwrap();
     assert_eq!(b.signer(), a.signer());
     assert_eq!(b.previous_signer(), None);
     // No key is written to the data directory, only the public signer record.
@@ -190,7 +235,7 @@ async fn dstack_signer_comes_from_get_key_and_is_stable() {
         key_path: "sealtune/other".into(),
         ..cfg
     };
-    let c = Attestation::open(&other, dir.path()).await.unwrap();
+    let c = Attestation::open(&other, dir.path(), CONFIG).await.unwrap();
     assert_ne!(c.signer(), a.signer());
     assert_eq!(c.previous_signer(), Some(a.signer()));
 }
@@ -199,7 +244,7 @@ async fn dstack_signer_comes_from_get_key_and_is_stable() {
 async fn dstack_quote_body_carries_the_recorded_quote_bound_to_the_signer() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dstack_fixture_server(dir.path(), agent()).await;
-    let att = Attestation::open(&dstack_config(&sock), dir.path())
+    let att = Attestation::open(&dstack_config(&sock), dir.path(), CONFIG)
         .await
         .unwrap();
     let body = att.quote_body(None).await.unwrap();
@@ -238,16 +283,52 @@ async fn dstack_quote_body_carries_the_recorded_quote_bound_to_the_signer() {
     let body = att.quote_body(Some(nonce)).await.unwrap();
     let doc = QuoteDocument::from_bytes(body.to_string().as_bytes()).unwrap();
     let rd = quote_report_data(&doc.quote).unwrap();
+    let declared = AttestationDocument::from_json(&body["attestation_document"]).unwrap();
     let b = check_binding(
         &rd,
         &BindingExpectations {
             signer: Some(att.signer().0.0),
             nonce: Some(nonce),
+            document: Some(declared),
             ..Default::default()
         },
     )
     .unwrap();
-    assert_eq!(b.layout, Layout::Nonce);
+    assert_eq!(b.layout, Layout::DocumentV2);
+    assert_eq!(declared.config_hash, CONFIG);
+}
+
+/// dstack records the config hash once per boot as the `sealtune-config` RTMR3 event: a restart
+/// with the same config emits nothing more, a restart with another config is refused.
+#[tokio::test]
+async fn dstack_records_the_config_hash_once_and_refuses_another_in_the_same_boot() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = agent();
+    let emitted = a.emitted.clone();
+    let sock = dstack_fixture_server(dir.path(), a).await;
+    let first = Attestation::open(&dstack_config(&sock), dir.path(), CONFIG)
+        .await
+        .unwrap();
+    assert!(first.config_in_rtmr3());
+    let recorded = || emitted.lock().unwrap().clone();
+    assert_eq!(
+        recorded(),
+        vec![(CONFIG_EVENT.to_owned(), hex::encode(CONFIG))]
+    );
+    Attestation::open(&dstack_config(&sock), dir.path(), CONFIG)
+        .await
+        .unwrap();
+    assert_eq!(
+        recorded().len(),
+        1,
+        "a restart must not record the config twice"
+    );
+    let other = alloy::primitives::B256::repeat_byte(0x43);
+    let err = Attestation::open(&dstack_config(&sock), dir.path(), other)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AttestError::ConfigChanged { .. }), "{err}");
+    assert_eq!(recorded().len(), 1);
 }
 
 #[tokio::test]
@@ -258,7 +339,7 @@ async fn a_quote_without_the_requested_report_data_is_refused() {
         ..agent()
     };
     let sock = dstack_fixture_server(dir.path(), replay).await;
-    let att = Attestation::open(&dstack_config(&sock), dir.path())
+    let att = Attestation::open(&dstack_config(&sock), dir.path(), CONFIG)
         .await
         .unwrap();
     let err = att.quote_body(None).await.unwrap_err();
@@ -276,7 +357,7 @@ async fn agent_errors_are_typed_and_name_the_socket() {
         ..agent()
     };
     let sock = dstack_fixture_server(dir.path(), failing.clone()).await;
-    let err = Attestation::open(&dstack_config(&sock), dir.path())
+    let err = Attestation::open(&dstack_config(&sock), dir.path(), CONFIG)
         .await
         .unwrap_err();
     assert!(matches!(err, AttestError::Agent { .. }), "{err}");
@@ -285,7 +366,9 @@ async fn agent_errors_are_typed_and_name_the_socket() {
     // Nothing recorded on failure.
     assert!(!dir.path().join("tee-signer.json").exists());
     let missing = dstack_config(&dir.path().join("absent.sock"));
-    let err = Attestation::open(&missing, dir.path()).await.unwrap_err();
+    let err = Attestation::open(&missing, dir.path(), CONFIG)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("absent.sock"), "{err}");
 }
 
@@ -297,15 +380,18 @@ async fn tappd_signer_and_raw_quote() {
         source: SourceKind::Tappd,
         ..dstack_config(&sock)
     };
-    let a = Attestation::open(&cfg, dir.path()).await.unwrap();
-    let b = Attestation::open(&cfg, dir.path()).await.unwrap();
+    let a = Attestation::open(&cfg, dir.path(), CONFIG).await.unwrap();
+    let b = Attestation::open(&cfg, dir.path(), CONFIG).await.unwrap();
     assert_eq!(a.signer(), b.signer());
     assert_eq!(a.source(), SourceKind::Tappd);
     let body = a.quote_body(Some([3; 32])).await.unwrap();
     let doc = QuoteDocument::from_bytes(body.to_string().as_bytes()).unwrap();
     let rd = quote_report_data(&doc.quote).unwrap();
-    assert_eq!(&rd[..20], a.signer().as_slice());
-    assert_eq!(&rd[32..], &[3; 32]);
+    assert_eq!(
+        rd,
+        AttestationDocument::new(a.signer(), [3; 32].into(), CONFIG).report_data()
+    );
+    assert!(!a.config_in_rtmr3(), "tappd has no runtime events");
     assert_eq!(doc.tcb_info.as_deref(), Some(tcb_info().as_str()));
 }
 
@@ -364,7 +450,7 @@ impl FakeConfigfs {
 async fn configfs_tsm_quote_through_fake_configfs() {
     let fake = FakeConfigfs::new("tdx_guest");
     let data = tempfile::tempdir().unwrap();
-    let att = Attestation::open(&fake.config(), data.path())
+    let att = Attestation::open(&fake.config(), data.path(), CONFIG)
         .await
         .unwrap();
     assert_eq!(att.source(), SourceKind::ConfigfsTsm);
@@ -387,14 +473,17 @@ async fn configfs_tsm_quote_through_fake_configfs() {
     let nonce = [0xee; 32];
     fake.stage(&att.report_data(Some(nonce)));
     att.quote_body(Some(nonce)).await.unwrap();
-    assert_eq!(&fake.inblob()[32..], &nonce);
+    assert_eq!(
+        fake.inblob(),
+        AttestationDocument::new(att.signer(), nonce.into(), CONFIG).report_data()
+    );
 }
 
 #[tokio::test]
 async fn configfs_tsm_refuses_a_quote_for_other_report_data_or_none() {
     let fake = FakeConfigfs::new("tdx_guest");
     let data = tempfile::tempdir().unwrap();
-    let att = Attestation::open(&fake.config(), data.path())
+    let att = Attestation::open(&fake.config(), data.path(), CONFIG)
         .await
         .unwrap();
     let err = att.quote_body(None).await.unwrap_err();
@@ -414,12 +503,12 @@ async fn configfs_tsm_refuses_a_quote_for_other_report_data_or_none() {
 async fn configfs_tsm_key_is_new_at_every_start_and_the_change_is_reported() {
     let fake = FakeConfigfs::new("tdx_guest");
     let data = tempfile::tempdir().unwrap();
-    let a = Attestation::open(&fake.config(), data.path())
+    let a = Attestation::open(&fake.config(), data.path(), CONFIG)
         .await
         .unwrap();
     let first = a.signer();
     drop(a);
-    let b = Attestation::open(&fake.config(), data.path())
+    let b = Attestation::open(&fake.config(), data.path(), CONFIG)
         .await
         .unwrap();
     assert_ne!(b.signer(), first);
@@ -433,10 +522,12 @@ async fn configfs_tsm_refuses_a_missing_dir_or_a_foreign_provider() {
         tsm_dir: data.path().join("no-configfs"),
         ..AttestConfig::new(SourceKind::ConfigfsTsm)
     };
-    let err = Attestation::open(&cfg, data.path()).await.unwrap_err();
+    let err = Attestation::open(&cfg, data.path(), CONFIG)
+        .await
+        .unwrap_err();
     assert!(matches!(err, AttestError::Tsm { .. }), "{err}");
     let sev = FakeConfigfs::new("sev_guest");
-    let err = Attestation::open(&sev.config(), data.path())
+    let err = Attestation::open(&sev.config(), data.path(), CONFIG)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("sev_guest"), "{err}");
@@ -450,7 +541,7 @@ async fn dev_source_is_refused_where_the_image_forbids_it() {
     let data = tempfile::tempdir().unwrap();
     // SAFETY: no other thread of this test binary reads this variable.
     unsafe { std::env::set_var(sealtune_worker::attest::FORBID_DEV_ENV, "1") };
-    let err = Attestation::open(&AttestConfig::new(SourceKind::Dev), data.path())
+    let err = Attestation::open(&AttestConfig::new(SourceKind::Dev), data.path(), CONFIG)
         .await
         .unwrap_err();
     assert!(matches!(err, AttestError::DevForbidden), "{err}");

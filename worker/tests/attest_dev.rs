@@ -7,15 +7,19 @@ use std::path::Path;
 
 use alloy::primitives::Address;
 use base64::Engine as _;
+use sealtune_protocol::attestation::{AttestationDocument, CONFIG_EVENT};
 use sealtune_verifier::event_log::{
     EventLogError, EventPolicy, check_compose_hash, parse_event_log, verify_event_log,
 };
-use sealtune_verifier::report_data::{BindingExpectations, Layout, check_binding};
+use sealtune_verifier::report_data::{BindingError, BindingExpectations, Layout, check_binding};
 use sealtune_verifier::verify::{QuoteDocument, VerifyOptions, verify_document};
 use sealtune_worker::attest::{
     AttestConfig, AttestError, Attestation, DEV_APP_COMPOSE, SourceKind,
 };
 use sha2::{Digest as _, Sha256};
+
+/// The config hash these tests measure (any value: the sources only carry it).
+const CONFIG: alloy::primitives::B256 = alloy::primitives::B256::repeat_byte(0x42);
 
 use sealtune_e2e::repo_root as repo;
 
@@ -42,8 +46,8 @@ fn json_report_data(doc: &QuoteDocument) -> [u8; 64] {
 #[tokio::test]
 async fn dev_key_is_stable_across_opens_in_the_same_data_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let a = Attestation::open(&dev(), dir.path()).await.unwrap();
-    let b = Attestation::open(&dev(), dir.path()).await.unwrap();
+    let a = Attestation::open(&dev(), dir.path(), CONFIG).await.unwrap();
+    let b = Attestation::open(&dev(), dir.path(), CONFIG).await.unwrap();
     assert_eq!(a.signer(), b.signer());
     assert_eq!(a.signer(), Address::from_private_key(a.signing_key()));
     assert_eq!(a.previous_signer(), None);
@@ -52,32 +56,39 @@ async fn dev_key_is_stable_across_opens_in_the_same_data_dir() {
     assert_eq!(a.source(), SourceKind::Dev);
     // Another data directory is another key.
     let other = tempfile::tempdir().unwrap();
-    let c = Attestation::open(&dev(), other.path()).await.unwrap();
+    let c = Attestation::open(&dev(), other.path(), CONFIG)
+        .await
+        .unwrap();
     assert_ne!(a.signer(), c.signer());
 }
 
 #[tokio::test]
 async fn signer_change_is_reported_until_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let first = Attestation::open(&dev(), dir.path()).await.unwrap();
+    let first = Attestation::open(&dev(), dir.path(), CONFIG).await.unwrap();
     let old = first.signer();
     drop(first);
-    // The key file changes (a restored backup, another disk): a new signer.
+    // The root secret file changes (a restored backup, another disk): a new signer.
     let new_key = k256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
     std::fs::write(
         dir.path().join("tee-signer.dev.key"),
         format!("0x{}\n", hex::encode(new_key.to_bytes())),
     )
     .unwrap();
-    let second = Attestation::open(&dev(), dir.path()).await.unwrap();
-    assert_eq!(second.signer(), Address::from_private_key(&new_key));
+    let second = Attestation::open(&dev(), dir.path(), CONFIG).await.unwrap();
+    assert_ne!(second.signer(), old);
+    assert_ne!(
+        second.signer(),
+        Address::from_private_key(&new_key),
+        "the signer is derived from the root secret and the key path, not the root itself"
+    );
     assert_eq!(second.previous_signer(), Some(old));
     drop(second);
     // Not recorded yet (e.g. a crash before the old signer's tasks were handled): reported again.
-    let third = Attestation::open(&dev(), dir.path()).await.unwrap();
+    let third = Attestation::open(&dev(), dir.path(), CONFIG).await.unwrap();
     assert_eq!(third.previous_signer(), Some(old));
     third.record_signer().unwrap();
-    let fourth = Attestation::open(&dev(), dir.path()).await.unwrap();
+    let fourth = Attestation::open(&dev(), dir.path(), CONFIG).await.unwrap();
     assert_eq!(fourth.previous_signer(), None);
 }
 
@@ -86,11 +97,15 @@ async fn corrupt_dev_key_file_is_an_error_and_is_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("tee-signer.dev.key");
     std::fs::write(&key, "not hex").unwrap();
-    let err = Attestation::open(&dev(), dir.path()).await.unwrap_err();
+    let err = Attestation::open(&dev(), dir.path(), CONFIG)
+        .await
+        .unwrap_err();
     assert!(matches!(err, AttestError::File { .. }), "{err}");
     assert_eq!(std::fs::read_to_string(&key).unwrap(), "not hex");
     std::fs::write(&key, format!("0x{}", "00".repeat(32))).unwrap();
-    let err = Attestation::open(&dev(), dir.path()).await.unwrap_err();
+    let err = Attestation::open(&dev(), dir.path(), CONFIG)
+        .await
+        .unwrap_err();
     assert!(matches!(err, AttestError::BadKey { .. }), "{err}");
     assert!(!dir.path().join("tee-signer.json").exists());
 }
@@ -98,7 +113,7 @@ async fn corrupt_dev_key_file_is_an_error_and_is_left_alone() {
 #[tokio::test]
 async fn dev_quote_body_is_marked_and_binds_the_signer_in_layout_a() {
     let dir = tempfile::tempdir().unwrap();
-    let att = Attestation::open(&dev(), dir.path()).await.unwrap();
+    let att = Attestation::open(&dev(), dir.path(), CONFIG).await.unwrap();
     let (body, doc) = body_doc(&att, None).await;
     assert!(doc.dev);
     assert!(doc.quote.is_empty());
@@ -137,30 +152,63 @@ async fn dev_quote_body_is_marked_and_binds_the_signer_in_layout_a() {
 }
 
 #[tokio::test]
-async fn dev_quote_body_with_a_nonce_uses_the_fresh_layout() {
+async fn dev_quote_body_with_a_nonce_binds_the_attestation_document() {
     let dir = tempfile::tempdir().unwrap();
-    let att = Attestation::open(&dev(), dir.path()).await.unwrap();
+    let att = Attestation::open(&dev(), dir.path(), CONFIG).await.unwrap();
     let nonce = [0x5a; 32];
     let (body, doc) = body_doc(&att, Some(nonce)).await;
     assert_eq!(body["nonce"], hex::encode(nonce));
+    assert_eq!(body["config_hash"], CONFIG.to_string());
+    let declared = AttestationDocument::from_json(&body["attestation_document"]).unwrap();
+    assert_eq!(
+        declared,
+        AttestationDocument::new(att.signer(), nonce.into(), CONFIG)
+    );
     let rd = json_report_data(&doc);
+    assert_eq!(rd, declared.report_data());
     let exp = BindingExpectations {
         signer: Some(att.signer().0.0),
         nonce: Some(nonce),
+        document: Some(declared),
         ..Default::default()
     };
-    assert_eq!(check_binding(&rd, &exp).unwrap().layout, Layout::Nonce);
+    assert_eq!(check_binding(&rd, &exp).unwrap().layout, Layout::DocumentV2);
     let stale = BindingExpectations {
         nonce: Some([0x5b; 32]),
         ..exp
     };
-    assert!(check_binding(&rd, &stale).is_err());
+    assert!(matches!(
+        check_binding(&rd, &stale),
+        Err(BindingError::NonceMismatch { .. })
+    ));
+}
+
+/// A changed config is a new signer (the key path includes the config hash), and the dev event log
+/// records the config hash as the `sealtune-config` runtime event.
+#[tokio::test]
+async fn a_changed_config_is_a_new_signer_and_the_event_log_records_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Attestation::open(&dev(), dir.path(), CONFIG).await.unwrap();
+    let other = alloy::primitives::B256::repeat_byte(0x43);
+    let b = Attestation::open(&dev(), dir.path(), other).await.unwrap();
+    assert_ne!(a.signer(), b.signer());
+    assert_eq!(b.previous_signer(), Some(a.signer()));
+    let again = Attestation::open(&dev(), dir.path(), CONFIG).await.unwrap();
+    assert_eq!(again.signer(), a.signer());
+    let (_, doc) = body_doc(&a, None).await;
+    let events = parse_event_log(doc.event_log.as_deref().unwrap()).unwrap();
+    let recorded: Vec<_> = events
+        .iter()
+        .filter(|e| e.name == CONFIG_EVENT)
+        .map(|e| e.payload.clone())
+        .collect();
+    assert_eq!(recorded, vec![CONFIG.to_vec()]);
 }
 
 #[tokio::test]
 async fn dev_event_log_replays_and_its_compose_hash_matches_the_shipped_app_compose() {
     let dir = tempfile::tempdir().unwrap();
-    let att = Attestation::open(&dev(), dir.path()).await.unwrap();
+    let att = Attestation::open(&dev(), dir.path(), CONFIG).await.unwrap();
     let (_, doc) = body_doc(&att, None).await;
     let events = parse_event_log(doc.event_log.as_deref().unwrap()).unwrap();
     let tcb: serde_json::Value = serde_json::from_str(doc.tcb_info.as_deref().unwrap()).unwrap();
@@ -203,7 +251,7 @@ async fn dev_source_serves_a_configured_app_compose() {
         app_compose: Some(compose.clone()),
         ..dev()
     };
-    let att = Attestation::open(&cfg, dir.path()).await.unwrap();
+    let att = Attestation::open(&cfg, dir.path(), CONFIG).await.unwrap();
     let (_, doc) = body_doc(&att, None).await;
     let events = parse_event_log(doc.event_log.as_deref().unwrap()).unwrap();
     let h = check_compose_hash(&events, doc.tcb_info.as_deref().unwrap()).unwrap();
@@ -216,7 +264,7 @@ async fn dev_source_serves_a_configured_app_compose() {
         ..dev()
     };
     assert!(matches!(
-        Attestation::open(&missing, dir.path()).await,
+        Attestation::open(&missing, dir.path(), CONFIG).await,
         Err(AttestError::File { .. })
     ));
 }

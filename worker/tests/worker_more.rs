@@ -7,8 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use alloy::primitives::B256;
-use alloy::signers::local::PrivateKeySigner;
+use alloy::primitives::{Address, B256};
 use sealtune_e2e::chain::*;
 use sealtune_e2e::process::processes_mentioning;
 use sealtune_e2e::stack::*;
@@ -554,6 +553,106 @@ source = "dev"
     assert!(err.contains("unknown unit `w`"), "{err}");
 }
 
+/// The asset rule: a usage file or script outside the asset roots (the reviewer's
+/// `usage_file = "/etc/passwd"`), a symlink leading out, the config file itself, or a file in the
+/// data directory is refused by `config check` and by `serve`, naming the key and the rule; a valid
+/// config reports its config hash, which changes with a script's bytes.
+#[test]
+fn config_check_and_serve_refuse_assets_outside_the_measured_places() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("train.py"), QUICK_SCRIPT).unwrap();
+    std::fs::create_dir(dir.path().join("weights")).unwrap();
+    std::fs::write(dir.path().join("weights/tokenizer.json"), "{}").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", dir.path().join("usage.zip")).unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("worker.sqlite"), "secret rows").unwrap();
+    let config = |extra: &str| {
+        format!(
+            r#"
+serving_url = "http://127.0.0.1:3080"
+private_key = "{key}"
+data_dir = "data"
+[chain]
+serving = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+ledger = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
+[[service.models]]
+name = "m1"
+hash = "{MODEL_HASH}"
+training_script = "train.py"
+weights = {{ path = "weights" }}
+{extra}
+[attestation]
+source = "dev"
+"#,
+            key = DEV_KEYS[1]
+        )
+    };
+    let path = dir.path().join("worker.toml");
+    let hash_of = |out: &str| {
+        let j: Value = serde_json::from_str(out).unwrap();
+        j["config_hash"].as_str().unwrap().to_owned()
+    };
+
+    std::fs::write(&path, config("")).unwrap();
+    let (code, out, err) = config_check(&path, true, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let first = hash_of(&out);
+    std::fs::write(
+        dir.path().join("train.py"),
+        format!("{QUICK_SCRIPT}\n# changed\n"),
+    )
+    .unwrap();
+    let (_, out, _) = config_check(&path, true, &[]);
+    assert_ne!(
+        hash_of(&out),
+        first,
+        "the script's bytes are part of the config hash"
+    );
+
+    for (extra, expected) in [
+        (
+            r#"usage_file = "/etc/passwd""#,
+            "resolves to /etc/passwd, outside the asset roots",
+        ),
+        (
+            r#"usage_file = "usage.zip""#,
+            "resolves to /etc/passwd, outside the asset roots",
+        ),
+        (
+            r#"usage_file = "worker.toml""#,
+            "resolves into the config file",
+        ),
+        (
+            r#"usage_file = "data/worker.sqlite""#,
+            "resolves into the data directory",
+        ),
+        (
+            r#"tokenizer_path = "/etc/passwd""#,
+            "resolves to /etc/passwd, outside the asset roots",
+        ),
+    ] {
+        std::fs::write(&path, config(extra)).unwrap();
+        let (code, out, err) = config_check(&path, false, &[]);
+        assert_eq!(code, 1, "{extra}: {out}{err}");
+        assert!(
+            err.contains("config key `service.models[0]."),
+            "{extra}: {err}"
+        );
+        assert!(err.contains(expected), "{extra}: {err}");
+        // `serve` refuses it too, before it touches the chain or serves anything.
+        let out = Command::new(env!("CARGO_BIN_EXE_sealtune-worker"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env_remove("SEALTUNE_CONFIG")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra}: serve started");
+        assert!(err.contains(expected), "{extra}: {err}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_tee_signer_is_logged_registered_and_old_deliverables_are_handled() {
     let mut stack = Stack::start(
@@ -584,17 +683,27 @@ async fn a_new_tee_signer_is_logged_registered_and_old_deliverables_are_handled(
         account_balance(&stack, 3).await,
     );
 
-    // Restart with another dev key file (what a new CVM identity looks like to the worker).
-    let key_file = stack.dir.path().join("data/tee-signer.dev.key");
-    assert!(
-        key_file.is_file(),
-        "the dev key lives in the data directory"
-    );
-    let new_key = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
-    std::fs::write(&key_file, format!("{new_key}\n")).unwrap();
-    let new_signer = new_key.parse::<PrivateKeySigner>().unwrap().address();
-    assert_ne!(new_signer, old.teeSignerAddress);
+    // Restart with a changed config (a measured limit): the key path includes the config hash, so
+    // the worker comes back with another TEE signer, which the owner must acknowledge again.
+    let config = std::fs::read_to_string(&stack.config_path).unwrap();
+    let changed = config.replace("queue_size = 5", "queue_size = 4");
+    assert_ne!(changed, config);
+    std::fs::write(&stack.config_path, changed).unwrap();
     stack.start_worker(None).await;
+    let new_signer: Address = stack
+        .http
+        .get(stack.url("/v1/quote"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["signer"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(new_signer, old.teeSignerAddress);
 
     let log = stack.worker_log();
     assert!(

@@ -14,23 +14,29 @@ use super::{AttestConfig, AttestError, QuoteSource, RawQuote, SourceKind, write_
 /// The shipped `deploy/app-compose.json`, byte for byte (what the dev source serves by default).
 pub const DEV_APP_COMPOSE: &str = include_str!("../../../deploy/app-compose.json");
 
-/// File (in the data directory) holding the dev TEE key in clear (hex).
+/// File (in the data directory) holding the dev root secret in clear (hex): the dev stand-in for
+/// dstack's KMS, from which the TEE signer of each key path is derived.
 pub const DEV_KEY_FILE: &str = "tee-signer.dev.key";
 
+use sealtune_protocol::attestation::CONFIG_EVENT;
 pub use sealtune_protocol::dstack::runtime_event_digest_v1 as runtime_event_digest;
 use sealtune_protocol::dstack::{RUNTIME_EVENT_TYPE, extend_rtmr};
 
 /// The dev event log (a JSON array as a string) and the RTMR3 it replays to: the dstack system
 /// events in boot order, all on RTMR3 with V1 digests; `app-id` is the first 20 bytes of the
 /// compose hash (dstack's default), `instance-id` is derived from the signer, `key-provider`
-/// says `dev`.
-pub fn dev_event_log(app_compose: &str, signer: &[u8; 20]) -> (String, [u8; 48]) {
+/// says `dev`; then the worker's own [`CONFIG_EVENT`] with the config hash, as it emits it on dstack.
+pub fn dev_event_log(
+    app_compose: &str,
+    signer: &[u8; 20],
+    config_hash: &[u8; 32],
+) -> (String, [u8; 48]) {
     let compose_hash: [u8; 32] = Sha256::digest(app_compose.as_bytes()).into();
     let mut instance = Sha256::new();
     instance.update(b"sealtune-dev-instance:");
     instance.update(signer);
     let instance: [u8; 32] = instance.finalize().into();
-    let events: [(&str, Vec<u8>); 8] = [
+    let events: [(&str, Vec<u8>); 9] = [
         ("system-preparing", Vec::new()),
         (
             "app-id",
@@ -48,6 +54,7 @@ pub fn dev_event_log(app_compose: &str, signer: &[u8; 20]) -> (String, [u8; 48])
         ),
         ("storage-fs", b"dev".to_vec()),
         ("system-ready", Vec::new()),
+        (CONFIG_EVENT, config_hash.to_vec()),
     ];
     let mut rtmr3 = [0u8; 48];
     let list: Vec<serde_json::Value> = events
@@ -75,24 +82,28 @@ pub struct DevSource {
 }
 
 impl DevSource {
-    /// Loads (or creates once, from `rng`) the dev key file and prepares the event log.
+    /// Loads (or creates once, from `rng`) the dev root secret, derives the signer for `key_path`
+    /// and prepares the event log recording `config_hash`.
     pub(super) fn open(
         config: &AttestConfig,
         data_dir: &Path,
+        key_path: &str,
+        config_hash: alloy::primitives::B256,
         rng: &mut impl CryptoRngCore,
     ) -> Result<(Self, SigningKey), AttestError> {
         tracing::warn!(
             "INSECURE: the `dev` attestation source is in use: no TEE, the TEE signer key is a cleartext \
              file in the data directory, /v1/quote serves no quote. Never run a real provider like this."
         );
-        let key_path = data_dir.join(DEV_KEY_FILE);
-        let key = load_or_create_key(&key_path, rng)?;
+        let root_file = data_dir.join(DEV_KEY_FILE);
+        let root = load_or_create_key(&root_file, rng)?;
+        let key = derive_dev_key(&root, key_path)?;
         let app_compose = match &config.app_compose {
             None => DEV_APP_COMPOSE.to_string(),
             Some(p) => std::fs::read_to_string(p).map_err(|e| AttestError::file(p, e))?,
         };
         let signer = alloy::primitives::Address::from_private_key(&key);
-        let (event_log, rtmr3) = dev_event_log(&app_compose, &signer.0.0);
+        let (event_log, rtmr3) = dev_event_log(&app_compose, &signer.0.0, &config_hash.0);
         let compose_hash = hex::encode(Sha256::digest(app_compose.as_bytes()));
         let tcb_info = serde_json::json!({
             "app_compose": app_compose,
@@ -125,6 +136,19 @@ impl QuoteSource for DevSource {
             tcb_info: Some(self.tcb_info.clone()),
         })
     }
+}
+
+/// The dev stand-in for a KMS derivation: `keccak256("sealtune/dev-kms/v1:" ‖ root ‖ ":" ‖ path)`
+/// as a secp256k1 key (deterministic per root and path, like dstack's `GetKey`).
+fn derive_dev_key(root: &SigningKey, path: &str) -> Result<SigningKey, AttestError> {
+    let mut pre = b"sealtune/dev-kms/v1:".to_vec();
+    pre.extend_from_slice(&root.to_bytes());
+    pre.push(b':');
+    pre.extend_from_slice(path.as_bytes());
+    let derived = alloy::primitives::keccak256(&pre);
+    SigningKey::from_slice(derived.as_slice()).map_err(|_| AttestError::BadKey {
+        what: format!("the dev key derived for {path}"),
+    })
 }
 
 fn load_or_create_key(

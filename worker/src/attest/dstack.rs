@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use alloy::primitives::keccak256;
+use alloy::primitives::{B256, keccak256};
 use base64::Engine as _;
 use k256::ecdsa::SigningKey;
+use sealtune_protocol::attestation::CONFIG_EVENT;
 use serde::Deserialize;
 
 use super::{AttestError, QuoteSource, RawQuote, SourceKind};
@@ -152,6 +153,32 @@ impl DstackSource {
         })
     }
 
+    /// Records the config hash as the RTMR3 runtime event
+    /// [`CONFIG_EVENT`](sealtune_protocol::attestation::CONFIG_EVENT), once per boot: the event log
+    /// (read through `GetQuote`) decides. No such event yet: `EmitEvent`; the same hash already
+    /// recorded (a worker restart): nothing; another hash: refused, because RTMR3 would then carry
+    /// two configs and no verifier could tell which one serves (reboot the CVM to change the config).
+    pub async fn record_config(&self, config_hash: B256) -> Result<(), AttestError> {
+        let raw = self.quote([0u8; 64]).await?;
+        let recorded = config_events(raw.event_log.as_deref())
+            .map_err(|e| self.client.bad("GetQuote event_log", e))?;
+        let ours = hex::encode(config_hash);
+        match recorded.as_slice() {
+            [] => {
+                let body = serde_json::json!({"event": CONFIG_EVENT, "payload": ours});
+                let _: serde_json::Value =
+                    self.client.call("/EmitEvent", "EmitEvent", &body).await?;
+                tracing::info!(config_hash = %config_hash, "config hash recorded in RTMR3");
+                Ok(())
+            }
+            [one] if one.eq_ignore_ascii_case(&ours) => Ok(()),
+            _ => Err(AttestError::ConfigChanged {
+                recorded: recorded.join(", "),
+                now: ours,
+            }),
+        }
+    }
+
     /// `Info`: the `tcb_info` JSON string.
     pub async fn tcb_info(&self) -> Result<Option<String>, AttestError> {
         let info: InfoResponse = self
@@ -179,6 +206,25 @@ impl QuoteSource for DstackSource {
             tcb_info,
         })
     }
+}
+
+/// The payloads (hex) of the [`CONFIG_EVENT`] runtime events in a dstack event log (a JSON array).
+fn config_events(event_log: Option<&str>) -> Result<Vec<String>, String> {
+    let Some(text) = event_log.filter(|t| !t.trim().is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let events: Vec<serde_json::Value> =
+        serde_json::from_str(text).map_err(|e| format!("not a JSON array of events: {e}"))?;
+    Ok(events
+        .iter()
+        .filter(|e| e.get("event").and_then(|v| v.as_str()) == Some(CONFIG_EVENT))
+        .map(|e| {
+            e.get("event_payload")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect())
 }
 
 /// The legacy tappd agent.

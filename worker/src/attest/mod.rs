@@ -15,8 +15,10 @@
 //!
 //! The `/v1/quote` body ([`Attestation::quote_body`]) binds the signer in report_data layout (a),
 //! the ASCII `0x…` address zero-padded to 64 bytes (what the official SDK checks), or, with a
-//! verifier's nonce, sealtune's fresh layout `signer ‖ 0^12 ‖ nonce`. The worker checks that the
-//! quote a source returns carries exactly the report_data it asked for.
+//! verifier's nonce, the attestation document v2 (`sealtune_protocol::attestation`): signer, nonce
+//! and the measured config hash under a domain tag. The worker checks that the quote a source
+//! returns carries exactly the report_data it asked for. The TEE signer's key path includes the
+//! config hash ([`signer_key_path`]).
 
 mod dev;
 mod dstack;
@@ -24,10 +26,11 @@ mod tsm;
 
 use std::path::{Path, PathBuf};
 
-use alloy::primitives::Address;
+use alloy::primitives::{Address, B256};
 use base64::Engine as _;
 use k256::ecdsa::SigningKey;
 use rand_core::CryptoRngCore;
+use sealtune_protocol::attestation::AttestationDocument;
 use sealtune_protocol::deliverable::TeeSigningKey;
 use serde::{Deserialize, Serialize};
 
@@ -197,6 +200,16 @@ pub enum AttestError {
     /// The `dev` source was configured where it is forbidden ([`FORBID_DEV_ENV`]).
     #[error("the insecure `dev` attestation source is forbidden here ({FORBID_DEV_ENV} is set)")]
     DevForbidden,
+    /// RTMR3 already records another config in this boot.
+    #[error(
+        "this CVM's RTMR3 already records config hash {recorded}, and this worker's config hashes to {now}: a config cannot change within one boot (verifiers require exactly one config record); restore the config or reboot the CVM"
+    )]
+    ConfigChanged {
+        /// What the event log holds (hex, comma-separated).
+        recorded: String,
+        /// This worker's config hash (hex).
+        now: String,
+    },
     /// Key material that is not a valid secp256k1 secret key.
     #[error("{what} is not a valid secp256k1 secret key")]
     BadKey {
@@ -264,6 +277,7 @@ pub struct Attestation {
     source: Source,
     key: TeeSigningKey,
     signer: Address,
+    config_hash: B256,
     previous: Option<Address>,
     record_path: PathBuf,
 }
@@ -273,6 +287,7 @@ impl std::fmt::Debug for Attestation {
         f.debug_struct("Attestation")
             .field("source", &self.source)
             .field("signer", &self.signer)
+            .field("config_hash", &self.config_hash)
             .field("previous", &self.previous)
             .finish_non_exhaustive()
     }
@@ -287,16 +302,26 @@ struct SignerRecord {
 
 impl Attestation {
     /// Loads or derives the TEE signing key with the OS RNG (see [`Self::open_with_rng`]).
-    pub async fn open(config: &AttestConfig, data_dir: &Path) -> Result<Attestation, AttestError> {
-        Self::open_with_rng(config, data_dir, &mut rand_core::OsRng).await
+    pub async fn open(
+        config: &AttestConfig,
+        data_dir: &Path,
+        config_hash: B256,
+    ) -> Result<Attestation, AttestError> {
+        Self::open_with_rng(config, data_dir, config_hash, &mut rand_core::OsRng).await
     }
 
-    /// Loads or derives the TEE signing key and detects a signer change.
+    /// Loads or derives the TEE signing key for the measured config `config_hash`, records the
+    /// config hash where the source can, and detects a signer change.
     ///
-    /// dstack: `GetKey` from the guest agent (the same key for this app on every boot); tappd:
-    /// `DeriveKey`; dev: `<data_dir>/tee-signer.dev.key`, created once from `rng` (loud warning);
-    /// configfs-tsm: a fresh key from `rng` at every start (it cannot persist a key without
-    /// writing it in clear: an error-level log says so, and every restart is a signer change).
+    /// The key path is [`signer_key_path`]`(key_path, config_hash)`: a changed config derives another
+    /// signer, which the contract owner must acknowledge again on chain. dstack: `GetKey` from the
+    /// guest agent (the same key for this app and config on every boot), and the config hash is
+    /// recorded as an RTMR3 event ([`DstackSource::record_config`]); tappd: `DeriveKey`; dev: derived
+    /// from the root secret `<data_dir>/tee-signer.dev.key`, created once from `rng` (loud warning);
+    /// configfs-tsm: a fresh key from `rng` at every start (it cannot persist a key without writing
+    /// it in clear: an error-level log says so, and every restart is a signer change). Sources
+    /// without runtime events (tappd, configfs-tsm) bind the config hash only in the attestation
+    /// document of a nonce quote; dev writes it into its synthetic event log.
     ///
     /// The address of the previous start is read from `<data_dir>/tee-signer.json`;
     /// [`previous_signer`](Self::previous_signer) is `Some(old)` when it differs. The record is
@@ -305,22 +330,25 @@ impl Attestation {
     pub async fn open_with_rng(
         config: &AttestConfig,
         data_dir: &Path,
+        config_hash: B256,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Attestation, AttestError> {
+        let key_path = signer_key_path(&config.key_path, config_hash);
         let (source, key) = match config.source {
             SourceKind::Dev if dev_forbidden() => return Err(AttestError::DevForbidden),
             SourceKind::Dev => {
-                let (s, key) = dev::DevSource::open(config, data_dir, rng)?;
+                let (s, key) = dev::DevSource::open(config, data_dir, &key_path, config_hash, rng)?;
                 (Source::Dev(s), key)
             }
             SourceKind::Dstack => {
                 let s = DstackSource::new(&config.dstack_socket, config.timeout_secs)?;
-                let key = s.get_key(&config.key_path).await?;
+                let key = s.get_key(&key_path).await?;
+                s.record_config(config_hash).await?;
                 (Source::Dstack(s), key)
             }
             SourceKind::Tappd => {
                 let s = TappdSource::new(&config.tappd_socket, config.timeout_secs)?;
-                let key = s.derive_key(&config.key_path).await?;
+                let key = s.derive_key(&key_path).await?;
                 (Source::Tappd(s), key)
             }
             SourceKind::ConfigfsTsm => {
@@ -350,11 +378,12 @@ impl Attestation {
                 None
             }
         };
-        tracing::info!(source = %config.source, %signer, "TEE signer ready");
+        tracing::info!(source = %config.source, %signer, %config_hash, "TEE signer ready");
         Ok(Attestation {
             source,
             key,
             signer,
+            config_hash,
             previous,
             record_path,
         })
@@ -396,18 +425,34 @@ impl Attestation {
         }
     }
 
-    /// The report_data this worker puts in its quotes: layout (a) without a nonce, sealtune's
-    /// `signer ‖ 0^12 ‖ nonce` with one.
+    /// The measured config hash this worker runs with.
+    pub fn config_hash(&self) -> B256 {
+        self.config_hash
+    }
+
+    /// Whether the config hash is in RTMR3 (a runtime event) besides the attestation document.
+    pub fn config_in_rtmr3(&self) -> bool {
+        matches!(self.source, Source::Dev(_) | Source::Dstack(_))
+    }
+
+    /// The attestation document v2 a quote over `nonce` binds.
+    pub fn document(&self, nonce: [u8; 32]) -> AttestationDocument {
+        AttestationDocument::new(self.signer, B256::from(nonce), self.config_hash)
+    }
+
+    /// The report_data this worker puts in its quotes: 0G's layout (a) without a nonce, the
+    /// attestation document v2's hash with one.
     pub fn report_data(&self, nonce: Option<[u8; 32]>) -> [u8; 64] {
         match nonce {
             None => ascii_report_data(self.signer),
-            Some(n) => nonce_report_data(self.signer, &n),
+            Some(n) => self.document(n).report_data(),
         }
     }
 
-    /// The `/v1/quote` JSON (PROTOCOL.md §5): `{quote, event_log, report_data (base64), vm_config,
-    /// tcb_info, nvidia_payload}` plus `signer`, `source` and, with a nonce, `nonce`. The dev
-    /// source adds `"dev": true` and a `warning`, and serves no quote.
+    /// The `/v1/quote` JSON (docs/PROTOCOL.md §5): `{quote, event_log, report_data (base64),
+    /// vm_config, tcb_info, nvidia_payload}` as 0G serves it, plus `signer`, `source`,
+    /// `config_hash`, `config_in_rtmr3` and, with a nonce, `nonce` and `attestation_document`. The
+    /// dev source adds `"dev": true` and a `warning`, and serves no quote.
     pub async fn quote_body(
         &self,
         nonce: Option<[u8; 32]>,
@@ -426,13 +471,20 @@ impl Attestation {
             "nvidia_payload": serde_json::Value::Null,
             "signer": self.signer.to_checksum(None),
             "source": self.source().as_str(),
+            "config_hash": self.config_hash.to_string(),
+            "config_in_rtmr3": self.config_in_rtmr3(),
         });
-        if let (Some(n), Some(obj)) = (nonce, body.as_object_mut()) {
+        let Some(obj) = body.as_object_mut() else {
+            return Ok(body);
+        };
+        if let Some(n) = nonce {
             obj.insert("nonce".into(), hex::encode(n).into());
+            obj.insert(
+                "attestation_document".into(),
+                serde_json::to_value(self.document(n)).unwrap_or_default(),
+            );
         }
-        if self.is_dev()
-            && let Some(obj) = body.as_object_mut()
-        {
+        if self.is_dev() {
             obj.insert("dev".into(), true.into());
             obj.insert("attestation".into(), "dev".into());
             obj.insert(
@@ -443,6 +495,12 @@ impl Attestation {
         }
         Ok(body)
     }
+}
+
+/// The key derivation path of the TEE signer for the config `config_hash`:
+/// `<key_path>/config/<config hash, 64 hex digits>`.
+pub fn signer_key_path(key_path: &str, config_hash: B256) -> String {
+    format!("{key_path}/config/{}", hex::encode(config_hash))
 }
 
 fn dev_forbidden() -> bool {
@@ -456,16 +514,6 @@ pub fn ascii_report_data(signer: Address) -> [u8; 64] {
     for (dst, src) in out.iter_mut().zip(text.as_bytes()) {
         *dst = *src;
     }
-    out
-}
-
-/// sealtune's fresh layout: `signer (20) ‖ 12 zero bytes ‖ nonce (32)`.
-pub fn nonce_report_data(signer: Address, nonce: &[u8; 32]) -> [u8; 64] {
-    let mut out = [0u8; 64];
-    let (a, rest) = out.split_at_mut(20);
-    a.copy_from_slice(signer.as_slice());
-    let (_, n) = rest.split_at_mut(12);
-    n.copy_from_slice(nonce);
     out
 }
 

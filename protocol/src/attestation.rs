@@ -1,0 +1,326 @@
+//! The attestation document v2 and the measured configuration (docs/PROTOCOL.md §5.1–§5.3).
+//!
+//! Three things are defined here, once, for the worker that produces them and the verifier that
+//! checks them:
+//!
+//! * [`ConfigDocument`]: the canonical record of everything that decides code or data inside the
+//!   TEE (training scripts, tokenizers, usage files and weights by content hash, the limits that
+//!   matter, the contracts, the sandbox's walls). Its hash, [`ConfigDocument::hash`], is the
+//!   **config hash**: recorded as the RTMR3 runtime event [`CONFIG_EVENT`] where the attestation
+//!   source can emit events (dstack), bound in the [`AttestationDocument`] everywhere, and part of
+//!   the TEE signer's key path (a changed config means a new signer).
+//! * [`AttestationDocument`]: what a quote answered for a verifier's nonce binds. Its report_data is
+//!   `SHA-512(DOMAIN ‖ signer ‖ nonce ‖ config_hash ‖ dataset_key_hash ‖ gpu_evidence_hash)`, fixed
+//!   lengths, absent slots as 32 zero bytes. Being a hash under a domain tag, no caller-chosen byte
+//!   appears in report_data, so no other layout (the 0G ASCII address, the 0G raw-signer layout,
+//!   tappd's `app-data:` hash) can read it as a signer.
+//! * [`tree_digest`]: the content hash of a directory (model weights).
+//!
+//! The default `/v1/quote` answer (no nonce) keeps 0G's layout byte for byte: report_data is the
+//! ASCII `0x…` signer address, zero-padded (the official SDK compares it with the signer).
+//!
+//! ```
+//! use sealtune_protocol::attestation::AttestationDocument;
+//! use sealtune_protocol::{Address, B256};
+//! let doc = AttestationDocument::new(Address::repeat_byte(1), B256::repeat_byte(2), B256::repeat_byte(3));
+//! let rd = doc.report_data();
+//! assert_ne!(&rd[..20], Address::repeat_byte(1).as_slice());
+//! ```
+
+use alloy_primitives::{Address, B256, U256};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256, Sha512};
+
+/// Name of the RTMR3 runtime event carrying the config hash (payload: the 32 raw bytes).
+pub const CONFIG_EVENT: &str = "sealtune-config";
+
+/// Domain tag of the attestation document v2's report_data (exactly 32 bytes).
+pub const DOCUMENT_DOMAIN: &[u8; 32] = b"sealtune/attestation-document/v2";
+
+/// The version number [`AttestationDocument`] carries in JSON.
+pub const DOCUMENT_VERSION: u32 = 2;
+
+/// The version number [`ConfigDocument`] carries.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// What a quote over a verifier's nonce binds (served as `attestation_document` in `/v1/quote`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttestationDocument {
+    /// Always [`DOCUMENT_VERSION`].
+    pub version: u32,
+    /// The TEE signer (registered on chain as `teeSignerAddress`).
+    pub signer: Address,
+    /// The verifier's nonce.
+    pub nonce: B256,
+    /// The worker's config hash ([`ConfigDocument::hash`]).
+    pub config_hash: B256,
+    /// Slot: hash of the dataset-encryption public key the TEE signer vouches for (a later version
+    /// of the worker fills it); `None` is bound as 32 zero bytes.
+    #[serde(default)]
+    pub dataset_key_hash: Option<B256>,
+    /// Slot: hash of the GPU attestation evidence; `None` is bound as 32 zero bytes.
+    #[serde(default)]
+    pub gpu_evidence_hash: Option<B256>,
+}
+
+/// A document that cannot be what it claims.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocumentError {
+    /// Another version than [`DOCUMENT_VERSION`].
+    #[error("attestation document version {0} is not supported (expected {DOCUMENT_VERSION})")]
+    Version(u32),
+    /// Not valid JSON for the document.
+    #[error("attestation document is malformed: {0}")]
+    Malformed(String),
+}
+
+impl AttestationDocument {
+    /// A version-2 document with empty slots.
+    pub fn new(signer: Address, nonce: B256, config_hash: B256) -> Self {
+        AttestationDocument {
+            version: DOCUMENT_VERSION,
+            signer,
+            nonce,
+            config_hash,
+            dataset_key_hash: None,
+            gpu_evidence_hash: None,
+        }
+    }
+
+    /// Parses the JSON form and checks the version.
+    pub fn from_json(value: &serde_json::Value) -> Result<Self, DocumentError> {
+        let doc: AttestationDocument = serde_json::from_value(value.clone())
+            .map_err(|e| DocumentError::Malformed(e.to_string()))?;
+        if doc.version != DOCUMENT_VERSION {
+            return Err(DocumentError::Version(doc.version));
+        }
+        Ok(doc)
+    }
+
+    /// The 64 report_data bytes a quote carries for this document.
+    pub fn report_data(&self) -> [u8; 64] {
+        let slot = |s: Option<B256>| s.unwrap_or(B256::ZERO);
+        let mut h = Sha512::new();
+        h.update(DOCUMENT_DOMAIN);
+        h.update(self.signer.as_slice());
+        h.update(self.nonce.as_slice());
+        h.update(self.config_hash.as_slice());
+        h.update(slot(self.dataset_key_hash).as_slice());
+        h.update(slot(self.gpu_evidence_hash).as_slice());
+        h.finalize().into()
+    }
+}
+
+/// A file's content hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDigest {
+    /// SHA-256 of the bytes.
+    pub sha256: B256,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+impl FileDigest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        FileDigest {
+            sha256: B256::from(<[u8; 32]>::from(Sha256::digest(bytes))),
+            len: bytes.len() as u64,
+        }
+    }
+}
+
+/// One file of a directory, as [`tree_digest`] hashes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeEntry {
+    /// Path relative to the directory, `/`-separated, UTF-8.
+    pub path: String,
+    /// Its content hash.
+    pub digest: FileDigest,
+}
+
+/// The content hash of a directory: entries sorted by path bytes, then
+/// `SHA-256(for each: path ‖ 0x00 ‖ be64(len) ‖ sha256)`. Directories themselves, modes and times
+/// are not part of it; symlinks are hashed as the files they point to.
+pub fn tree_digest(entries: &mut [TreeEntry]) -> B256 {
+    entries.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+    let mut h = Sha256::new();
+    for e in entries.iter() {
+        h.update(e.path.as_bytes());
+        h.update([0u8]);
+        h.update(e.digest.len.to_be_bytes());
+        h.update(e.digest.sha256.as_slice());
+    }
+    B256::from(<[u8; 32]>::from(h.finalize()))
+}
+
+/// Where a model's weights are, by content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum WeightsDigest {
+    /// A directory, by [`tree_digest`].
+    Tree(B256),
+    /// A zip in storage by its 0G root hash (checked when fetched).
+    Root(B256),
+}
+
+/// One offered model, by content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasuredModel {
+    /// Its name.
+    pub name: String,
+    /// `preTrainedModelHash`.
+    pub hash: B256,
+    /// `text` or `image`.
+    pub data_type: String,
+    /// The parameter schema (`lora` or `free`).
+    pub params: String,
+    /// The training script.
+    pub script: FileDigest,
+    /// The tokenizer used for the fee.
+    pub tokenizer: Option<FileDigest>,
+    /// The usage file served at `/v1/model/desc/:name`.
+    pub usage: Option<FileDigest>,
+    /// The weights.
+    pub weights: WeightsDigest,
+    /// Price coefficient (decimal text).
+    pub price_coefficient: String,
+    /// Flat storage fee in neuron.
+    pub storage_fee: U256,
+}
+
+/// The limits that change what a customer gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasuredLimits {
+    /// Tasks queued or running at most.
+    pub queue_size: u32,
+    /// Longest training run, seconds.
+    pub training_timeout_secs: u64,
+    /// Executor memory limit in bytes.
+    pub executor_memory_bytes: Option<u64>,
+    /// Largest dataset upload.
+    pub max_upload_bytes: u64,
+    /// Acknowledgement wait before the penalty settlement, seconds.
+    pub ack_timeout_secs: u64,
+    /// Retention of datasets and deliverables, seconds.
+    pub retention_secs: u64,
+    /// Re-trainings of an interrupted task.
+    pub training_restarts: u32,
+}
+
+/// One wall of the training sandbox and whether it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wall {
+    /// Its name (e.g. `task-uid`, `seccomp`, `landlock`).
+    pub name: String,
+    /// Core walls must stand in production attestation modes.
+    pub core: bool,
+    /// Whether it stands on this machine.
+    pub present: bool,
+}
+
+/// The canonical measured configuration. Its JSON (struct field order, no maps) is canonical:
+/// [`ConfigDocument::canonical_bytes`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigDocument {
+    /// Always [`CONFIG_VERSION`].
+    pub version: u32,
+    /// The attestation source (`dstack`, `tappd`, `configfs-tsm`, `dev`).
+    pub attestation_source: String,
+    /// FineTuningServing.
+    pub serving: Address,
+    /// LedgerManager.
+    pub ledger: Address,
+    /// `pricePerToken`.
+    pub price_per_token: U256,
+    /// Limits.
+    pub limits: MeasuredLimits,
+    /// The models, in config order.
+    pub models: Vec<MeasuredModel>,
+    /// The sandbox walls, in a fixed order.
+    pub sandbox: Vec<Wall>,
+}
+
+impl ConfigDocument {
+    /// The canonical bytes: compact JSON in struct field order.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        // Serializing plain structs, vectors and strings cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The config hash: `SHA-256(canonical_bytes)`.
+    pub fn hash(&self) -> B256 {
+        B256::from(<[u8; 32]>::from(Sha256::digest(self.canonical_bytes())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc() -> AttestationDocument {
+        AttestationDocument::new(
+            Address::repeat_byte(0xaa),
+            B256::repeat_byte(0xbb),
+            B256::repeat_byte(0xcc),
+        )
+    }
+
+    #[test]
+    fn report_data_is_the_domain_separated_hash_of_fixed_fields() {
+        let d = doc();
+        let mut pre = Vec::new();
+        pre.extend_from_slice(b"sealtune/attestation-document/v2");
+        pre.extend_from_slice(&[0xaa; 20]);
+        pre.extend_from_slice(&[0xbb; 32]);
+        pre.extend_from_slice(&[0xcc; 32]);
+        pre.extend_from_slice(&[0u8; 64]);
+        let expected: [u8; 64] = Sha512::digest(&pre).into();
+        assert_eq!(d.report_data(), expected);
+        // Every field is bound.
+        let mut other = d;
+        other.gpu_evidence_hash = Some(B256::repeat_byte(1));
+        assert_ne!(other.report_data(), d.report_data());
+        let mut other = d;
+        other.config_hash = B256::repeat_byte(1);
+        assert_ne!(other.report_data(), d.report_data());
+    }
+
+    #[test]
+    fn json_round_trips_and_other_versions_are_refused() {
+        let d = doc();
+        let v = serde_json::to_value(d).unwrap();
+        assert_eq!(AttestationDocument::from_json(&v).unwrap(), d);
+        let mut bad = v.clone();
+        bad["version"] = 3.into();
+        assert_eq!(
+            AttestationDocument::from_json(&bad).unwrap_err(),
+            DocumentError::Version(3)
+        );
+        let mut extra = v;
+        extra["signer_hint"] = "x".into();
+        assert!(matches!(
+            AttestationDocument::from_json(&extra),
+            Err(DocumentError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn tree_digest_ignores_listing_order_but_not_paths_or_content() {
+        let e = |p: &str, b: &[u8]| TreeEntry {
+            path: p.into(),
+            digest: FileDigest::of(b),
+        };
+        let a = tree_digest(&mut [e("a", b"1"), e("b/c", b"2")]);
+        let b = tree_digest(&mut [e("b/c", b"2"), e("a", b"1")]);
+        assert_eq!(a, b);
+        assert_ne!(a, tree_digest(&mut [e("a", b"1"), e("b/d", b"2")]));
+        assert_ne!(a, tree_digest(&mut [e("a", b"1"), e("b/c", b"3")]));
+    }
+}
