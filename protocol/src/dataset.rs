@@ -287,13 +287,13 @@ pub struct DatasetSummary {
 
 impl DatasetSummary {
     fn add(&mut self, record: &Record) {
-        self.records += 1;
+        self.records = self.records.saturating_add(1);
         let slot = match record {
             Record::Instruction { .. } => &mut self.by_shape[0],
             Record::Messages(_) => &mut self.by_shape[1],
             Record::Text(_) => &mut self.by_shape[2],
         };
-        *slot += 1;
+        *slot = slot.saturating_add(1);
     }
 }
 
@@ -435,7 +435,8 @@ fn read_bounded_line<R: BufRead>(
             return Ok(LineRead::TooLong);
         }
         buf.extend_from_slice(chunk);
-        let used = chunk.len() + usize::from(found_newline);
+        // At most `available.len()`: the newline, when found, follows `chunk` in `available`.
+        let used = chunk.len().saturating_add(usize::from(found_newline));
         reader.consume(used);
         if found_newline {
             return Ok(LineRead::Line);
@@ -469,7 +470,7 @@ where
     let mut buf = Vec::new();
     let mut line_no: u64 = 0;
     loop {
-        line_no += 1;
+        line_no = line_no.saturating_add(1);
         let location = || Location {
             entry: entry.map(str::to_owned),
             line: line_no,
@@ -600,7 +601,7 @@ where
     while got < magic.len() {
         match file.read(magic.get_mut(got..).unwrap_or_default()) {
             Ok(0) => break,
-            Ok(n) => got += n,
+            Ok(n) => got = got.saturating_add(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(DatasetError::Io(e).into()),
         }

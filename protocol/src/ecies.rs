@@ -32,13 +32,6 @@
 //! tampered[100] ^= 1;
 //! assert_eq!(ecies::decrypt(&customer, &tampered), Err(ecies::EciesError::Authentication));
 //! ```
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::panic
-)]
 
 use aes_gcm::aead::consts::U16;
 use aes_gcm::aead::{AeadInPlace, KeyInit};

@@ -157,8 +157,9 @@ impl Event {
         let mut message = message.into();
         if message.len() > MAX_LOG_MESSAGE {
             let mut cut = MAX_LOG_MESSAGE;
+            // Terminates: 0 is always a char boundary.
             while !message.is_char_boundary(cut) {
-                cut -= 1;
+                cut = cut.saturating_sub(1);
             }
             message.truncate(cut);
         }
@@ -325,7 +326,7 @@ impl TagCollector {
             });
         }
         self.tags.extend_from_slice(&tag);
-        self.next += 1;
+        self.next = self.next.saturating_add(1);
         Ok(())
     }
 

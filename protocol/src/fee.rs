@@ -11,8 +11,10 @@
 //! **Compatibility.** The official client does not predict the fee: `0g-compute-cli` sends
 //! `fee: "0"` and lets the provider compute it, and 0G's own broker charges
 //! `tokens × pricePerToken × epochs` (no coefficient, no storage fee). [`FeeSchedule::official`]
-//! (coefficient 1, storage fee 0) therefore reproduces the official provider exactly; anything
-//! else is a sealtune provider's pricing choice, published with the model.
+//! (coefficient 1, storage fee 0) therefore reproduces the official provider's formula; anything
+//! else is a sealtune provider's pricing choice, published with the model. There is no official
+//! code to test against (0G's broker is not in the pinned packages): the unit tests pin the formula
+//! as PROTOCOL.md §3 states it.
 //!
 //! All arithmetic is `U256` and checked: an overflow is [`FeeError::Overflow`], never a wrap.
 //!

@@ -22,6 +22,21 @@
 //! | [`events`] | — | the events the executor streams to the worker |
 //! | [`task`] | §2 | the task states and the rules on them |
 #![deny(missing_docs)]
+// Everything here parses or computes over untrusted bytes (requests, datasets, sealed files, quotes,
+// storage proofs): no unwrap/expect/panic, no unchecked indexing or arithmetic in library code.
+// Unit tests (`cfg(test)`) and the integration tests (their own crates) are exempt. Set here rather
+// than in Cargo.toml's `[lints]`, which cannot add to `workspace = true` and would cover the tests.
+// An `allow` on one expression must say why it cannot panic.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic,
+        clippy::arithmetic_side_effects
+    )
+)]
 
 pub mod api;
 pub mod attestation;

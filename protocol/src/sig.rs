@@ -16,7 +16,7 @@
 //! assert_eq!(parsed.recover_address(&digest).unwrap(), sealtune_protocol::sig::address_of(key.verifying_key()));
 //! ```
 
-use alloy_primitives::{Address, B256, U256, keccak256};
+use alloy_primitives::{Address, B256, U256};
 use k256::ecdsa::{SigningKey, VerifyingKey};
 
 /// Why a signature was rejected.
@@ -103,7 +103,9 @@ impl Signature {
     /// `r ‖ s ‖ v` with `v` = 0/1 (the deliverable tag signature form).
     pub fn to_bytes_v01(&self) -> [u8; 65] {
         let mut b = self.0.as_bytes();
-        b[64] -= 27;
+        if let Some(v) = b.last_mut() {
+            *v = u8::from(self.0.v());
+        }
         b
     }
 
@@ -148,9 +150,7 @@ pub fn sign_prehash(key: &SigningKey, prehash: &B256) -> Signature {
 
 /// The Ethereum address of a public key: the last 20 bytes of `keccak256(uncompressed X ‖ Y)`.
 pub fn address_of(key: &VerifyingKey) -> Address {
-    let point = key.to_encoded_point(false);
-    let hash = keccak256(&point.as_bytes()[1..]);
-    Address::from_slice(&hash[12..])
+    Address::from_public_key(key)
 }
 
 /// EIP-191 `personal_sign` digest: `keccak256("\x19Ethereum Signed Message:\n" ‖ len ‖ message)`.
@@ -161,6 +161,7 @@ pub fn eip191_hash(message: &[u8]) -> B256 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloy_primitives::keccak256;
 
     fn key() -> SigningKey {
         SigningKey::from_slice(&[0x11; 32]).unwrap()

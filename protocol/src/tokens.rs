@@ -247,7 +247,7 @@ impl TokenCounter {
                     .map_err(|message| TokenError::Encode {
                         location: Location {
                             entry: None,
-                            line: i as u64 + 1,
+                            line: (i as u64).saturating_add(1),
                         },
                         message,
                     })

@@ -1,9 +1,11 @@
 //! Differential tests against the official JavaScript code (PROTOCOL.md §4): what we seal, the 0G SDK's
 //! `aesGCMDecryptToFile` opens and adm-zip extracts; keys wrapped by `eciesjs` open with ours and ours
-//! open with the SDK's `eciesDecrypt`.
+//! open with the SDK's `eciesDecrypt`; every committed `sealed_*.json` vector opens with the SDK's code
+//! (and every `fail_sealed_*.json` is refused by it), independently of our opener.
 //!
 //! These need node and the pinned packages in `<repo>/node_modules`; they fail (never skip) when missing.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use k256::SecretKey;
@@ -276,5 +278,78 @@ fn keys_wrapped_by_us_open_with_the_official_client() {
         lines[keys.len()].starts_with("ERR:"),
         "{}",
         lines[keys.len()]
+    );
+}
+
+/// The committed deliverable vectors, opened by the official JS code (`deliverable_vectors_open.cjs`):
+/// the wire-size vector by the SDK's `aesGCMDecryptToFile` itself, the 64-byte-chunk ones by the same
+/// loop with the chunk length as a parameter (the SDK's is a constant), through the SDK's crypto adapter
+/// and ethers. Each `sealed_*.json` gives the vector's zip and files; each `fail_sealed_*.json` is refused.
+#[test]
+fn official_sdk_opens_every_sealed_vector_and_refuses_every_fail_vector() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/deliverable");
+    let work = tempfile::tempdir().unwrap();
+    let out = node(
+        "deliverable_vectors_open.cjs",
+        &[dir.to_str().unwrap(), work.path().to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: BTreeMap<String, serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["name"].as_str().unwrap().to_owned(), v)
+        })
+        .collect();
+    let expected: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| {
+            (n.starts_with("sealed_") || n.starts_with("fail_sealed_")) && n.ends_with(".json")
+        })
+        .collect();
+    let mut names: Vec<&String> = results.keys().collect();
+    let mut expected_sorted: Vec<&String> = expected.iter().collect();
+    expected_sorted.sort();
+    names.sort();
+    assert_eq!(
+        names, expected_sorted,
+        "every sealed vector went through node"
+    );
+    let mut by_sdk_function = 0;
+    for (name, got) in &results {
+        let vector: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap();
+        if name.starts_with("fail_") {
+            assert_eq!(
+                got["ok"], false,
+                "{name}: the official code opened it: {got}"
+            );
+            continue;
+        }
+        assert_eq!(got["ok"], true, "{name}: {got}");
+        assert_eq!(got["zip"], vector["zip"], "{name}: plaintext zip");
+        let files = vector["files"].as_object().unwrap();
+        let entries = got["entries"].as_object().unwrap();
+        assert_eq!(entries.len(), files.len(), "{name}: {entries:?}");
+        for (file, data) in files {
+            assert_eq!(
+                entries.get(&format!("output_model/{file}")),
+                Some(data),
+                "{name}: {file}"
+            );
+        }
+        if got["opener"] == "sdk.aesGCMDecryptToFile" {
+            by_sdk_function += 1;
+        }
+    }
+    assert!(
+        by_sdk_function >= 1,
+        "at least one vector at the wire chunk size goes through the SDK's function itself"
     );
 }

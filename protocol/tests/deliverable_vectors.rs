@@ -3,9 +3,11 @@
 //! * `ecies_*.json`: payloads made by `eciesjs` 0.4.18 under node; ours must open them (and refuse the
 //!   altered `fail_ecies_*` ones with the named error).
 //! * `sealed_*.json`: no official sealer exists (the TEE side is not published), so these pin our sealer:
-//!   a tiny model sealed with a fixed RNG and a fixed TEE key (in 64-byte chunks, plus one at the wire size
-//!   that the official client opens in `deliverable_js_differential.rs`). Resealing must give the same
-//!   bytes. Regenerate with `SEALTUNE_REGEN_VECTORS=1` after a deliberate format change.
+//!   a tiny model sealed with a fixed RNG and a fixed TEE key (in 64-byte chunks, plus one at the wire
+//!   size). Resealing must give the same bytes. `deliverable_js_differential.rs` opens every
+//!   `sealed_*.json` with the official SDK's code (an implementation independent of ours) and checks
+//!   that it refuses every `fail_sealed_*.json`. Regenerate with `SEALTUNE_REGEN_VECTORS=1` after a
+//!   deliberate format change.
 
 use std::collections::BTreeMap;
 use std::io::Cursor;

@@ -109,7 +109,8 @@ fn decode_hex(s: &str) -> Result<Vec<u8>, InputError> {
 pub struct VerifyOptions {
     /// Unix time at which collateral validity is judged.
     pub now: u64,
-    /// Collateral; `None` fails the DCAP link (PCCS fetch is not implemented yet).
+    /// Collateral; `None` fails the DCAP link. This check never fetches: the caller passes it (the CLI
+    /// gets it from `--collateral`, or the cache or a PCCS through [`crate::collateral::obtain`]).
     pub collateral: Option<dcap_qvl::QuoteCollateralV3>,
     /// Trust anchor (DER); `None` is Intel's production root.
     pub root_ca_der: Option<Vec<u8>>,

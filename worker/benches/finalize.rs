@@ -1,11 +1,14 @@
-//! Finalize of a trained output, the steps of `pipeline::finalize` when the parent seals (no
-//! criterion: one run is seconds of disk I/O; rounds are timed by hand and the median printed):
+//! Finalize of a trained output when the parent seals, through the pipeline's own functions
+//! (`sealtune_worker::pipeline::finalize`; no criterion: one run is seconds of disk I/O; rounds are
+//! timed by hand and the median printed). What `finalize` adds around them is database writes and
+//! the chain call, not timed here.
 //!
-//! 1. `seal`: `deliverable::seal_dir_to_file` (zip `Stored`, AES-256-GCM chunks, write, fsync);
-//! 2. `sign`: `deliverable::tag_digest` over the sealed file, `sign_tags` with a TEE key, `finish`
-//!    (patch + fsync) — the pipeline re-reads the file because the child may have sealed it;
-//! 3. `import`: hard link + `storage::Store::import_file` (keccak256 and the 0G root hash in one
-//!    streaming pass, then a rename into the content-addressed store).
+//! 1. `seal`: `finalize::seal_dir` (`deliverable::seal_dir_to_file`: zip `Stored`, AES-256-GCM
+//!    chunks, write, fsync);
+//! 2. `sign`: `finalize::sign_sealed` (tag digest read back from the sealed file, signed with a TEE
+//!    key, `finish`: patch + fsync) — the pipeline re-reads the file because the child may have sealed it;
+//! 3. `import`: `finalize::import_sealed` (hard link + `storage::Store::import_file`: keccak256 and
+//!    the 0G root hash in one streaming pass, then a rename into the content-addressed store).
 //!
 //! Peak RSS is the process's `VmHWM`, reset before each round through `/proc/self/clear_refs`.
 //! Target (issue 6): 1 GiB in under 5 s with RSS under 300 MB on 2 cores.
@@ -19,7 +22,8 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sealtune_protocol::deliverable::{self, OsRng, TeeSigningKey};
+use sealtune_protocol::deliverable::{OsRng, TeeSigningKey};
+use sealtune_worker::pipeline::finalize;
 use sealtune_worker::storage::{StorageConfig, Store};
 
 fn vm_hwm_kib() -> u64 {
@@ -85,18 +89,16 @@ fn one_round(
     reset_hwm();
     let sealed = work.join("model.sealed");
     let t0 = Instant::now();
-    let result =
-        deliverable::seal_dir_to_file(output, &sealed, &mut OsRng, &Default::default()).unwrap();
+    let result = rt
+        .block_on(finalize::seal_dir(output.to_owned(), &sealed))
+        .unwrap();
     let t1 = Instant::now();
-    let mut f = std::fs::File::open(&sealed).unwrap();
-    let digest = deliverable::tag_digest(&mut f, Default::default()).unwrap();
-    assert_eq!(digest, result.tag_digest);
-    deliverable::finish(&sealed, &deliverable::sign_tags(tee, &digest)).unwrap();
+    rt.block_on(finalize::sign_sealed(tee.clone(), &sealed))
+        .unwrap();
     let t2 = Instant::now();
-    let link = work.join("model.sealed.import");
-    let _ = std::fs::remove_file(&link);
-    std::fs::hard_link(&sealed, &link).unwrap();
-    let stored = rt.block_on(store.import_file(&link)).unwrap();
+    let stored = rt
+        .block_on(finalize::import_sealed(store, work, &sealed))
+        .unwrap();
     std::fs::remove_file(&sealed).unwrap();
     let t3 = Instant::now();
     let hwm_mib = vm_hwm_kib() as f64 / 1024.0;

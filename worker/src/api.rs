@@ -1,6 +1,9 @@
 //! The provider HTTP API (PROTOCOL.md §2), with axum.
 //!
-//! Errors are `{"error": "..."}` with a 4xx/5xx status that says whose fault it is; request bodies
+//! Errors are `{"error": "..."}` with a 4xx/5xx status that says whose fault it is; a failure on the
+//! provider's side answers a generic message and the request id only (see [`error`]); every answer
+//! carries an `x-request-id` header. The served `/openapi.json` lists exactly the routes of
+//! [`router`] (checked route by route in `worker_api.rs`). Request bodies
 //! are size-limited (JSON: `limits.max_body_bytes`, uploads: `limits.max_upload_bytes`); model
 //! downloads are rate-limited per customer. Everything a customer reads or changes is scoped to the
 //! address in the URL, and the mutating routes (cancel, download, upload) are signed by it.
@@ -10,7 +13,7 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use futures_util::TryStreamExt;
 use sealtune_protocol::api::{CreateTaskBody, SignedBody};
@@ -23,34 +26,9 @@ use crate::models::ModelRef;
 use crate::store::task::address_text;
 use crate::store::{DatasetHash, NewTask, Order, StoreError, Task, TaskState, TrainingParams};
 
-/// An API error: a status and a message for the customer.
-#[derive(Debug)]
-pub struct ApiError(pub StatusCode, pub String);
+pub mod error;
 
-impl ApiError {
-    fn bad(msg: impl Into<String>) -> Self {
-        ApiError(StatusCode::BAD_REQUEST, msg.into())
-    }
-    fn not_found(msg: impl Into<String>) -> Self {
-        ApiError(StatusCode::NOT_FOUND, msg.into())
-    }
-    fn conflict(msg: impl Into<String>) -> Self {
-        ApiError(StatusCode::CONFLICT, msg.into())
-    }
-    fn internal(msg: impl std::fmt::Display) -> Self {
-        tracing::error!("internal error: {msg}");
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("internal error: {msg}"),
-        )
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
-    }
-}
+pub use error::ApiError;
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
@@ -58,7 +36,9 @@ impl From<StoreError> for ApiError {
             StoreError::UnfinishedTask { .. } | StoreError::Busy(_) => {
                 ApiError::conflict(e.to_string())
             }
-            StoreError::QueueFull(_) => ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            StoreError::QueueFull(_) => {
+                ApiError::Client(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
             other => ApiError::internal(other),
         }
     }
@@ -66,7 +46,9 @@ impl From<StoreError> for ApiError {
 
 fn request_err(e: RequestError) -> ApiError {
     match e {
-        RequestError::WrongSigner { .. } => ApiError(StatusCode::UNAUTHORIZED, e.to_string()),
+        RequestError::WrongSigner { .. } => {
+            ApiError::Client(StatusCode::UNAUTHORIZED, e.to_string())
+        }
         other => ApiError::bad(other.to_string()),
     }
 }
@@ -81,7 +63,7 @@ fn json_rejection(what: &str, e: axum::extract::rejection::JsonRejection) -> Api
     } else {
         StatusCode::BAD_REQUEST
     };
-    ApiError(status, format!("invalid {what} body: {}", e.body_text()))
+    ApiError::Client(status, format!("invalid {what} body: {}", e.body_text()))
 }
 
 /// The router with every route.
@@ -90,31 +72,43 @@ pub fn router(worker: Arc<Worker>) -> Router {
         .unwrap_or(usize::MAX)
         .saturating_add(64 << 10);
     let body_limit = worker.config.limits.max_body_bytes;
-    Router::new()
-        .route("/v1/user/{addr}/task", post(create_task).get(list_tasks))
-        .route("/v1/user/{addr}/task/{id}", get(get_task))
-        .route("/v1/user/{addr}/task/{id}/cancel", post(cancel_task))
-        .route("/v1/user/{addr}/task/{id}/log", get(task_log))
-        .route("/v1/user/{addr}/task/{id}/lora", post(download_lora))
-        .route(
-            "/v1/user/{addr}/dataset",
-            post(upload_dataset).layer(DefaultBodyLimit::max(upload_limit)),
-        )
-        .route("/v1/task/pending", get(pending))
-        .route("/v1/quote", get(quote))
-        .route("/v1/config", get(measured_config))
-        .route("/v1/model", get(list_models))
-        .route("/v1/model/{name}", get(get_model))
-        .route("/v1/model/desc/{name}", get(model_desc))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
-        .route("/healthz", get(|| async { "ok" }))
+    routes(upload_limit)
+        .into_iter()
+        .fold(Router::new(), |r, (path, method_router)| {
+            r.route(path, method_router)
+        })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
             worker.clone(),
             count_responses,
         ))
+        .layer(axum::middleware::from_fn(error::request_id))
         .with_state(worker)
+}
+
+/// Every route: its path and handlers. The one list `router` mounts and the unit test compares with
+/// `/openapi.json`'s paths.
+fn routes(upload_limit: usize) -> Vec<(&'static str, MethodRouter<Arc<Worker>>)> {
+    vec![
+        ("/v1/user/{addr}/task", post(create_task).get(list_tasks)),
+        ("/v1/user/{addr}/task/{id}", get(get_task)),
+        ("/v1/user/{addr}/task/{id}/cancel", post(cancel_task)),
+        ("/v1/user/{addr}/task/{id}/log", get(task_log)),
+        ("/v1/user/{addr}/task/{id}/lora", post(download_lora)),
+        (
+            "/v1/user/{addr}/dataset",
+            post(upload_dataset).layer(DefaultBodyLimit::max(upload_limit)),
+        ),
+        ("/v1/task/pending", get(pending)),
+        ("/v1/quote", get(quote)),
+        ("/v1/config", get(measured_config)),
+        ("/v1/model", get(list_models)),
+        ("/v1/model/{name}", get(get_model)),
+        ("/v1/model/desc/{name}", get(model_desc)),
+        ("/metrics", get(metrics)),
+        ("/openapi.json", get(openapi)),
+        ("/healthz", get(|| async { "ok" })),
+    ]
 }
 
 async fn count_responses(
@@ -388,7 +382,7 @@ async fn download_lora(
         )));
     }
     if task.cleaned_at.is_some() {
-        return Err(ApiError(
+        return Err(ApiError::Client(
             StatusCode::GONE,
             format!("task {id}: the retention period is over and the model was deleted"),
         ));
@@ -402,7 +396,7 @@ async fn download_lora(
             *entry = (minute, 0);
         }
         if entry.1 >= worker.config.limits.downloads_per_minute {
-            return Err(ApiError(
+            return Err(ApiError::Client(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
                     "too many downloads: at most {} per minute",
@@ -416,7 +410,7 @@ async fn download_lora(
         .model_root_hash
         .ok_or_else(|| ApiError::internal("delivered task without a root hash"))?;
     let path = worker.files.path_of(&root).ok_or_else(|| {
-        ApiError(
+        ApiError::Client(
             StatusCode::GONE,
             format!("the model file {root} is no longer stored"),
         )
@@ -458,21 +452,13 @@ async fn upload_dataset(
         match field.name().unwrap_or("") {
             "file" => {
                 let reader = tokio_util::io::StreamReader::new(
-                    field.map_err(|e| std::io::Error::other(e.to_string())),
+                    field.map_err(|e| std::io::Error::other(UploadBodyError(e.to_string()))),
                 );
                 let s = worker
                     .files
                     .put_upload(reader, limit)
                     .await
-                    .map_err(|e| match e {
-                        crate::storage::StorageError::TooLarge { .. } => ApiError(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            format!(
-                                "the dataset is larger than this provider's limit of {limit} bytes"
-                            ),
-                        ),
-                        other => ApiError::bad(format!("upload failed: {other}")),
-                    })?;
+                    .map_err(|e| upload_err(e, limit))?;
                 stored = Some(s);
             }
             "signature" => {
@@ -526,6 +512,31 @@ async fn upload_dataset(
     })))
 }
 
+/// Reading the customer's multipart body failed (their side), as opposed to writing it (ours).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UploadBodyError(String);
+
+/// An upload's failure: too large, empty or a broken body are the customer's; the rest is ours.
+fn upload_err(e: crate::storage::StorageError, limit: u64) -> ApiError {
+    use crate::storage::StorageError;
+    match e {
+        StorageError::TooLarge { .. } => ApiError::Client(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the dataset is larger than this provider's limit of {limit} bytes"),
+        ),
+        StorageError::Empty => ApiError::bad("upload failed: the dataset is empty"),
+        StorageError::Io { ref source, .. }
+            if source
+                .get_ref()
+                .is_some_and(|inner| inner.is::<UploadBodyError>()) =>
+        {
+            ApiError::bad(format!("upload failed: reading the body: {source}"))
+        }
+        other => ApiError::internal(format!("dataset upload: {other}")),
+    }
+}
+
 async fn pending(State(worker): State<Arc<Worker>>) -> ApiResult<String> {
     Ok(worker.store.pending_count().await?.to_string())
 }
@@ -551,8 +562,9 @@ async fn quote(
             )
         }
     };
+    // The attestation source's failure is the provider's: the cause goes to the log, not the caller.
     let body = worker.attest.quote_body(nonce).await.map_err(|e| {
-        ApiError(
+        ApiError::Internal(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("no quote available: {e}"),
         )
@@ -640,4 +652,24 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The routes `router` mounts are exactly the paths `/openapi.json` documents (the methods of each
+    /// are checked against the running router in `worker_api.rs`).
+    #[test]
+    fn openapi_documents_exactly_the_mounted_paths() {
+        let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+        let mut documented: Vec<&str> = doc["paths"]
+            .as_object()
+            .map(|p| p.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        let mut mounted: Vec<&str> = routes(0).into_iter().map(|(p, _)| p).collect();
+        documented.sort_unstable();
+        mounted.sort_unstable();
+        assert_eq!(documented, mounted);
+    }
 }

@@ -355,3 +355,132 @@ async fn cancel_before_training_and_queue_rules() {
         .unwrap();
     assert_eq!(r.status(), 409);
 }
+
+/// `/openapi.json` route by route against the running router: every documented path answers each
+/// documented method (never the router's "no route" 404 or a 405), and every method it does not
+/// document is refused with 405. (That the router mounts no path the document lacks is the unit test
+/// `api::tests::openapi_documents_exactly_the_mounted_paths`.) Every answer carries `x-request-id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_documents_every_route_and_method_of_the_router() {
+    let stack = Stack::start(env!("CARGO_BIN_EXE_sealtune-worker"), Default::default()).await;
+    let user = signer(2).address().to_checksum(None);
+    let doc: Value = stack
+        .http
+        .get(stack.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 14, "{paths:?}");
+    for (path, ops) in paths {
+        let url = path
+            .replace("{addr}", &user)
+            .replace("{id}", "6f6b7a1e-0b7c-4a52-9d8e-3f1c2b4a5d6e")
+            .replace("{name}", "no-such-model");
+        for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
+            let r = stack
+                .http
+                .request(method.parse().unwrap(), stack.url(&url))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            assert!(
+                r.headers().contains_key("x-request-id"),
+                "{method} {path}: no x-request-id"
+            );
+            let body = r.text().await.unwrap();
+            if ops.get(method.to_lowercase()).is_some() {
+                assert_ne!(status, 405, "{method} {path} is documented: {body}");
+                assert!(
+                    !(status == 404 && body.is_empty()),
+                    "{method} {path} is documented but no route answers it"
+                );
+            } else {
+                assert_eq!(status, 405, "{method} {path} is not documented: {body}");
+            }
+        }
+    }
+    // A path nobody routes: the router's 404, with an id too.
+    let r = stack.http.get(stack.url("/v1/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers().contains_key("x-request-id"));
+}
+
+/// A real internal failure (the worker's tables dropped under it) answers 500 with the generic
+/// message and the request id only; the worker's log has the id with the cause. A customer's mistake
+/// on the same worker keeps its precise message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_failure_answers_a_request_id_and_logs_the_cause() {
+    use sqlx::{ConnectOptions, Connection};
+
+    let stack = Stack::start(env!("CARGO_BIN_EXE_sealtune-worker"), Default::default()).await;
+    let user = signer(2).address().to_checksum(None);
+    let tasks_url = stack.url(&format!("/v1/user/{user}/task"));
+    let r = stack.http.get(&tasks_url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let ok_id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+
+    let mut db = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(stack.dir.path().join("data/worker.sqlite"))
+        .connect()
+        .await
+        .unwrap();
+    for table in ["task_log", "tasks"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}")))
+            .execute(&mut db)
+            .await
+            .unwrap();
+    }
+    db.close().await.unwrap();
+
+    let r = stack.http.get(&tasks_url).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(id, ok_id, "each request has its own id");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "error": format!("internal error (request id {id})"),
+            "requestId": id,
+        }),
+        "nothing internal in the answer"
+    );
+
+    // The cause is in the worker's log, on the line with the id.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = stack.worker_log();
+        if log
+            .lines()
+            .any(|l| l.contains(&id) && l.contains("no such table: tasks"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line with {id} and the cause:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A customer's mistake still says what is wrong, without a request id in the body.
+    let r = stack
+        .http
+        .get(stack.url("/v1/user/not-an-address/task"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().contains_key("x-request-id"));
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("not-an-address"),
+        "{body}"
+    );
+    assert!(body.get("requestId").is_none(), "{body}");
+}

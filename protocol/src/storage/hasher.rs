@@ -173,8 +173,8 @@ fn push_segments(stack: &mut SubtreeStack, segments: &[u8]) {
 
 /// Pushes the last partial data segment `tail` (maybe empty) and the flow padding after it.
 fn finish(mut stack: SubtreeStack, layout: Layout, tail: &[u8]) -> Result<FileTree, StorageError> {
-    let segment_bytes = SEGMENT_SIZE as u64;
-    let mut index = layout.size() / segment_bytes;
+    const SEGMENT_BYTES: u64 = SEGMENT_SIZE as u64;
+    let mut index = layout.size() / SEGMENT_BYTES;
     if !tail.is_empty() {
         push_padded_segment(&mut stack, &layout, index, tail);
         index = index.saturating_add(1);
@@ -208,7 +208,8 @@ fn push_padded_segment(stack: &mut SubtreeStack, layout: &Layout, index: u64, da
 /// The tree of a byte slice, hashing its segments in parallel.
 pub fn root_hash(data: &[u8]) -> Result<FileTree, StorageError> {
     let layout = Layout::new(data.len() as u64)?;
-    let (full, tail) = data.split_at(data.len() - data.len() % SEGMENT_SIZE);
+    // `len % SEGMENT_SIZE ≤ len`: the split point is within `data`.
+    let (full, tail) = data.split_at(data.len().saturating_sub(data.len() % SEGMENT_SIZE));
     let mut stack = SubtreeStack::default();
     push_segments(&mut stack, full);
     finish(stack, layout, tail)

@@ -36,12 +36,6 @@
 //! assert!(matches!(root_hash(&[]), Err(StorageError::EmptyInput)));
 //! # Ok::<(), StorageError>(())
 //! ```
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 mod hasher;
 mod layout;

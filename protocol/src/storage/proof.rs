@@ -9,7 +9,6 @@
 //! Unlike the SDK, verification here pins everything: the path must be exactly the path of the
 //! claimed index in a tree of that many leaves (not just some path ending at that index), and a
 //! single-segment proof must still equal the expected root.
-#![deny(clippy::arithmetic_side_effects)]
 
 use alloy_primitives::B256;
 use base64::Engine as _;

@@ -2,7 +2,7 @@
 //! sealed), sign its tags with the TEE key, hash and store it, commit the seal, then announce it on
 //! chain. After a crash the committed seal is reused, and the chain is read before announcing: a
 //! deliverable already on chain is never announced or trained again.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use alloy::primitives::{Address, B256, Bytes};
@@ -98,20 +98,8 @@ async fn seal_and_store(worker: &Worker, task: &Task) -> Result<B256, StepError>
     } else {
         seal_output(task, &dir, &sealed).await?
     };
-    sign_tags(worker, &sealed).await?;
-    // Into the content-addressed store in one hashing pass (keccak256 + 0G root). A hard link is
-    // imported so the sealed file stays until the hashes are committed: a crash in between finds
-    // it and imports it again.
-    let link = dir.join("model.sealed.import");
-    let _ = tokio::fs::remove_file(&link).await;
-    tokio::fs::hard_link(&sealed, &link)
-        .await
-        .map_err(|e| StepError::Retry(format!("linking the sealed model: {e}")))?;
-    let stored = worker
-        .files
-        .import_file(&link)
-        .await
-        .map_err(|e| StepError::Retry(format!("storing the sealed model: {e}")))?;
+    sign_sealed(worker.attest.signing_key().clone(), &sealed).await?;
+    let stored = import_sealed(&worker.files, &dir, &sealed).await?;
     let keccak = stored.keccak;
     worker
         .store
@@ -147,20 +135,46 @@ async fn seal_output(task: &Task, dir: &Path, sealed: &Path) -> Result<Bytes, St
             "the training output is gone; the model must be trained again",
         ));
     }
+    let result = seal_dir(output, sealed).await?;
+    wrap_for_customer(task, &result.key)
+}
+
+/// Seals the directory `output` into the file `sealed` with a new model key (zip `Stored`,
+/// AES-256-GCM chunks, fsync), on a blocking thread. Public for `benches/finalize.rs`.
+pub async fn seal_dir(output: PathBuf, sealed: &Path) -> Result<deliverable::Sealed, StepError> {
     let sealed = sealed.to_owned();
-    let result = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         deliverable::seal_dir_to_file(&output, &sealed, &mut OsRng, &Default::default())
     })
     .await
     .map_err(StepError::retry)?
-    .map_err(|e| StepError::fail(format!("sealing the model failed: {e}")))?;
-    wrap_for_customer(task, &result.key)
+    .map_err(|e| StepError::fail(format!("sealing the model failed: {e}")))
 }
 
-/// Signs the tag digest of `sealed` with the TEE key and patches the header (deterministic:
-/// signing again after a crash writes the same bytes).
-async fn sign_tags(worker: &Worker, sealed: &Path) -> Result<(), StepError> {
-    let (sealed, key) = (sealed.to_owned(), worker.attest.signing_key().clone());
+/// Imports the sealed file into the content-addressed store in one hashing pass (keccak256 + 0G
+/// root). A hard link in `dir` is imported so the sealed file stays until the hashes are committed:
+/// a crash in between finds it and imports it again. Public for `benches/finalize.rs`.
+pub async fn import_sealed(
+    files: &crate::storage::Store,
+    dir: &Path,
+    sealed: &Path,
+) -> Result<crate::storage::Stored, StepError> {
+    let link = dir.join("model.sealed.import");
+    let _ = tokio::fs::remove_file(&link).await;
+    tokio::fs::hard_link(sealed, &link)
+        .await
+        .map_err(|e| StepError::Retry(format!("linking the sealed model: {e}")))?;
+    files
+        .import_file(&link)
+        .await
+        .map_err(|e| StepError::Retry(format!("storing the sealed model: {e}")))
+}
+
+/// Signs the tag digest of `sealed` (read back from the file: the child may have sealed it) with
+/// the TEE key and patches the header (deterministic: signing again after a crash writes the same
+/// bytes). Public for `benches/finalize.rs`.
+pub async fn sign_sealed(key: deliverable::TeeSigningKey, sealed: &Path) -> Result<(), StepError> {
+    let sealed = sealed.to_owned();
     tokio::task::spawn_blocking(move || -> Result<(), String> {
         let mut f = std::fs::File::open(&sealed).map_err(|e| e.to_string())?;
         let digest =
