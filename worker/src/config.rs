@@ -134,6 +134,19 @@ pub fn parse_span(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("`{text}` is too long"))
 }
 
+/// The environment variables [`Config::apply_env`] reads; with `SEALTUNE_CONFIG` (the file, read
+/// by the command line) and [`crate::attest::FORBID_DEV_ENV`] they are every `SEALTUNE_*` variable
+/// the worker serves with (the deployment files may set no other: `worker/tests/deploy_files.rs`).
+pub const ENV_VARS: [&str; 7] = [
+    "SEALTUNE_DATA_DIR",
+    "SEALTUNE_LISTEN",
+    "SEALTUNE_SERVING_URL",
+    "SEALTUNE_PRIVATE_KEY",
+    "SEALTUNE_RPC",
+    "SEALTUNE_SERVING",
+    "SEALTUNE_LEDGER",
+];
+
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -350,7 +363,7 @@ impl Config {
         toml::from_str(text).map_err(|e| e.to_string())
     }
 
-    /// Applies `SEALTUNE_*` overrides.
+    /// Applies `SEALTUNE_*` overrides (every name in [`ENV_VARS`]).
     pub fn apply_env(&mut self, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
         let get = |k: &str| env.get(k).filter(|v| !v.is_empty());
         if let Some(v) = get("SEALTUNE_DATA_DIR") {
@@ -551,6 +564,27 @@ mod tests {
                 .to_string()
                 .contains("SEALTUNE_SERVING")
         );
+    }
+
+    /// Every name in ENV_VARS changes the config (the list and the reader cannot drift apart).
+    #[test]
+    fn every_listed_env_var_is_read() {
+        let values = [
+            "/tmp/sealtune-data",
+            "127.0.0.1:9",
+            "http://h",
+            "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+            "http://h:1",
+            "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+            "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512",
+        ];
+        for (name, value) in ENV_VARS.iter().zip(values) {
+            let mut c = Config::from_toml(MINIMAL).unwrap();
+            let before = format!("{c:?}");
+            let env = BTreeMap::from([((*name).to_owned(), value.to_owned())]);
+            c.apply_env(&env).unwrap();
+            assert_ne!(format!("{c:?}"), before, "{name} is not read");
+        }
     }
 
     #[test]

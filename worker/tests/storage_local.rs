@@ -169,18 +169,14 @@ async fn open_empties_tmp_and_checks_the_network_config() {
         Store::open(&cfg, dir.path()),
         Err(StorageError::Config(_))
     ));
-    let cfg: StorageConfig = toml::from_str(
-        "local_dir = \"/tmp/x\"\nupload_limit = 5\n[zg]\nnodes = [\"http://127.0.0.1:1\"]\n",
-    )
-    .unwrap();
-    assert_eq!(cfg.upload_limit, 5);
+    let cfg: StorageConfig =
+        toml::from_str("local_dir = \"/tmp/x\"\n[zg]\nnodes = [\"http://127.0.0.1:1\"]\n").unwrap();
+    assert_eq!(cfg.local_dir.as_deref(), Some(Path::new("/tmp/x")));
     let zg: &ZgStorageConfig = cfg.zg.as_ref().unwrap();
     assert_eq!(zg.max_download, 64 << 30);
-    assert!(toml::from_str::<StorageConfig>("uplod_limit = 5").is_err());
-    assert_eq!(
-        toml::from_str::<StorageConfig>("").unwrap().upload_limit,
-        1 << 30
-    );
+    // `upload_limit` was documented but never read (uploads are capped by
+    // `limits.max_upload_bytes`): it is refused now, like any unknown key.
+    assert!(toml::from_str::<StorageConfig>("upload_limit = 5").is_err());
 }
 
 #[tokio::test]

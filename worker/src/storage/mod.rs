@@ -33,8 +33,6 @@ pub use flow::{SubmitAbi, storage_fee, submission_data, submit, submit_calldata}
 pub use tree::{SegmentTree, segment_json};
 pub use zgs::{FileInfo, FileTx, ZgsClient};
 
-/// Default limit of a TEE upload (`POST /v1/user/:addr/dataset`): 1 GiB.
-pub const DEFAULT_UPLOAD_LIMIT: u64 = 1 << 30;
 /// Default limit of a file fetched from the 0G network: 64 GiB.
 pub const DEFAULT_MAX_DOWNLOAD: u64 = 64 << 30;
 /// Block size of the streaming passes.
@@ -47,23 +45,15 @@ pub struct StorageConfig {
     /// The local content-addressed directory (default `<data_dir>/store`).
     #[serde(default)]
     pub local_dir: Option<PathBuf>,
-    /// Largest TEE upload in bytes (default [`DEFAULT_UPLOAD_LIMIT`], 1 GiB).
-    #[serde(default = "default_upload_limit")]
-    pub upload_limit: u64,
     /// The 0G Storage network; absent: local only.
     #[serde(default)]
     pub zg: Option<ZgStorageConfig>,
-}
-
-fn default_upload_limit() -> u64 {
-    DEFAULT_UPLOAD_LIMIT
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             local_dir: None,
-            upload_limit: DEFAULT_UPLOAD_LIMIT,
             zg: None,
         }
     }
