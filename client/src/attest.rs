@@ -4,9 +4,11 @@
 //! The client picks a fresh 32-byte nonce, fetches `GET /v1/quote?nonce=…` from the service's
 //! registered URL, and runs the verifier library (`sealtune_verifier::verify::verify_document`:
 //! DCAP, quote signature chain, event log, compose hash, report_data) with the expectation that the
-//! report_data binds the service's on-chain `teeSignerAddress` and, when the provider supports it,
-//! the nonce (sealtune layout `signer ‖ 0¹² ‖ nonce`; providers that ignore the nonce answer with the
-//! 0G ASCII layout, which still binds the signer but proves no freshness: reported as `fresh: false`).
+//! report_data binds the service's on-chain `teeSignerAddress` and the nonce, through the attestation
+//! document v2 a sealtune provider declares (docs/PROTOCOL.md §5.1). Providers that ignore the nonce
+//! (official 0G workers) answer with the 0G ASCII layout, which binds the signer but proves no
+//! freshness: refused unless `allow_no_freshness`. The contract owner must have acknowledged the
+//! signer, unless `allow_unacknowledged_signer`.
 //!
 //! A quote from the insecure dev attestation source (no TEE) is rejected unless
 //! `allow_dev_quote` is set; even then its JSON report_data must bind the on-chain signer.
@@ -35,8 +37,12 @@ pub struct VerifyProviderOptions {
     pub collateral: Option<Vec<u8>>,
     /// Accept the insecure dev attestation source (local testing only).
     pub allow_dev_quote: bool,
-    /// Fail unless the quote carries the nonce (a provider answering with a replayable quote fails).
-    pub require_fresh: bool,
+    /// Accept an answer without a freshness proof (no attestation document for our nonce: official
+    /// 0G workers). Off: such a provider fails the `nonce` link.
+    pub allow_no_freshness: bool,
+    /// Accept a TEE signer the contract owner has not acknowledged. Off: it fails the
+    /// `owner acknowledgement` link.
+    pub allow_unacknowledged_signer: bool,
     /// Application events allowed in the event log after boot.
     pub allowed_app_events: Vec<String>,
 }
@@ -79,7 +85,7 @@ impl ProviderVerification {
             out.push_str("WARNING: INSECURE DEV ATTESTATION (no TEE): the provider can read your data and model\n");
         }
         if !self.fresh {
-            out.push_str("note: the quote does not carry our nonce (the provider ignores ?nonce=): it could be replayed\n");
+            out.push_str("note: the answer carries no attestation document for our nonce: it could be a replay\n");
         }
         out.push_str(&self.report.render_human());
         out
@@ -115,6 +121,44 @@ fn decode_report_data(text: &str) -> Option<[u8; 64]> {
 /// Whether the answer declares an attestation document v2 (a sealtune provider answering the nonce).
 fn declares_document(doc: &QuoteDocument) -> bool {
     doc.attestation_document.is_some()
+}
+
+/// The `nonce` link: fresh, or accepted without freshness only when asked.
+fn freshness(
+    fresh: bool,
+    declared: bool,
+    opts: &VerifyProviderOptions,
+) -> std::result::Result<String, String> {
+    match (fresh, declared, opts.allow_no_freshness) {
+        (true, _, _) => Ok("the attestation document carries the nonce this client chose".into()),
+        (false, true, _) => Err("the attestation document is for another nonce: a stale or relayed answer".into()),
+        (false, false, true) => Ok(
+            "no freshness proof (the provider ignores ?nonce=, 0G layout): accepted by --allow-no-freshness"
+                .into(),
+        ),
+        (false, false, false) => Err(
+            "the provider cannot prove freshness (it ignores ?nonce=; official 0G workers do): its quote could be a replay; pass --allow-no-freshness to accept it"
+                .into(),
+        ),
+    }
+}
+
+/// The `owner acknowledgement` link: settlements revert until the owner acknowledges the signer.
+fn acknowledgement(service: &ServiceView, allow: bool) -> std::result::Result<String, String> {
+    match (service.tee_signer_acknowledged, allow) {
+        (true, _) => Ok(format!(
+            "the contract owner acknowledged TEE signer {}",
+            service.tee_signer
+        )),
+        (false, true) => Ok(format!(
+            "TEE signer {} is NOT acknowledged by the contract owner: accepted by --allow-unacknowledged-signer",
+            service.tee_signer
+        )),
+        (false, false) => Err(format!(
+            "TEE signer {} is not acknowledged by the contract owner (settlements would revert); pass --allow-unacknowledged-signer to go on anyway",
+            service.tee_signer
+        )),
+    }
 }
 
 /// Verify the quote document `doc` of `service` (already fetched with `opts.nonce`).
@@ -176,15 +220,10 @@ pub fn verify_quote_document(
         };
         extra.push(link("signer binding", detail));
     }
+    extra.push(link("nonce", freshness(fresh, declared, opts)));
     extra.push(link(
-        "nonce",
-        if fresh {
-            Ok("the quote carries the nonce this client chose".into())
-        } else if opts.require_fresh {
-            Err("the quote does not carry the nonce this client chose (replayable); required by --require-fresh".into())
-        } else {
-            Ok("the provider ignores ?nonce= (0G layout): no freshness proof".into())
-        },
+        "owner acknowledgement",
+        acknowledgement(service, opts.allow_unacknowledged_signer),
     ));
     report.links.extend(extra);
     report.verified = report.links.iter().all(|l| l.ok || !l.required);

@@ -303,6 +303,16 @@ fn verify_opts(allow_dev: bool) -> VerifyProviderOptions {
     }
 }
 
+/// The detail of the failed required link `name`.
+fn failed_link(v: &sealtune_client::attest::ProviderVerification, name: &str) -> String {
+    v.report
+        .links
+        .iter()
+        .find(|l| l.name == name && l.required && !l.ok)
+        .map(|l| l.detail.clone())
+        .unwrap_or_default()
+}
+
 async fn verify_provider_binds_the_on_chain_signer_and_refuses_dev_quotes_by_default(env: &Env) {
     let c = env.client(&env.user);
     let provider = env.provider.address();
@@ -327,15 +337,35 @@ async fn verify_provider_binds_the_on_chain_signer_and_refuses_dev_quotes_by_def
     let e = v.require_verified().unwrap_err();
     assert_eq!(e.exit_code(), exit::VERIFICATION);
 
+    // A provider that ignores the nonce (0G layout) proves no freshness: refused unless accepted
+    // explicitly.
     env.fixture.set_quote_mode(DevQuote::AsciiLayout);
     let v = c
         .verify_provider(provider, &verify_opts(true))
         .await
         .unwrap();
+    assert!(!v.verified && !v.fresh, "{}", v.render_human());
+    assert!(
+        failed_link(&v, "nonce").contains("cannot prove freshness"),
+        "{}",
+        v.render_human()
+    );
+    let mut lenient = verify_opts(true);
+    lenient.allow_no_freshness = true;
+    let v = c.verify_provider(provider, &lenient).await.unwrap();
     assert!(v.verified && !v.fresh, "{}", v.render_human());
-    let mut strict = verify_opts(true);
-    strict.require_fresh = true;
-    assert!(!c.verify_provider(provider, &strict).await.unwrap().verified);
+
+    // The relay attack: the answer is an honest document for the attacker's nonce.
+    env.fixture.set_quote_mode(DevQuote::Relayed);
+    for opts in [verify_opts(true), lenient.clone()] {
+        let v = c.verify_provider(provider, &opts).await.unwrap();
+        assert!(!v.verified && !v.fresh, "{}", v.render_human());
+        assert!(
+            failed_link(&v, "signer binding").contains("stale or relayed"),
+            "{}",
+            v.render_human()
+        );
+    }
 
     env.fixture.set_quote_mode(DevQuote::WrongSigner);
     let v = c

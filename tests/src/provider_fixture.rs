@@ -28,6 +28,9 @@ pub enum DevQuote {
     AsciiLayout,
     /// Dev attestation binding another signer.
     WrongSigner,
+    /// A relayed answer: an honest worker's document fetched with the attacker's own nonce
+    /// (`attacker ‖ 0¹²`), whatever nonce the client sent.
+    Relayed,
 }
 
 /// A create-task request the fixture accepted after verifying its signature.
@@ -366,6 +369,17 @@ async fn serve(
                     let d = sealtune_protocol::attestation::AttestationDocument::new(
                         tee,
                         alloy::primitives::B256::from_slice(&nonce),
+                        FIXTURE_CONFIG_HASH,
+                    );
+                    rd = d.report_data();
+                    document = serde_json::to_value(d).unwrap_or_default();
+                }
+                DevQuote::Relayed => {
+                    let mut attackers = [0u8; 32];
+                    attackers[..20].copy_from_slice(Address::repeat_byte(0x66).as_slice());
+                    let d = sealtune_protocol::attestation::AttestationDocument::new(
+                        tee,
+                        attackers.into(),
                         FIXTURE_CONFIG_HASH,
                     );
                     rd = d.report_data();

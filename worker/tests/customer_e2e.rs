@@ -45,8 +45,7 @@ async fn run_task(stack: &Stack, who: usize, dir: &std::path::Path) -> String {
             nonce: [who as u8; 32],
             collateral: None,
             allow_dev_quote: true,
-            require_fresh: false,
-            allowed_app_events: Vec::new(),
+            ..Default::default()
         }),
     };
     let created = c

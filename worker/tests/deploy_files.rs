@@ -105,7 +105,10 @@ fn every_config_snippet_of_the_provider_guide_parses() {
             .collect::<Vec<_>>()
             .join("\n")
             // Placeholders for an address or key the provider fills in.
-            .replace("\"0x...\"", "\"0x5FbDB2315678afecb367f032d93F642f64180aa3\"")
+            .replace(
+                "\"0x...\"",
+                "\"0x5FbDB2315678afecb367f032d93F642f64180aa3\"",
+            )
             .replace("\"0x…\"", "\"0x5FbDB2315678afecb367f032d93F642f64180aa3\"");
         if !text.contains("[attestation]") {
             text = format!("{text}\n[attestation]\nsource = \"dev\"\n");

@@ -318,7 +318,8 @@ fn verify_options(args: &VerifyArgs, env: &RunEnv) -> Result<VerifyProviderOptio
         nonce: env.random,
         collateral: args.collateral.as_deref().map(read_file).transpose()?,
         allow_dev_quote: args.allow_dev_quote,
-        require_fresh: args.require_fresh,
+        allow_no_freshness: args.allow_no_freshness,
+        allow_unacknowledged_signer: args.allow_unacknowledged_signer,
         allowed_app_events: args.allow_app_events.clone(),
     })
 }

@@ -21,9 +21,14 @@ pub struct VerifyArgs {
     /// Accept the INSECURE dev attestation source (no TEE: the provider sees everything). Local tests only.
     #[arg(long)]
     pub allow_dev_quote: bool,
-    /// Fail when the provider ignores the nonce (its quote could be a replay).
+    /// Accept a provider that cannot prove freshness (it ignores ?nonce=, as official 0G workers
+    /// do): its quote could be a replay. Refused by default.
     #[arg(long)]
-    pub require_fresh: bool,
+    pub allow_no_freshness: bool,
+    /// Accept a TEE signer the contract owner has not acknowledged (settlements revert until they do).
+    /// Refused by default.
+    #[arg(long)]
+    pub allow_unacknowledged_signer: bool,
     /// An application event allowed in the event log after boot (repeatable).
     #[arg(long = "allow-app-event")]
     pub allow_app_events: Vec<String>,
