@@ -9,53 +9,6 @@ use sealtune_e2e::process::processes_mentioning;
 use sealtune_e2e::stack::*;
 use serde_json::Value;
 
-/// Downloads, checks the hash against the chain, acknowledges, waits for settlement, decrypts.
-async fn download_ack_decrypt(stack: &Stack, who: usize, id: &str) -> Vec<u8> {
-    let user = signer(who).address();
-    let r = download(stack, who, id).await;
-    assert_eq!(r.status(), 200);
-    let bytes = r.bytes().await.unwrap();
-    let d = stack
-        .serving(who)
-        .getDeliverable(user, stack.provider_address(), id.to_owned())
-        .call()
-        .await
-        .unwrap();
-    assert_eq!(
-        d.modelRootHash.as_ref(),
-        alloy::primitives::keccak256(&bytes).as_slice(),
-        "the download is what was announced"
-    );
-    assert!(!d.acknowledged && !d.settled);
-    stack.acknowledge(who, id).await;
-    wait_state(stack, who, id, &["Finished"], Duration::from_secs(60)).await;
-    let d = stack
-        .serving(who)
-        .getDeliverable(user, stack.provider_address(), id.to_owned())
-        .call()
-        .await
-        .unwrap();
-    assert!(d.settled && d.acknowledged);
-    let secret = k256::SecretKey::from_slice(&hex::decode(&DEV_KEYS[who][2..]).unwrap()).unwrap();
-    let key = sealtune_protocol::ecies::unwrap_key(&secret, &d.encryptedSecret)
-        .expect("the customer unwraps the model key");
-    let dir = tempfile::tempdir().unwrap();
-    let sealed = dir.path().join("model.sealed");
-    std::fs::write(&sealed, &bytes).unwrap();
-    let service = stack
-        .serving(who)
-        .getService(stack.provider_address())
-        .call()
-        .await
-        .unwrap();
-    let zip = dir.path().join("model.zip");
-    sealtune_protocol::deliverable::open_file(&sealed, &zip, &key, service.teeSignerAddress)
-        .expect("the tag signature is the TEE signer's");
-    let out = dir.path().join("out");
-    sealtune_protocol::deliverable::unzip_safely(&zip, &out, &Default::default()).unwrap();
-    std::fs::read(out.join("output_model/adapter_model.safetensors")).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn happy_path_then_nonce_reuse_is_refused() {
     let stack = Stack::start(
