@@ -611,7 +611,10 @@ pub async fn download_ack_decrypt(stack: &Stack, who: usize, id: &str) -> Vec<u8
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(d.settled && d.acknowledged);
-    let secret = k256::SecretKey::from_slice(&hex::decode(&DEV_KEYS[who][2..]).unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{e}"));
+    let secret = k256::SecretKey::from_slice(
+        &hex::decode(&DEV_KEYS[who][2..]).unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let key = sealtune_protocol::ecies::unwrap_key(&secret, &d.encryptedSecret)
         .expect("the customer unwraps the model key");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -627,6 +630,8 @@ pub async fn download_ack_decrypt(stack: &Stack, who: usize, id: &str) -> Vec<u8
     sealtune_protocol::deliverable::open_file(&sealed, &zip, &key, service.teeSignerAddress)
         .expect("the tag signature is the TEE signer's");
     let out = dir.path().join("out");
-    sealtune_protocol::deliverable::unzip_safely(&zip, &out, &Default::default()).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::read(out.join("output_model/adapter_model.safetensors")).unwrap_or_else(|e| panic!("{e}"))
+    sealtune_protocol::deliverable::unzip_safely(&zip, &out, &Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::read(out.join("output_model/adapter_model.safetensors"))
+        .unwrap_or_else(|e| panic!("{e}"))
 }

@@ -181,7 +181,10 @@ async fn killed_between_every_sealing_step_the_customer_decrypts_what_was_delive
         let log = task_log(&stack, who, &id).await;
         assert_eq!(t["progress"], "Delivered", "{c:?}: {log}");
         let adapter = download_ack_decrypt(&stack, who, &id).await;
-        assert!(adapter.starts_with(b"weights-"), "{c:?}: the script's output");
+        assert!(
+            adapter.starts_with(b"weights-"),
+            "{c:?}: the script's output"
+        );
         assert_eq!(
             log.matches("training started").count(),
             c.trainings,
@@ -224,8 +227,16 @@ async fn killed_between_settling_and_recording_it_records_the_fee_the_chain_char
         events[0].fee.to_string(),
         "the recorded fee is the chain's"
     );
-    assert!(task_log(&stack, 2, &id).await.contains("settlement found on chain"));
-    assert_eq!(settlements(&stack, &id).await.len(), 1, "never settled twice");
+    assert!(
+        task_log(&stack, 2, &id)
+            .await
+            .contains("settlement found on chain")
+    );
+    assert_eq!(
+        settlements(&stack, &id).await.len(),
+        1,
+        "never settled twice"
+    );
 }
 
 /// `SIGTERM` while the script trains and a client holds a request open (headers sent, the body
@@ -245,15 +256,19 @@ async fn sigterm_during_training_requeues_the_task_and_a_stalled_client_cannot_h
     stack.start_worker(None).await;
     stack.fund(2, 10, 5).await;
     let id = submit(&stack, 2, 1).await;
-    wait_log(&stack, 2, &id, "hanging on purpose", Duration::from_secs(120)).await;
+    wait_log(
+        &stack,
+        2,
+        &id,
+        "hanging on purpose",
+        Duration::from_secs(120),
+    )
+    .await;
 
     let mut stalled = tokio::net::TcpStream::connect(("127.0.0.1", stack.port))
         .await
         .unwrap();
-    let path = format!(
-        "/v1/user/{}/task",
-        signer(3).address().to_checksum(None)
-    );
+    let path = format!("/v1/user/{}/task", signer(3).address().to_checksum(None));
     stalled
         .write_all(
             format!(
@@ -301,9 +316,11 @@ async fn sigterm_during_training_requeues_the_task_and_a_stalled_client_cannot_h
         2,
         "the stopped attempt is not counted:\n{log}"
     );
-    assert!(download_ack_decrypt(&stack, 2, &id)
-        .await
-        .starts_with(b"weights-"));
+    assert!(
+        download_ack_decrypt(&stack, 2, &id)
+            .await
+            .starts_with(b"weights-")
+    );
 }
 
 /// The executor outlives a `SIGKILL` of the worker alone when its parent-death signal is off (the
@@ -318,7 +335,10 @@ async fn a_restarted_worker_kills_the_training_process_its_predecessor_left_runn
     .await;
     let mode = stack.dir.path().join("script-mode");
     std::fs::write(&mode, "hang").unwrap();
-    let mode_env = ("QUICK_SCRIPT_MODE_FILE".to_owned(), mode.display().to_string());
+    let mode_env = (
+        "QUICK_SCRIPT_MODE_FILE".to_owned(),
+        mode.display().to_string(),
+    );
     stack.env = vec![
         mode_env.clone(),
         (
@@ -330,7 +350,14 @@ async fn a_restarted_worker_kills_the_training_process_its_predecessor_left_runn
     stack.start_worker(None).await;
     stack.fund(2, 10, 5).await;
     let id = submit(&stack, 2, 1).await;
-    wait_log(&stack, 2, &id, "hanging on purpose", Duration::from_secs(120)).await;
+    wait_log(
+        &stack,
+        2,
+        &id,
+        "hanging on purpose",
+        Duration::from_secs(120),
+    )
+    .await;
     let executor: i32 = processes_mentioning(&id)
         .iter()
         .find(|p| p.contains(" exec "))
@@ -366,9 +393,11 @@ async fn a_restarted_worker_kills_the_training_process_its_predecessor_left_runn
         killed < log.rfind("training started").unwrap(),
         "killed before the task trained again:\n{log}"
     );
-    assert!(download_ack_decrypt(&stack, 2, &id)
-        .await
-        .starts_with(b"weights-"));
+    assert!(
+        download_ack_decrypt(&stack, 2, &id)
+            .await
+            .starts_with(b"weights-")
+    );
 }
 
 /// The stock LoRA script on SmolLM2-135M, sealing in the child, with the worker `SIGKILL`ed
@@ -412,7 +441,10 @@ async fn the_real_script_killed_between_sealing_and_recording_it_delivers_what_t
     let header = u64::from_le_bytes(adapter[..8].try_into().unwrap()) as usize;
     let meta: serde_json::Value = serde_json::from_slice(&adapter[8..8 + header]).unwrap();
     assert!(
-        meta.as_object().unwrap().keys().any(|k| k.contains("lora_A")),
+        meta.as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.contains("lora_A")),
         "a LoRA adapter: {meta}"
     );
 }

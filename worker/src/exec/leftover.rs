@@ -116,7 +116,10 @@ mod tests {
         assert_eq!(members(pid), 2, "the shell and its `sleep`");
         assert_eq!(kill_leftover(d.path()), Some(pid));
         let status = leftover.wait().unwrap();
-        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
         let deadline = Instant::now() + Duration::from_secs(5);
         while members(pid) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));

@@ -10,6 +10,9 @@
 //!   stdout/stderr lines into `log` events;
 //! * [`spawn`] resolves to an [`ExecOutcome`] once the child exits, or to an [`ExecError`] that names the
 //!   reason (crash, non-zero exit, timeout, OOM kill, cancel);
+//! * the parent records the child's pid and start time in `<task dir>/exec.pid` ([`PID_FILE`]) while
+//!   it runs, so that a restarted worker kills an executor that outlived its worker ([`kill_leftover`])
+//!   before the task runs again;
 //! * the child never receives the TEE key. When the worker seals in the child ([`SealSpec`]), the child
 //!   gets the **per-task** model key on its stdin (not in argv, env or the task directory), reports the
 //!   tag of every sealed chunk, and the parent signs `keccak256(tags)` ([`ChildSealed::tag_digest`]).

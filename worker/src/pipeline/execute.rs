@@ -146,7 +146,12 @@ async fn commit_child_seal(
     }
     worker
         .store
-        .set_model_key(&task.id, secret, Some(sealed.tag_digest), worker.clock.now())
+        .set_model_key(
+            &task.id,
+            secret,
+            Some(sealed.tag_digest),
+            worker.clock.now(),
+        )
         .await?;
     worker.crash.hit("after-seal-committed");
     sealing::promote(dir).await?;

@@ -140,7 +140,10 @@ mod tests {
         let sealed = sealed_path(d.path());
         let digest = seal(d.path(), &sealed, &[7u8; 4096]);
         let len = std::fs::metadata(&sealed).unwrap().len();
-        let f = std::fs::OpenOptions::new().write(true).open(&sealed).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&sealed)
+            .unwrap();
         f.set_len(len - 100).unwrap();
         assert!(!recover(d.path(), Some(digest)).await.unwrap());
         assert!(!sealed.exists(), "the partial file is gone");

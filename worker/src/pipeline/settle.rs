@@ -132,10 +132,7 @@ async fn settle_one(worker: &Worker, task: &Task, timeout: i64) -> Result<(), St
             worker
                 .task_log(
                     &task.id,
-                    format!(
-                        "settlement found on chain: {} neuron charged",
-                        settled.fee
-                    ),
+                    format!("settlement found on chain: {} neuron charged", settled.fee),
                 )
                 .await;
         }

@@ -784,8 +784,14 @@ mod tests {
         assert_eq!(got.seal_tag_digest, None);
         let digest = B256::repeat_byte(0x5e);
         s.set_model_key("a", &[9], Some(digest), 5).await.unwrap();
-        assert_eq!(text("seal_tag_digest").await, format!("0x{}", "5e".repeat(32)));
-        assert_eq!(s.get("a").await.unwrap().unwrap().seal_tag_digest, Some(digest));
+        assert_eq!(
+            text("seal_tag_digest").await,
+            format!("0x{}", "5e".repeat(32))
+        );
+        assert_eq!(
+            s.get("a").await.unwrap().unwrap().seal_tag_digest,
+            Some(digest)
+        );
         assert_eq!(
             got.encrypted_secret.as_ref().map(|b| &b[..]),
             Some(&[9u8][..])
