@@ -30,9 +30,7 @@ pub(super) async fn execute(
     task: &Task,
     shutdown: &CancellationToken,
 ) -> Result<(), StepError> {
-    if task.progress == TaskState::Training {
-        kill_leftover(worker, task).await?;
-    }
+    kill_leftover(worker, task).await?;
     if task.progress == TaskState::Training && sealed_before_restart(worker, task).await? {
         return Ok(());
     }

@@ -97,15 +97,23 @@ async fn note_signer_change(worker: &Worker, task: &Task) {
 async fn seal_and_store(worker: &Worker, task: &Task) -> Result<Option<B256>, StepError> {
     let dir = worker.task_dir(&task.id);
     let sealed = sealing::sealed_path(&dir);
-    let secret = match (
-        sealing::recover(&dir, task.seal_tag_digest).await?,
-        &task.encrypted_secret,
-    ) {
-        (true, Some(secret)) => secret.clone(),
-        _ => match seal_output(worker, task, &dir).await? {
-            Some(secret) => secret,
-            None => return Ok(None),
-        },
+    let recovered = sealing::recover(&dir, task.seal_tag_digest).await?;
+    let secret = match (&task.encrypted_secret, recovered) {
+        (Some(secret), true) => secret.clone(),
+        _ => {
+            if task.seal_tag_digest.is_some() {
+                worker
+                    .task_log(
+                        &task.id,
+                        "no sealed file matching the committed key survived the restart (what did not match was deleted): sealing again",
+                    )
+                    .await;
+            }
+            match seal_output(worker, task, &dir).await? {
+                Some(secret) => secret,
+                None => return Ok(None),
+            }
+        }
     };
     sign_tags(worker, &sealed).await?;
     worker.crash.hit("after-sign");
