@@ -146,3 +146,19 @@ impl Worker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::CrashPoints;
+
+    #[test]
+    fn a_crash_point_is_armed_by_name_and_kill_asks_for_sigkill() {
+        let p = CrashPoints::parse(Some("after-seal-renamed:kill"));
+        assert_eq!((p.armed(), p.kill), (Some("after-seal-renamed"), true));
+        let p = CrashPoints::parse(Some("after-sign"));
+        assert_eq!((p.armed(), p.kill), (Some("after-sign"), false));
+        assert_eq!(CrashPoints::parse(Some("")).armed(), None);
+        assert_eq!(CrashPoints::parse(None).armed(), None);
+        assert!(CrashPoints::ALL.contains(&"after-seal-committed"));
+    }
+}
