@@ -160,8 +160,9 @@ async fn no_acknowledgement_settles_with_the_penalty_and_withholds_the_key() {
     );
 }
 
-/// Kills the worker at each named stage, restarts it, and checks the task still finishes with one
-/// settlement and a deliverable the customer can open.
+/// Kills the worker at each named stage (it aborts; during training it also sends itself `SIGKILL`),
+/// restarts it, and checks the task still finishes with one settlement and a deliverable the
+/// customer can open. The sealing steps in between: `worker_crash.rs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_every_stage_restarts_and_finishes_once() {
     let mut stack = Stack::start(
@@ -172,6 +173,7 @@ async fn killed_at_every_stage_restarts_and_finishes_once() {
     for (i, point) in [
         "after-setup",
         "during-training",
+        "during-training:kill",
         "after-training",
         "after-seal",
         "after-add-deliverable",
@@ -186,7 +188,8 @@ async fn killed_at_every_stage_restarts_and_finishes_once() {
             stack.fund(who, 20, 10).await;
         }
         stack.worker = None;
-        if point == "during-training" {
+        let training = point.starts_with("during-training");
+        if training {
             stack.env = vec![("QUICK_SCRIPT_MODE".into(), "slow".into())];
         } else {
             stack.env.clear();
@@ -202,7 +205,7 @@ async fn killed_at_every_stage_restarts_and_finishes_once() {
             stack.wait_worker_exit(Duration::from_secs(120)).await,
             "{point}: the worker aborted"
         );
-        if point == "during-training" {
+        if training {
             // The executor dies with the worker (the slow script would run 6 s more): no orphan
             // writes into the task directory the restarted worker trains in again.
             let deadline = Instant::now() + Duration::from_secs(2);
