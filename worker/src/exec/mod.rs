@@ -103,7 +103,8 @@ pub struct ExecSpec {
 pub struct SealSpec {
     /// The per-task model key, 64 hex digits. Never written to `exec.json` (blank there).
     pub key_hex: String,
-    /// Where the sealed deliverable goes (the parent signs and finishes it).
+    /// Where the sealed deliverable goes: a temporary name, which the parent checks against the
+    /// reported chunk tags, commits and renames into place before it signs the file.
     pub sealed_path: PathBuf,
 }
 
