@@ -30,7 +30,8 @@ pub const PARAMS: &str = r#"{"neftune_noise_alpha":5,"num_train_epochs":1,"per_d
 /// A training script that needs no model: writes an "adapter" and reports progress. Its mode
 /// (`QUICK_SCRIPT_MODE`, a `behaviour` file in the task directory, or the file named by
 /// `QUICK_SCRIPT_MODE_FILE`, read at each run): `ok`, `crash` (raises), `slow` (6 s), `hang`
-/// (sleeps an hour), `nothing` (exits 0 without writing any output), `seal` (seals the same files in
+/// (sleeps an hour), `spawn` (starts `sleep 3600`, prints `spawned <its pid>` and hangs), `nothing`
+/// (exits 0 without writing any output), `seal` (seals the same files in
 /// the executor child through the embedded `sealtune` module, as the real script does with
 /// `seal_model`, without torch: nothing is written to the output directory).
 pub const QUICK_SCRIPT: &str = r#"
@@ -50,6 +51,11 @@ if mode_file and os.path.exists(mode_file):
 if mode == "hang":
     import time
     print("hanging on purpose", flush=True)
+    time.sleep(3600)
+if mode == "spawn":
+    import subprocess, time
+    child = subprocess.Popen(["sleep", "3600"])
+    print(f"spawned {child.pid}", flush=True)
     time.sleep(3600)
 if mode == "nothing":
     print("exiting 0 without writing anything")

@@ -323,11 +323,12 @@ async fn sigterm_during_training_requeues_the_task_and_a_stalled_client_cannot_h
     );
 }
 
-/// The executor outlives a `SIGKILL` of the worker alone when its parent-death signal is off (the
-/// named test switch: the first layer assumed failed); the restarted worker kills it before it
-/// trains the task again in the same directory.
+/// What a `SIGKILL`ed worker leaves running is killed by the restarted worker before it trains the
+/// task again in the same directory: the executor itself when its parent-death signal is off (the
+/// named test switch: the first layer assumed failed), and, with it on, what the script started
+/// (the executor died with the worker, its script's `sleep` did not).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_worker_kills_the_training_process_its_predecessor_left_running() {
+async fn a_restarted_worker_kills_what_its_predecessor_left_running() {
     let mut stack = Stack::start(
         env!("CARGO_BIN_EXE_sealtune-worker"),
         StackOptions::default(),
@@ -387,7 +388,7 @@ async fn a_restarted_worker_kills_the_training_process_its_predecessor_left_runn
     assert_eq!(t["progress"], "Delivered", "{log}");
     assert!(!alive(executor), "the leftover was killed");
     let killed = log
-        .find(&format!("killed a training process (pid {executor})"))
+        .find(&format!("(executor pid {executor})"))
         .unwrap_or_else(|| panic!("no kill in the log:\n{log}"));
     assert!(
         killed < log.rfind("training started").unwrap(),
@@ -398,6 +399,44 @@ async fn a_restarted_worker_kills_the_training_process_its_predecessor_left_runn
             .await
             .starts_with(b"weights-")
     );
+
+    // The parent-death signal on: the executor dies with the worker, what its script started stays.
+    std::fs::write(&mode, "spawn").unwrap();
+    stack.fund(3, 10, 5).await;
+    let id = submit(&stack, 3, 1).await;
+    wait_log(&stack, 3, &id, "spawned ", Duration::from_secs(120)).await;
+    let log = task_log(&stack, 3, &id).await;
+    let orphan: i32 = log
+        .split("spawned ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .expect("the pid of the script's `sleep`");
+    rustix::process::kill_process(worker_pid(&stack), rustix::process::Signal::KILL).unwrap();
+    assert!(stack.wait_worker_exit(Duration::from_secs(10)).await);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !processes_mentioning(&id).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(processes_mentioning(&id), Vec::<String>::new());
+    assert!(
+        alive(orphan),
+        "the script's `sleep` outlives the worker and the executor"
+    );
+
+    std::fs::write(&mode, "ok").unwrap();
+    stack.start_worker(None).await;
+    let t = wait_state(
+        &stack,
+        3,
+        &id,
+        &["Delivered", "Failed"],
+        Duration::from_secs(120),
+    )
+    .await;
+    let log = task_log(&stack, 3, &id).await;
+    assert_eq!(t["progress"], "Delivered", "{log}");
+    assert!(!alive(orphan), "the orphan was killed:\n{log}");
+    assert!(log.contains("killed 1 process(es)"), "{log}");
 }
 
 /// The stock LoRA script on SmolLM2-135M, sealing in the child, with the worker `SIGKILL`ed

@@ -89,18 +89,20 @@ pub(super) async fn execute(
     }
 }
 
-/// Kills an executor of the task that outlived the worker that started it (`exec::kill_leftover`)
-/// before anything of the task runs again.
+/// Kills what an earlier run of the task left running (an executor that outlived its worker, or
+/// what its script started: `exec::kill_leftover`) before anything of the task runs again.
 async fn kill_leftover(worker: &Worker, task: &Task) -> Result<(), StepError> {
     let dir = worker.task_dir(&task.id);
     let killed = tokio::task::spawn_blocking(move || exec::kill_leftover(&dir))
         .await
         .map_err(StepError::retry)?;
-    if let Some(pid) = killed {
+    if let Some((pid, n)) = killed {
         worker
             .task_log(
                 &task.id,
-                format!("killed a training process (pid {pid}) left running by the worker before the restart"),
+                format!(
+                    "killed {n} process(es) of the earlier training run (executor pid {pid}) left running when the worker died"
+                ),
             )
             .await;
     }
