@@ -41,7 +41,8 @@ pub struct TaskPaths {
 pub struct LiveSeal {
     /// The per-task AES-256 model key.
     pub key: DeliverableKey,
-    /// The sealed deliverable's path (the parent signs and finishes it).
+    /// Where the sealed deliverable is written (the parent checks, commits and renames it, then
+    /// signs it).
     pub sealed_path: PathBuf,
 }
 

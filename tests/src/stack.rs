@@ -30,7 +30,10 @@ pub const PARAMS: &str = r#"{"neftune_noise_alpha":5,"num_train_epochs":1,"per_d
 /// A training script that needs no model: writes an "adapter" and reports progress. Its mode
 /// (`QUICK_SCRIPT_MODE`, a `behaviour` file in the task directory, or the file named by
 /// `QUICK_SCRIPT_MODE_FILE`, read at each run): `ok`, `crash` (raises), `slow` (6 s), `hang`
-/// (sleeps an hour), `nothing` (exits 0 without writing any output).
+/// (sleeps an hour), `spawn` (starts `sleep 3600`, prints `spawned <its pid>` and hangs), `nothing`
+/// (exits 0 without writing any output), `seal` (seals the same files in
+/// the executor child through the embedded `sealtune` module, as the real script does with
+/// `seal_model`, without torch: nothing is written to the output directory).
 pub const QUICK_SCRIPT: &str = r#"
 import argparse, json, os, sys
 p = argparse.ArgumentParser()
@@ -49,6 +52,11 @@ if mode == "hang":
     import time
     print("hanging on purpose", flush=True)
     time.sleep(3600)
+if mode == "spawn":
+    import subprocess, time
+    child = subprocess.Popen(["sleep", "3600"])
+    print(f"spawned {child.pid}", flush=True)
+    time.sleep(3600)
 if mode == "nothing":
     print("exiting 0 without writing anything")
     sys.exit(0)
@@ -57,9 +65,18 @@ if mode == "crash":
 if mode == "slow":
     import time
     time.sleep(6)
+weights = b"weights-" + json.dumps(params, sort_keys=True).encode()
+if mode == "seal":
+    from sealtune import _native
+    stream = _native.SealStream.live()
+    stream.add_file("adapter_model.safetensors", weights)
+    stream.add_file("adapter_config.json", json.dumps({"r": 8}).encode())
+    stream.finish()
+    print("quick script sealed in the child")
+    sys.exit(0)
 os.makedirs(args.output_dir, exist_ok=True)
 with open(os.path.join(args.output_dir, "adapter_model.safetensors"), "wb") as f:
-    f.write(b"weights-" + json.dumps(params, sort_keys=True).encode())
+    f.write(weights)
 with open(os.path.join(args.output_dir, "adapter_config.json"), "w") as f:
     json.dump({"r": 8}, f)
 print("quick script done")
@@ -569,4 +586,58 @@ pub async fn settlements(stack: &Stack, id: &str) -> Vec<FineTuningServing::Fees
         .filter_map(|l| FineTuningServing::FeesSettled::decode_log_data(l.data()).ok())
         .filter(|e| e.deliverableId == id)
         .collect()
+}
+
+/// Customer `who` downloads the model of task `id`, checks its hash against the chain, acknowledges
+/// it, waits for the settlement, unwraps the key from the chain, decrypts (the tag signature must be
+/// the TEE signer's) and unzips; returns the adapter the quick script wrote.
+pub async fn download_ack_decrypt(stack: &Stack, who: usize, id: &str) -> Vec<u8> {
+    let user = signer(who).address();
+    let r = download(stack, who, id).await;
+    assert_eq!(r.status(), 200);
+    let bytes = r.bytes().await.unwrap_or_else(|e| panic!("{e}"));
+    let d = stack
+        .serving(who)
+        .getDeliverable(user, stack.provider_address(), id.to_owned())
+        .call()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        d.modelRootHash.as_ref(),
+        alloy::primitives::keccak256(&bytes).as_slice(),
+        "the download is what was announced"
+    );
+    assert!(!d.acknowledged && !d.settled);
+    stack.acknowledge(who, id).await;
+    wait_state(stack, who, id, &["Finished"], Duration::from_secs(60)).await;
+    let d = stack
+        .serving(who)
+        .getDeliverable(user, stack.provider_address(), id.to_owned())
+        .call()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(d.settled && d.acknowledged);
+    let secret = k256::SecretKey::from_slice(
+        &hex::decode(&DEV_KEYS[who][2..]).unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let key = sealtune_protocol::ecies::unwrap_key(&secret, &d.encryptedSecret)
+        .expect("the customer unwraps the model key");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let sealed = dir.path().join("model.sealed");
+    std::fs::write(&sealed, &bytes).unwrap_or_else(|e| panic!("{e}"));
+    let service = stack
+        .serving(who)
+        .getService(stack.provider_address())
+        .call()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let zip = dir.path().join("model.zip");
+    sealtune_protocol::deliverable::open_file(&sealed, &zip, &key, service.teeSignerAddress)
+        .expect("the tag signature is the TEE signer's");
+    let out = dir.path().join("out");
+    sealtune_protocol::deliverable::unzip_safely(&zip, &out, &Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::read(out.join("output_model/adapter_model.safetensors"))
+        .unwrap_or_else(|e| panic!("{e}"))
 }

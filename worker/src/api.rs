@@ -7,6 +7,10 @@
 //! are size-limited (JSON: `limits.max_body_bytes`, uploads: `limits.max_upload_bytes`); model
 //! downloads are rate-limited per customer. Everything a customer reads or changes is scoped to the
 //! address in the URL, and the mutating routes (cancel, download, upload) are signed by it.
+//!
+//! Timeouts: a request body that sends nothing for [`BODY_IDLE_TIMEOUT`] fails, and a handler that
+//! has not answered after [`REQUEST_TIMEOUT`] is answered 408, so no client holds a request (or the
+//! worker's graceful stop, which waits for open requests) for long.
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -66,6 +70,12 @@ fn json_rejection(what: &str, e: axum::extract::rejection::JsonRejection) -> Api
     ApiError::Client(status, format!("invalid {what} body: {}", e.body_text()))
 }
 
+/// A request body that sends nothing for this long fails (the handler answers 400).
+pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// A handler that has not answered after this long is answered 408 Request Timeout (long enough for
+/// a large dataset upload; a model download's body streams after the answer and is not cut).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The router with every route.
 pub fn router(worker: Arc<Worker>) -> Router {
     let upload_limit = usize::try_from(worker.config.limits.max_upload_bytes)
@@ -78,6 +88,13 @@ pub fn router(worker: Arc<Worker>) -> Router {
             r.route(path, method_router)
         })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            BODY_IDLE_TIMEOUT,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             worker.clone(),
             count_responses,

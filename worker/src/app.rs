@@ -35,17 +35,29 @@ impl Clock for SystemClock {
 }
 
 /// Named test-only crash points (`SEALTUNE_TEST_CRASH_AT=<name>`): the worker aborts when it reaches
-/// the named pipeline stage, so tests can kill it at each stage and restart it. Never set in
-/// production; the worker warns at start when it is set.
+/// the named pipeline stage, so tests can kill it at each stage and restart it; `<name>:kill` sends
+/// itself `SIGKILL` there instead (what the kernel's OOM killer or a host does: no handler runs).
+/// Never set in production; the worker warns at start when it is set.
 #[derive(Debug, Clone, Default)]
-pub struct CrashPoints(Option<String>);
+pub struct CrashPoints {
+    point: Option<String>,
+    kill: bool,
+}
 
 impl CrashPoints {
-    /// Every crash point, in pipeline order.
-    pub const ALL: [&'static str; 7] = [
+    /// Every crash point, in pipeline order. The sealing points (`after-seal-written`,
+    /// `-committed`, `-renamed`) are hit both where the executor child sealed (execute) and where
+    /// finalize seals the training output.
+    pub const ALL: [&'static str; 13] = [
         "after-setup",
+        "after-model-key",
         "during-training",
+        "after-seal-written",
+        "after-seal-committed",
+        "after-seal-renamed",
         "after-training",
+        "after-sign",
+        "after-import",
         "after-seal",
         "after-add-deliverable",
         "before-settle",
@@ -53,22 +65,40 @@ impl CrashPoints {
     ];
     /// From `SEALTUNE_TEST_CRASH_AT`.
     pub fn from_env() -> Self {
-        CrashPoints(
-            std::env::var("SEALTUNE_TEST_CRASH_AT")
-                .ok()
-                .filter(|s| !s.is_empty()),
-        )
+        Self::parse(std::env::var("SEALTUNE_TEST_CRASH_AT").ok().as_deref())
+    }
+    /// From the value of `SEALTUNE_TEST_CRASH_AT`: `<name>` or `<name>:kill`.
+    pub fn parse(value: Option<&str>) -> Self {
+        let Some(value) = value.filter(|s| !s.is_empty()) else {
+            return Self::default();
+        };
+        let (point, kill) = match value.strip_suffix(":kill") {
+            Some(point) => (point, true),
+            None => (value, false),
+        };
+        CrashPoints {
+            point: Some(point.to_owned()),
+            kill,
+        }
     }
     /// The armed point, if any.
     pub fn armed(&self) -> Option<&str> {
-        self.0.as_deref()
+        self.point.as_deref()
     }
-    /// Aborts the process when `name` is armed.
+    /// Aborts the process (or sends it `SIGKILL`) when `name` is armed.
     pub fn hit(&self, name: &str) {
-        if self.0.as_deref() == Some(name) {
-            tracing::error!(crash_point = name, "test crash point reached: aborting");
-            std::process::abort();
+        if self.armed() != Some(name) {
+            return;
         }
+        if self.kill {
+            tracing::error!(crash_point = name, "test crash point reached: SIGKILL");
+            let _ = rustix::process::kill_process(
+                rustix::process::getpid(),
+                rustix::process::Signal::KILL,
+            );
+        }
+        tracing::error!(crash_point = name, "test crash point reached: aborting");
+        std::process::abort();
     }
 }
 
@@ -116,5 +146,21 @@ impl Worker {
         if let Err(e) = self.store.log(id, message, self.clock.now_ms()).await {
             tracing::warn!(task = id, "cannot write task log: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CrashPoints;
+
+    #[test]
+    fn a_crash_point_is_armed_by_name_and_kill_asks_for_sigkill() {
+        let p = CrashPoints::parse(Some("after-seal-renamed:kill"));
+        assert_eq!((p.armed(), p.kill), (Some("after-seal-renamed"), true));
+        let p = CrashPoints::parse(Some("after-sign"));
+        assert_eq!((p.armed(), p.kill), (Some("after-sign"), false));
+        assert_eq!(CrashPoints::parse(Some("")).armed(), None);
+        assert_eq!(CrashPoints::parse(None).armed(), None);
+        assert!(CrashPoints::ALL.contains(&"after-seal-committed"));
     }
 }

@@ -299,6 +299,74 @@ impl Chain {
     }
 }
 
+/// A settlement as the chain recorded it: the `FeesSettled` event and its transaction.
+#[derive(Debug, Clone)]
+pub struct SettledFees {
+    /// What the contract charged (the fee, or the penalty share of it).
+    pub fee: U256,
+    /// Whether the customer had acknowledged.
+    pub acknowledged: bool,
+    /// The `settleFees` transaction.
+    pub tx: Option<B256>,
+}
+
+impl SettledFees {
+    /// The `FeesSettled` event of deliverable `id` with `nonce` among a receipt's logs.
+    pub fn from_receipt(
+        receipt: &TransactionReceipt,
+        serving: Address,
+        id: &str,
+        nonce: U256,
+    ) -> Option<SettledFees> {
+        use alloy::sol_types::SolEvent as _;
+        receipt
+            .inner
+            .logs()
+            .iter()
+            .filter(|l| l.address() == serving)
+            .find_map(|l| FineTuningServing::FeesSettled::decode_log(&l.inner).ok())
+            .filter(|e| e.deliverableId == id && e.nonce == nonce)
+            .map(|e| SettledFees {
+                fee: e.fee,
+                acknowledged: e.acknowledged,
+                tx: Some(receipt.transaction_hash),
+            })
+    }
+}
+
+impl Chain {
+    /// The `FeesSettled` event of deliverable `id` of `user` with `nonce`, settled by this provider
+    /// (the events are indexed by user and provider), when there is one: what was charged, read
+    /// from the chain rather than computed again.
+    pub async fn fees_settled(
+        &self,
+        user: Address,
+        id: &str,
+        nonce: U256,
+    ) -> Result<Option<SettledFees>, ContractError> {
+        use alloy::sol_types::SolEvent as _;
+        let filter = alloy::rpc::types::Filter::new()
+            .address(self.serving_address())
+            .event_signature(FineTuningServing::FeesSettled::SIGNATURE_HASH)
+            .topic1(user.into_word())
+            .topic2(self.address.into_word())
+            .from_block(0u64);
+        let logs = self
+            .provider
+            .get_logs(&filter)
+            .await
+            .map_err(|e| ContractError::Call(e.into()))?;
+        Ok(logs.iter().rev().find_map(|l| {
+            let e = FineTuningServing::FeesSettled::decode_log(&l.inner).ok()?;
+            (e.deliverableId == id && e.nonce == nonce).then_some(SettledFees {
+                fee: e.fee,
+                acknowledged: e.acknowledged,
+                tx: l.transaction_hash,
+            })
+        }))
+    }
+}
+
 /// True when `e` is a revert the chain will repeat (no point retrying).
 pub fn is_permanent(e: &ContractError) -> bool {
     matches!(

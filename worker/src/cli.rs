@@ -381,8 +381,12 @@ async fn register(config: &Config, signer: alloy::primitives::Address) -> anyhow
     Ok(chain)
 }
 
+/// How long a graceful stop waits for open HTTP requests before it closes their connections.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs the three pipeline lanes and the HTTP API until a shutdown signal, then stops a running
-/// child and waits for the lanes.
+/// child (its task is requeued) and waits for the lanes; open HTTP requests get
+/// [`SHUTDOWN_GRACE`], so a slow client cannot hold the stop.
 async fn serve_until_shutdown(
     worker: Arc<Worker>,
     listener: tokio::net::TcpListener,
@@ -404,21 +408,22 @@ async fn serve_until_shutdown(
     ];
     let app = crate::api::router(worker.clone());
     let stop = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down");
-            stop.cancel();
-        })
-        .await?;
-    // Stop a running child too: its task is trained again at the next start.
-    if let Some((_, token)) = worker
-        .running
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-    {
-        token.cancel();
+    // Cancelling `shutdown` also kills a running training child (its token is a child token).
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    });
+    let grace = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = std::future::IntoFuture::into_future(server) => served?,
+        () = grace => tracing::warn!(
+            "HTTP requests still open {} s after the stop: closing them",
+            SHUTDOWN_GRACE.as_secs()
+        ),
     }
     for lane in lanes {
         let _ = lane.await;

@@ -9,53 +9,6 @@ use sealtune_e2e::process::processes_mentioning;
 use sealtune_e2e::stack::*;
 use serde_json::Value;
 
-/// Downloads, checks the hash against the chain, acknowledges, waits for settlement, decrypts.
-async fn download_ack_decrypt(stack: &Stack, who: usize, id: &str) -> Vec<u8> {
-    let user = signer(who).address();
-    let r = download(stack, who, id).await;
-    assert_eq!(r.status(), 200);
-    let bytes = r.bytes().await.unwrap();
-    let d = stack
-        .serving(who)
-        .getDeliverable(user, stack.provider_address(), id.to_owned())
-        .call()
-        .await
-        .unwrap();
-    assert_eq!(
-        d.modelRootHash.as_ref(),
-        alloy::primitives::keccak256(&bytes).as_slice(),
-        "the download is what was announced"
-    );
-    assert!(!d.acknowledged && !d.settled);
-    stack.acknowledge(who, id).await;
-    wait_state(stack, who, id, &["Finished"], Duration::from_secs(60)).await;
-    let d = stack
-        .serving(who)
-        .getDeliverable(user, stack.provider_address(), id.to_owned())
-        .call()
-        .await
-        .unwrap();
-    assert!(d.settled && d.acknowledged);
-    let secret = k256::SecretKey::from_slice(&hex::decode(&DEV_KEYS[who][2..]).unwrap()).unwrap();
-    let key = sealtune_protocol::ecies::unwrap_key(&secret, &d.encryptedSecret)
-        .expect("the customer unwraps the model key");
-    let dir = tempfile::tempdir().unwrap();
-    let sealed = dir.path().join("model.sealed");
-    std::fs::write(&sealed, &bytes).unwrap();
-    let service = stack
-        .serving(who)
-        .getService(stack.provider_address())
-        .call()
-        .await
-        .unwrap();
-    let zip = dir.path().join("model.zip");
-    sealtune_protocol::deliverable::open_file(&sealed, &zip, &key, service.teeSignerAddress)
-        .expect("the tag signature is the TEE signer's");
-    let out = dir.path().join("out");
-    sealtune_protocol::deliverable::unzip_safely(&zip, &out, &Default::default()).unwrap();
-    std::fs::read(out.join("output_model/adapter_model.safetensors")).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn happy_path_then_nonce_reuse_is_refused() {
     let stack = Stack::start(
@@ -207,8 +160,9 @@ async fn no_acknowledgement_settles_with_the_penalty_and_withholds_the_key() {
     );
 }
 
-/// Kills the worker at each named stage, restarts it, and checks the task still finishes with one
-/// settlement and a deliverable the customer can open.
+/// Kills the worker at each named stage (it aborts; during training it also sends itself `SIGKILL`),
+/// restarts it, and checks the task still finishes with one settlement and a deliverable the
+/// customer can open. The sealing steps in between: `worker_crash.rs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_every_stage_restarts_and_finishes_once() {
     let mut stack = Stack::start(
@@ -219,6 +173,7 @@ async fn killed_at_every_stage_restarts_and_finishes_once() {
     for (i, point) in [
         "after-setup",
         "during-training",
+        "during-training:kill",
         "after-training",
         "after-seal",
         "after-add-deliverable",
@@ -233,7 +188,8 @@ async fn killed_at_every_stage_restarts_and_finishes_once() {
             stack.fund(who, 20, 10).await;
         }
         stack.worker = None;
-        if point == "during-training" {
+        let training = point.starts_with("during-training");
+        if training {
             stack.env = vec![("QUICK_SCRIPT_MODE".into(), "slow".into())];
         } else {
             stack.env.clear();
@@ -249,7 +205,7 @@ async fn killed_at_every_stage_restarts_and_finishes_once() {
             stack.wait_worker_exit(Duration::from_secs(120)).await,
             "{point}: the worker aborted"
         );
-        if point == "during-training" {
+        if training {
             // The executor dies with the worker (the slow script would run 6 s more): no orphan
             // writes into the task directory the restarted worker trains in again.
             let deadline = Instant::now() + Duration::from_secs(2);

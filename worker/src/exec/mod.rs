@@ -10,6 +10,9 @@
 //!   stdout/stderr lines into `log` events;
 //! * [`spawn`] resolves to an [`ExecOutcome`] once the child exits, or to an [`ExecError`] that names the
 //!   reason (crash, non-zero exit, timeout, OOM kill, cancel);
+//! * the parent records the child's pid and start time in `<task dir>/exec.pid` ([`PID_FILE`]) while
+//!   it runs, so that a restarted worker kills an executor that outlived its worker ([`kill_leftover`])
+//!   before the task runs again;
 //! * the child never receives the TEE key. When the worker seals in the child ([`SealSpec`]), the child
 //!   gets the **per-task** model key on its stdin (not in argv, env or the task directory), reports the
 //!   tag of every sealed chunk, and the parent signs `keccak256(tags)` ([`ChildSealed::tag_digest`]).
@@ -29,6 +32,7 @@
 //! (the kernel's OOM killer is the usual sender).
 
 mod child;
+mod leftover;
 mod prepare;
 
 use std::io::Write as _;
@@ -49,6 +53,7 @@ use tokio::sync::mpsc::Sender;
 use tokio_util::sync::CancellationToken;
 
 pub use child::child_main;
+pub use leftover::{PID_FILE, kill_leftover};
 
 /// File name of the spec in the task directory.
 pub const SPEC_FILE: &str = "exec.json";
@@ -58,6 +63,10 @@ pub const EVENTS_FD_ENV: &str = "SEALTUNE_EVENTS_FD";
 /// Environment variable carrying the worker's pid to the executor child, which asks the kernel to kill
 /// it when the worker dies and checks that the worker was still alive when it asked.
 pub const PARENT_PID_ENV: &str = "SEALTUNE_EXEC_PARENT";
+/// Test-only, named as dangerous: when set in the worker's environment, the executor does not ask
+/// to die with the worker, so tests can leave one behind and check that a restarted worker kills it
+/// ([`kill_leftover`]). Never set in production; the worker warns at each spawn when it is set.
+pub const TEST_SURVIVE_WORKER_ENV: &str = "SEALTUNE_TEST_EXEC_SURVIVES_WORKER";
 /// How long the parent waits for the child's streams to end after it exited.
 const DRAIN_GRACE: Duration = Duration::from_secs(3);
 /// Longest stdout/stderr line forwarded as one log event (longer lines are cut).
@@ -94,7 +103,8 @@ pub struct ExecSpec {
 pub struct SealSpec {
     /// The per-task model key, 64 hex digits. Never written to `exec.json` (blank there).
     pub key_hex: String,
-    /// Where the sealed deliverable goes (the parent signs and finishes it).
+    /// Where the sealed deliverable goes: a temporary name, which the parent checks against the
+    /// reported chunk tags, commits and renames into place before it signs the file.
     pub sealed_path: PathBuf,
 }
 
@@ -246,6 +256,9 @@ pub async fn spawn(
     let pid = child
         .id()
         .and_then(|id| rustix::process::Pid::from_raw(id as i32));
+    if let Some(pid) = pid {
+        leftover::record(task_dir, pid.as_raw_nonzero().get());
+    }
     if let (Some(limit), Some(pid)) = (limits.memory_limit_bytes, pid) {
         limit_memory(pid, limit)?;
     }
@@ -274,6 +287,7 @@ pub async fn spawn(
     if let Some(pid) = pid {
         kill_group(pid);
     }
+    leftover::forget(task_dir);
     let status = match ended {
         Ended::Exited(status) => status,
         Ended::Cancelled | Ended::TimedOut => {
@@ -320,6 +334,12 @@ fn start_child(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    if let Some(v) = std::env::var_os(TEST_SURVIVE_WORKER_ENV) {
+        tracing::warn!(
+            "TEST SWITCH {TEST_SURVIVE_WORKER_ENV} SET: this executor will outlive the worker; never set it in production"
+        );
+        cmd.env(TEST_SURVIVE_WORKER_ENV, v);
+    }
     let spawned = {
         let _guard = SPAWN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         rustix::io::fcntl_setfd(&writer, rustix::io::FdFlags::empty())

@@ -1,7 +1,13 @@
 //! Execute (`SetUp` → `Training` → `Trained`): commits `Training` (counting the attempt), commits
 //! the model key wrapped to the customer, then runs the training script in the executor child,
-//! which seals the output with that key. A task found in `Training` at start was interrupted by a
-//! worker restart: it is trained again from the start, up to `limits.training_restarts` times.
+//! which seals the output with that key under a temporary name; the file's tag digest is committed
+//! and the file renamed into place before `Trained` (the rules of [`super::sealing`]).
+//!
+//! A task found in `Training` at start was interrupted by a worker restart: its committed sealed
+//! file is used when one survived, else it is trained again from the start, up to
+//! `limits.training_restarts` times. A graceful stop (`SIGTERM`) during training kills the child
+//! and puts the task back in `SetUp`, not counting the stopped attempt: the operator stopped the
+//! worker, the task did nothing wrong, and it trains again at the next start.
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,14 +17,23 @@ use sealtune_protocol::deliverable::{DeliverableKey, OsRng};
 use sealtune_protocol::events::Event;
 use tokio_util::sync::CancellationToken;
 
-use super::{StepError, enter, model_dir, model_of, sealed_path};
+use super::{StepError, enter, model_dir, model_of, sealing};
 use crate::app::Worker;
-use crate::exec::{self, ExecLimits, ExecSpec, SealSpec};
+use crate::exec::{self, ChildSealed, ExecLimits, ExecSpec, SealSpec};
 use crate::models::DataType;
 use crate::store::{Task, TaskState};
 
-/// Execute: commits `Training` (counting the attempt), commits the wrapped model key, runs the child.
-pub(super) async fn execute(worker: &Arc<Worker>, task: &Task) -> Result<(), StepError> {
+/// Execute: commits `Training` (counting the attempt), commits the wrapped model key, runs the
+/// child, commits what it sealed. `shutdown` stops the child and requeues the task.
+pub(super) async fn execute(
+    worker: &Arc<Worker>,
+    task: &Task,
+    shutdown: &CancellationToken,
+) -> Result<(), StepError> {
+    kill_leftover(worker, task).await?;
+    if task.progress == TaskState::Training && sealed_before_restart(worker, task).await? {
+        return Ok(());
+    }
     let Some(attempts) = start_attempt(worker, task).await? else {
         return Ok(());
     };
@@ -32,8 +47,9 @@ pub(super) async fn execute(worker: &Arc<Worker>, task: &Task) -> Result<(), Ste
     let secret = wrap_for_customer(task, &key)?;
     worker
         .store
-        .set_model_key(&task.id, &secret, worker.clock.now())
+        .set_model_key(&task.id, &secret, None, worker.clock.now())
         .await?;
+    worker.crash.hit("after-model-key");
 
     let spec = ExecSpec {
         script: model.training_script.clone(),
@@ -48,7 +64,7 @@ pub(super) async fn execute(worker: &Arc<Worker>, task: &Task) -> Result<(), Ste
         output_dir: inputs.output_dir,
         seal: Some(SealSpec {
             key_hex: hex::encode(key.as_bytes()),
-            sealed_path: sealed_path(&spec_dir),
+            sealed_path: sealing::part_path(&spec_dir),
         }),
     };
     worker
@@ -60,38 +76,128 @@ pub(super) async fn execute(worker: &Arc<Worker>, task: &Task) -> Result<(), Ste
             ),
         )
         .await;
-    match run_child(worker, task, &spec_dir, &spec).await {
-        Ok(()) => {
+    match run_child(worker, task, &spec_dir, &spec, shutdown).await {
+        Ok(outcome) => {
+            if let Some(sealed) = &outcome.sealed {
+                commit_child_seal(worker, task, &spec_dir, &secret, sealed).await?;
+            }
             enter(worker, task, &[TaskState::Training], TaskState::Trained).await?;
             Ok(())
         }
+        Err(exec::ExecError::Cancelled) if shutdown.is_cancelled() => requeue(worker, task).await,
         Err(e) => Err(StepError::Fail(format!("training failed: {e}"))),
     }
+}
+
+/// Kills what an earlier run of the task left running (an executor that outlived its worker, or
+/// what its script started: `exec::kill_leftover`) before anything of the task runs again.
+async fn kill_leftover(worker: &Worker, task: &Task) -> Result<(), StepError> {
+    let dir = worker.task_dir(&task.id);
+    let killed = tokio::task::spawn_blocking(move || exec::kill_leftover(&dir))
+        .await
+        .map_err(StepError::retry)?;
+    if let Some((pid, n)) = killed {
+        worker
+            .task_log(
+                &task.id,
+                format!(
+                    "killed {n} process(es) of the earlier training run (executor pid {pid}) left running when the worker died"
+                ),
+            )
+            .await;
+    }
+    Ok(())
+}
+
+/// A task found in `Training` whose child sealed and whose seal was committed before the worker
+/// died: its file is put in place and the task moves on to `Trained` without training again.
+async fn sealed_before_restart(worker: &Worker, task: &Task) -> Result<bool, StepError> {
+    if task.seal_tag_digest.is_none()
+        || !sealing::recover(&worker.task_dir(&task.id), task.seal_tag_digest).await?
+    {
+        return Ok(false);
+    }
+    worker
+        .task_log(
+            &task.id,
+            "the worker restarted after the model was sealed and committed: that sealed model is used",
+        )
+        .await;
+    enter(worker, task, &[TaskState::Training], TaskState::Trained).await?;
+    Ok(true)
+}
+
+/// The file the child sealed under the temporary name: its own tags must give the digest the child
+/// reported chunk by chunk (else it is discarded and the task fails); the digest is committed with
+/// the key, then the file is renamed into place.
+async fn commit_child_seal(
+    worker: &Worker,
+    task: &Task,
+    dir: &std::path::Path,
+    secret: &Bytes,
+    sealed: &ChildSealed,
+) -> Result<(), StepError> {
+    worker.crash.hit("after-seal-written");
+    if sealing::file_digest(&sealing::part_path(dir)).await != Some(sealed.tag_digest) {
+        sealing::discard(dir).await?;
+        return Err(StepError::fail(
+            "training failed: the sealed model file does not match the chunks the training process reported",
+        ));
+    }
+    worker
+        .store
+        .set_model_key(
+            &task.id,
+            secret,
+            Some(sealed.tag_digest),
+            worker.clock.now(),
+        )
+        .await?;
+    worker.crash.hit("after-seal-committed");
+    sealing::promote(dir).await?;
+    worker.crash.hit("after-seal-renamed");
+    Ok(())
+}
+
+/// The worker is stopping: the task goes back to `SetUp`, the stopped attempt not counted.
+async fn requeue(worker: &Worker, task: &Task) -> Result<(), StepError> {
+    if worker.store.requeue(&task.id, worker.clock.now()).await? {
+        worker.metrics.state(TaskState::SetUp);
+        worker
+            .task_log(
+                &task.id,
+                "the worker is stopping: training stopped; the task is queued again and trains from the start when the worker is back",
+            )
+            .await;
+    }
+    Ok(())
 }
 
 /// Commits the attempt: `SetUp` → `Training`, or one more attempt of a task found in `Training`
 /// (failed once the restarts are used up). Returns the attempt number, or `None` when the task
 /// left `SetUp` meanwhile (cancelled).
 async fn start_attempt(worker: &Worker, task: &Task) -> Result<Option<i64>, StepError> {
-    if task.progress != TaskState::Training {
-        if !enter(worker, task, &[TaskState::SetUp], TaskState::Training).await? {
-            return Ok(None);
-        }
-        return Ok(Some(worker.store.bump_attempts(&task.id).await?));
+    let resumed = task.progress == TaskState::Training;
+    if !resumed && !enter(worker, task, &[TaskState::SetUp], TaskState::Training).await? {
+        return Ok(None);
     }
     let n = worker.store.bump_attempts(&task.id).await?;
+    // Every attempt counts against the limit: a task sent back to training by finalize (its sealed
+    // file lost with the training output) is an interrupted training too.
     if n > i64::from(worker.config.limits.training_restarts) + 1 {
         return Err(StepError::fail(format!(
             "training was interrupted {} times by worker restarts; giving up (the customer is not charged)",
             n - 1
         )));
     }
-    worker
-        .task_log(
-            &task.id,
-            "the worker restarted during training: training again from the start",
-        )
-        .await;
+    if resumed {
+        worker
+            .task_log(
+                &task.id,
+                "the worker restarted during training: training again from the start",
+            )
+            .await;
+    }
     Ok(Some(n))
 }
 
@@ -103,7 +209,7 @@ struct Inputs {
     output_dir: PathBuf,
 }
 
-/// Clears what an earlier attempt left (output, unpacked data, sealed file), writes the training
+/// Clears what an earlier attempt left (output, unpacked data, sealed files), writes the training
 /// parameters and fetches the dataset.
 async fn prepare_inputs(
     worker: &Worker,
@@ -115,7 +221,7 @@ async fn prepare_inputs(
     for d in [&output_dir, &data_path] {
         let _ = tokio::fs::remove_dir_all(d).await;
     }
-    let _ = tokio::fs::remove_file(sealed_path(dir)).await;
+    sealing::discard(dir).await?;
     tokio::fs::create_dir_all(&output_dir)
         .await
         .map_err(StepError::retry)?;
@@ -138,18 +244,20 @@ async fn prepare_inputs(
 }
 
 /// Runs the executor child for `spec`, with the task's events written to its log, the provider
-/// marked occupied on chain meanwhile, and its cancel token published for a cancel request.
+/// marked occupied on chain meanwhile, and its cancel token (a child of `shutdown`) published.
 async fn run_child(
     worker: &Arc<Worker>,
     task: &Task,
     dir: &std::path::Path,
     spec: &ExecSpec,
-) -> Result<(), exec::ExecError> {
+    shutdown: &CancellationToken,
+) -> Result<exec::ExecOutcome, exec::ExecError> {
     let limits = ExecLimits {
         timeout: worker.config.limits.training_timeout.0,
         memory_limit_bytes: worker.config.limits.executor_memory_bytes,
     };
-    let cancel = CancellationToken::new();
+    // Cancelled by the worker's shutdown (the child is killed, the task requeued).
+    let cancel = shutdown.child_token();
     *worker.running.lock().unwrap_or_else(|p| p.into_inner()) =
         Some((task.id.clone(), cancel.clone()));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(256);
@@ -177,7 +285,7 @@ async fn run_child(
     let _ = worker.chain.set_occupied(false).await;
     *worker.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
     let _ = logger.await;
-    result.map(|_outcome| ())
+    result
 }
 
 /// The task-log line of a child event (none for the chunk-by-chunk seal events).

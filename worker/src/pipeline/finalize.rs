@@ -2,6 +2,10 @@
 //! sealed), sign its tags with the TEE key, hash and store it, commit the seal, then announce it on
 //! chain. After a crash the committed seal is reused, and the chain is read before announcing: a
 //! deliverable already on chain is never announced or trained again.
+//!
+//! A sealed file is used only when it matches the committed key ([`super::sealing`]); one that does
+//! not (partial, or sealed with a key never committed) is discarded and the output sealed again, or,
+//! when the output is gone too (the child sealed it), the task goes back to `SetUp` to train again.
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -9,7 +13,7 @@ use alloy::primitives::{Address, B256, Bytes};
 use sealtune_protocol::deliverable::{self, OsRng};
 
 use super::execute::wrap_for_customer;
-use super::{StepError, chain_err, enter, sealed_path};
+use super::{StepError, chain_err, enter, sealing};
 use crate::app::Worker;
 use crate::store::{Task, TaskState};
 
@@ -35,7 +39,10 @@ pub(super) async fn finalize(worker: &Arc<Worker>, task: &Task) -> Result<(), St
             note_signer_change(worker, &task).await;
             root
         }
-        None => seal_and_store(worker, &task).await?,
+        None => match seal_and_store(worker, &task).await? {
+            Some(root) => root,
+            None => return train_again(worker, &task).await,
+        },
     };
     if worker.files.path_of(&root).is_none() {
         return Err(StepError::fail(
@@ -83,23 +90,35 @@ async fn note_signer_change(worker: &Worker, task: &Task) {
     }
 }
 
-/// Seals now: the child's file if it sealed in-process (with the committed key), else the output
-/// directory (with a new key). Then signs the tags, imports the file into the content-addressed
-/// store and commits the seal. Returns the root hash (the sealed file's keccak256).
-async fn seal_and_store(worker: &Worker, task: &Task) -> Result<B256, StepError> {
+/// Seals now, unless the committed seal's file survived (the child's, or one finalize sealed before a
+/// crash): then signs the tags, imports the file into the content-addressed store and commits the
+/// seal. Returns the root hash (the sealed file's keccak256), or `None` when there is nothing left
+/// to seal (train again).
+async fn seal_and_store(worker: &Worker, task: &Task) -> Result<Option<B256>, StepError> {
     let dir = worker.task_dir(&task.id);
-    let sealed = sealed_path(&dir);
-    let secret = if tokio::fs::try_exists(&sealed).await.unwrap_or(false) {
-        task.encrypted_secret.clone().ok_or_else(|| {
-            StepError::fail(
-                "the sealed model has no committed key; the model must be trained again",
-            )
-        })?
-    } else {
-        seal_output(task, &dir, &sealed).await?
+    let sealed = sealing::sealed_path(&dir);
+    let recovered = sealing::recover(&dir, task.seal_tag_digest).await?;
+    let secret = match (&task.encrypted_secret, recovered) {
+        (Some(secret), true) => secret.clone(),
+        _ => {
+            if task.seal_tag_digest.is_some() {
+                worker
+                    .task_log(
+                        &task.id,
+                        "no sealed file matching the committed key survived the restart (what did not match was deleted): sealing again",
+                    )
+                    .await;
+            }
+            match seal_output(worker, task, &dir).await? {
+                Some(secret) => secret,
+                None => return Ok(None),
+            }
+        }
     };
     sign_sealed(worker.attest.signing_key().clone(), &sealed).await?;
+    worker.crash.hit("after-sign");
     let stored = import_sealed(&worker.files, &dir, &sealed).await?;
+    worker.crash.hit("after-import");
     let keccak = stored.keccak;
     worker
         .store
@@ -123,20 +142,35 @@ async fn seal_and_store(worker: &Worker, task: &Task) -> Result<B256, StepError>
             ),
         )
         .await;
-    Ok(keccak)
+    Ok(Some(keccak))
 }
 
-/// Seals the training output directory into `sealed` with a new key; returns the key wrapped to
-/// the customer.
-async fn seal_output(task: &Task, dir: &Path, sealed: &Path) -> Result<Bytes, StepError> {
+/// Seals the training output directory with a new key, following the rules of [`sealing`]: under
+/// the temporary name, then the key (wrapped to the customer) and the tag digest committed, then
+/// renamed into place. Returns the wrapped key, or `None` when the output is gone or empty (the
+/// child sealed it, and that file did not survive).
+async fn seal_output(worker: &Worker, task: &Task, dir: &Path) -> Result<Option<Bytes>, StepError> {
     let output = dir.join("output");
-    if !output.is_dir() {
-        return Err(StepError::fail(
-            "the training output is gone; the model must be trained again",
-        ));
+    if !has_files(&output).await {
+        return Ok(None);
     }
-    let result = seal_dir(output, sealed).await?;
-    wrap_for_customer(task, &result.key)
+    let part = sealing::part_path(dir);
+    let sealed = seal_dir(output, &part).await?;
+    worker.crash.hit("after-seal-written");
+    let secret = wrap_for_customer(task, &sealed.key)?;
+    worker
+        .store
+        .set_model_key(
+            &task.id,
+            &secret,
+            Some(sealed.tag_digest),
+            worker.clock.now(),
+        )
+        .await?;
+    worker.crash.hit("after-seal-committed");
+    sealing::promote(dir).await?;
+    worker.crash.hit("after-seal-renamed");
+    Ok(Some(secret))
 }
 
 /// Seals the directory `output` into the file `sealed` with a new model key (zip `Stored`,
@@ -149,6 +183,35 @@ pub async fn seal_dir(output: PathBuf, sealed: &Path) -> Result<deliverable::Sea
     .await
     .map_err(StepError::retry)?
     .map_err(|e| StepError::fail(format!("sealing the model failed: {e}")))
+}
+
+/// Whether `dir` is a directory with at least one entry.
+async fn has_files(dir: &Path) -> bool {
+    match tokio::fs::read_dir(dir).await {
+        Ok(mut entries) => matches!(entries.next_entry().await, Ok(Some(_))),
+        Err(_) => false,
+    }
+}
+
+/// Nothing sealed survived and nothing is left to seal: back to `SetUp` to train again (nothing
+/// was announced: the chain sees a deliverable only after its seal is committed).
+async fn train_again(worker: &Worker, task: &Task) -> Result<(), StepError> {
+    if enter(
+        worker,
+        task,
+        &[TaskState::Trained, TaskState::Delivering],
+        TaskState::SetUp,
+    )
+    .await?
+    {
+        worker
+            .task_log(
+                &task.id,
+                "the sealed model did not survive a worker restart and the training output is gone: training again",
+            )
+            .await;
+    }
+    Ok(())
 }
 
 /// Imports the sealed file into the content-addressed store in one hashing pass (keccak256 + 0G

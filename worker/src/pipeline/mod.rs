@@ -8,14 +8,17 @@
 //! |---|---|
 //! | `Init`, `SettingUp` | setup runs (again): it only reads and checks |
 //! | `SetUp` | training starts |
-//! | `Training` | the child died with the worker: trained again up to `limits.training_restarts` times, then failed with the reason |
-//! | `Trained` | finalize: a sealed file the child left is used, else the output directory is sealed |
+//! | `SetUp` after a graceful stop | the stop killed the child and requeued the task (the attempt not counted): trained again |
+//! | `Training` | the child died with the worker: its sealed file is used if its seal was committed, else trained again up to `limits.training_restarts` times, then failed with the reason |
+//! | `Trained` | finalize: a sealed file that matches the committed key is used, else the output directory is sealed, else (output gone) back to `SetUp` |
 //! | `Delivering` | the chain is read first: a deliverable already announced is never announced or trained again |
 //! | `Delivered`, `UserAcknowledged` | the settle lane reads the chain first: a settled deliverable is never settled again |
 //!
 //! The model key is generated when training starts and committed only ECIES-wrapped to the
 //! customer (safe at rest); the TEE key never leaves this process (the child gets the model key only).
-use std::path::{Path, PathBuf};
+//! How a sealed file reaches the disk so that a crash never leaves one the customer cannot decrypt:
+//! [`sealing`].
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,10 +32,12 @@ use crate::store::{StatePredicate, StoreError, Task, TaskState};
 pub mod execute;
 pub mod finalize;
 pub mod retention;
+pub mod sealing;
 pub mod settle;
 pub mod setup;
 
 pub use retention::{retention_period, run_retention_lane};
+pub use sealing::sealed_path;
 pub use settle::run_settle_lane;
 
 /// A step failed: either the task fails with a reason the customer sees, or the worker retries later.
@@ -67,11 +72,6 @@ fn chain_err(what: &str, e: sealtune_contracts::ContractError) -> StepError {
     }
 }
 
-/// The file the executor child seals the model into.
-pub fn sealed_path(task_dir: &Path) -> PathBuf {
-    task_dir.join("model.sealed")
-}
-
 /// Runs the training lane forever: takes the oldest task that is queued or mid-way and drives it
 /// to `Delivered` or `Failed`.
 pub async fn run_training_lane(worker: Arc<Worker>, shutdown: CancellationToken) {
@@ -92,7 +92,7 @@ pub async fn run_training_lane(worker: Arc<Worker>, shutdown: CancellationToken)
         match next {
             Some(task) => {
                 let id = task.id.clone();
-                let Err(e) = drive(&worker, task).await else {
+                let Err(e) = drive(&worker, task, &shutdown).await else {
                     continue;
                 };
                 if let Some(reason) = fail_or_retry(&worker, &id, e).await {
@@ -162,10 +162,18 @@ async fn enter(
     Ok(moved)
 }
 
-/// Drives one task as far as the training lane goes.
-async fn drive(worker: &Arc<Worker>, task: Task) -> Result<(), StepError> {
+/// Drives one task as far as the training lane goes, or until `shutdown` (between steps; a running
+/// child is stopped by it, and its task requeued).
+async fn drive(
+    worker: &Arc<Worker>,
+    task: Task,
+    shutdown: &CancellationToken,
+) -> Result<(), StepError> {
     let mut task = task;
     loop {
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
         match task.progress {
             TaskState::Init | TaskState::SettingUp => {
                 if !enter(
@@ -185,7 +193,7 @@ async fn drive(worker: &Arc<Worker>, task: Task) -> Result<(), StepError> {
                 worker.crash.hit("after-setup");
             }
             TaskState::SetUp | TaskState::Training => {
-                execute::execute(worker, &task).await?;
+                execute::execute(worker, &task, shutdown).await?;
                 worker.crash.hit("after-training");
             }
             TaskState::Trained | TaskState::Delivering => {

@@ -2,6 +2,9 @@
 //! task the chain is read first (a settled deliverable is recorded, never settled twice); a task is
 //! settled with the key once the customer acknowledged, with the penalty and no key after the
 //! acknowledgement timeout, and without charge when it was sealed under a previous TEE signer.
+//! What is recorded as charged is what the chain says: the `FeesSettled` event of the settlement
+//! (from its receipt, or, after a crash between `settleFees` and recording it, from the chain's
+//! logs), never a fee computed again here.
 use std::sync::Arc;
 
 use alloy::primitives::{Address, Bytes, U256};
@@ -10,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{StepError, chain_err, enter, fail_or_retry, tasks_where};
 use crate::app::Worker;
+use crate::chain::SettledFees;
 use crate::store::{Task, TaskState};
 
 /// Runs the settle lane forever: for every delivered task, reads the chain; settles with the
@@ -111,14 +115,26 @@ async fn settle_one(worker: &Worker, task: &Task, timeout: i64) -> Result<(), St
     };
     let fee = task.task_fee.unwrap_or(U256::ZERO);
     if d.settled {
-        // Settled already (e.g. before a crash): record it, never settle twice.
-        if worker
-            .store
-            .set_settled(&task.id, None, fee, d.acknowledged, worker.clock.now())
-            .await?
-        {
-            worker.metrics.state(TaskState::Finished);
-            worker.task_log(&task.id, "settlement found on chain").await;
+        // Settled already (e.g. before a crash): record what its `FeesSettled` event says was
+        // charged, never settle twice.
+        let settled = worker
+            .chain
+            .fees_settled(user, &task.id, task.nonce)
+            .await
+            .map_err(|e| chain_err("reading the FeesSettled event", e))?
+            .ok_or_else(|| {
+                StepError::Retry(
+                    "the deliverable is settled on chain but its FeesSettled event was not found"
+                        .into(),
+                )
+            })?;
+        if record(worker, task, &settled).await? {
+            worker
+                .task_log(
+                    &task.id,
+                    format!("settlement found on chain: {} neuron charged", settled.fee),
+                )
+                .await;
         }
         return Ok(());
     }
@@ -233,32 +249,27 @@ async fn send(
         }
     };
     worker.crash.hit("after-settle");
-    let charged = if s.acknowledged {
-        s.fee
-    } else {
-        s.fee * U256::from(worker_penalty(worker).await) / U256::from(100u64)
-    };
-    if worker
-        .store
-        .set_settled(
-            &task.id,
-            Some(receipt.transaction_hash),
-            charged,
-            s.acknowledged,
-            worker.clock.now(),
-        )
-        .await?
-    {
-        worker.metrics.state(TaskState::Finished);
-    }
+    let settled = SettledFees::from_receipt(
+        &receipt,
+        worker.chain.serving_address(),
+        &task.id,
+        task.nonce,
+    )
+    .ok_or_else(|| {
+        StepError::Retry(format!(
+            "the settlement {} has no FeesSettled event in its receipt; it is read from the chain next",
+            receipt.transaction_hash
+        ))
+    })?;
+    record(worker, task, &settled).await?;
     worker
         .task_log(
             &task.id,
             format!(
                 "settled in {}: {} neuron charged{}",
                 receipt.transaction_hash,
-                charged,
-                match (s.acknowledged, s.old_signer) {
+                settled.fee,
+                match (settled.acknowledged, s.old_signer) {
                     (true, _) => "",
                     (false, Some(_)) => " (sealed under the previous TEE signer: no charge)",
                     (false, None) => " (penalty)",
@@ -269,17 +280,20 @@ async fn send(
     Ok(())
 }
 
-/// The contract's penalty percentage (30 when it cannot be read).
-async fn worker_penalty(worker: &Worker) -> u64 {
-    let serving = sealtune_contracts::bindings::FineTuningServing::new(
-        worker.chain.serving_address(),
-        worker.chain.provider().clone(),
-    );
-    serving
-        .penaltyPercentage()
-        .call()
-        .await
-        .ok()
-        .and_then(|p| u64::try_from(p).ok())
-        .unwrap_or(30)
+/// Commits `Finished` with what the chain charged; whether the task moved.
+async fn record(worker: &Worker, task: &Task, settled: &SettledFees) -> Result<bool, StepError> {
+    let moved = worker
+        .store
+        .set_settled(
+            &task.id,
+            settled.tx,
+            settled.fee,
+            settled.acknowledged,
+            worker.clock.now(),
+        )
+        .await?;
+    if moved {
+        worker.metrics.state(TaskState::Finished);
+    }
+    Ok(moved)
 }

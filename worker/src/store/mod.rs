@@ -307,15 +307,43 @@ impl Store {
         Ok(n)
     }
 
-    /// Records a new model key (ECIES-wrapped to the customer) before training, clearing any
-    /// earlier seal (the seal columns read `''`: not sealed yet).
+    /// Puts a task stopped in `Training` by a graceful stop back in `SetUp`, without counting the
+    /// stopped attempt (it trains again at the next start). Returns whether it moved.
+    pub async fn requeue(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tasks SET progress = ?, training_attempts = max(training_attempts - 1, 0),
+             updated_at = ? WHERE id = ? AND progress = ?",
+        )
+        .bind(TaskState::SetUp.as_str())
+        .bind(now)
+        .bind(id)
+        .bind(TaskState::Training.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records a new model key (ECIES-wrapped to the customer), and the tag digest of the file
+    /// sealed with it once that file exists, clearing any earlier seal (the seal columns read `''`:
+    /// not sealed yet). Committed before the file sealed with the key can be used.
     pub async fn set_model_key(
         &self,
         id: &str,
         encrypted_secret: &[u8],
+        seal_tag_digest: Option<B256>,
         now: i64,
     ) -> Result<(), StoreError> {
-        self.write_seal(id, "", "", encrypted_secret, "", now).await
+        sqlx::query(
+            "UPDATE tasks SET deliverable_path = '', model_root_hash = '', encrypted_secret = ?,
+             tee_signer = '', seal_tag_digest = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(hex::encode(encrypted_secret))
+        .bind(seal_tag_digest.map_or_else(String::new, |d| d.to_string()))
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Records the sealed deliverable (before it is announced on chain).
@@ -746,12 +774,23 @@ mod tests {
         assert_eq!(got.model_type, DataType::Text);
 
         // Before the seal, the seal columns read '' and are typed as "not yet".
-        s.set_model_key("a", &[9], 4).await.unwrap();
+        s.set_model_key("a", &[9], None, 4).await.unwrap();
         assert_eq!(text("model_root_hash").await, "");
         let got = s.get("a").await.unwrap().unwrap();
         assert_eq!(
             (got.model_root_hash, got.tee_signer, got.deliverable_path),
             (None, None, None)
+        );
+        assert_eq!(got.seal_tag_digest, None);
+        let digest = B256::repeat_byte(0x5e);
+        s.set_model_key("a", &[9], Some(digest), 5).await.unwrap();
+        assert_eq!(
+            text("seal_tag_digest").await,
+            format!("0x{}", "5e".repeat(32))
+        );
+        assert_eq!(
+            s.get("a").await.unwrap().unwrap().seal_tag_digest,
+            Some(digest)
         );
         assert_eq!(
             got.encrypted_secret.as_ref().map(|b| &b[..]),

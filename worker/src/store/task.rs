@@ -183,11 +183,14 @@ pub struct Task {
     pub encrypted_secret: Option<Bytes>,
     /// The TEE signer that signed the deliverable's tags.
     pub tee_signer: Option<Address>,
+    /// The tag digest of the file sealed with `encrypted_secret`'s key, once that file exists: a
+    /// sealed file on disk is used only when its tags give this digest.
+    pub seal_tag_digest: Option<B256>,
     /// The deliverable's index on chain.
     pub deliver_index: Option<i64>,
     /// Delivered at (unix seconds).
     pub deliver_time: Option<i64>,
-    /// The settlement transaction (none when the settlement was found on chain).
+    /// The settlement transaction (from its `FeesSettled` event when the settlement was found on chain).
     pub settle_tx: Option<B256>,
     /// The fee charged at settlement.
     pub settled_fee: Option<U256>,
@@ -293,6 +296,7 @@ fn typed_row(row: &sqlx::sqlite::SqliteRow, id: String) -> Result<Task, StoreErr
             hex::decode(t).ok().map(Bytes::from)
         })?,
         tee_signer: parsed_opt(row, "tee_signer", |t| t.parse().ok())?,
+        seal_tag_digest: parsed_opt(row, "seal_tag_digest", |t| t.parse().ok())?,
         deliver_index: row.try_get("deliver_index")?,
         deliver_time: row.try_get("deliver_time")?,
         settle_tx: parsed_opt(row, "settle_tx", |t| t.parse().ok())?,
