@@ -119,6 +119,8 @@ struct Rules {
 impl Rules {
     fn new(config: &Config, config_file: &Path) -> Rules {
         let canon = |p: &Path| std::fs::canonicalize(p).ok();
+        // Canonical first: the parent of a bare `worker.toml` is the empty path.
+        let config_file = canon(config_file).unwrap_or_else(|| config_file.to_owned());
         let roots = if config.asset_roots.is_empty() {
             config_file.parent().and_then(canon).into_iter().collect()
         } else {
@@ -128,7 +130,7 @@ impl Rules {
             roots,
             hf_root: hf_cache_root().as_deref().and_then(canon),
             data_dir: canon(&config.data_dir),
-            config_file: canon(config_file),
+            config_file: Some(config_file),
         }
     }
 

@@ -598,6 +598,16 @@ source = "dev"
     let (code, out, err) = config_check(&path, true, &[]);
     assert_eq!(code, 0, "{out}{err}");
     let first = hash_of(&out);
+    // A bare file name as the config path: the asset root is still the file's directory.
+    let bare = Command::new(env!("CARGO_BIN_EXE_sealtune-worker"))
+        .args(["config", "check", "--json", "--config", "worker.toml"])
+        .current_dir(dir.path())
+        .env_remove("SEALTUNE_CONFIG")
+        .output()
+        .unwrap();
+    let bare_out = String::from_utf8_lossy(&bare.stdout);
+    assert!(bare.status.success(), "{bare_out}{}", String::from_utf8_lossy(&bare.stderr));
+    assert_eq!(hash_of(&bare_out), first);
     std::fs::write(
         dir.path().join("train.py"),
         format!("{QUICK_SCRIPT}\n# changed\n"),
