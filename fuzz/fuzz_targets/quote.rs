@@ -16,8 +16,10 @@ const AT: u64 = 1_750_332_747;
 fn collateral() -> &'static dcap_qvl::QuoteCollateralV3 {
     static C: OnceLock<dcap_qvl::QuoteCollateralV3> = OnceLock::new();
     C.get_or_init(|| {
-        parse_collateral(include_bytes!("../../tests/fixtures/tdx/tdx_quote_collateral.json"))
-            .expect("fixture collateral parses")
+        parse_collateral(include_bytes!(
+            "../../tests/fixtures/tdx/tdx_quote_collateral.json"
+        ))
+        .expect("fixture collateral parses")
     })
 }
 

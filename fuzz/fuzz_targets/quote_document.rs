@@ -14,15 +14,19 @@ fn options() -> &'static VerifyOptions {
     O.get_or_init(|| VerifyOptions {
         now: 1_750_332_747,
         collateral: Some(
-            parse_collateral(include_bytes!("../../tests/fixtures/tdx/tdx_quote_collateral.json"))
-                .expect("fixture collateral parses"),
+            parse_collateral(include_bytes!(
+                "../../tests/fixtures/tdx/tdx_quote_collateral.json"
+            ))
+            .expect("fixture collateral parses"),
         ),
         ..Default::default()
     })
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(doc) = QuoteDocument::from_bytes(data) else { return };
+    let Ok(doc) = QuoteDocument::from_bytes(data) else {
+        return;
+    };
     let report = verify_document(&doc, options());
     let _ = report.render_human();
     let _ = serde_json::to_string(&report);
