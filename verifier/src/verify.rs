@@ -143,8 +143,8 @@ pub enum ExpectedTee {
 
 /// What a hardware-only report says of the links it did not check.
 pub const HARDWARE_ONLY_NOTE: &str = "hardware only: no binding was checked (report_data, signer, \
-nonce, event log, compose hash, app and event policy): the quote shows only that a TD with these \
-measurements ran on genuine Intel hardware at this TCB";
+nonce, event log, compose hash, app and event policy): the quote shows only that a TD (or, with \
+--sgx, an enclave) with these measurements ran on genuine Intel hardware at this TCB";
 
 /// One link of the chain of trust.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
