@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::dcap::{TcbPolicy, parse_collateral};
 use crate::event_log::EventPolicy;
 use crate::report_data::{BindingExpectations, parse_address};
-use crate::verify::{QuoteDocument, VerifyOptions, verify_document};
+use crate::verify::{ExpectedTee, QuoteDocument, VerifyOptions, verify_document};
 
 /// Errors of the command line (bad arguments, unreadable files, unreachable services).
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +117,15 @@ pub struct QuoteArgs {
     /// Accept a response from the insecure dev (no-TEE) attestation source.
     #[arg(long)]
     pub allow_dev_quote: bool,
+    /// Check an SGX enclave's quote. A provider's quote must be TDX: without this flag an SGX quote
+    /// is refused.
+    #[arg(long)]
+    pub sgx: bool,
+    /// Check the hardware only (the quote, the Intel chain, TCB, QE identity, TD attributes and
+    /// measurement policy): for an auditor holding a bare quote. Exits 0 when they hold and says
+    /// that no binding (report_data, event log, compose hash) was checked.
+    #[arg(long, conflicts_with_all = ["url", "signer", "nonce", "tappd_preimage", "rpc", "allow_app_events"])]
+    pub hardware_only: bool,
     /// Expected TEE signer address (0x…).
     #[arg(long)]
     pub signer: Option<String>,
@@ -332,6 +341,12 @@ impl QuoteArgs {
             allow_dev_quote: self.allow_dev_quote,
             policy,
             registered_signer: None,
+            tee: if self.sgx {
+                ExpectedTee::SgxEnclave
+            } else {
+                ExpectedTee::ProviderTdx
+            },
+            hardware_only: self.hardware_only,
         })
     }
 }

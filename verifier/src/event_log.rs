@@ -1,31 +1,47 @@
 //! dstack event log: lenient parsing, digest recomputation, RTMR0–3 replay (PROTOCOL.md §7).
 //!
 //! Firmware events (RTMR0–2) are replayed as given. dstack runtime events (`event_type`
-//! 0x08000001, RTMR3) have their digest recomputed: V1 `SHA384(le32(0x08000001) ‖ ":" ‖ name ‖ ":" ‖
-//! payload)`, or V2 (agents that send `digest: ""` and a `preimage`) `SHA384(JCS({"name", "payload"
-//! (hex), "type": 134217729}))`. System events must be unique and in boot order; application events
-//! must be allowed by the [`EventPolicy`] and come after `system-ready`. The sealtune worker's own
-//! `sealtune-config` event (its measured config hash) is always known: after `system-ready`, at most
-//! once, 32 bytes ([`EventLogSummary::config_hash`]).
+//! 0x08000001, RTMR3) have their digest computed from their name and payload by the rules of
+//! [`sealtune_protocol::dstack`]: V1 `SHA384(le32(0x08000001) ‖ ":" ‖ name ‖ ":" ‖ payload)` (an event
+//! without a `version` field), or V2 `SHA384(JCS({"name", "payload" (hex), "type": 134217729}))`
+//! (`"version": 2`, or an older agent's V2 `preimage`). A digest the log gives must equal the computed
+//! one; an empty digest (current dstack strips them from GetQuote answers) is replaced by it. A
+//! `preimage` or `hash_input` the log gives must be the exact bytes of that rule.
+//!
+//! System events must be in boot order, each at most once (`init-script-hash` may repeat); their
+//! payloads are decoded into the [`EventLogSummary`]. Application events must be allowed by the
+//! [`EventPolicy`] and come after `system-ready`. The sealtune worker's own `sealtune-config` event
+//! (its measured config hash) is always known: after `system-ready`, at most once, 32 bytes
+//! ([`EventLogSummary::config_hash`]).
 
 use sealtune_protocol::attestation::CONFIG_EVENT;
+use sealtune_protocol::dstack::RuntimeEventVersion;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha384};
 
 /// Event type of dstack runtime events.
 pub const DSTACK_RUNTIME_EVENT_TYPE: u32 = sealtune_protocol::dstack::RUNTIME_EVENT_TYPE;
 
-/// dstack system events, in the order a boot emits them.
+/// dstack system events, in the order a boot emits them (dstack's `dstack-util` `measure_app_info`
+/// and key provisioning; most are optional: older images emit fewer). `system-ready` is last.
 pub const SYSTEM_EVENTS: &[&str] = &[
     "system-preparing",
     "app-id",
     "compose-hash",
+    "init-script-hash",
+    "gpu-policy-hash",
+    "gpu-attestation",
     "instance-id",
     "boot-mr-done",
+    "mr-kms",
+    "os-image-hash",
     "key-provider",
     "storage-fs",
     "system-ready",
 ];
+
+/// System events a boot may emit more than once (one `init-script-hash` per init script).
+pub const REPEATABLE_SYSTEM_EVENTS: &[&str] = &["init-script-hash"];
 
 /// Why an event log is rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,7 +116,7 @@ pub enum EventLogError {
         detail: &'static str,
     },
     /// A replayed register differs from the quote's.
-    #[error("RTMR{index} replayed from the event log is {replayed}, the quote has {quoted}")]
+    #[error("RTMR{index} replayed from the event log is {replayed}, the quote has {quoted}{hint}")]
     Rtmr {
         /// Register.
         index: usize,
@@ -108,6 +124,9 @@ pub enum EventLogError {
         replayed: String,
         /// Quote's value (hex).
         quoted: String,
+        /// For RTMR3, the events whose digests the log left empty (computed here from name and
+        /// payload): a changed name, payload or order among them shows only as this mismatch.
+        hint: String,
     },
     /// `compose-hash` does not match `tcb_info.app_compose`.
     #[error("compose-hash event {event} != sha256(tcb_info.app_compose) {computed}")]
@@ -136,7 +155,7 @@ pub struct Event {
     pub imr: u32,
     /// Event type.
     pub event_type: u32,
-    /// Digest (48 bytes, or empty when the agent sends V2 preimages).
+    /// Digest (48 bytes, or empty: current dstack leaves runtime events' digests out).
     #[serde(serialize_with = "ser_hex")]
     pub digest: Vec<u8>,
     /// Event name (runtime events).
@@ -144,33 +163,93 @@ pub struct Event {
     /// Payload.
     #[serde(serialize_with = "ser_hex")]
     pub payload: Vec<u8>,
-    /// V2 preimage, when sent.
+    /// The `version` field (1 or 2: the digest rule), when sent.
+    pub version: Option<u64>,
+    /// V2 preimage (the canonical JSON as text), when an older agent sends it.
     pub preimage: Option<String>,
+    /// `hash_input`: the exact bytes the digest is taken over (hex in the log), when sent.
+    #[serde(serialize_with = "ser_hex_opt")]
+    pub hash_input: Option<Vec<u8>>,
+}
+
+fn ser_hex_opt<S: serde::Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.serialize_some(&hex::encode(v)),
+        None => s.serialize_none(),
+    }
 }
 
 fn ser_hex<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&hex::encode(v))
 }
 
-/// What a good event log says.
+/// What a good event log says: its size, the decoded system events, the application events and the
+/// replayed registers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct EventLogSummary {
     /// Number of events.
     pub events: usize,
+    /// Runtime events whose digest the log left empty (computed from name and payload).
+    pub computed_digests: usize,
     /// `app-id` payload (hex).
     pub app_id: Option<String>,
     /// `instance-id` payload (hex).
     pub instance_id: Option<String>,
-    /// `compose-hash` payload (hex).
+    /// `compose-hash` payload (hex): sha256 of the app-compose.
     pub compose_hash: Option<String>,
+    /// `init-script-hash` payloads (hex), in order.
+    pub init_script_hashes: Vec<String>,
+    /// `gpu-policy-hash` payload (hex): sha256 of the app's GPU policy.
+    pub gpu_policy_hash: Option<String>,
+    /// `gpu-attestation` payload (text: dstack's JSON summary of the GPU evidence it verified).
+    pub gpu_attestation: Option<String>,
+    /// `mr-kms` payload (hex): the KMS's aggregated measurement.
+    pub mr_kms: Option<String>,
+    /// `os-image-hash` payload (hex).
+    pub os_image_hash: Option<String>,
     /// `key-provider` payload (text).
     pub key_provider: Option<String>,
+    /// The `id` of the `key-provider` payload (`{"name": …, "id": …}`), when it has one.
+    pub key_provider_id: Option<String>,
+    /// `storage-fs` payload (text).
+    pub storage_fs: Option<String>,
     /// Application events (name, payload as text or hex).
     pub app_events: Vec<(String, String)>,
     /// The worker's measured config hash, from its one `sealtune-config` event (hex).
     pub config_hash: Option<String>,
     /// Replayed RTMR0–3 (hex).
     pub rtmr: Vec<String>,
+}
+
+impl EventLogSummary {
+    /// The decoded system events as (name, value) lines, in boot order, for the human report.
+    pub fn decoded(&self) -> Vec<(&'static str, String)> {
+        let one = [
+            ("app-id", &self.app_id),
+            ("compose-hash", &self.compose_hash),
+            ("gpu-policy-hash", &self.gpu_policy_hash),
+            ("gpu-attestation", &self.gpu_attestation),
+            ("instance-id", &self.instance_id),
+            ("mr-kms", &self.mr_kms),
+            ("os-image-hash", &self.os_image_hash),
+            ("key-provider", &self.key_provider),
+            ("storage-fs", &self.storage_fs),
+        ];
+        let mut out: Vec<(&'static str, String)> = Vec::new();
+        for (name, value) in one {
+            if let Some(v) = value {
+                out.push((name, v.clone()));
+            }
+            if name == "compose-hash" {
+                out.extend(
+                    self.init_script_hashes
+                        .iter()
+                        .map(|h| ("init-script-hash", h.clone())),
+                );
+            }
+        }
+        out
+    }
 }
 
 /// Parse an event log leniently: numbers may be strings (`"imr": "3"`), hex may carry `0x`.
@@ -233,13 +312,23 @@ pub fn parse_event_log(json: &str) -> Result<Vec<Event>, EventLogError> {
                     reason: "out of range".into(),
                 })?;
             let preimage = text("preimage")?;
+            let version = match m.get("version") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(_) => Some(num("version")?),
+            };
+            let hash_input = match m.get("hash_input") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(_) => Some(hexf("hash_input")?),
+            };
             Ok(Event {
                 imr,
                 event_type,
                 digest: hexf("digest")?,
                 name: text("event")?,
                 payload: hexf("event_payload")?,
+                version,
                 preimage: (!preimage.is_empty()).then_some(preimage),
+                hash_input,
             })
         })
         .collect()
@@ -252,26 +341,12 @@ pub fn runtime_digest_v1(name: &str, payload: &[u8]) -> [u8; 48] {
 
 /// The JCS canonical JSON V2 digests are taken over (keys sorted: name, payload, type).
 pub fn runtime_preimage_v2(name: &str, payload: &[u8]) -> String {
-    #[derive(Serialize)]
-    struct Canon<'a> {
-        name: &'a str,
-        payload: String,
-        #[serde(rename = "type")]
-        ty: u32,
-    }
-    let canon = Canon {
-        name,
-        payload: hex::encode(payload),
-        ty: DSTACK_RUNTIME_EVENT_TYPE,
-    };
-    // serde_json writes no whitespace, keeps field order (already sorted), and escapes strings the
-    // way JCS does for the characters event names use.
-    serde_json::to_string(&canon).unwrap_or_default()
+    sealtune_protocol::dstack::runtime_event_preimage_v2(name, payload)
 }
 
 /// V2 digest of a runtime event.
 pub fn runtime_digest_v2(name: &str, payload: &[u8]) -> [u8; 48] {
-    Sha384::digest(runtime_preimage_v2(name, payload).as_bytes()).into()
+    sealtune_protocol::dstack::runtime_event_digest_v2(name, payload)
 }
 
 /// The worker's `sealtune-config` event: after `system-ready`, exactly once, 32 bytes.
@@ -279,9 +354,9 @@ fn record_config(
     summary: &mut EventLogSummary,
     index: usize,
     e: &Event,
-    seen: &[bool],
+    order: &SystemOrder,
 ) -> Result<(), EventLogError> {
-    if !seen.last().copied().unwrap_or(false) {
+    if !order.ready() {
         return Err(EventLogError::Unknown {
             index,
             name: e.name.clone(),
@@ -316,12 +391,35 @@ pub fn verify_event_log(
     quote_rtmrs: &[[u8; 48]; 4],
     policy: &EventPolicy,
 ) -> Result<EventLogSummary, EventLogError> {
+    let (summary, rtmr) = replay(events, policy)?;
+    for (index, (replayed, quoted)) in rtmr.iter().zip(quote_rtmrs.iter()).enumerate() {
+        if replayed != quoted {
+            return Err(EventLogError::Rtmr {
+                index,
+                replayed: hex::encode(replayed),
+                quoted: hex::encode(quoted),
+                hint: if index == 3 {
+                    computed_hint(events)
+                } else {
+                    String::new()
+                },
+            });
+        }
+    }
+    Ok(summary)
+}
+
+/// Check the log's structure and digests and replay it: the summary and RTMR0–3 as the log makes
+/// them (compared with nothing: [`verify_event_log`] compares them with a quote's).
+pub fn replay(
+    events: &[Event],
+    policy: &EventPolicy,
+) -> Result<(EventLogSummary, [[u8; 48]; 4]), EventLogError> {
     let mut summary = EventLogSummary {
         events: events.len(),
         ..Default::default()
     };
-    let mut seen: Vec<bool> = vec![false; SYSTEM_EVENTS.len()];
-    let mut last_system: Option<usize> = None;
+    let mut order = SystemOrder::default();
     let mut rtmr = [[0u8; 48]; 4];
     for (index, e) in events.iter().enumerate() {
         let runtime = e.event_type == DSTACK_RUNTIME_EVENT_TYPE;
@@ -332,51 +430,19 @@ pub fn verify_event_log(
             });
         }
         let digest: Vec<u8> = if runtime {
-            let d = check_runtime_digest(index, e)?;
-            match SYSTEM_EVENTS.iter().position(|n| *n == e.name) {
-                Some(pos) => {
-                    if seen.get(pos).copied().unwrap_or(false) {
-                        return Err(EventLogError::Duplicate {
-                            index,
-                            name: e.name.clone(),
-                        });
-                    }
-                    if let Some(last) = last_system.filter(|l| *l > pos) {
-                        return Err(EventLogError::Order {
-                            index,
-                            name: e.name.clone(),
-                            after: SYSTEM_EVENTS.get(last).copied().unwrap_or("?").into(),
-                        });
-                    }
-                    if let Some(s) = seen.get_mut(pos) {
-                        *s = true;
-                    }
-                    last_system = Some(pos);
-                    record_system(&mut summary, e);
-                }
-                None if e.name == CONFIG_EVENT => {
-                    record_config(&mut summary, index, e, &seen)?;
-                }
-                None => {
-                    if !policy.allowed_app_events.contains(&e.name) {
-                        return Err(EventLogError::Unknown {
-                            index,
-                            name: e.name.clone(),
-                            detail: " by the policy",
-                        });
-                    }
-                    let ready = SYSTEM_EVENTS.len().saturating_sub(1);
-                    if !seen.get(ready).copied().unwrap_or(false) {
-                        return Err(EventLogError::Unknown {
-                            index,
-                            name: e.name.clone(),
-                            detail: " before system-ready",
-                        });
-                    }
-                    summary
-                        .app_events
-                        .push((e.name.clone(), payload_text(&e.payload)));
-                }
+            let d = runtime_digest(index, e)?;
+            if e.digest.is_empty() {
+                summary.computed_digests = summary.computed_digests.saturating_add(1);
+            }
+            if order.accept(index, &e.name)? {
+                record_system(&mut summary, e);
+            } else if e.name == CONFIG_EVENT {
+                record_config(&mut summary, index, e, &order)?;
+            } else {
+                check_app_event(index, e, policy, &order)?;
+                summary
+                    .app_events
+                    .push((e.name.clone(), payload_text(&e.payload)));
             }
             d.to_vec()
         } else {
@@ -389,46 +455,154 @@ pub fn verify_event_log(
         })?;
         extend(mr, &digest);
     }
-    for (index, (replayed, quoted)) in rtmr.iter().zip(quote_rtmrs.iter()).enumerate() {
-        if replayed != quoted {
-            return Err(EventLogError::Rtmr {
-                index,
-                replayed: hex::encode(replayed),
-                quoted: hex::encode(quoted),
-            });
-        }
-    }
     summary.rtmr = rtmr.iter().map(hex::encode).collect();
-    Ok(summary)
+    Ok((summary, rtmr))
 }
 
-fn check_runtime_digest(index: usize, e: &Event) -> Result<[u8; 48], EventLogError> {
+/// The boot-order state of the system events seen so far.
+#[derive(Default)]
+struct SystemOrder {
+    seen: [bool; SYSTEM_EVENTS.len()],
+    last: Option<usize>,
+}
+
+impl SystemOrder {
+    /// `Ok(true)` for a system event in order (recorded), `Ok(false)` for an application event.
+    fn accept(&mut self, index: usize, name: &str) -> Result<bool, EventLogError> {
+        let Some(pos) = SYSTEM_EVENTS.iter().position(|n| *n == name) else {
+            return Ok(false);
+        };
+        let seen = self.seen.get(pos).copied().unwrap_or(false);
+        if seen && !REPEATABLE_SYSTEM_EVENTS.contains(&name) {
+            return Err(EventLogError::Duplicate {
+                index,
+                name: name.to_owned(),
+            });
+        }
+        if let Some(last) = self.last.filter(|l| *l > pos) {
+            return Err(EventLogError::Order {
+                index,
+                name: name.to_owned(),
+                after: SYSTEM_EVENTS.get(last).copied().unwrap_or("?").into(),
+            });
+        }
+        if let Some(s) = self.seen.get_mut(pos) {
+            *s = true;
+        }
+        self.last = Some(pos);
+        Ok(true)
+    }
+
+    fn ready(&self) -> bool {
+        self.seen.last().copied().unwrap_or(false)
+    }
+}
+
+/// An application event must be allowed by the policy and come after `system-ready`.
+fn check_app_event(
+    index: usize,
+    e: &Event,
+    policy: &EventPolicy,
+    order: &SystemOrder,
+) -> Result<(), EventLogError> {
+    if !policy.allowed_app_events.contains(&e.name) {
+        return Err(EventLogError::Unknown {
+            index,
+            name: e.name.clone(),
+            detail: " by the policy",
+        });
+    }
+    if !order.ready() {
+        return Err(EventLogError::Unknown {
+            index,
+            name: e.name.clone(),
+            detail: " before system-ready",
+        });
+    }
+    Ok(())
+}
+
+/// The RTMR3 hint: which runtime events had no digest in the log.
+fn computed_hint(events: &[Event]) -> String {
+    let names: Vec<String> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.event_type == DSTACK_RUNTIME_EVENT_TYPE && e.digest.is_empty())
+        .map(|(i, e)| format!("{i} {}", e.name))
+        .collect();
+    if names.is_empty() {
+        return String::new();
+    }
+    format!(
+        " (the log gives no digest for events [{}]: computed here from name and payload, so a \
+         changed name, payload or order of one of them shows as this mismatch)",
+        names.join(", ")
+    )
+}
+
+/// The digest rule an event follows: its `version` field; else the one its `preimage` or
+/// `hash_input` is the preimage of (an older agent's V2 `preimage`); else V1, dstack's default.
+fn event_version(index: usize, e: &Event) -> Result<RuntimeEventVersion, EventLogError> {
+    if let Some(v) = e.version {
+        return RuntimeEventVersion::from_number(v).ok_or_else(|| EventLogError::Field {
+            index,
+            field: "version",
+            reason: format!("{v} is not a dstack event log version (1 or 2)"),
+        });
+    }
+    let v2 = || RuntimeEventVersion::V2.preimage(&e.name, &e.payload);
+    if e.preimage.is_some() || e.hash_input.as_deref() == Some(v2().as_slice()) {
+        return Ok(RuntimeEventVersion::V2);
+    }
+    Ok(RuntimeEventVersion::V1)
+}
+
+/// The digest of a runtime event, computed from its name and payload; the log's digest, preimage
+/// and `hash_input`, where given, must agree with it.
+fn runtime_digest(index: usize, e: &Event) -> Result<[u8; 48], EventLogError> {
     let mismatch = |reason: String| EventLogError::DigestMismatch {
         index,
         name: e.name.clone(),
         reason,
     };
-    if e.digest.is_empty() {
-        let canon = runtime_preimage_v2(&e.name, &e.payload);
-        match &e.preimage {
-            None => Err(mismatch("empty digest and no preimage".into())),
-            Some(p) if *p != canon => Err(mismatch(format!(
-                "V2 preimage {p:?} is not the canonical {canon:?}"
-            ))),
-            Some(_) => Ok(runtime_digest_v2(&e.name, &e.payload)),
-        }
-    } else {
-        let v1 = runtime_digest_v1(&e.name, &e.payload);
-        if e.digest.as_slice() == v1.as_slice() {
-            Ok(v1)
-        } else {
-            Err(mismatch(format!(
-                "given {}, V1 recomputed {}",
-                hex::encode(&e.digest),
-                hex::encode(v1)
-            )))
+    let version = event_version(index, e)?;
+    let preimage = version.preimage(&e.name, &e.payload);
+    if let Some(p) = &e.preimage
+        && p.as_bytes()
+            != RuntimeEventVersion::V2
+                .preimage(&e.name, &e.payload)
+                .as_slice()
+    {
+        return Err(mismatch(format!(
+            "V2 preimage {p:?} is not the canonical {:?}",
+            runtime_preimage_v2(&e.name, &e.payload)
+        )));
+    }
+    if let Some(h) = &e.hash_input
+        && *h != preimage
+    {
+        return Err(mismatch(format!(
+            "hash_input {} is not the {version} preimage {} of this event",
+            hex::encode(h),
+            hex::encode(&preimage)
+        )));
+    }
+    let computed: [u8; 48] = Sha384::digest(&preimage).into();
+    if e.digest.is_empty() || e.digest.as_slice() == computed.as_slice() {
+        return Ok(computed);
+    }
+    // A digest without a version field may follow either rule.
+    if e.version.is_none() {
+        let v2 = runtime_digest_v2(&e.name, &e.payload);
+        if e.digest.as_slice() == v2.as_slice() {
+            return Ok(v2);
         }
     }
+    Err(mismatch(format!(
+        "given {}, {version} recomputed {}",
+        hex::encode(&e.digest),
+        hex::encode(computed)
+    )))
 }
 
 fn payload_text(p: &[u8]) -> String {
@@ -444,7 +618,18 @@ fn record_system(summary: &mut EventLogSummary, e: &Event) {
         "app-id" => summary.app_id = hexp,
         "instance-id" => summary.instance_id = hexp,
         "compose-hash" => summary.compose_hash = hexp,
-        "key-provider" => summary.key_provider = Some(payload_text(&e.payload)),
+        "init-script-hash" => summary.init_script_hashes.push(hex::encode(&e.payload)),
+        "gpu-policy-hash" => summary.gpu_policy_hash = hexp,
+        "gpu-attestation" => summary.gpu_attestation = Some(payload_text(&e.payload)),
+        "mr-kms" => summary.mr_kms = hexp,
+        "os-image-hash" => summary.os_image_hash = hexp,
+        "key-provider" => {
+            summary.key_provider = Some(payload_text(&e.payload));
+            summary.key_provider_id = serde_json::from_slice::<serde_json::Value>(&e.payload)
+                .ok()
+                .and_then(|v| v.get("id")?.as_str().map(str::to_owned));
+        }
+        "storage-fs" => summary.storage_fs = Some(payload_text(&e.payload)),
         _ => {}
     }
 }

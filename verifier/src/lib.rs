@@ -26,10 +26,22 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]
-// Everything here reads untrusted bytes: no panicking shortcuts outside tests.
+// Everything here reads untrusted bytes: no panicking shortcuts (unwrap, expect, indexing, panics,
+// unchecked arithmetic, string slicing) outside tests. Crate attributes rather than a `[lints]` table:
+// `[lints]` cannot exempt the `#[cfg(test)]` modules, and the integration tests use them freely.
 #![cfg_attr(
     not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::arithmetic_side_effects,
+        clippy::string_slice,
+        clippy::todo,
+        clippy::unimplemented
+    )
 )]
 
 pub mod chain;

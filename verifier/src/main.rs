@@ -2,6 +2,14 @@
 //!
 //! Exit codes: 0 every required link holds, 1 some link fails, 2 the check could not run (bad
 //! arguments, unreadable files, unreachable services).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::arithmetic_side_effects
+)]
 use clap::Parser;
 
 fn main() {

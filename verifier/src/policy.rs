@@ -24,6 +24,14 @@
 //! app_events = ["sealtune-ready"]      # application events allowed after system-ready
 //! pins = ["SEALTUNE_SCRIPT_SHA256=…"]   # strings the app-compose must contain verbatim (e.g. the
 //!                                      # training scripts' hashes it pins)
+//!
+//! [events]                             # dstack system events of the replayed log (hex payloads)
+//! app_ids = ["…40 hex…"]
+//! os_image_hashes = ["…64 hex…"]
+//! key_provider_ids = ["…"]             # the `id` of the key-provider event (the KMS root key)
+//! gpu_policy_hashes = ["…64 hex…"]
+//! instance_ids = ["…40 hex…"]
+//! mr_kms = ["…"]
 //! ```
 //!
 //! Every key is optional; unknown keys are an error (a typo must not silently weaken the policy).
@@ -34,7 +42,7 @@ use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use crate::dcap::{DcapOutcome, TcbPolicy};
-use crate::event_log::EventPolicy;
+use crate::event_log::{EventLogSummary, EventPolicy};
 use crate::quote::TdReport;
 
 /// Why a policy file is unusable.
@@ -106,6 +114,17 @@ pub struct Policy {
     pub app_events: Option<Rule<Vec<String>>>,
     /// `app.pins`: strings the app-compose must contain (training-script hashes, image digests…).
     pub pins: Option<Rule<Vec<String>>>,
+    /// `[events]`: accepted payloads (lowercase hex) of pinned system events.
+    pub events: Vec<EventPin>,
+}
+
+/// A pinned system event: the replayed log must hold it, with one of the accepted values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventPin {
+    /// The dstack event (`os-image-hash`…).
+    pub event: &'static str,
+    /// The accepted values (lowercase hex), with the policy line.
+    pub rule: Rule<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -117,6 +136,19 @@ struct RawPolicy {
     measurements: RawMeasurements,
     #[serde(default)]
     app: RawApp,
+    #[serde(default)]
+    events: RawEvents,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    app_ids: Option<Spanned<Vec<String>>>,
+    instance_ids: Option<Spanned<Vec<String>>>,
+    os_image_hashes: Option<Spanned<Vec<String>>>,
+    key_provider_ids: Option<Spanned<Vec<String>>>,
+    gpu_policy_hashes: Option<Spanned<Vec<String>>>,
+    mr_kms: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -192,6 +224,19 @@ fn hex_list<const N: usize>(list: Vec<String>) -> Result<Vec<[u8; N]>, String> {
                 .ok()
                 .and_then(|b| <[u8; N]>::try_from(b.as_slice()).ok())
                 .ok_or_else(|| format!("{s:?} is not {N} bytes of hex"))
+        })
+        .collect()
+}
+
+/// Hex of any length, normalised to lowercase without `0x`.
+fn any_hex_list(list: Vec<String>) -> Result<Vec<String>, String> {
+    list.iter()
+        .map(|s| {
+            let t = s.trim();
+            let t = t.strip_prefix("0x").unwrap_or(t);
+            hex::decode(t)
+                .map(hex::encode)
+                .map_err(|_| format!("{s:?} is not hex"))
         })
         .collect()
 }
@@ -294,6 +339,7 @@ impl Policy {
                     Ok(v)
                 }
             })?,
+            events: event_pins(&cx, raw.events)?,
         })
     }
 
@@ -419,11 +465,26 @@ impl Policy {
         })
     }
 
-    /// The compose hash and images against the policy, given `tcb_info` (the JSON string holding
-    /// `app_compose`). `None` when the file sets neither.
-    pub fn check_app(&self, tcb_info: Option<&str>) -> Option<Result<String, String>> {
+    /// The compose hash, images and pins against the policy, given `tcb_info` (the JSON string
+    /// holding `app_compose`). Without an app-compose, `compose_hashes` is checked against
+    /// `measured_compose_hash` (the replayed `compose-hash` event, hex) and images and pins fail.
+    /// `None` when the file sets none of them.
+    pub fn check_app(
+        &self,
+        tcb_info: Option<&str>,
+        measured_compose_hash: Option<&str>,
+    ) -> Option<Result<String, String>> {
         if self.compose_hashes.is_none() && self.images.is_none() && self.pins.is_none() {
             return None;
+        }
+        if let (None, Some(r), None, None, Some(h)) = (
+            tcb_info.and_then(app_compose),
+            &self.compose_hashes,
+            &self.images,
+            &self.pins,
+            measured_compose_hash,
+        ) {
+            return Some(self.check_measured_compose_hash(r, h));
         }
         let Some(compose) = tcb_info.and_then(app_compose) else {
             let rule = self
@@ -497,6 +558,107 @@ impl Policy {
             Err(failures.join("; "))
         })
     }
+}
+
+impl Policy {
+    /// `app.compose_hashes` against the compose hash the event log measured (no app-compose seen).
+    fn check_measured_compose_hash(
+        &self,
+        r: &Rule<Vec<[u8; 32]>>,
+        hex_hash: &str,
+    ) -> Result<String, String> {
+        let allowed = r.value.iter().any(|h| hex::encode(h) == hex_hash);
+        if allowed {
+            Ok(format!(
+                "compose hash {hex_hash} (from the compose-hash event)"
+            ))
+        } else {
+            Err(format!(
+                "compose hash {hex_hash} (from the compose-hash event) is not one of the {} of policy {}",
+                r.value.len(),
+                self.at(r)
+            ))
+        }
+    }
+
+    /// The pinned system events (`[events]`) against the replayed log's summary (`None`: the log
+    /// did not replay). `None` when the file pins none.
+    pub fn check_events(
+        &self,
+        summary: Option<&EventLogSummary>,
+    ) -> Option<Result<String, String>> {
+        if self.events.is_empty() {
+            return None;
+        }
+        let mut ok = Vec::new();
+        let mut failures = Vec::new();
+        for pin in &self.events {
+            let value = summary.and_then(|s| pinned_value(s, pin.event));
+            match value {
+                Some(v) if pin.rule.value.contains(&v) => ok.push(format!("{} {v}", pin.event)),
+                Some(v) => failures.push(format!(
+                    "{} {v} is not one of the {} value(s) of policy {}",
+                    pin.event,
+                    pin.rule.value.len(),
+                    self.at(&pin.rule)
+                )),
+                None => failures.push(format!(
+                    "no replayed {} event, which policy {} pins",
+                    pin.event,
+                    self.at(&pin.rule)
+                )),
+            }
+        }
+        Some(if failures.is_empty() {
+            Ok(ok.join(", "))
+        } else {
+            Err(failures.join("; "))
+        })
+    }
+}
+
+/// The value a pin compares: the event's payload (hex), or the key provider's `id`.
+fn pinned_value(s: &EventLogSummary, event: &str) -> Option<String> {
+    match event {
+        "app-id" => s.app_id.clone(),
+        "instance-id" => s.instance_id.clone(),
+        "os-image-hash" => s.os_image_hash.clone(),
+        "key-provider" => s.key_provider_id.clone().map(|id| id.to_ascii_lowercase()),
+        "gpu-policy-hash" => s.gpu_policy_hash.clone(),
+        "mr-kms" => s.mr_kms.clone(),
+        _ => None,
+    }
+}
+
+/// The `[events]` pins, in a fixed order.
+fn event_pins(cx: &Ctx<'_>, raw: RawEvents) -> Result<Vec<EventPin>, PolicyError> {
+    let keyed = [
+        ("app-id", "events.app_ids", raw.app_ids),
+        ("instance-id", "events.instance_ids", raw.instance_ids),
+        ("mr-kms", "events.mr_kms", raw.mr_kms),
+        (
+            "os-image-hash",
+            "events.os_image_hashes",
+            raw.os_image_hashes,
+        ),
+        (
+            "key-provider",
+            "events.key_provider_ids",
+            raw.key_provider_ids,
+        ),
+        (
+            "gpu-policy-hash",
+            "events.gpu_policy_hashes",
+            raw.gpu_policy_hashes,
+        ),
+    ];
+    let mut out = Vec::new();
+    for (event, key, value) in keyed {
+        if let Some(rule) = cx.rule(key, value, any_hex_list)? {
+            out.push(EventPin { event, rule });
+        }
+    }
+    Ok(out)
 }
 
 /// `app_compose` out of a `tcb_info` JSON string.

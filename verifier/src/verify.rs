@@ -128,7 +128,29 @@ pub struct VerifyOptions {
     /// The TEE signer registered on chain for the provider: report_data must bind it, and the
     /// owner must have acknowledged it.
     pub registered_signer: Option<crate::chain::RegisteredSigner>,
+    /// What the quote must be: a provider's TDX quote (the default), or, asked for explicitly, an
+    /// SGX enclave's.
+    pub tee: ExpectedTee,
+    /// Check the hardware only (quote, Intel chain, TCB, QE identity, TD attributes, measurements):
+    /// for an auditor holding a bare quote. report_data, the event log, the compose hash and the
+    /// app and event policy are not checked, and the report says so.
+    pub hardware_only: bool,
 }
+
+/// The kind of quote a check expects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub enum ExpectedTee {
+    /// A provider's quote: TDX (TD attributes, event log and compose hash exist only there).
+    #[default]
+    ProviderTdx,
+    /// An SGX enclave's quote, checked because the user asked for it (`quote --sgx`).
+    SgxEnclave,
+}
+
+/// What a hardware-only report says of the links it did not check.
+pub const HARDWARE_ONLY_NOTE: &str = "hardware only: no binding was checked (report_data, signer, \
+nonce, event log, compose hash, app and event policy): the quote shows only that a TD (or, with \
+--sgx, an enclave) with these measurements ran on genuine Intel hardware at this TCB";
 
 /// One link of the chain of trust.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -164,6 +186,9 @@ pub struct VerificationReport {
     pub event_log: Option<EventLogSummary>,
     /// Every required link holds.
     pub verified: bool,
+    /// Only the hardware was checked (`quote --hardware-only`): no binding.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub hardware_only: bool,
 }
 
 impl VerificationReport {
@@ -253,17 +278,20 @@ impl VerificationReport {
             ));
         }
         if let Some(e) = &self.event_log {
-            out.push_str(&format!(
-                "  app-id {} instance-id {} key-provider {}\n",
-                e.app_id.as_deref().unwrap_or("-"),
-                e.instance_id.as_deref().unwrap_or("-"),
-                e.key_provider.as_deref().unwrap_or("-")
-            ));
+            for (name, value) in e.decoded() {
+                out.push_str(&format!("  {name:<16} {value}\n"));
+            }
+            for (name, value) in &e.app_events {
+                out.push_str(&format!("  app event {name}: {value}\n"));
+            }
         }
-        out.push_str(if self.verified {
-            "VERIFIED: every required link holds\n"
-        } else {
-            "NOT VERIFIED\n"
+        out.push_str(match (self.verified, self.hardware_only) {
+            (true, false) => "VERIFIED: every required link holds\n",
+            (true, true) => {
+                "VERIFIED (hardware only): the Intel chain, TCB, QE identity and TD attributes hold; \
+                 no binding was checked\n"
+            }
+            (false, _) => "NOT VERIFIED\n",
         });
         out
     }
@@ -292,6 +320,7 @@ pub fn verify_document(doc: &QuoteDocument, opts: &VerifyOptions) -> Verificatio
         }
     };
     rep.push("quote parse", Ok(quote_parse(&parsed)));
+    rep.push("TEE type", tee_type(&parsed, opts.tee));
     rep.push("quote signature", quote_signature(&parsed, &doc.quote));
     rep.push("QE binds key", qe_binds_key(&parsed));
     let pck = parse_pck_chain(&parsed.cert_data);
@@ -305,18 +334,17 @@ pub fn verify_document(doc: &QuoteDocument, opts: &VerifyOptions) -> Verificatio
     if let Some(r) = policy_measurements(&parsed, opts) {
         rep.push("policy measurements", r);
     }
-    // 3. report_data.
-    push_report_data_links(&mut rep, doc, &parsed, opts);
-    // 4. Event log.
-    if let Some(td) = parsed.body.td() {
-        push_event_log_links(&mut rep, doc, td, opts);
-    }
-    if let Some(r) = opts
-        .policy
-        .as_ref()
-        .and_then(|p| p.check_app(doc.tcb_info.as_deref()))
-    {
-        rep.push("policy app", r);
+    if opts.hardware_only {
+        rep.push_info("binding", Ok(HARDWARE_ONLY_NOTE.into()));
+        rep.hardware_only = true;
+    } else {
+        // 3. report_data.
+        push_report_data_links(&mut rep, doc, &parsed, opts);
+        // 4. Event log, compose hash, and the app and event policy.
+        if let Some(td) = parsed.body.td() {
+            push_event_log_links(&mut rep, doc, td, opts);
+        }
+        push_app_policy_links(&mut rep, doc, opts);
     }
     rep.quote = Some(parsed);
     rep.pck = pck.ok();
@@ -333,6 +361,25 @@ fn dev_attestation(opts: &VerifyOptions) -> Entry {
         Ok("insecure dev attestation source accepted (--allow-dev-quote): nothing below is hardware-backed".into())
     } else {
         Err("the provider uses the insecure dev attestation source (no TEE); rejected unless --allow-dev-quote".into())
+    }
+}
+
+/// `TEE type`: a provider's quote is TDX; an SGX quote passes only when an SGX enclave was asked for.
+fn tee_type(parsed: &ParsedQuote, expected: ExpectedTee) -> Entry {
+    let tee = parsed.header.tee_type;
+    match (parsed.body.td().is_some(), expected) {
+        (true, ExpectedTee::ProviderTdx) => Ok(format!("TDX (tee_type {tee:#x})")),
+        (false, ExpectedTee::ProviderTdx) => Err(format!(
+            "SGX quote (tee_type {tee:#x}) refused: a provider's quote must be TDX (TD attributes, \
+             event log and compose hash exist only there); check an SGX enclave explicitly with \
+             `sealtune-verify quote --sgx`"
+        )),
+        (false, ExpectedTee::SgxEnclave) => Ok(format!(
+            "SGX enclave (tee_type {tee:#x}), checked as asked (--sgx): not a provider's quote"
+        )),
+        (true, ExpectedTee::SgxEnclave) => Err(format!(
+            "--sgx expects an SGX enclave's quote, this one is TDX (tee_type {tee:#x})"
+        )),
     }
 }
 
@@ -590,8 +637,24 @@ fn push_event_log_links(
     }
     rep.push(
         "compose hash",
-        compose_hash(&events, doc.tcb_info.as_deref()),
+        compose_hash(&events, doc.tcb_info.as_deref(), rep.event_log.as_ref()),
     );
+}
+
+/// `policy app` (compose hash, images, pins) and `policy events` (pinned system events), when the
+/// policy sets them. Without `tcb_info`, the compose hash is the replayed `compose-hash` event's.
+fn push_app_policy_links(rep: &mut VerificationReport, doc: &QuoteDocument, opts: &VerifyOptions) {
+    let Some(policy) = &opts.policy else { return };
+    let measured = rep
+        .event_log
+        .as_ref()
+        .and_then(|e| e.compose_hash.as_deref());
+    if let Some(r) = policy.check_app(doc.tcb_info.as_deref(), measured) {
+        rep.push("policy app", r);
+    }
+    if let Some(r) = policy.check_events(rep.event_log.as_ref()) {
+        rep.push("policy events", r);
+    }
 }
 
 /// The event log replayed against the quote's RTMRs under the event policy.
@@ -610,11 +673,29 @@ fn replay_event_log(
         .and_then(|ev| verify_event_log(ev, &td.rtmr, &event_policy))
 }
 
-/// `compose hash`: sha256 of `tcb_info.app_compose` is the compose-hash event.
-fn compose_hash(events: &Result<Vec<Event>, EventLogError>, tcb_info: Option<&str>) -> Entry {
+/// `compose hash`: sha256 of `tcb_info.app_compose` is the compose-hash event; without `tcb_info`
+/// (a raw dstack GetQuote answer), the compose hash is the `compose-hash` event of the replayed log.
+fn compose_hash(
+    events: &Result<Vec<Event>, EventLogError>,
+    tcb_info: Option<&str>,
+    replayed: Option<&EventLogSummary>,
+) -> Entry {
     match (events, tcb_info) {
         (Err(e), _) => Err(e.to_string()),
-        (Ok(_), None) => Err("no tcb_info.app_compose in the response".into()),
+        (Ok(_), None) => match replayed {
+            None => Err(
+                "no tcb_info in the response and the event log does not replay: no compose hash \
+                 to trust"
+                    .into(),
+            ),
+            Some(s) => match &s.compose_hash {
+                Some(h) => Ok(format!(
+                    "{h} from the compose-hash event (replayed into RTMR3); the response has no \
+                     tcb_info, so the app-compose itself was not seen"
+                )),
+                None => Err("no tcb_info in the response and no compose-hash event".into()),
+            },
+        },
         (Ok(ev), Some(info)) => check_compose_hash(ev, info)
             .map(|h| format!("sha256(app_compose) = compose-hash event = {h}"))
             .map_err(|e| e.to_string()),

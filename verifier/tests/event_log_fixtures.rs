@@ -165,7 +165,9 @@ fn runtime_event(name: &str, payload: &[u8]) -> Event {
         digest: runtime_digest_v1(name, payload).to_vec(),
         name: name.into(),
         payload: payload.to_vec(),
+        version: None,
         preimage: None,
+        hash_input: None,
     }
 }
 
@@ -210,9 +212,17 @@ fn dstack_document_json_report_data_matches_and_event_log_replays() {
         get("JSON report_data").detail
     );
     assert!(get("event log").ok, "{}", get("event log").detail);
-    // No collateral, no tcb_info, report_data 0x1234… binds no signer: not verified.
+    // No tcb_info: the compose hash is the replayed compose-hash event's.
+    assert!(
+        get("compose hash")
+            .detail
+            .contains("from the compose-hash event"),
+        "{}",
+        get("compose hash").detail
+    );
+    assert!(get("compose hash").ok);
+    // No collateral, report_data 0x1234… binds no signer: not verified.
     assert!(!get("DCAP (dcap-qvl)").ok);
-    assert!(!get("compose hash").ok);
     assert!(!get("signer binding").ok);
     assert!(!report.verified);
 }
