@@ -462,6 +462,8 @@ async fn the_real_script_killed_between_sealing_and_recording_it_delivers_what_t
     stack.fund(2, 10, 5).await;
     stack.worker = None;
     stack.start_worker(Some("after-seal-renamed:kill")).await;
+    // Another script is another measured config, hence another TEE signer: the owner acknowledges it.
+    stack.ack_signer().await;
     let id = submit(&stack, 2, 1).await;
     assert!(stack.wait_worker_exit(Duration::from_secs(600)).await);
     stack.start_worker(None).await;
