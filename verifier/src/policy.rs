@@ -24,6 +24,8 @@
 //! app_events = ["sealtune-ready"]      # application events allowed after system-ready
 //! pins = ["SEALTUNE_SCRIPT_SHA256=…"]   # strings the app-compose must contain verbatim (e.g. the
 //!                                      # training scripts' hashes it pins)
+//! config_hashes = ["…64 hex…"]         # the sealtune worker's measured config hash (its RTMR3
+//!                                      # `sealtune-config` event, or its attestation document)
 //!
 //! [events]                             # dstack system events of the replayed log (hex payloads)
 //! app_ids = ["…40 hex…"]
@@ -114,6 +116,8 @@ pub struct Policy {
     pub app_events: Option<Rule<Vec<String>>>,
     /// `app.pins`: strings the app-compose must contain (training-script hashes, image digests…).
     pub pins: Option<Rule<Vec<String>>>,
+    /// `app.config_hashes`: the accepted measured config hashes of a sealtune worker.
+    pub config_hashes: Option<Rule<Vec<[u8; 32]>>>,
     /// `[events]`: accepted payloads (lowercase hex) of pinned system events.
     pub events: Vec<EventPin>,
 }
@@ -181,6 +185,7 @@ struct RawApp {
     images: Option<Spanned<Vec<String>>>,
     app_events: Option<Spanned<Vec<String>>>,
     pins: Option<Spanned<Vec<String>>>,
+    config_hashes: Option<Spanned<Vec<String>>>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -339,7 +344,31 @@ impl Policy {
                     Ok(v)
                 }
             })?,
+            config_hashes: cx.rule("app.config_hashes", raw.app.config_hashes, hex_list::<32>)?,
             events: event_pins(&cx, raw.events)?,
+        })
+    }
+
+    /// The measured config hash the quote's evidence records (`None`: none recorded) against
+    /// `app.config_hashes`. `None` when the file pins none.
+    pub fn check_config(&self, recorded: Option<[u8; 32]>) -> Option<Result<String, String>> {
+        let rule = self.config_hashes.as_ref()?;
+        Some(match recorded {
+            Some(h) if rule.value.contains(&h) => Ok(format!(
+                "config hash {} is pinned by policy {}",
+                hex::encode(h),
+                self.at(rule)
+            )),
+            Some(h) => Err(format!(
+                "config hash {} is not one of the {} value(s) of policy {}",
+                hex::encode(h),
+                rule.value.len(),
+                self.at(rule)
+            )),
+            None => Err(format!(
+                "no config hash is recorded (no sealtune-config event, no attestation document), which policy {} pins",
+                self.at(rule)
+            )),
         })
     }
 

@@ -344,6 +344,7 @@ pub fn verify_document(doc: &QuoteDocument, opts: &VerifyOptions) -> Verificatio
         if let Some(td) = parsed.body.td() {
             push_event_log_links(&mut rep, doc, td, opts);
         }
+        push_config_link(&mut rep, doc);
         push_app_policy_links(&mut rep, doc, opts);
     }
     rep.quote = Some(parsed);
@@ -654,6 +655,48 @@ fn push_app_policy_links(rep: &mut VerificationReport, doc: &QuoteDocument, opts
     }
     if let Some(r) = policy.check_events(rep.event_log.as_ref()) {
         rep.push("policy events", r);
+    }
+    if let Some(r) = policy.check_config(recorded_config_hash(rep, doc).ok().flatten()) {
+        rep.push("policy config", r);
+    }
+}
+
+/// The measured config hash the evidence records: the replayed `sealtune-config` event, or the
+/// declared attestation document's; an error when the two disagree.
+fn recorded_config_hash(
+    rep: &VerificationReport,
+    doc: &QuoteDocument,
+) -> Result<Option<[u8; 32]>, String> {
+    let from_event = rep
+        .event_log
+        .as_ref()
+        .and_then(|e| e.config_hash.as_deref())
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|b| <[u8; 32]>::try_from(b).ok());
+    let from_document = doc
+        .attestation_document
+        .as_ref()
+        .and_then(|d| sealtune_protocol::attestation::AttestationDocument::from_json(d).ok())
+        .map(|d| d.config_hash.0);
+    match (from_event, from_document) {
+        (Some(e), Some(d)) if e != d => Err(format!(
+            "RTMR3 records config hash {} but the attestation document declares {}",
+            hex::encode(e),
+            hex::encode(d)
+        )),
+        (e, d) => Ok(e.or(d)),
+    }
+}
+
+/// `config hash`: what the worker's measured configuration is, and that its records agree.
+fn push_config_link(rep: &mut VerificationReport, doc: &QuoteDocument) {
+    match recorded_config_hash(rep, doc) {
+        Ok(Some(h)) => rep.push_info(
+            "config hash",
+            Ok(format!("measured config {}", hex::encode(h))),
+        ),
+        Ok(None) => {}
+        Err(e) => rep.push("config hash", Err(e)),
     }
 }
 

@@ -547,3 +547,53 @@ async fn dev_source_is_refused_where_the_image_forbids_it() {
     assert!(matches!(err, AttestError::DevForbidden), "{err}");
     assert!(!data.path().join("tee-signer.dev.key").exists());
 }
+
+/// The verifier reads the measured config hash from the `sealtune-config` RTMR3 event and the
+/// attestation document, refuses a document that disagrees with RTMR3, and a policy pins it.
+#[tokio::test]
+async fn the_verifier_reads_and_pins_the_config_hash_from_rtmr3_and_the_document() {
+    use sealtune_verifier::policy::Policy;
+    use sealtune_verifier::verify::{VerifyOptions, verify_document};
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dstack_fixture_server(dir.path(), agent()).await;
+    let att = Attestation::open(&dstack_config(&sock), dir.path(), CONFIG)
+        .await
+        .unwrap();
+    let body = att.quote_body(Some([7; 32])).await.unwrap();
+    let link = |body: &serde_json::Value, policy: &str, name: &str| {
+        let doc = QuoteDocument::from_bytes(body.to_string().as_bytes()).unwrap();
+        let opts = VerifyOptions {
+            policy: Some(Policy::from_toml("p.toml", policy).unwrap()),
+            ..Default::default()
+        };
+        let rep = verify_document(&doc, &opts);
+        rep.links
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| (l.ok, l.detail.clone()))
+            .unwrap_or_else(|| panic!("no {name} link: {}", rep.render_human()))
+    };
+    let pinned = format!(
+        "[app]\napp_events = [\"LIUM_MINER_HOTKEY\"]\nconfig_hashes = [\"{}\"]\n",
+        hex::encode(CONFIG)
+    );
+    let (ok, detail) = link(&body, &pinned, "event log");
+    assert!(ok, "{detail}");
+    let (ok, detail) = link(&body, &pinned, "config hash");
+    assert!(ok && detail.contains(&hex::encode(CONFIG)), "{detail}");
+    let (ok, detail) = link(&body, &pinned, "policy config");
+    assert!(ok, "{detail}");
+
+    let other = pinned.replace(&hex::encode(CONFIG), &"ab".repeat(32));
+    let (ok, detail) = link(&body, &other, "policy config");
+    assert!(!ok && detail.contains("is not one of"), "{detail}");
+
+    // A document that declares another config than RTMR3 records.
+    let mut lying = body.clone();
+    lying["attestation_document"]["config_hash"] = format!("0x{}", "cd".repeat(32)).into();
+    let (ok, detail) = link(&lying, &pinned, "config hash");
+    assert!(
+        !ok && detail.contains("RTMR3 records config hash"),
+        "{detail}"
+    );
+}

@@ -606,7 +606,11 @@ source = "dev"
         .output()
         .unwrap();
     let bare_out = String::from_utf8_lossy(&bare.stdout);
-    assert!(bare.status.success(), "{bare_out}{}", String::from_utf8_lossy(&bare.stderr));
+    assert!(
+        bare.status.success(),
+        "{bare_out}{}",
+        String::from_utf8_lossy(&bare.stderr)
+    );
     assert_eq!(hash_of(&bare_out), first);
     std::fs::write(
         dir.path().join("train.py"),
