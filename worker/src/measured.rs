@@ -284,8 +284,9 @@ fn measure_model(
         Some(p) => Some(measure_file(&format!("{key}.usage_file"), p, rules, keep)?),
         None => None,
     };
-    let (weights, weights_copy) = measure_weights(model, key, rules, keep)?;
-    let tokenizer = match (&model.tokenizer_path, &weights_copy) {
+    let (weights, weights_copy, weights_source) = measure_weights(model, key, rules, keep)?;
+    let tokenizer_dir = weights_copy.as_ref().or(weights_source.as_ref());
+    let tokenizer = match (&model.tokenizer_path, tokenizer_dir) {
         (Some(p), _) => Some(measure_file(
             &format!("{key}.tokenizer_path"),
             p,
@@ -397,6 +398,9 @@ fn write_copy(dir: &Path, target: &Path, bytes: &[u8]) -> Result<(), MeasureErro
     std::fs::rename(&tmp, target).map_err(keep_err(target))
 }
 
+/// The weights' digest, their kept copy (when keeping) and their resolved source directory.
+type MeasuredWeights = (WeightsDigest, Option<PathBuf>, Option<PathBuf>);
+
 /// Weights: a directory (path or HF cache) is hashed file by file and, when keeping, copied to
 /// `measured/trees/<tree digest>/`; weights by root hash are already content-addressed.
 fn measure_weights(
@@ -404,10 +408,10 @@ fn measure_weights(
     key: &str,
     rules: &Rules,
     keep: Option<&Path>,
-) -> Result<(WeightsDigest, Option<PathBuf>), MeasureError> {
+) -> Result<MeasuredWeights, MeasureError> {
     let key = format!("{key}.weights");
     let (dir, hf) = match &model.weights {
-        Some(Weights::Root(root)) => return Ok((WeightsDigest::Root(*root), None)),
+        Some(Weights::Root(root)) => return Ok((WeightsDigest::Root(*root), None, None)),
         Some(Weights::Path(p)) => (p.clone(), false),
         Some(Weights::Hf(repo)) => (
             hf_snapshot(repo).map_err(|e| MeasureError::Unreadable {
@@ -426,31 +430,24 @@ fn measure_weights(
         }
     };
     let resolved = rules.resolve(&key, &dir, hf)?;
-    let staging = match keep {
-        Some(store) => Some(staging_dir(store)?),
-        None => None,
+    // Hash first: a tree already kept under that digest (a restart) is not copied again.
+    let digest = hash_tree(&resolved, &key, rules, hf, None)?;
+    let Some(store) = keep else {
+        return Ok((WeightsDigest::Tree(digest), None, Some(resolved)));
     };
-    let mut entries = Vec::new();
-    let walked = walk(
-        &resolved,
-        &resolved,
-        &key,
-        rules,
-        hf,
-        staging.as_deref(),
-        &mut entries,
-    );
-    let digest = match walked {
-        Ok(()) => tree_digest(&mut entries),
+    let kept = store.join("trees").join(hex::encode(digest));
+    if kept.is_dir() {
+        return Ok((WeightsDigest::Tree(digest), Some(kept), Some(resolved)));
+    }
+    // Copy, hashing what is written: the digest recorded is the kept bytes' (if the source changed
+    // since the first pass, the copy's digest wins).
+    let staging = staging_dir(store)?;
+    let digest = match hash_tree(&resolved, &key, rules, hf, Some(&staging)) {
+        Ok(d) => d,
         Err(e) => {
-            if let Some(s) = &staging {
-                let _ = std::fs::remove_dir_all(s);
-            }
+            let _ = std::fs::remove_dir_all(&staging);
             return Err(e);
         }
-    };
-    let Some((store, staging)) = keep.zip(staging) else {
-        return Ok((WeightsDigest::Tree(digest), None));
     };
     let target = store.join("trees").join(hex::encode(digest));
     if target.is_dir() {
@@ -461,7 +458,20 @@ fn measure_weights(
             source,
         })?;
     }
-    Ok((WeightsDigest::Tree(digest), Some(target)))
+    Ok((WeightsDigest::Tree(digest), Some(target), Some(resolved)))
+}
+
+/// The tree digest of `root` (copied under `copy_to` when given).
+fn hash_tree(
+    root: &Path,
+    key: &str,
+    rules: &Rules,
+    hf: bool,
+    copy_to: Option<&Path>,
+) -> Result<B256, MeasureError> {
+    let mut entries = Vec::new();
+    walk(root, root, key, rules, hf, copy_to, &mut entries)?;
+    Ok(tree_digest(&mut entries))
 }
 
 fn staging_dir(store: &Path) -> Result<PathBuf, MeasureError> {
@@ -550,4 +560,89 @@ fn hash_and_copy(src: &Path, dest: Option<&Path>) -> std::io::Result<FileDigest>
         sha256: B256::from(<[u8; 32]>::from(hasher.finalize())),
         len,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path) -> Config {
+        let text = format!(
+            r#"
+data_dir = "{data}"
+[[service.models]]
+name = "m"
+hash = "0x1d98b2088bd094f879315ac29edd471638204cd45e7c8d066ee88fbc7c174ce7"
+training_script = "{dir}/train.py"
+usage_file = "{dir}/usage.zip"
+weights = {{ path = "{dir}/weights" }}
+[attestation]
+source = "dev"
+"#,
+            data = dir.join("data").display(),
+            dir = dir.display()
+        );
+        Config::from_toml(&text).unwrap()
+    }
+
+    /// What is kept is what was hashed: swapping the originals after the start changes nothing the
+    /// worker uses, and a restart over the same bytes reuses the kept copies under the same hash.
+    #[test]
+    fn kept_copies_are_used_and_a_later_swap_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("train.py"), "print('v1')\n").unwrap();
+        std::fs::write(d.join("usage.zip"), "usage v1").unwrap();
+        std::fs::create_dir_all(d.join("weights/sub")).unwrap();
+        std::fs::write(d.join("weights/tokenizer.json"), "{}").unwrap();
+        std::fs::write(d.join("weights/sub/w.bin"), [1u8; 100]).unwrap();
+        std::fs::create_dir_all(d.join("data")).unwrap();
+        let file = d.join("worker.toml");
+        std::fs::write(&file, "").unwrap();
+
+        let mut checked = config(d);
+        let check = measure(&mut checked, &file, Mode::Check, Vec::new()).unwrap();
+        assert_eq!(
+            checked.service.models[0].training_script,
+            d.join("train.py"),
+            "check mode rewrites nothing"
+        );
+        let mut kept = config(d);
+        let first = measure(&mut kept, &file, Mode::Keep, Vec::new()).unwrap();
+        assert_eq!(first.hash, check.hash);
+        let m = &kept.service.models[0];
+        assert!(m.training_script.starts_with(d.join("data/measured/files")));
+        std::fs::write(d.join("train.py"), "import os; os.system('steal')\n").unwrap();
+        std::fs::write(d.join("weights/sub/w.bin"), [2u8; 100]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&m.training_script).unwrap(),
+            "print('v1')\n"
+        );
+        let Some(Weights::Path(w)) = &m.weights else {
+            panic!("weights not rewritten: {:?}", m.weights)
+        };
+        assert_eq!(std::fs::read(w.join("sub/w.bin")).unwrap(), [1u8; 100]);
+        assert_eq!(
+            std::fs::metadata(&m.training_script)
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o644
+        );
+
+        // The swapped bytes are another config; the original bytes again are the first one.
+        let mut swapped = config(d);
+        let second = measure(&mut swapped, &file, Mode::Keep, Vec::new()).unwrap();
+        assert_ne!(second.hash, first.hash);
+        std::fs::write(d.join("train.py"), "print('v1')\n").unwrap();
+        std::fs::write(d.join("weights/sub/w.bin"), [1u8; 100]).unwrap();
+        let mut again = config(d);
+        let third = measure(&mut again, &file, Mode::Keep, Vec::new()).unwrap();
+        assert_eq!(third.hash, first.hash);
+        assert_eq!(
+            again.service.models[0].weights,
+            kept.service.models[0].weights
+        );
+    }
 }
