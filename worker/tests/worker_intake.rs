@@ -162,7 +162,7 @@ async fn an_accountless_100mib_zip_is_refused_before_download() {
         "{{\"text\":\"{}\"}}\n",
         "the quick brown fox jumps over the lazy dog ".repeat(24)
     );
-    let jsonl = line.repeat((100 << 20) / line.len());
+    let jsonl = line.repeat((100 << 20) / line.len() + 1);
     let big = zip_of(&[("data/train.jsonl", jsonl.as_bytes())]);
     assert!(big.len() >= 100 << 20);
     let hash = uploaded(&stack, 3, big).await;
