@@ -114,6 +114,10 @@ pub fn check_dataset_file(path: &Path, data_type: DataType, limits: &Limits) -> 
             ));
         }
         let name = entry.name();
+        if sealtune_protocol::dataset::is_unsafe_zip_path(name) {
+            let shown = name.chars().take(256).collect();
+            return Err(sealtune_protocol::dataset::DatasetError::UnsafeZipPath(shown).to_string());
+        }
         let counted = name.ends_with('/')
             || sealtune_protocol::dataset::is_jsonl_entry(name)
             || is_apple_double(name);
