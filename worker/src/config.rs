@@ -527,6 +527,10 @@ mod tests {
         assert_eq!(c.limits.ack_timeout.0, Duration::from_secs(6 * 3600));
         assert_eq!(c.limits.retention.0, Duration::from_secs(3 * 86_400));
         assert_eq!(c.limits.max_upload_bytes, 100 << 20);
+        assert_eq!(c.limits.setup_timeout.0, Duration::from_secs(3600));
+        assert_eq!(c.limits.min_deposit, U256::ZERO);
+        assert_eq!(c.limits.max_dataset_unpacked_bytes(), 1600 << 20);
+        assert_eq!(c.limits.max_dataset_entries(), 102_400);
         assert_eq!(c.listen.port(), 3080);
         assert_eq!(c.chain.rpc_url(), "http://127.0.0.1:8545");
     }
