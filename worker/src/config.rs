@@ -536,6 +536,18 @@ mod tests {
     }
 
     #[test]
+    fn intake_limits_are_read_from_limits() {
+        let c = Config::from_toml(&format!(
+            "{MINIMAL}\n[limits]\nsetup_timeout = \"90s\"\nmin_deposit = \"5000\"\ndataset_expansion = 4\ndataset_bytes_per_entry = 4096\nmax_upload_bytes = 8192\n"
+        ))
+        .unwrap();
+        assert_eq!(c.limits.setup_timeout.0, Duration::from_secs(90));
+        assert_eq!(c.limits.min_deposit, U256::from(5000u64));
+        assert_eq!(c.limits.max_dataset_unpacked_bytes(), 32_768);
+        assert_eq!(c.limits.max_dataset_entries(), 2);
+    }
+
+    #[test]
     fn accepts_0g_key_names() {
         let c = Config::from_toml(
             r#"

@@ -36,6 +36,18 @@ fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
     out.into_inner()
 }
 
+/// A zip of at least 100 MiB: one JSONL file of ~1 KiB text records, stored.
+fn zip_of_100mib() -> Vec<u8> {
+    let line = format!(
+        "{{\"text\":\"{}\"}}\n",
+        "the quick brown fox jumps over the lazy dog ".repeat(24)
+    );
+    let jsonl = line.repeat((100 << 20) / line.len() + 1);
+    let zip = zip_of(&[("data/train.jsonl", jsonl.as_bytes())]);
+    assert!(zip.len() >= 100 << 20);
+    zip
+}
+
 /// Customer `who` cancels task `id` (signed); returns the status.
 async fn cancel(stack: &Stack, who: usize, id: &str) -> u16 {
     let user = signer(who).address().to_checksum(None);
@@ -158,14 +170,7 @@ async fn an_accountless_100mib_zip_is_refused_before_download() {
         },
     )
     .await;
-    let line = format!(
-        "{{\"text\":\"{}\"}}\n",
-        "the quick brown fox jumps over the lazy dog ".repeat(24)
-    );
-    let jsonl = line.repeat((100 << 20) / line.len() + 1);
-    let big = zip_of(&[("data/train.jsonl", jsonl.as_bytes())]);
-    assert!(big.len() >= 100 << 20);
-    let hash = uploaded(&stack, 3, big).await;
+    let hash = uploaded(&stack, 3, zip_of_100mib()).await;
     let started = Instant::now();
     let id = created(&stack, 3, &task_body(3, &hash, 1, PARAMS)).await;
     let t = wait_state(
@@ -386,4 +391,38 @@ async fn uploads_are_checked_before_storing_and_expire() {
     let again = uploaded(&stack, 2, dataset_jsonl(6)).await;
     assert_eq!(again, hash);
     assert!(object.is_file());
+}
+
+/// A figure, not a rule: the create-task → `SetUp` latency of a funded task on a 100 MiB zip
+/// (fetch, checks, token count). Run with `--ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+async fn figure_create_task_to_setup_latency_100mib() {
+    let stack = Stack::start(
+        env!("CARGO_BIN_EXE_sealtune-worker"),
+        StackOptions {
+            max_upload_bytes: 128 << 20,
+            ..Default::default()
+        },
+    )
+    .await;
+    stack.fund(2, 10, 5).await;
+    let hash = uploaded(&stack, 2, zip_of_100mib()).await;
+    let started = Instant::now();
+    let id = created(&stack, 2, &task_body(2, &hash, 1, PARAMS)).await;
+    let t = loop {
+        let t = get_task(&stack, 2, &id).await;
+        if !["Init", "SettingUp"].contains(&t["progress"].as_str().unwrap_or("")) {
+            break t;
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "{t}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!(
+        "FIGURE create-task -> {} for a 100 MiB zip ({} tokens): {:.2} s",
+        t["progress"],
+        t["tokens"],
+        started.elapsed().as_secs_f64()
+    );
+    assert_ne!(t["progress"], "Failed", "{t}");
 }
