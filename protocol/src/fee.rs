@@ -387,7 +387,8 @@ mod tests {
             Err(FeeError::MaxStepsBeyondEpochs { .. })
         ));
         // Gradient accumulation makes a step consume more records.
-        let acc = r#"{"per_device_train_batch_size":2,"gradient_accumulation_steps":3,"max_steps":2}"#;
+        let acc =
+            r#"{"per_device_train_batch_size":2,"gradient_accumulation_steps":3,"max_steps":2}"#;
         assert!(check_max_steps(acc, 1, 6).is_err());
         assert_eq!(check_max_steps(acc, 2, 6), Ok(()));
         // No batch size: one record per step.

@@ -231,9 +231,7 @@ async fn create_task(
     crate::intake::check_dataset_owner(&worker.store, &worker.files, url_user, dataset_hash.hash())
         .await
         .map_err(|e| match e {
-            IntakeError::NotYours { .. } => {
-                ApiError::Client(StatusCode::FORBIDDEN, e.to_string())
-            }
+            IntakeError::NotYours { .. } => ApiError::Client(StatusCode::FORBIDDEN, e.to_string()),
             IntakeError::Store(e) => ApiError::from(e),
         })?;
     // A nonce already used on chain is refused now rather than after setup.
@@ -594,7 +592,8 @@ fn upload_err(e: crate::storage::StorageError, limit: u64) -> ApiError {
         StorageError::Empty => ApiError::bad("upload failed: the dataset is empty"),
         StorageError::Io { ref source, .. } if is_disk_full(source) => ApiError::Client(
             StatusCode::INSUFFICIENT_STORAGE,
-            "upload failed: the provider's disk is full; nothing was stored, try again later".into(),
+            "upload failed: the provider's disk is full; nothing was stored, try again later"
+                .into(),
         ),
         StorageError::Io { ref source, .. }
             if source

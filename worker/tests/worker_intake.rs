@@ -320,7 +320,11 @@ async fn a_create_task_request_is_usable_once() {
     .await;
     stack.worker = None;
     stack.start_worker(None).await;
-    assert_eq!(create(&stack, 2, &body).await.status(), 409, "after restart");
+    assert_eq!(
+        create(&stack, 2, &body).await.status(),
+        409,
+        "after restart"
+    );
     assert_eq!(
         create(&stack, 4, &failing).await.status(),
         409,

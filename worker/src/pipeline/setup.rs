@@ -31,12 +31,17 @@ pub(super) async fn setup(worker: &Arc<Worker>, task: &Task) -> Result<(), StepE
         .epochs(model.params)
         .map_err(StepError::Fail)?;
     let dataset_hash = task.dataset_hash.hash();
-    intake::check_dataset_owner(&worker.store, &worker.files, task.user_address, dataset_hash)
-        .await
-        .map_err(|e| match e {
-            IntakeError::NotYours { .. } => StepError::fail(e.to_string()),
-            IntakeError::Store(e) => StepError::from(e),
-        })?;
+    intake::check_dataset_owner(
+        &worker.store,
+        &worker.files,
+        task.user_address,
+        dataset_hash,
+    )
+    .await
+    .map_err(|e| match e {
+        IntakeError::NotYours { .. } => StepError::fail(e.to_string()),
+        IntakeError::Store(e) => StepError::from(e),
+    })?;
     let upfront = match task.fee_ceiling {
         Some(ceiling) => Need::Ceiling(ceiling),
         None => Need::Deposit(worker.config.limits.min_deposit),
@@ -138,7 +143,10 @@ impl std::fmt::Display for Need {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Need::Ceiling(a) => write!(f, "the signed fee ceiling is {a} neuron"),
-            Need::Deposit(a) => write!(f, "this provider needs {a} neuron deposited before it starts a task"),
+            Need::Deposit(a) => write!(
+                f,
+                "this provider needs {a} neuron deposited before it starts a task"
+            ),
             Need::Fee(a) => write!(f, "the fee is {a} neuron"),
         }
     }

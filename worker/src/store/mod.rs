@@ -603,7 +603,10 @@ mod tests {
         let mut again = t.clone();
         again.id = "b".into();
         let e = s.insert_task(&again, 5, 3).await.unwrap_err();
-        assert!(matches!(&e, StoreError::Reused { task } if task == "a"), "{e}");
+        assert!(
+            matches!(&e, StoreError::Reused { task } if task == "a"),
+            "{e}"
+        );
         // The same signature with v as 0/1 and in upper case, under another nonce: still used.
         let mut bytes = sig.to_bytes_v27();
         bytes[64] -= 27;
@@ -651,7 +654,10 @@ mod tests {
         let mut t = new_task("new", 0xaa, false);
         t.nonce = U256::from(7u64);
         let e = s.insert_task(&t, 5, 2).await.unwrap_err();
-        assert!(matches!(&e, StoreError::Reused { task } if task == "old"), "{e}");
+        assert!(
+            matches!(&e, StoreError::Reused { task } if task == "old"),
+            "{e}"
+        );
         assert_eq!(
             s.upload_owners(dataset("ab").hash()).await.unwrap(),
             vec![user(0xaa)]
