@@ -159,18 +159,21 @@ async fn the_fee_counts_what_is_trained() {
 
 /// No free work: an address with no account uploads a 100 MiB zip and creates a task; the worker
 /// refuses it before fetching or counting anything. A funded account whose signed fee ceiling
-/// exceeds its balance is refused before the download too.
+/// exceeds its balance is refused before the download too, and a setup that runs longer than
+/// `limits.setup_timeout` fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_accountless_100mib_zip_is_refused_before_download() {
     let stack = Stack::start(
         env!("CARGO_BIN_EXE_sealtune-worker"),
         StackOptions {
             max_upload_bytes: 128 << 20,
+            extra_limits: "setup_timeout = \"2s\"",
             ..Default::default()
         },
     )
     .await;
-    let hash = uploaded(&stack, 3, zip_of_100mib()).await;
+    let big = zip_of_100mib();
+    let hash = uploaded(&stack, 3, big.clone()).await;
     let started = Instant::now();
     let id = created(&stack, 3, &task_body(3, &hash, 1, PARAMS)).await;
     let t = wait_state(
@@ -232,6 +235,27 @@ async fn an_accountless_100mib_zip_is_refused_before_download() {
         "{t}"
     );
     assert!(!task_log(&stack, 2, &id).await.contains("counting tokens"));
+
+    // A funded account's 100 MiB takes longer to count than this stack's 2 s setup limit.
+    stack.fund(4, 10, 5).await;
+    let hash = uploaded(&stack, 4, big).await;
+    let id = created(&stack, 4, &task_body(4, &hash, 1, PARAMS)).await;
+    let t = wait_state(
+        &stack,
+        4,
+        &id,
+        &["Failed", "SetUp", "Training", "Delivered"],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(t["progress"], "Failed", "{t}");
+    assert!(
+        t["failReason"]
+            .as_str()
+            .unwrap()
+            .contains("setup took longer"),
+        "{t}"
+    );
 }
 
 /// Once only: a create-task request (its signature, or its user and nonce) is refused when posted
