@@ -544,7 +544,10 @@ pub fn is_unsafe_zip_path(name: &str) -> bool {
         || name.split('/').any(|part| part == "..")
 }
 
-fn is_jsonl_entry(name: &str) -> bool {
+/// Whether a zip entry is one of the JSONL files a dataset's records are read from (a `.jsonl` name,
+/// not under `__MACOSX/` nor a dot-file or dot-folder). The worker refuses a zip holding any other
+/// file, so that what it counts is all the training can read.
+pub fn is_jsonl_entry(name: &str) -> bool {
     let skipped = name
         .split('/')
         .any(|part| part.starts_with('.') || part == "__MACOSX");

@@ -71,6 +71,24 @@ pub enum FeeError {
         "invalid trainingParams: {0}; set \"num_train_epochs\" to a positive integer or leave it out for {DEFAULT_EPOCHS}"
     )]
     Epochs(String),
+    /// `max_steps` would train more records than the billed epochs hold.
+    #[error(
+        "trainingParams max_steps {max_steps} trains more than the billed {epochs} epoch(s) of {records} record(s) ({steps_per_epoch} step(s) per epoch at batch size {batch}): max_steps can only shorten training; set it to at most {limit} or to -1"
+    )]
+    MaxStepsBeyondEpochs {
+        /// The requested steps.
+        max_steps: u64,
+        /// The billed epochs.
+        epochs: u64,
+        /// The records counted.
+        records: u64,
+        /// Records per step (batch size × gradient accumulation).
+        batch: u64,
+        /// Steps in one epoch.
+        steps_per_epoch: u64,
+        /// The most steps the billed epochs hold.
+        limit: u64,
+    },
     /// The computed fee exceeds the ceiling the customer signed.
     #[error(
         "the task fee {fee} exceeds the fee ceiling {ceiling} the customer signed: the customer must sign a higher fee or use a smaller dataset"
@@ -275,6 +293,58 @@ pub fn epochs_from_training_params(training_params: &str) -> Result<u64, FeeErro
     }
 }
 
+/// `max_steps` may only shorten training within the billed epochs: with `max_steps > 0`, the training
+/// script (Hugging Face `Trainer`) runs exactly `max_steps` optimizer steps whatever `num_train_epochs`
+/// says, cycling over the data, so a large `max_steps` would train epochs nobody paid for.
+///
+/// A step consumes `per_device_train_batch_size × gradient_accumulation_steps` records (each 1 when
+/// absent: the smallest step, so the most steps are allowed only when the parameters say so); one
+/// epoch is `ceil(records / that)` steps, and `max_steps` must be at most `epochs ×` that. `max_steps`
+/// absent, `null`, `-1` or `0` means "train the epochs" and always passes.
+///
+/// ```
+/// use sealtune_protocol::fee::check_max_steps;
+/// let p = r#"{"num_train_epochs":1,"per_device_train_batch_size":2,"max_steps":3}"#;
+/// assert!(check_max_steps(p, 1, 6).is_ok()); // 6 records at 2 per step: 3 steps
+/// assert!(check_max_steps(p, 1, 5).is_ok()); // 5 records: 3 steps (the last one short)
+/// assert!(check_max_steps(p, 1, 4).is_err()); // 4 records: 2 steps, 3 asked
+/// ```
+pub fn check_max_steps(training_params: &str, epochs: u64, records: u64) -> Result<(), FeeError> {
+    let value: serde_json::Value = serde_json::from_str(training_params)
+        .map_err(|e| FeeError::Epochs(format!("not valid JSON ({e})")))?;
+    let positive = |key: &str| -> Result<Option<u64>, FeeError> {
+        match value.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(v) if v.as_i64().is_some_and(|n| n <= 0) => Ok(None),
+            Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+                FeeError::Epochs(format!(
+                    "{key} is {}, not an integer",
+                    v.to_string().chars().take(100).collect::<String>()
+                ))
+            }),
+        }
+    };
+    let Some(max_steps) = positive("max_steps")? else {
+        return Ok(());
+    };
+    let batch = positive("per_device_train_batch_size")?
+        .unwrap_or(1)
+        .saturating_mul(positive("gradient_accumulation_steps")?.unwrap_or(1));
+    let steps_per_epoch = records.div_ceil(batch.max(1));
+    let limit = steps_per_epoch.saturating_mul(epochs);
+    if max_steps > limit {
+        return Err(FeeError::MaxStepsBeyondEpochs {
+            max_steps,
+            epochs,
+            records,
+            batch,
+            steps_per_epoch,
+            limit,
+        });
+    }
+    Ok(())
+}
+
 /// Enforce the fee ceiling the customer signed (see `request::VerifiedCreateTask::fee_ceiling`).
 pub fn check_fee_ceiling(fee: U256, ceiling: Option<U256>) -> Result<(), FeeError> {
     match ceiling {
@@ -294,6 +364,36 @@ mod tests {
             price_coefficient: coefficient.parse().unwrap(),
             storage_fee: U256::from(storage),
         }
+    }
+
+    /// A `max_steps` beyond the billed epochs is refused; within them, or "use epochs", it passes.
+    #[test]
+    fn max_steps_can_only_shorten_training_within_the_billed_epochs() {
+        let p = |max_steps: i64| {
+            format!(
+                r#"{{"num_train_epochs":2,"per_device_train_batch_size":2,"max_steps":{max_steps}}}"#
+            )
+        };
+        // 6 records at batch 2: 3 steps per epoch, 6 in two epochs.
+        assert_eq!(check_max_steps(&p(6), 2, 6), Ok(()));
+        assert_eq!(check_max_steps(&p(-1), 2, 6), Ok(()));
+        assert_eq!(check_max_steps(&p(1), 2, 6), Ok(()));
+        assert!(matches!(
+            check_max_steps(&p(7), 2, 6),
+            Err(FeeError::MaxStepsBeyondEpochs { limit: 6, .. })
+        ));
+        assert!(matches!(
+            check_max_steps(&p(1_000_000), 2, 6),
+            Err(FeeError::MaxStepsBeyondEpochs { .. })
+        ));
+        // Gradient accumulation makes a step consume more records.
+        let acc =
+            r#"{"per_device_train_batch_size":2,"gradient_accumulation_steps":3,"max_steps":2}"#;
+        assert!(check_max_steps(acc, 1, 6).is_err());
+        assert_eq!(check_max_steps(acc, 2, 6), Ok(()));
+        // No batch size: one record per step.
+        assert_eq!(check_max_steps(r#"{"max_steps":6}"#, 1, 6), Ok(()));
+        assert!(check_max_steps(r#"{"max_steps":"6"}"#, 1, 6).is_err());
     }
 
     #[test]

@@ -26,6 +26,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::Worker;
+use crate::intake::IntakeError;
 use crate::models::ModelRef;
 use crate::store::task::address_text;
 use crate::store::{DatasetHash, NewTask, Order, StoreError, Task, TaskState, TrainingParams};
@@ -37,7 +38,7 @@ pub use error::ApiError;
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::UnfinishedTask { .. } | StoreError::Busy(_) => {
+            StoreError::UnfinishedTask { .. } | StoreError::Busy(_) | StoreError::Reused { .. } => {
                 ApiError::conflict(e.to_string())
             }
             StoreError::QueueFull(_) => {
@@ -173,7 +174,9 @@ fn task_json(t: &Task) -> Value {
         "trainingParams": t.training_params.as_str(),
         "fee": t.task_fee.unwrap_or(t.fee).to_string(),
         "nonce": t.nonce.to_string(),
-        "signature": t.signature,
+        // A create-task signature is usable once and never shown again (PROTOCOL.md §2): the field
+        // stays for the official CLI, which reads it, but is empty.
+        "signature": "",
         "progress": t.progress.as_str(),
         "deliverIndex": t.deliver_index.map(|i| i.to_string()),
         "deliverTime": t.deliver_time.map(rfc3339),
@@ -242,6 +245,12 @@ async fn create_task(
     })?;
     let signature = request::parse_signature(&body.signature).map_err(request_err)?;
     let verified = wire.verify(&signature).map_err(request_err)?;
+    crate::intake::check_dataset_owner(&worker.store, &worker.files, url_user, dataset_hash.hash())
+        .await
+        .map_err(|e| match e {
+            IntakeError::NotYours { .. } => ApiError::Client(StatusCode::FORBIDDEN, e.to_string()),
+            IntakeError::Store(e) => ApiError::from(e),
+        })?;
     // A nonce already used on chain is refused now rather than after setup.
     if let Ok(Some(account)) = worker.chain.account(url_user).await
         && wire.nonce <= account.nonce
@@ -451,82 +460,137 @@ async fn download_lora(
     Ok(res)
 }
 
+/// `POST /v1/user/:addr/dataset`. The official CLI sends the file before its signature, so the
+/// bytes are received into the store's `tmp/` first; only once the signature verifies for the
+/// address in the URL are they moved into the store (an identical object already there is kept, a
+/// failed upload never deletes one) and the address recorded as an owner of the dataset.
 async fn upload_dataset(
     State(worker): State<Arc<Worker>>,
     Path(addr): Path<String>,
-    mut multipart: Multipart,
+    multipart: Multipart,
 ) -> ApiResult<Json<Value>> {
     parse_addr(&addr)?;
     let limit = worker.config.limits.max_upload_bytes;
-    let mut stored = None;
-    let mut signature = None;
-    let mut timestamp = None;
-    while let Some(field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| ApiError::bad(format!("invalid multipart body: {e}")))?
-    {
-        match field.name().unwrap_or("") {
-            "file" => {
-                let reader = tokio_util::io::StreamReader::new(
-                    field.map_err(|e| std::io::Error::other(UploadBodyError(e.to_string()))),
-                );
-                let s = worker
-                    .files
-                    .put_upload(reader, limit)
-                    .await
-                    .map_err(|e| upload_err(e, limit))?;
-                stored = Some(s);
-            }
-            "signature" => {
-                signature = Some(
-                    field
-                        .text()
-                        .await
-                        .map_err(|e| ApiError::bad(e.to_string()))?,
-                )
-            }
-            "timestamp" => {
-                timestamp = Some(
-                    field
-                        .text()
-                        .await
-                        .map_err(|e| ApiError::bad(e.to_string()))?,
-                )
-            }
-            _ => {}
-        }
-    }
-    let check = || -> ApiResult<()> {
-        let sig = request::parse_signature(
-            signature
-                .as_deref()
-                .ok_or_else(|| ApiError::bad("signature field missing"))?,
-        )
-        .map_err(request_err)?;
-        let ts = request::parse_timestamp(
-            timestamp
-                .as_deref()
-                .ok_or_else(|| ApiError::bad("timestamp field missing"))?,
-        )
-        .map_err(request_err)?;
-        request::verify_dataset_upload(&addr, ts, worker.clock.now().max(0) as u64, &sig)
-            .map_err(request_err)?;
-        Ok(())
-    };
-    let Some(stored) = stored else {
+    let form = read_upload_form(&worker, multipart, limit).await?;
+    let Some(received) = form.file else {
         return Err(ApiError::bad("file field missing"));
     };
-    if let Err(e) = check() {
-        let _ = worker.files.remove(&stored.keccak).await;
-        return Err(e);
-    }
+    let owner = match check_upload_signature(&worker, &addr, &form.signature, &form.timestamp) {
+        Ok(owner) => owner,
+        Err(e) => {
+            worker.files.discard(received).await;
+            return Err(e);
+        }
+    };
+    let stored = worker
+        .files
+        .commit_upload(received)
+        .map_err(|e| upload_err(e, limit))?;
+    worker
+        .store
+        .record_upload(stored.keccak, owner, worker.clock.now())
+        .await?;
     Ok(Json(json!({
         "datasetHash": stored.keccak.to_string(),
         "rootHash": stored.root.to_string(),
         "size": stored.len,
         "message": "dataset uploaded to the TEE",
     })))
+}
+
+/// The fields of an upload: the file (received, not stored), the signature and the timestamp.
+struct UploadForm {
+    file: Option<crate::storage::Received>,
+    signature: Option<String>,
+    timestamp: Option<String>,
+}
+
+/// Reads the multipart upload; on any failure, what was received is dropped.
+async fn read_upload_form(
+    worker: &Worker,
+    mut multipart: Multipart,
+    limit: u64,
+) -> ApiResult<UploadForm> {
+    let mut form = UploadForm {
+        file: None,
+        signature: None,
+        timestamp: None,
+    };
+    let result = async {
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|e| ApiError::bad(format!("invalid multipart body: {e}")))?
+        {
+            match field.name().unwrap_or("") {
+                "file" => {
+                    let reader = tokio_util::io::StreamReader::new(
+                        field.map_err(|e| std::io::Error::other(UploadBodyError(e.to_string()))),
+                    );
+                    let received = worker
+                        .files
+                        .receive_upload(reader, limit)
+                        .await
+                        .map_err(|e| upload_err(e, limit))?;
+                    if let Some(earlier) = form.file.replace(received) {
+                        worker.files.discard(earlier).await;
+                    }
+                }
+                "signature" => {
+                    form.signature = Some(
+                        field
+                            .text()
+                            .await
+                            .map_err(|e| ApiError::bad(e.to_string()))?,
+                    )
+                }
+                "timestamp" => {
+                    form.timestamp = Some(
+                        field
+                            .text()
+                            .await
+                            .map_err(|e| ApiError::bad(e.to_string()))?,
+                    )
+                }
+                _ => {}
+            }
+        }
+        Ok::<(), ApiError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(form),
+        Err(e) => {
+            if let Some(received) = form.file.take() {
+                worker.files.discard(received).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The upload's signature verifies for the address in the URL at a fresh timestamp: the uploader.
+fn check_upload_signature(
+    worker: &Worker,
+    addr: &str,
+    signature: &Option<String>,
+    timestamp: &Option<String>,
+) -> ApiResult<alloy::primitives::Address> {
+    let sig = request::parse_signature(
+        signature
+            .as_deref()
+            .ok_or_else(|| ApiError::bad("signature field missing"))?,
+    )
+    .map_err(request_err)?;
+    let ts = request::parse_timestamp(
+        timestamp
+            .as_deref()
+            .ok_or_else(|| ApiError::bad("timestamp field missing"))?,
+    )
+    .map_err(request_err)?;
+    request::verify_dataset_upload(addr, ts, worker.clock.now().max(0) as u64, &sig)
+        .map(|signer| signer.address)
+        .map_err(request_err)
 }
 
 /// Reading the customer's multipart body failed (their side), as opposed to writing it (ours).
@@ -543,6 +607,11 @@ fn upload_err(e: crate::storage::StorageError, limit: u64) -> ApiError {
             format!("the dataset is larger than this provider's limit of {limit} bytes"),
         ),
         StorageError::Empty => ApiError::bad("upload failed: the dataset is empty"),
+        StorageError::Io { ref source, .. } if is_disk_full(source) => ApiError::Client(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "upload failed: the provider's disk is full; nothing was stored, try again later"
+                .into(),
+        ),
         StorageError::Io { ref source, .. }
             if source
                 .get_ref()
@@ -552,6 +621,40 @@ fn upload_err(e: crate::storage::StorageError, limit: u64) -> ApiError {
         }
         other => ApiError::internal(format!("dataset upload: {other}")),
     }
+}
+
+#[cfg(test)]
+mod upload_tests {
+    use super::*;
+
+    /// A full disk is a clear answer for the customer (507), not an internal error.
+    #[test]
+    fn a_full_disk_is_a_clear_error() {
+        for e in [
+            std::io::Error::from_raw_os_error(28),
+            std::io::Error::from(std::io::ErrorKind::StorageFull),
+        ] {
+            let err = upload_err(
+                crate::storage::StorageError::Io {
+                    path: "/x".into(),
+                    source: e,
+                },
+                10,
+            );
+            match err {
+                ApiError::Client(status, msg) => {
+                    assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE);
+                    assert!(msg.contains("disk is full"), "{msg}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}
+
+/// Whether an I/O error says the disk (or the quota) is full.
+fn is_disk_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull || matches!(e.raw_os_error(), Some(28 | 122))
 }
 
 async fn pending(State(worker): State<Arc<Worker>>) -> ApiResult<String> {

@@ -297,6 +297,21 @@ pub struct Limits {
     /// How many times a task interrupted by a restart is trained again (default 1).
     #[serde(default = "d_retries")]
     pub training_restarts: u32,
+    /// Longest setup (fetching, checking and counting the dataset) before the task fails (default 1 h).
+    #[serde(default = "d_setup")]
+    pub setup_timeout: Span,
+    /// Balance (neuron, decimal) a sub-account must have available before anything is fetched for
+    /// a task signed without a fee ceiling (default 0: the account need only exist; a task with a
+    /// ceiling needs the ceiling available).
+    #[serde(default)]
+    pub min_deposit: U256,
+    /// A dataset zip may unpack to at most this many times `max_upload_bytes` (default 16).
+    #[serde(default = "d_expansion")]
+    pub dataset_expansion: u64,
+    /// A dataset zip may hold at most one entry per this many bytes of `max_upload_bytes`
+    /// (default 1024: 102 400 entries at 100 MiB).
+    #[serde(default = "d_entry_bytes")]
+    pub dataset_bytes_per_entry: u64,
 }
 
 fn d_queue() -> u32 {
@@ -323,6 +338,15 @@ fn d_dl() -> u32 {
 fn d_retries() -> u32 {
     1
 }
+fn d_setup() -> Span {
+    Span(Duration::from_secs(3600))
+}
+fn d_expansion() -> u64 {
+    16
+}
+fn d_entry_bytes() -> u64 {
+    1024
+}
 
 impl Default for Limits {
     fn default() -> Self {
@@ -336,7 +360,23 @@ impl Default for Limits {
             max_body_bytes: d_body(),
             downloads_per_minute: d_dl(),
             training_restarts: d_retries(),
+            setup_timeout: d_setup(),
+            min_deposit: U256::ZERO,
+            dataset_expansion: d_expansion(),
+            dataset_bytes_per_entry: d_entry_bytes(),
         }
+    }
+}
+
+impl Limits {
+    /// The most bytes a dataset zip may unpack to: `dataset_expansion × max_upload_bytes`.
+    pub fn max_dataset_unpacked_bytes(&self) -> u64 {
+        self.max_upload_bytes.saturating_mul(self.dataset_expansion)
+    }
+    /// The most entries a dataset zip may hold: `max_upload_bytes / dataset_bytes_per_entry`
+    /// (at least 1).
+    pub fn max_dataset_entries(&self) -> u64 {
+        (self.max_upload_bytes / self.dataset_bytes_per_entry.max(1)).max(1)
     }
 }
 
@@ -500,8 +540,24 @@ mod tests {
         assert_eq!(c.limits.ack_timeout.0, Duration::from_secs(6 * 3600));
         assert_eq!(c.limits.retention.0, Duration::from_secs(3 * 86_400));
         assert_eq!(c.limits.max_upload_bytes, 100 << 20);
+        assert_eq!(c.limits.setup_timeout.0, Duration::from_secs(3600));
+        assert_eq!(c.limits.min_deposit, U256::ZERO);
+        assert_eq!(c.limits.max_dataset_unpacked_bytes(), 1600 << 20);
+        assert_eq!(c.limits.max_dataset_entries(), 102_400);
         assert_eq!(c.listen.port(), 3080);
         assert_eq!(c.chain.rpc_url(), "http://127.0.0.1:8545");
+    }
+
+    #[test]
+    fn intake_limits_are_read_from_limits() {
+        let c = Config::from_toml(&format!(
+            "{MINIMAL}\n[limits]\nsetup_timeout = \"90s\"\nmin_deposit = \"5000\"\ndataset_expansion = 4\ndataset_bytes_per_entry = 4096\nmax_upload_bytes = 8192\n"
+        ))
+        .unwrap();
+        assert_eq!(c.limits.setup_timeout.0, Duration::from_secs(90));
+        assert_eq!(c.limits.min_deposit, U256::from(5000u64));
+        assert_eq!(c.limits.max_dataset_unpacked_bytes(), 32_768);
+        assert_eq!(c.limits.max_dataset_entries(), 2);
     }
 
     #[test]

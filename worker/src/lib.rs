@@ -13,6 +13,7 @@ pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod exec;
+pub mod intake;
 pub mod measured;
 pub mod metrics;
 pub mod models;

@@ -186,7 +186,15 @@ async fn drive(
                 {
                     return Ok(()); // cancelled meanwhile
                 }
-                setup::setup(worker, &task).await?;
+                let limit = worker.config.limits.setup_timeout.0;
+                tokio::time::timeout(limit, setup::setup(worker, &task))
+                    .await
+                    .map_err(|_| {
+                        StepError::fail(format!(
+                            "setup took longer than this provider's limit of {} s (limits.setup_timeout)",
+                            limit.as_secs()
+                        ))
+                    })??;
                 if !enter(worker, &task, &[TaskState::SettingUp], TaskState::SetUp).await? {
                     return Ok(());
                 }

@@ -1,6 +1,7 @@
 //! Retention, in its own lane: the files of tasks that ended more than `limits.retention` ago are
 //! deleted (the task directory, the sealed model, and the dataset unless another task still needs
-//! it or it was uploaded again since), and the row records when.
+//! it or it was uploaded again since), and the row records when. Uploads that no task kept uses and
+//! that were last uploaded more than `limits.retention` ago are deleted too, with their owners.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ pub async fn run_retention_lane(worker: Arc<Worker>, shutdown: CancellationToken
             }
             Err(e) => tracing::error!("store: {e}"),
         }
+        expire_uploads(&worker, cutoff).await;
         tokio::select! {
             _ = tokio::time::sleep(retention_period(worker.config.limits.retention.0)) => {}
             _ = shutdown.cancelled() => return,
@@ -62,6 +64,29 @@ async fn clean(worker: &Worker, task: &Task) {
     worker
         .task_log(&task.id, "retention period over: files deleted")
         .await;
+}
+
+/// Deletes the uploads last uploaded before `cutoff` that no task whose files are kept uses (best
+/// effort: what fails now is tried again at the next period).
+async fn expire_uploads(worker: &Worker, cutoff: i64) {
+    let expired = match worker.store.expired_uploads(cutoff).await {
+        Ok(hashes) => hashes,
+        Err(e) => {
+            tracing::error!("store: {e}");
+            return;
+        }
+    };
+    for hash in expired {
+        match worker.files.remove(&hash).await {
+            Ok(()) => {
+                if let Err(e) = worker.store.forget_upload(hash).await {
+                    tracing::error!("store: {e}");
+                }
+                tracing::info!(dataset = %hash, "retention: unused upload deleted");
+            }
+            Err(e) => tracing::error!(dataset = %hash, "retention: cannot delete the upload: {e}"),
+        }
+    }
 }
 
 /// How often the retention lane looks for expired files: every minute, or as often as the

@@ -1,7 +1,11 @@
 //! Setup (`Init`/`SettingUp` → `SetUp`): the model is offered, the parameters fit its schema, the
-//! dataset is fetched and counted, the fee is computed and within the signed ceiling, and the chain
-//! says the account acknowledged this TEE signer, has a fresh nonce and enough funds. It only reads
-//! and checks, so running it again after a crash is safe.
+//! dataset is the customer's, and the chain says the account exists, acknowledged this TEE signer,
+//! has a fresh nonce and at least the signed fee ceiling (or the provider's minimum deposit)
+//! available — all **before** anything is downloaded or counted, so an account that cannot pay gets
+//! no free work. Then the dataset is fetched, checked (a zip holds only what is counted, within the
+//! unpacking caps), counted, `max_steps` kept within the billed epochs, the fee computed and within
+//! the ceiling, and the balance checked against it. It only reads and checks, so running it again
+//! after a crash is safe; `limits.setup_timeout` bounds it (see `pipeline::drive`).
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,12 +14,13 @@ use sealtune_protocol::tokens::{CountRule, TokenCounter};
 
 use super::{StepError, chain_err, model_dir, model_of};
 use crate::app::Worker;
+use crate::intake::{self, IntakeError};
 use crate::models::{DataType, ModelConfig};
 use crate::store::Task;
 
-/// Setup: model known, params valid, dataset fetched and counted, fee computed and within the
-/// signed ceiling, TEE signer acknowledged, nonce fresh, balance sufficient. Records the token
-/// count and the fee.
+/// Setup: model known, params valid, dataset owned, account able to pay; then dataset fetched,
+/// checked and counted, `max_steps` within the epochs, fee computed and within the signed ceiling,
+/// balance sufficient. Records the token count and the fee.
 pub(super) async fn setup(worker: &Arc<Worker>, task: &Task) -> Result<(), StepError> {
     worker
         .task_log(&task.id, "setting up: checking the request")
@@ -25,20 +30,50 @@ pub(super) async fn setup(worker: &Arc<Worker>, task: &Task) -> Result<(), StepE
         .training_params
         .epochs(model.params)
         .map_err(StepError::Fail)?;
+    let dataset_hash = task.dataset_hash.hash();
+    intake::check_dataset_owner(
+        &worker.store,
+        &worker.files,
+        task.user_address,
+        dataset_hash,
+    )
+    .await
+    .map_err(|e| match e {
+        IntakeError::NotYours { .. } => StepError::fail(e.to_string()),
+        IntakeError::Store(e) => StepError::from(e),
+    })?;
+    let upfront = match task.fee_ceiling {
+        Some(ceiling) => Need::Ceiling(ceiling),
+        None => Need::Deposit(worker.config.limits.min_deposit),
+    };
+    check_chain(worker, task, upfront).await?;
+    worker
+        .task_log(&task.id, "account checked; fetching the dataset")
+        .await;
     let dir = worker.task_dir(&task.id);
     tokio::fs::create_dir_all(&dir)
         .await
         .map_err(|e| StepError::Retry(format!("cannot create the task directory: {e}")))?;
-    let dataset_hash = task.dataset_hash.hash();
     let dataset = worker
         .files
         .fetch(&dataset_hash, &dir)
         .await
         .map_err(|e| StepError::fail(format!("dataset {dataset_hash}: {e}")))?;
+    let (path, data_type, limits) = (
+        dataset.clone(),
+        model.data_type,
+        worker.config.limits.clone(),
+    );
+    tokio::task::spawn_blocking(move || intake::check_dataset_file(&path, data_type, &limits))
+        .await
+        .map_err(StepError::retry)?
+        .map_err(|e| StepError::fail(format!("dataset rejected: {e}")))?;
     worker
         .task_log(&task.id, "dataset found; counting tokens")
         .await;
-    let tokens = count_tokens(worker, model, dataset).await?;
+    let (records, tokens) = count_tokens(worker, model, dataset).await?;
+    sealtune_protocol::fee::check_max_steps(task.training_params.as_str(), epochs, records)
+        .map_err(|e| StepError::fail(e.to_string()))?;
     let fee = model
         .fee_schedule(worker.config.service.price_per_token)
         .fee(tokens, epochs)
@@ -51,7 +86,7 @@ pub(super) async fn setup(worker: &Arc<Worker>, task: &Task) -> Result<(), StepE
             format!("{tokens} tokens × {epochs} epochs: fee {fee} neuron"),
         )
         .await;
-    check_chain(worker, task, fee).await?;
+    check_chain(worker, task, Need::Fee(fee)).await?;
     worker
         .store
         .set_setup(&task.id, tokens, fee, worker.clock.now())
@@ -65,13 +100,13 @@ pub(super) async fn setup(worker: &Arc<Worker>, task: &Task) -> Result<(), StepE
     Ok(())
 }
 
-/// The dataset's size for the fee: its tokens (text), or its files (image datasets are priced per
-/// file: one "token" per image, as the provider guide documents).
+/// The dataset's records and its size for the fee: its tokens (text), or its files (image datasets
+/// are priced per file: one "token" per image, as the provider guide documents).
 async fn count_tokens(
     worker: &Worker,
     model: &ModelConfig,
     dataset: PathBuf,
-) -> Result<u64, StepError> {
+) -> Result<(u64, u64), StepError> {
     let weights = model_dir(worker, model).await?;
     let tokenizer = crate::models::tokenizer_file(model, &weights)
         .map_err(|e| StepError::fail(e.to_string()))?;
@@ -87,15 +122,47 @@ async fn count_tokens(
             if counted.records == 0 {
                 return Err(StepError::fail("dataset rejected: it has no records"));
             }
-            Ok(counted.tokens)
+            Ok((counted.records, counted.tokens))
         }
-        DataType::Image => count_zip_entries(&dataset).await,
+        DataType::Image => count_zip_entries(&dataset).await.map(|n| (n, n)),
+    }
+}
+
+/// What the account must have available.
+#[derive(Debug, Clone, Copy)]
+enum Need {
+    /// Before the download: the fee ceiling the customer signed.
+    Ceiling(U256),
+    /// Before the download, no ceiling signed: the provider's minimum deposit.
+    Deposit(U256),
+    /// After counting: the fee.
+    Fee(U256),
+}
+
+impl std::fmt::Display for Need {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Need::Ceiling(a) => write!(f, "the signed fee ceiling is {a} neuron"),
+            Need::Deposit(a) => write!(
+                f,
+                "this provider needs {a} neuron deposited before it starts a task"
+            ),
+            Need::Fee(a) => write!(f, "the fee is {a} neuron"),
+        }
+    }
+}
+
+impl Need {
+    fn amount(self) -> U256 {
+        match self {
+            Need::Ceiling(a) | Need::Deposit(a) | Need::Fee(a) => a,
+        }
     }
 }
 
 /// The chain: the service names this worker's TEE signer, the account exists, acknowledged it, has
-/// a fresh nonce and `fee` available.
-async fn check_chain(worker: &Worker, task: &Task, fee: U256) -> Result<(), StepError> {
+/// a fresh nonce and `need` available.
+async fn check_chain(worker: &Worker, task: &Task, need: Need) -> Result<(), StepError> {
     let user = task.user_address;
     let service = worker
         .chain
@@ -134,9 +201,9 @@ async fn check_chain(worker: &Worker, task: &Task, fee: U256) -> Result<(), Step
         )));
     }
     let available = account.balance.saturating_sub(account.pendingRefund);
-    if available < fee {
+    if available < need.amount() {
         return Err(StepError::fail(format!(
-            "balance too low: the fee is {fee} neuron but the account has {available} available (balance {} minus pending refunds {}); transfer more funds to this provider",
+            "balance too low: {need} but the account has {available} available (balance {} minus pending refunds {}); transfer more funds to this provider",
             account.balance, account.pendingRefund
         )));
     }

@@ -160,6 +160,16 @@ pub struct Stored {
     pub path: PathBuf,
 }
 
+/// A TEE upload received into `tmp/`, not in the store yet ([`Store::receive_upload`]).
+#[derive(Debug)]
+pub struct Received {
+    tmp: PathBuf,
+    /// keccak256 of the bytes.
+    pub keccak: B256,
+    /// Size in bytes.
+    pub len: u64,
+}
+
 /// The storage façade the pipeline uses.
 #[derive(Debug)]
 pub struct Store {
@@ -218,14 +228,26 @@ impl Store {
         self.dir.join("objects").join(hex_name(keccak))
     }
 
-    /// TEE upload: streams `body` to a temporary file, keccak256 while streaming; more than
-    /// `limit` bytes is [`StorageError::TooLarge`] and an empty body [`StorageError::Empty`]
-    /// (nothing kept either way). The object is keyed by its keccak256 (`root` is zero).
+    /// TEE upload in one step: [`Self::receive_upload`] then [`Self::commit_upload`].
     pub async fn put_upload(
+        &self,
+        body: impl AsyncRead + Unpin,
+        limit: u64,
+    ) -> Result<Stored, StorageError> {
+        let received = self.receive_upload(body, limit).await?;
+        self.commit_upload(received)
+    }
+
+    /// Receives a TEE upload into `tmp/` (not the store yet): streams `body` to a temporary file,
+    /// keccak256 while streaming; more than `limit` bytes is [`StorageError::TooLarge`] and an empty
+    /// body [`StorageError::Empty`] (nothing kept either way, and nothing in the store is touched).
+    /// The caller checks the upload's signature, then [`Self::commit_upload`]s or
+    /// [`Self::discard`]s it.
+    pub async fn receive_upload(
         &self,
         mut body: impl AsyncRead + Unpin,
         limit: u64,
-    ) -> Result<Stored, StorageError> {
+    ) -> Result<Received, StorageError> {
         let tmp = self.tmp_path("upload");
         let result = async {
             let mut file = tokio::fs::File::create(&tmp)
@@ -262,12 +284,27 @@ impl Store {
         }
         .await;
         match result {
-            Ok((keccak, len)) => self.place(&tmp, keccak, None, len, false),
+            Ok((keccak, len)) => Ok(Received { tmp, keccak, len }),
             Err(e) => {
                 let _ = tokio::fs::remove_file(&tmp).await;
                 Err(e)
             }
         }
+    }
+
+    /// Moves a received upload into the store, keyed by its keccak256 (`root` is zero); an
+    /// identical object already stored is kept (and renewed, see [`Self::touched_since`]).
+    pub fn commit_upload(&self, received: Received) -> Result<Stored, StorageError> {
+        let result = self.place(&received.tmp, received.keccak, None, received.len, false);
+        if result.is_err() {
+            let _ = std::fs::remove_file(&received.tmp);
+        }
+        result
+    }
+
+    /// Drops a received upload that will not be stored; the store is not touched.
+    pub async fn discard(&self, received: Received) {
+        let _ = tokio::fs::remove_file(&received.tmp).await;
     }
 
     /// Imports a finished local file (e.g. the sealed deliverable): one streaming pass computes

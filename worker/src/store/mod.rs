@@ -13,6 +13,7 @@ use alloy::primitives::{Address, B256, U256};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+pub mod intake;
 pub mod task;
 
 pub use task::{DatasetHash, NewTask, StatePredicate, Task, TaskState, TrainingParams};
@@ -48,6 +49,16 @@ pub enum StoreError {
         task: String,
         /// Its state.
         state: TaskState,
+    },
+    /// The create-task request was used before: its user and nonce, or its signature, belong to an
+    /// earlier task (requests are usable once per provider, ever: after a cancel, a failed setup or
+    /// a restart too).
+    #[error(
+        "this create-task request was already used (task {task}): a signature and a nonce are usable once; sign a new request with a new nonce"
+    )]
+    Reused {
+        /// The task that used it.
+        task: String,
     },
     /// The queue is full.
     #[error("the provider's queue is full ({0} tasks); try again later")]
@@ -96,8 +107,9 @@ impl Store {
         })
     }
 
-    /// Inserts a new task in `Init`, enforcing in one transaction: one unfinished task per user, the
-    /// queue limit, and `wait` for a non-empty queue.
+    /// Inserts a new task in `Init`, enforcing in one transaction: a request (signature, user and
+    /// nonce) used once ever, one unfinished task per user, the queue limit, and `wait` for a
+    /// non-empty queue. The request is recorded as used with the task.
     pub async fn insert_task(
         &self,
         task: &NewTask,
@@ -110,6 +122,11 @@ impl Store {
         // SQLITE_BUSY when the pipeline commits in between.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let user = address_text(task.user_address);
+        if let Some(earlier) =
+            intake::used_by(&mut tx, task.user_address, task.nonce, &task.signature).await?
+        {
+            return Err(StoreError::Reused { task: earlier });
+        }
         let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT id, progress FROM tasks WHERE user_address = ? AND progress IN {} LIMIT 1",
             sql_set(TaskState::is_unfinished)
@@ -162,6 +179,15 @@ impl Store {
         .bind(task.model_type.as_str())
         .bind(TaskState::Init.as_str())
         .execute(&mut *tx)
+        .await?;
+        intake::mark_used(
+            &mut tx,
+            task.user_address,
+            task.nonce,
+            &task.signature,
+            &task.id,
+            now,
+        )
         .await?;
         tx.commit().await?;
         Ok(())
@@ -545,8 +571,9 @@ mod tests {
             dataset_hash: dataset("ab"),
             training_params: TrainingParams::new("{}"),
             fee: U256::ZERO,
-            nonce: U256::from(1u64),
-            signature: "0x".into(),
+            // A request per task: its own nonce and signature text.
+            nonce: U256::from(u64::from(id.as_bytes()[0])),
+            signature: format!("0x{id}"),
             user_public_key: k256::SecretKey::from_slice(&[7; 32]).unwrap().public_key(),
             fee_ceiling: None,
             wait,
@@ -590,6 +617,81 @@ mod tests {
         assert!(s.get("b").await.unwrap().is_none());
     }
 
+    /// A request is usable once, ever: its user and nonce, or its signature (in any encoding),
+    /// after its task failed too; the same nonce of another user is another request.
+    #[tokio::test]
+    async fn a_request_is_usable_once_even_after_its_task_failed() {
+        let (_d, s) = store().await;
+        let key = k256::ecdsa::SigningKey::from_slice(&[9; 32]).unwrap();
+        let sig = sealtune_protocol::request::personal_sign(&key, &B256::repeat_byte(1));
+        let mut t = new_task("a", 0xaa, false);
+        t.signature = sig.to_hex_v27();
+        s.insert_task(&t, 5, 1).await.unwrap();
+        assert!(s.fail("a", "setup failed", 2).await.unwrap());
+        let mut again = t.clone();
+        again.id = "b".into();
+        let e = s.insert_task(&again, 5, 3).await.unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Reused { task } if task == "a"),
+            "{e}"
+        );
+        // The same signature with v as 0/1 and in upper case, under another nonce: still used.
+        let mut bytes = sig.to_bytes_v27();
+        bytes[64] -= 27;
+        again.signature = format!("0x{}", hex::encode_upper(bytes));
+        again.nonce = U256::from(1000u64);
+        let e = s.insert_task(&again, 5, 3).await.unwrap_err();
+        assert!(matches!(e, StoreError::Reused { .. }), "{e}");
+        // Another user with the same nonce is another request.
+        let mut other = new_task("c", 0xbb, false);
+        other.nonce = t.nonce;
+        s.insert_task(&other, 5, 4).await.unwrap();
+    }
+
+    /// A database made before the intake tables gets them on open: its tasks' requests are used
+    /// and its tasks' datasets owned by their users.
+    #[tokio::test]
+    async fn the_intake_migration_works_on_an_existing_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        {
+            let pool = SqlitePoolOptions::new()
+                .connect_with(
+                    SqliteConnectOptions::new()
+                        .filename(&path)
+                        .create_if_missing(true),
+                )
+                .await
+                .unwrap();
+            let mut first = sqlx::migrate!("./migrations");
+            first.migrations = std::borrow::Cow::Owned(first.migrations[..1].to_vec());
+            first.run(&pool).await.unwrap();
+            sqlx::query(
+                "INSERT INTO tasks (id, user_address, created_at, updated_at, pre_trained_model_hash, dataset_hash,
+                   training_params, fee, nonce, signature, user_public_key, wait, model_type, progress)
+                 VALUES ('old', ?, 1, 1, '0x01', ?, '{}', '0', '7', '0xSIG', '04', 0, 'text', 'Failed')",
+            )
+            .bind(address_text(user(0xaa)))
+            .bind(format!("0X{}", "AB".repeat(32)))
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        let s = Store::open(&path).await.unwrap();
+        let mut t = new_task("new", 0xaa, false);
+        t.nonce = U256::from(7u64);
+        let e = s.insert_task(&t, 5, 2).await.unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Reused { task } if task == "old"),
+            "{e}"
+        );
+        assert_eq!(
+            s.upload_owners(dataset("ab").hash()).await.unwrap(),
+            vec![user(0xaa)]
+        );
+    }
+
     #[tokio::test]
     async fn transitions_are_compare_and_set() {
         let (_d, s) = store().await;
@@ -621,6 +723,34 @@ mod tests {
         let latest = s.list_user(user(0xaa), true, Order::Asc).await.unwrap();
         assert_eq!(latest.len(), 1);
         assert_eq!(latest[0].id, "b");
+    }
+
+    /// Upload owners are recorded per address; an upload expires once it is old and no task whose
+    /// files are kept uses it, and forgetting it forgets its owners.
+    #[tokio::test]
+    async fn uploads_have_owners_and_expire_when_unused() {
+        let (_d, s) = store().await;
+        let (ab, cd) = (dataset("ab").hash(), dataset("cd").hash());
+        s.record_upload(ab, user(0xaa), 10).await.unwrap();
+        s.record_upload(ab, user(0xbb), 12).await.unwrap();
+        s.record_upload(cd, user(0xaa), 10).await.unwrap();
+        let mut owners = s.upload_owners(ab).await.unwrap();
+        owners.sort();
+        assert_eq!(owners, vec![user(0xaa), user(0xbb)]);
+        // ab is used by a task (not cleaned): kept; cd is not: expired once old.
+        s.insert_task(&new_task("a", 0xaa, false), 5, 1)
+            .await
+            .unwrap();
+        assert_eq!(s.expired_uploads(11).await.unwrap(), vec![cd]);
+        assert_eq!(s.expired_uploads(100).await.unwrap(), vec![cd]);
+        s.set_cleaned("a", 20).await.unwrap();
+        let mut expired = s.expired_uploads(100).await.unwrap();
+        expired.sort();
+        assert_eq!(expired, vec![ab, cd]);
+        // The newest upload counts.
+        assert_eq!(s.expired_uploads(12).await.unwrap(), vec![cd]);
+        s.forget_upload(cd).await.unwrap();
+        assert!(s.upload_owners(cd).await.unwrap().is_empty());
     }
 
     #[tokio::test]

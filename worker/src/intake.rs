@@ -1,0 +1,217 @@
+//! Intake rules: what a task may be made of before the provider spends anything on it.
+//!
+//! - **Datasets belong to their uploader.** A dataset uploaded to the TEE (`POST
+//!   /v1/user/:addr/dataset`) is usable only by the addresses whose signed upload stored it (the
+//!   official upload signature binds the address and a time, not the bytes, so the worker records the
+//!   address it verified with the bytes it stored). Checked at create-task and again at setup. A local
+//!   upload with no recorded owner (kept from before owners were recorded and used by no task) is
+//!   usable by nobody: its owner uploads it again. Datasets on the 0G Storage network are public by
+//!   their nature and usable by anyone who names their root.
+//! - **What is counted is all the training reads.** A text dataset zip may hold only the JSONL files
+//!   the token count reads (`protocol::dataset::is_jsonl_entry`; macOS `__MACOSX/._*` metadata is
+//!   tolerated): a saved `DatasetDict` or any other file beside them is refused.
+//! - **Bounded unpacking.** A dataset zip may declare at most `limits.max_dataset_unpacked_bytes()`
+//!   unpacked and `limits.max_dataset_entries()` entries (both in proportion to the upload limit).
+use std::io::Read;
+use std::path::Path;
+
+use alloy::primitives::{Address, B256};
+
+use crate::config::Limits;
+use crate::models::DataType;
+use crate::storage;
+use crate::store::{Store, StoreError};
+
+/// Why an intake rule refused a task.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// The dataset was uploaded to this provider by someone else (or by no one recorded).
+    #[error(
+        "dataset {hash} was not uploaded by {user}: a dataset uploaded to this provider is usable only by the address that uploaded it; upload it yourself (POST /v1/user/{user:#x}/dataset) and use the hash it answers"
+    )]
+    NotYours {
+        /// The dataset.
+        hash: B256,
+        /// The task's user.
+        user: Address,
+    },
+    /// The store failed (the provider's side).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Whether `user` may train on the dataset `hash`: yes when they uploaded it, or when it is no
+/// upload to this provider (a 0G Storage dataset, or one not stored here: setup fetches or fails).
+pub async fn check_dataset_owner(
+    store: &Store,
+    files: &storage::Store,
+    user: Address,
+    hash: B256,
+) -> Result<(), IntakeError> {
+    let owners = store.upload_owners(hash).await?;
+    if owners.contains(&user) {
+        return Ok(());
+    }
+    // A local object without a 0G root is a TEE upload (fetched and imported objects have one).
+    let local_upload = files.stat(&hash).is_some_and(|s| s.root == B256::ZERO);
+    if owners.is_empty() && !local_upload {
+        return Ok(());
+    }
+    Err(IntakeError::NotYours { hash, user })
+}
+
+/// Whether a file starts like a zip.
+fn is_zip(path: &Path) -> Result<bool, String> {
+    let mut magic = [0u8; 4];
+    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot open the dataset: {e}"))?;
+    let mut got = 0;
+    while got < magic.len() {
+        match f.read(magic.get_mut(got..).unwrap_or_default()) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) => return Err(format!("cannot read the dataset: {e}")),
+        }
+    }
+    Ok(got == 4 && (magic == *b"PK\x03\x04" || magic == *b"PK\x05\x06"))
+}
+
+/// macOS Finder's resource-fork entries (`__MACOSX/…/._name`): never read by counting or training.
+fn is_apple_double(name: &str) -> bool {
+    name.starts_with("__MACOSX/")
+        && name
+            .rsplit('/')
+            .next()
+            .is_some_and(|file| file.starts_with("._"))
+}
+
+/// Checks a fetched dataset file before it is counted: a zip's declared unpacked size and entry
+/// count within `limits`, and a text zip holding nothing but the JSONL files that are counted. A
+/// plain (non-zip) file passes: it is read as JSONL, which is what is counted.
+pub fn check_dataset_file(path: &Path, data_type: DataType, limits: &Limits) -> Result<(), String> {
+    if !is_zip(path)? {
+        return Ok(());
+    }
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open the dataset: {e}"))?;
+    let mut archive =
+        zip::ZipArchive::new(file).map_err(|e| format!("the dataset is not a valid zip: {e}"))?;
+    let max_entries = limits.max_dataset_entries();
+    if archive.len() as u64 > max_entries {
+        return Err(format!(
+            "the dataset zip has {} entries; this provider accepts at most {max_entries}",
+            archive.len()
+        ));
+    }
+    let max_bytes = limits.max_dataset_unpacked_bytes();
+    let mut unpacked = 0u64;
+    for i in 0..archive.len() {
+        let entry = archive
+            .by_index_raw(i)
+            .map_err(|e| format!("the dataset is not a valid zip: {e}"))?;
+        unpacked = unpacked.saturating_add(entry.size());
+        if unpacked > max_bytes {
+            return Err(format!(
+                "the dataset zip unpacks to more than {max_bytes} bytes, this provider's limit"
+            ));
+        }
+        let name = entry.name();
+        if sealtune_protocol::dataset::is_unsafe_zip_path(name) {
+            let shown = name.chars().take(256).collect();
+            return Err(sealtune_protocol::dataset::DatasetError::UnsafeZipPath(shown).to_string());
+        }
+        let counted = name.ends_with('/')
+            || sealtune_protocol::dataset::is_jsonl_entry(name)
+            || is_apple_double(name);
+        if data_type == DataType::Text && !counted {
+            return Err(format!(
+                "the dataset zip holds `{}`, which is not a JSONL file: a text dataset zip may hold only .jsonl files, since the records counted for the fee must be all the training reads",
+                name.chars().take(200).collect::<String>()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn zip_of(entries: &[(&str, &[u8])]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        {
+            let mut z = zip::ZipWriter::new(f.as_file_mut());
+            for (name, bytes) in entries {
+                if name.ends_with('/') {
+                    z.add_directory(*name, zip::write::SimpleFileOptions::default())
+                        .unwrap();
+                } else {
+                    z.start_file(*name, zip::write::SimpleFileOptions::default())
+                        .unwrap();
+                    z.write_all(bytes).unwrap();
+                }
+            }
+            z.finish().unwrap();
+        }
+        f
+    }
+
+    const REC: &[u8] = b"{\"text\":\"a\"}\n";
+
+    #[test]
+    fn a_text_zip_may_hold_only_the_jsonl_files_that_are_counted() {
+        let limits = Limits::default();
+        let ok = zip_of(&[
+            ("data/", b""),
+            ("data/train.jsonl", REC),
+            ("__MACOSX/data/._train.jsonl", b"x"),
+        ]);
+        assert_eq!(
+            check_dataset_file(ok.path(), DataType::Text, &limits),
+            Ok(())
+        );
+        for extra in [
+            "data/dataset_dict.json",
+            "data/train/data-00000-of-00001.arrow",
+            "data/.hidden.jsonl",
+            "__MACOSX/data/dataset_dict.json",
+            "notes.txt",
+        ] {
+            let z = zip_of(&[("data/train.jsonl", REC), (extra, b"{}")]);
+            let e = check_dataset_file(z.path(), DataType::Text, &limits).unwrap_err();
+            assert!(e.contains("only .jsonl"), "{extra}: {e}");
+        }
+        // Image datasets are folders of images: any file, within the caps.
+        let img = zip_of(&[("imgs/cat/1.png", b"png")]);
+        assert_eq!(
+            check_dataset_file(img.path(), DataType::Image, &limits),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_zip_is_capped_in_proportion_to_the_upload_limit() {
+        let limits = Limits {
+            max_upload_bytes: 4096,
+            dataset_expansion: 2,
+            dataset_bytes_per_entry: 1024,
+            ..Limits::default()
+        };
+        let big = vec![b' '; 9000];
+        let z = zip_of(&[("a.jsonl", &big)]);
+        let e = check_dataset_file(z.path(), DataType::Text, &limits).unwrap_err();
+        assert!(e.contains("8192"), "{e}");
+        let many: Vec<(String, &[u8])> = (0..5).map(|i| (format!("{i}.jsonl"), REC)).collect();
+        let many: Vec<(&str, &[u8])> = many.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+        let z = zip_of(&many);
+        let e = check_dataset_file(z.path(), DataType::Text, &limits).unwrap_err();
+        assert!(e.contains("at most 4"), "{e}");
+        // A plain JSONL file is what is counted.
+        let mut plain = tempfile::NamedTempFile::new().unwrap();
+        plain.write_all(REC).unwrap();
+        assert_eq!(
+            check_dataset_file(plain.path(), DataType::Text, &limits),
+            Ok(())
+        );
+    }
+}
