@@ -210,6 +210,14 @@ pub struct MeasuredLimits {
     pub retention_secs: u64,
     /// Re-trainings of an interrupted task.
     pub training_restarts: u32,
+    /// Longest setup (download and counting), seconds.
+    pub setup_timeout_secs: u64,
+    /// Balance required before any download when the request signs no fee ceiling.
+    pub min_deposit: U256,
+    /// Largest unpacked dataset, bytes.
+    pub max_dataset_unpacked_bytes: u64,
+    /// Most entries in a dataset zip.
+    pub max_dataset_entries: u64,
 }
 
 /// One wall of the training sandbox and whether it stands.

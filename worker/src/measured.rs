@@ -241,6 +241,10 @@ fn limits_of(config: &Config) -> MeasuredLimits {
         ack_timeout_secs: l.ack_timeout.0.as_secs(),
         retention_secs: l.retention.0.as_secs(),
         training_restarts: l.training_restarts,
+        setup_timeout_secs: l.setup_timeout.0.as_secs(),
+        min_deposit: l.min_deposit,
+        max_dataset_unpacked_bytes: l.max_dataset_unpacked_bytes(),
+        max_dataset_entries: l.max_dataset_entries(),
     }
 }
 
