@@ -11,7 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{CrashPoints, SystemClock, Worker};
 use crate::chain::{Chain, QuotaSpec, ServiceSpec};
+use crate::attest::SourceKind;
 use crate::config::Config;
+use crate::exec::sandbox::{RuntimeNeeds, Sandbox};
 
 /// sealtune-worker: the confidential fine-tuning provider service for the 0G Compute Network.
 #[derive(Parser, Debug)]
@@ -36,6 +38,12 @@ pub enum Command {
     Exec {
         /// The task directory holding exec.json.
         task_dir: PathBuf,
+    },
+    /// Kills every process of a task uid (started by `serve`, not by hand).
+    #[command(hide = true)]
+    SandboxReap {
+        /// The task uid.
+        uid: u32,
     },
     /// Configuration tools.
     Config {
@@ -104,12 +112,24 @@ pub enum ChainAction {
 pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Exec { task_dir } => Ok(crate::exec::child_main(&task_dir)),
+        Command::SandboxReap { uid } => Ok(crate::exec::sandbox::reap_main(uid)),
         Command::Config {
             action: ConfigAction::Check { config, json },
         } => {
             init_tracing();
             let cfg = Config::load(&config, &env_map())?;
-            let problems = cfg.check();
+            let mut problems = cfg.check();
+            problems.extend(cfg.sandbox.problems());
+            let sandbox = Sandbox::detect(&cfg.sandbox, &RuntimeNeeds::from_config(&cfg));
+            if cfg.attestation.source != SourceKind::Dev {
+                problems.extend(
+                    sandbox
+                        .report()
+                        .missing_core()
+                        .into_iter()
+                        .map(|m| format!("sandbox core layer missing: {m}")),
+                );
+            }
             if json {
                 println!(
                     "{}",
@@ -117,17 +137,24 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         "ok": problems.is_empty(),
                         "problems": problems,
                         "config": cfg,
+                        "sandbox": sandbox.report(),
                     }))?
                 );
-            } else if problems.is_empty() {
-                println!(
-                    "config {} is valid ({} models)",
-                    config.display(),
-                    cfg.service.models.len()
-                );
             } else {
-                for p in &problems {
-                    eprintln!("✗ {p}");
+                if problems.is_empty() {
+                    println!(
+                        "config {} is valid ({} models)",
+                        config.display(),
+                        cfg.service.models.len()
+                    );
+                } else {
+                    for p in &problems {
+                        eprintln!("✗ {p}");
+                    }
+                }
+                println!("training sandbox:");
+                for line in sandbox.report().lines() {
+                    println!("  {line}");
                 }
             }
             Ok(if problems.is_empty() {
@@ -266,6 +293,8 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     }
     let store = crate::store::Store::open(&config.data_dir.join("worker.sqlite")).await?;
     record_signer(&store, &attest).await?;
+    let files = crate::storage::Store::open(&config.storage, &config.data_dir)?;
+    let sandbox = start_sandbox(&config, attest.is_dev())?;
     let chain = register(&config, attest.signer()).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -273,7 +302,7 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     tracing::info!(listen = %listener.local_addr()?, provider = %chain.address, tee_signer = %attest.signer(), "sealtune-worker serving");
 
     let worker = Arc::new(Worker {
-        files: crate::storage::Store::open(&config.storage, &config.data_dir)?,
+        files,
         config,
         store,
         chain,
@@ -283,10 +312,39 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         running: Default::default(),
         metrics: Default::default(),
         exe: std::env::current_exe()?,
+        sandbox,
         crash,
         downloads: Default::default(),
     });
     serve_until_shutdown(worker, listener).await
+}
+
+/// Detects the training sandbox's layers (after every file of the data directory exists, so that
+/// laying it out reaches them all) and logs them; a missing core layer stops the start unless the
+/// attestation source is `dev`, which only warns.
+fn start_sandbox(config: &Config, dev: bool) -> anyhow::Result<Sandbox> {
+    if let Some(p) = config.sandbox.problems().first() {
+        anyhow::bail!("{p}");
+    }
+    let needs = RuntimeNeeds {
+        lay_out_data_dir: true,
+        ..RuntimeNeeds::from_config(config)
+    };
+    let sandbox = Sandbox::detect(&config.sandbox, &needs);
+    for line in sandbox.report().lines() {
+        tracing::info!("training sandbox: {line}");
+    }
+    let missing = sandbox.report().missing_core();
+    if !missing.is_empty() {
+        if !dev {
+            sandbox.report().require_core()?;
+        }
+        tracing::warn!(
+            "INSECURE TRAINING SANDBOX: core layers are missing ({}); tolerated only because the attestation source is dev",
+            missing.join("; ")
+        );
+    }
+    Ok(sandbox)
 }
 
 /// Records this worker's TEE signer; when it changed since the last start, says so in the log of
