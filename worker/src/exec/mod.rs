@@ -318,9 +318,13 @@ async fn supervise(
         _ = cancel.cancelled() => Ended::Cancelled,
         _ = tokio::time::sleep(limits.timeout) => Ended::TimedOut,
     };
-    // Whatever happened, nothing of the task may outlive it (dataloader workers, torch launchers...).
+    // Whatever happened, nothing of the task may outlive it (dataloader workers, torch launchers...,
+    // and with a task uid also what left the group, e.g. a `setsid` daemon holding the event pipe).
     if let Some(pid) = pid {
         kill_group(pid);
+    }
+    if let Err(e) = jail.kill_all(worker_exe).await {
+        tracing::error!("{e}");
     }
     let status = match ended {
         Ended::Exited(status) => status,

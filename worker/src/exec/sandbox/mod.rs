@@ -311,6 +311,14 @@ impl Jail {
         Ok(staged)
     }
 
+    /// Kills every process of the task uid (nothing without one).
+    pub async fn kill_all(&self, worker_exe: &Path) -> Result<(), String> {
+        match self.plan.uid {
+            Some(uid) => uid::reap(worker_exe, uid).await,
+            None => Ok(()),
+        }
+    }
+
     /// After the run: kills every process of the uid and takes the task directory back.
     pub async fn after_run(&self, worker_exe: &Path, task_dir: &Path) -> Result<(), String> {
         let Some(uid) = self.plan.uid else {
