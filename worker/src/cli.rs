@@ -10,8 +10,8 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{CrashPoints, SystemClock, Worker};
-use crate::chain::{Chain, QuotaSpec, ServiceSpec};
 use crate::attest::SourceKind;
+use crate::chain::{Chain, QuotaSpec, ServiceSpec};
 use crate::config::Config;
 use crate::exec::sandbox::{RuntimeNeeds, Sandbox};
 

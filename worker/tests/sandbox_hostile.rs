@@ -22,7 +22,10 @@ const CANARY: &str = "canary-7c1e4b-provider-secret";
 /// Every attempt of the hostile script and the error that must stop it.
 fn expected_failures() -> BTreeMap<&'static str, &'static str> {
     BTreeMap::from([
-        ("environment_holds_worker_secret", "RuntimeError: not in the"),
+        (
+            "environment_holds_worker_secret",
+            "RuntimeError: not in the",
+        ),
         ("read_worker_proc_environ", "EACCES"),
         ("read_worker_heap_via_proc_mem", "EACCES"),
         ("process_vm_readv_worker", "EPERM"),
@@ -80,9 +83,17 @@ fn live_processes_of(uid: u32) -> Vec<String> {
                 .map(|l| l[name.len()..].trim().to_owned())
                 .unwrap_or_default()
         };
-        let real_uid = field("Uid:").split_whitespace().next().unwrap_or("").to_owned();
+        let real_uid = field("Uid:")
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_owned();
         if real_uid == uid.to_string() && !field("State:").starts_with('Z') {
-            out.push(format!("{} {}", entry.file_name().to_string_lossy(), field("Name:")));
+            out.push(format!(
+                "{} {}",
+                entry.file_name().to_string_lossy(),
+                field("Name:")
+            ));
         }
     }
     out
@@ -98,7 +109,10 @@ fn hostile_report(log: &str) -> Value {
 
 fn task_uid(log: &str) -> u32 {
     log.lines()
-        .find_map(|l| l.split_once("training in the sandbox as uid ").map(|(_, u)| u))
+        .find_map(|l| {
+            l.split_once("training in the sandbox as uid ")
+                .map(|(_, u)| u)
+        })
         .and_then(|u| u.trim().parse().ok())
         .unwrap_or_else(|| panic!("the task ran without a task uid:\n{log}"))
 }
@@ -123,8 +137,12 @@ async fn a_hostile_script_escapes_nothing_and_leaves_nothing_running() {
             &format!("source = \"dev\"\ndstack_socket = \"{}\"", socket.display()),
         );
     write_private(&stack.config_path, &config);
-    stack.env.push(("PROVIDER_SECRET_TOKEN".into(), CANARY.into()));
-    stack.env.push(("SEALTUNE_PRIVATE_KEY".into(), DEV_KEYS[1].into()));
+    stack
+        .env
+        .push(("PROVIDER_SECRET_TOKEN".into(), CANARY.into()));
+    stack
+        .env
+        .push(("SEALTUNE_PRIVATE_KEY".into(), DEV_KEYS[1].into()));
     stack.worker = None;
     stack.start_worker(None).await;
     let worker_log = stack.worker_log();
@@ -191,12 +209,23 @@ async fn a_hostile_script_escapes_nothing_and_leaves_nothing_running() {
             escaped.push(format!("{name}: wanted {want}, got {got}"));
         }
     }
-    assert!(escaped.is_empty(), "attempts that did not fail as they must:\n{}", escaped.join("\n"));
+    assert!(
+        escaped.is_empty(),
+        "attempts that did not fail as they must:\n{}",
+        escaped.join("\n")
+    );
     if netns {
-        assert_eq!(report["extras"]["reach_worker_http"]["ok"], false, "{report}");
+        assert_eq!(
+            report["extras"]["reach_worker_http"]["ok"], false,
+            "{report}"
+        );
     }
 
-    assert_eq!(agent_calls.load(Ordering::SeqCst), 0, "the guest agent was reached");
+    assert_eq!(
+        agent_calls.load(Ordering::SeqCst),
+        0,
+        "the guest agent was reached"
+    );
     assert!(!data_dir.join("pwned").exists());
     let daemon = report["daemon_pid"].as_i64().unwrap();
     assert!(daemon > 0, "{report}");
@@ -206,7 +235,11 @@ async fn a_hostile_script_escapes_nothing_and_leaves_nothing_running() {
                 .is_ok_and(|s| s.contains("State:\tZ")),
         "the setsid daemon {daemon} survived the task"
     );
-    assert_eq!(live_processes_of(uid), Vec::<String>::new(), "processes of uid {uid} survived");
+    assert_eq!(
+        live_processes_of(uid),
+        Vec::<String>::new(),
+        "processes of uid {uid} survived"
+    );
 
     // The worker keeps serving.
     let health = stack.http.get(stack.url("/healthz")).send().await.unwrap();

@@ -29,7 +29,11 @@ pub fn unreadable(what: &str, path: &Path) -> Option<String> {
         Ok(m) => m,
         Err(e) => return Some(format!("{what} {}: {e}", path.display())),
     };
-    let need = if meta.is_dir() { OTHER_R | OTHER_X } else { OTHER_R };
+    let need = if meta.is_dir() {
+        OTHER_R | OTHER_X
+    } else {
+        OTHER_R
+    };
     if meta.mode() & need != need {
         return Some(format!(
             "{what} {} (mode {:04o}) is not readable by others: chmod o+r{} it",
@@ -101,14 +105,20 @@ mod tests {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         let why = unreadable("the script", &inner.join("f")).unwrap();
         assert!(
-            why.contains(&format!("the directory {} (mode 0700", dir.path().display())),
+            why.contains(&format!(
+                "the directory {} (mode 0700",
+                dir.path().display()
+            )),
             "{why}"
         );
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
         assert_eq!(unreadable("the script", &inner.join("f")), None);
         std::fs::set_permissions(inner.join("f"), std::fs::Permissions::from_mode(0o600)).unwrap();
         let why = unreadable("the script", &inner.join("f")).unwrap();
-        assert!(why.contains("mode 0600") && why.contains("chmod o+r"), "{why}");
+        assert!(
+            why.contains("mode 0600") && why.contains("chmod o+r"),
+            "{why}"
+        );
     }
 
     #[test]
@@ -118,8 +128,11 @@ mod tests {
         let data = dir.path().join("data");
         std::fs::create_dir_all(data.join("store/objects")).unwrap();
         std::fs::write(data.join("worker.sqlite"), "db").unwrap();
-        std::fs::set_permissions(data.join("worker.sqlite"), std::fs::Permissions::from_mode(0o644))
-            .unwrap();
+        std::fs::set_permissions(
+            data.join("worker.sqlite"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
         assert_eq!(secure_data_dir(&data).unwrap(), None);
         let mode = |p: &str| std::fs::metadata(data.join(p)).unwrap().mode() & 0o777;
         assert_eq!(mode(""), 0o711);

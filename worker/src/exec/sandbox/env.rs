@@ -51,9 +51,9 @@ pub fn allowable(name: &str) -> Result<(), String> {
 
 /// The script's environment: the allowed variables of `from` (the defaults and `extra`, never
 /// `SEALTUNE_*`), then `HOME` and `TMPDIR` inside the task directory, sorted by name.
-pub fn child_env<'a>(
+pub fn child_env(
     from: impl IntoIterator<Item = (String, String)>,
-    extra: &'a [String],
+    extra: &[String],
     task_dir: &Path,
 ) -> Vec<(String, String)> {
     let allowed = |name: &str| {
@@ -65,7 +65,10 @@ pub fn child_env<'a>(
         .filter(|(k, _)| allowed(k) && k != "HOME" && k != "TMPDIR")
         .collect();
     env.push(("HOME".into(), task_dir.join(HOME_DIR).display().to_string()));
-    env.push(("TMPDIR".into(), task_dir.join(TMP_DIR).display().to_string()));
+    env.push((
+        "TMPDIR".into(),
+        task_dir.join(TMP_DIR).display().to_string(),
+    ));
     env.sort();
     env.dedup_by(|a, b| a.0 == b.0);
     env
@@ -114,7 +117,10 @@ mod tests {
     fn a_sealtune_name_cannot_be_allowed_even_by_the_config() {
         let from = vars(&[("SEALTUNE_PRIVATE_KEY", "0xsecret")]);
         let env = child_env(from, &["SEALTUNE_PRIVATE_KEY".into()], Path::new("/t"));
-        assert!(env.iter().all(|(k, _)| !k.starts_with("SEALTUNE_")), "{env:?}");
+        assert!(
+            env.iter().all(|(k, _)| !k.starts_with("SEALTUNE_")),
+            "{env:?}"
+        );
         assert!(allowable("SEALTUNE_PRIVATE_KEY").is_err());
         assert!(allowable("BAD NAME").is_err());
         assert!(allowable("WANDB_MODE").is_ok());

@@ -148,10 +148,9 @@ pub struct HostFacts {
 impl HostFacts {
     /// Reads the facts of this process and machine; makes this process non-dumpable on the way.
     pub fn read(unreadable: Vec<String>, memory_limit_bytes: u64) -> HostFacts {
-        let not_dumpable = rustix::process::set_dumpable_behavior(
-            rustix::process::DumpableBehavior::NotDumpable,
-        )
-        .map_err(|e| format!("prctl(PR_SET_DUMPABLE, 0): {e}"));
+        let not_dumpable =
+            rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+                .map_err(|e| format!("prctl(PR_SET_DUMPABLE, 0): {e}"));
         HostFacts {
             euid: rustix::process::geteuid().as_raw(),
             no_new_privs: rustix::thread::no_new_privs().is_ok(),
@@ -169,8 +168,12 @@ impl HostFacts {
 }
 
 fn seccomp_available() -> Result<(), String> {
-    let actions = std::fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail")
-        .map_err(|e| format!("the kernel has no seccomp filters (/proc/sys/kernel/seccomp/actions_avail: {e})"))?;
+    let actions =
+        std::fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail").map_err(|e| {
+            format!(
+                "the kernel has no seccomp filters (/proc/sys/kernel/seccomp/actions_avail: {e})"
+            )
+        })?;
     if actions.split_whitespace().any(|a| a == "errno") {
         Ok(())
     } else {
@@ -310,7 +313,11 @@ fn task_uid(config: &SandboxConfig, facts: &HostFacts) -> Result<String, String>
 
 fn extra_layers(config: &SandboxConfig, facts: &HostFacts, uid: bool) -> Vec<LayerStatus> {
     let net = if config.network {
-        status(Layer::NetworkNamespace, false, "not applied: sandbox.network = true".into())
+        status(
+            Layer::NetworkNamespace,
+            false,
+            "not applied: sandbox.network = true".into(),
+        )
     } else if facts.euid == 0 && facts.cap_sys_admin && uid {
         status(
             Layer::NetworkNamespace,
@@ -445,6 +452,10 @@ mod tests {
         assert_eq!(v["layers"][11]["layer"], "landlock");
         assert_eq!(v["layers"][11]["core"], false);
         let keys: Vec<&String> = v["layers"][0].as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["layer", "core", "standing", "detail"], "declaration order");
+        assert_eq!(
+            keys,
+            ["layer", "core", "standing", "detail"],
+            "declaration order"
+        );
     }
 }

@@ -124,7 +124,11 @@ pub fn default_memory_limit() -> u64 {
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<u64>().ok())
+                })
         })
         .unwrap_or(0);
     total_kib.saturating_mul(1024) / 4 * 3
@@ -188,7 +192,10 @@ fn python_stdlib() -> Option<PathBuf> {
     use pyo3::prelude::*;
     Python::attach(|py| -> PyResult<PathBuf> {
         let file: String = py.import("os")?.getattr("__file__")?.extract()?;
-        Ok(PathBuf::from(file).parent().map(Path::to_path_buf).unwrap_or_default())
+        Ok(PathBuf::from(file)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default())
     })
     .ok()
 }
@@ -213,10 +220,7 @@ impl Sandbox {
         if let Some(data_dir) = &needs.data_dir {
             let blocked = if needs.lay_out_data_dir && rustix::process::geteuid().is_root() {
                 access::secure_data_dir(data_dir).unwrap_or_else(|e| {
-                    Some(format!(
-                        "{}: cannot set its modes: {e}",
-                        data_dir.display()
-                    ))
+                    Some(format!("{}: cannot set its modes: {e}", data_dir.display()))
                 })
             } else {
                 access::blocked_ancestor(data_dir)

@@ -96,9 +96,13 @@ pub fn deny_filter() -> Result<BpfProgram, String> {
     let clone_rules = CLONE_NEW_FLAGS
         .iter()
         .map(|flag| {
-            let cond =
-                SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(*flag), *flag)
-                    .map_err(|e| e.to_string())?;
+            let cond = SeccompCondition::new(
+                0,
+                SeccompCmpArgLen::Qword,
+                SeccompCmpOp::MaskedEq(*flag),
+                *flag,
+            )
+            .map_err(|e| e.to_string())?;
             SeccompRule::new(vec![cond]).map_err(|e| e.to_string())
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -130,7 +134,8 @@ pub fn clone3_filter() -> Result<BpfProgram, String> {
 pub fn install() -> Result<(), String> {
     let deny = deny_filter()?;
     let clone3 = clone3_filter()?;
-    seccompiler::apply_filter(&clone3).map_err(|e| format!("installing the seccomp filter: {e}"))?;
+    seccompiler::apply_filter(&clone3)
+        .map_err(|e| format!("installing the seccomp filter: {e}"))?;
     seccompiler::apply_filter(&deny).map_err(|e| format!("installing the seccomp filter: {e}"))
 }
 

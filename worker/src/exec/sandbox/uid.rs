@@ -95,7 +95,8 @@ pub fn become_uid(uid: u32) -> Result<(), String> {
     let gid = Gid::from_raw(uid);
     rustix::thread::set_thread_groups(&[]).map_err(|e| format!("setgroups([]): {e}"))?;
     rustix::thread::set_thread_gid(gid).map_err(|e| format!("setgid({uid}): {e}"))?;
-    rustix::thread::set_thread_uid(Uid::from_raw(uid)).map_err(|e| format!("setuid({uid}): {e}"))?;
+    rustix::thread::set_thread_uid(Uid::from_raw(uid))
+        .map_err(|e| format!("setuid({uid}): {e}"))?;
     if rustix::process::getuid().as_raw() != uid
         || rustix::process::geteuid().as_raw() != uid
         || rustix::process::getgid().as_raw() != uid
@@ -150,7 +151,10 @@ pub fn hand_over(task_dir: &Path, writable: &[&Path], uid: u32) -> std::io::Resu
 /// by root again, 0700, so nothing the script left can be followed by the worker's later writes
 /// (the worker also removes a file before writing it).
 pub fn take_back(task_dir: &Path) -> std::io::Result<()> {
-    if std::fs::symlink_metadata(task_dir)?.file_type().is_symlink() {
+    if std::fs::symlink_metadata(task_dir)?
+        .file_type()
+        .is_symlink()
+    {
         return Err(std::io::Error::other(format!(
             "{} is a symbolic link",
             task_dir.display()
