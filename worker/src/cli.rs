@@ -44,6 +44,9 @@ pub enum Command {
     SandboxReap {
         /// The task uid.
         uid: u32,
+        /// Also delete what the uid left in /tmp, /var/tmp and /dev/shm.
+        #[arg(long)]
+        clean_tmp: bool,
     },
     /// Configuration tools.
     Config {
@@ -112,7 +115,9 @@ pub enum ChainAction {
 pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Exec { task_dir } => Ok(crate::exec::child_main(&task_dir)),
-        Command::SandboxReap { uid } => Ok(crate::exec::sandbox::reap_main(uid)),
+        Command::SandboxReap { uid, clean_tmp } => {
+            Ok(crate::exec::sandbox::reap_main(uid, clean_tmp))
+        }
         Command::Config {
             action: ConfigAction::Check { config, json },
         } => {

@@ -5,7 +5,7 @@
 //! the data directory, a `setsid` daemon, the guest agent's socket and `GetKey`) and the kernel
 //! escapes the seccomp filter refuses (ptrace, mounts, namespaces, keyrings, ...). Every attempt
 //! must fail with its specific error, the task must end cleanly, the worker keep serving, and no
-//! process of the task's uid survive it.
+//! process of the task's uid (nor a file it left in /tmp or /dev/shm) survive it.
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt as _;
 use std::sync::Arc;
@@ -240,6 +240,12 @@ async fn a_hostile_script_escapes_nothing_and_leaves_nothing_running() {
         Vec::<String>::new(),
         "processes of uid {uid} survived"
     );
+    let leftovers = report["leftovers"].as_array().unwrap();
+    assert!(!leftovers.is_empty(), "{report}");
+    for path in leftovers {
+        let path = path.as_str().unwrap();
+        assert!(!std::path::Path::new(path).exists(), "{path} outlived the task");
+    }
 
     // The worker keeps serving.
     let health = stack.http.get(stack.url("/healthz")).send().await.unwrap();

@@ -26,8 +26,9 @@
 //!
 //! Limits: [`ExecLimits::timeout`] kills the child's whole process group; [`ExecLimits::memory_limit_bytes`]
 //! caps the child's data segment (`RLIMIT_DATA`: private writable memory, which is what tensors and
-//! Python objects take), set on the child right after it starts, so a runaway allocation fails with a
-//! `MemoryError` the customer can read. `RLIMIT_AS` is not used: the worker built with the `torch`
+//! Python objects take; the pipeline's default is [`sandbox::default_memory_limit`], 3/4 of the
+//! machine's memory), set by the child on itself before it drops to the task uid
+//! ([`sandbox::ChildPlan`]), so a runaway allocation fails with a `MemoryError` the customer can read. `RLIMIT_AS` is not used: the worker built with the `torch`
 //! feature crashes at start under an address-space cap (libtorch maps large read-only and reserved
 //! ranges; CUDA reserves more). Whether `RLIMIT_DATA` coexists with CUDA was not checked (no GPU here).
 //! A child killed by `SIGKILL` that the parent did not send is reported as [`ExecError::OutOfMemory`]
@@ -290,13 +291,11 @@ async fn supervise(
 ) -> Result<ExecOutcome, ExecError> {
     write_spec(task_dir, spec).map_err(ExecError::Spawn)?;
     let (reader, writer) = std::io::pipe().map_err(ExecError::Spawn)?;
-    let mut child = start_child(worker_exe, task_dir, spec, jail, writer)?;
+    let plan = jail.plan(limits.memory_limit_bytes);
+    let mut child = start_child(worker_exe, task_dir, spec, &plan, jail, writer)?;
     let pid = child
         .id()
         .and_then(|id| rustix::process::Pid::from_raw(id as i32));
-    if let (Some(limit), Some(pid)) = (limits.memory_limit_bytes, pid) {
-        limit_memory(pid, limit)?;
-    }
     if let Some(seal) = &spec.seal {
         send_key(&mut child, pid, seal).await?;
     }
@@ -356,10 +355,11 @@ fn start_child(
     worker_exe: &Path,
     task_dir: &Path,
     spec: &ExecSpec,
+    plan: &sandbox::ChildPlan,
     jail: &sandbox::Jail,
     writer: std::io::PipeWriter,
 ) -> Result<tokio::process::Child, ExecError> {
-    let plan = serde_json::to_string(jail.plan()).map_err(|e| ExecError::Sandbox(e.to_string()))?;
+    let plan = serde_json::to_string(plan).map_err(|e| ExecError::Sandbox(e.to_string()))?;
     let mut cmd = tokio::process::Command::new(worker_exe);
     cmd.arg("exec")
         .arg(task_dir)
@@ -387,19 +387,6 @@ fn start_child(
         spawned
     };
     spawned.map_err(ExecError::Spawn)
-}
-
-/// Caps the child's data segment at `limit` bytes (`RLIMIT_DATA`); kills it if that fails.
-fn limit_memory(pid: rustix::process::Pid, limit: u64) -> Result<(), ExecError> {
-    let rlimit = rustix::process::Rlimit {
-        current: Some(limit),
-        maximum: Some(limit),
-    };
-    if let Err(e) = rustix::process::prlimit(Some(pid), rustix::process::Resource::Data, rlimit) {
-        kill_group(pid);
-        return Err(ExecError::Spawn(e.into()));
-    }
-    Ok(())
 }
 
 /// Writes the model key to the child's stdin (one hex line, zeroized after) and closes it; kills

@@ -237,6 +237,19 @@ if os.fork() == 0:
 os.close(w)
 report["daemon_pid"] = int(os.read(r, 32) or b"0")
 
+# Files left in the shared temporary directories for a later task (of any uid) to read.
+leftovers = []
+for d in ("/tmp", "/dev/shm"):
+    path = os.path.join(d, f"sealtune-hostile-{os.getuid()}-{os.getpid()}")
+    try:
+        with open(path, "w") as f:
+            f.write("left for the next task")
+        os.chmod(path, 0o644)
+        leftovers.append(path)
+    except OSError:
+        pass
+report["leftovers"] = leftovers
+
 # Extra layer (network namespace): the worker's own HTTP port on loopback.
 extras = {}
 try:

@@ -253,6 +253,7 @@ impl Sandbox {
             seccomp: self.report.stands(Layer::Seccomp),
             no_new_privs: self.report.stands(Layer::NoNewPrivs),
             network_namespace: self.report.stands(Layer::NetworkNamespace),
+            memory_limit_bytes: None,
         };
         Ok(Jail {
             plan,
@@ -276,9 +277,12 @@ impl Jail {
         self.plan.uid
     }
 
-    /// What the child applies to itself.
-    pub fn plan(&self) -> &ChildPlan {
-        &self.plan
+    /// What the child applies to itself, with the run's memory limit.
+    pub fn plan(&self, memory_limit_bytes: Option<u64>) -> ChildPlan {
+        ChildPlan {
+            memory_limit_bytes,
+            ..self.plan.clone()
+        }
     }
 
     /// The script's environment, from the worker's.
@@ -303,7 +307,7 @@ impl Jail {
             }
             return Ok(dataset.to_path_buf());
         };
-        uid::reap(worker_exe, uid).await?;
+        uid::reap(worker_exe, uid, true).await?;
         let staged = if dataset.starts_with(task_dir) {
             dataset.to_path_buf()
         } else {
@@ -318,18 +322,26 @@ impl Jail {
     /// Kills every process of the task uid (nothing without one).
     pub async fn kill_all(&self, worker_exe: &Path) -> Result<(), String> {
         match self.plan.uid {
-            Some(uid) => uid::reap(worker_exe, uid).await,
+            Some(uid) => uid::reap(worker_exe, uid, false).await,
             None => Ok(()),
         }
     }
 
-    /// After the run: kills every process of the uid and takes the task directory back.
+    /// After the run: kills every process of the uid, takes the task directory back, deletes what
+    /// the uid left in the shared temporary directories, and the script's `HOME` and `TMPDIR`
+    /// (scratch that may hold plaintext the script left there).
     pub async fn after_run(&self, worker_exe: &Path, task_dir: &Path) -> Result<(), String> {
-        let Some(uid) = self.plan.uid else {
-            return Ok(());
-        };
-        uid::reap(worker_exe, uid).await?;
-        uid::take_back(task_dir).map_err(|e| format!("taking {} back: {e}", task_dir.display()))
+        if let Some(uid) = self.plan.uid {
+            uid::reap(worker_exe, uid, false).await?;
+            uid::take_back(task_dir)
+                .map_err(|e| format!("taking {} back: {e}", task_dir.display()))?;
+            uid::reap(worker_exe, uid, true).await?;
+        }
+        for sub in [env::HOME_DIR, env::TMP_DIR] {
+            uid::remove_any(&task_dir.join(sub))
+                .map_err(|e| format!("removing the script's {sub} directory: {e}"))?;
+        }
+        Ok(())
     }
 
     /// Whether a uid is leased (for tests and logs).
@@ -349,6 +361,10 @@ pub struct ChildPlan {
     pub no_new_privs: bool,
     /// Enter a fresh network namespace (as root, before the uid switch).
     pub network_namespace: bool,
+    /// Cap the data segment (`RLIMIT_DATA`) at this many bytes, set by the child on itself before
+    /// the uid switch (lowering a limit needs no privilege, unlike the parent's `prlimit` on a child
+    /// that already switched uid, which needs `CAP_SYS_RESOURCE`: not in a default Docker container).
+    pub memory_limit_bytes: Option<u64>,
 }
 
 impl ChildPlan {
@@ -364,10 +380,18 @@ impl ChildPlan {
     }
 }
 
-/// Child side: applies `plan` to this (single-threaded) process, in order: network namespace (as
-/// root), uid switch, `no_new_privs`, seccomp. Any step that fails fails the task: a listed wall
-/// never silently falls.
+/// Child side: applies `plan` to this (single-threaded) process, in order: memory limit, network
+/// namespace (as root), uid switch, `no_new_privs`, seccomp. Any step that fails fails the task: a
+/// listed wall never silently falls.
 pub fn enter(plan: &ChildPlan) -> Result<(), String> {
+    if let Some(limit) = plan.memory_limit_bytes {
+        let rlimit = rustix::process::Rlimit {
+            current: Some(limit),
+            maximum: Some(limit),
+        };
+        rustix::process::setrlimit(rustix::process::Resource::Data, rlimit)
+            .map_err(|e| format!("setting RLIMIT_DATA to {limit} bytes: {e}"))?;
+    }
     if plan.network_namespace {
         // SAFETY: unshare(CLONE_NEWNET) takes no pointers; the process is single-threaded here and
         // only its network namespace changes (no file-descriptor-table or fs-struct sharing is

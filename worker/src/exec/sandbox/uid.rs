@@ -50,13 +50,19 @@ pub fn lease(base: u32, count: u32) -> Result<UidLease, String> {
     ))
 }
 
-/// `sealtune-worker sandbox-reap <uid>` (started by the worker, not by hand): becomes `uid` and
-/// sends `SIGKILL` to every process it may signal, i.e. every process of that uid, until none is
-/// left. Runs before any thread exists, so the raw per-thread `setuid` drops the whole process.
+/// The shared writable directories where a task uid can leave files behind.
+pub const SHARED_TMP_DIRS: &[&str] = &["/tmp", "/var/tmp", "/dev/shm"];
+
+/// `sealtune-worker sandbox-reap <uid> [--clean-tmp]` (started by the worker, not by hand): becomes
+/// `uid`, sends `SIGKILL` to every process it may signal, i.e. every process of that uid, until none
+/// is left; with `clean_tmp` then deletes what the uid left in [`SHARED_TMP_DIRS`] (neither another
+/// task nor the next one leased the same uid may find it; call it only while the uid owns no task
+/// directory, which could lie there). Runs before any thread exists, so the raw per-thread `setuid`
+/// drops the whole process.
 ///
 /// Exit status: 0 done, 1 could not become `uid` or signal.
-pub fn reap_main(uid: u32) -> std::process::ExitCode {
-    match reap_as(uid) {
+pub fn reap_main(uid: u32, clean_tmp: bool) -> std::process::ExitCode {
+    match reap_as(uid, clean_tmp) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sealtune-worker sandbox-reap: {e}");
@@ -65,11 +71,34 @@ pub fn reap_main(uid: u32) -> std::process::ExitCode {
     }
 }
 
-fn reap_as(uid: u32) -> Result<(), String> {
+fn reap_as(uid: u32, clean_tmp: bool) -> Result<(), String> {
     if uid == 0 {
         return Err("refusing to reap uid 0".into());
     }
     become_uid(uid)?;
+    kill_all_of_self_uid(uid)?;
+    if clean_tmp {
+        for dir in SHARED_TMP_DIRS {
+            remove_owned_entries(Path::new(dir), uid);
+        }
+    }
+    Ok(())
+}
+
+/// Removes the entries of `dir` owned by `uid` (with their trees); errors are skipped.
+fn remove_owned_entries(dir: &Path, uid: u32) {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.metadata().is_ok_and(|m| m.uid() == uid) {
+            let _ = remove_any(&entry.path());
+        }
+    }
+}
+
+fn kill_all_of_self_uid(uid: u32) -> Result<(), String> {
     for _ in 0..20 {
         // SAFETY: kill(2) with pid -1 takes no pointers; as an unprivileged uid it reaches exactly
         // the processes of that uid (never this one).
@@ -110,11 +139,14 @@ pub fn become_uid(uid: u32) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs `sealtune-worker sandbox-reap <uid>` and waits for it.
-pub async fn reap(worker_exe: &Path, uid: u32) -> Result<(), String> {
-    let status = tokio::process::Command::new(worker_exe)
-        .arg("sandbox-reap")
-        .arg(uid.to_string())
+/// Runs `sealtune-worker sandbox-reap <uid> [--clean-tmp]` and waits for it.
+pub async fn reap(worker_exe: &Path, uid: u32, clean_tmp: bool) -> Result<(), String> {
+    let mut cmd = tokio::process::Command::new(worker_exe);
+    cmd.arg("sandbox-reap").arg(uid.to_string());
+    if clean_tmp {
+        cmd.arg("--clean-tmp");
+    }
+    let status = cmd
         .env_clear()
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
