@@ -244,7 +244,10 @@ async fn a_hostile_script_escapes_nothing_and_leaves_nothing_running() {
     assert!(!leftovers.is_empty(), "{report}");
     for path in leftovers {
         let path = path.as_str().unwrap();
-        assert!(!std::path::Path::new(path).exists(), "{path} outlived the task");
+        assert!(
+            !std::path::Path::new(path).exists(),
+            "{path} outlived the task"
+        );
     }
 
     // The worker keeps serving.

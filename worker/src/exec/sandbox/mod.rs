@@ -258,7 +258,7 @@ impl Sandbox {
         Ok(Jail {
             plan,
             env_allow: self.config.env_allow.clone(),
-            lease,
+            _lease: lease,
         })
     }
 }
@@ -268,7 +268,8 @@ impl Sandbox {
 pub struct Jail {
     plan: ChildPlan,
     env_allow: Vec<String>,
-    lease: Option<uid::UidLease>,
+    /// Held for the run: the uid is free again when the jail drops.
+    _lease: Option<uid::UidLease>,
 }
 
 impl Jail {
@@ -342,11 +343,6 @@ impl Jail {
                 .map_err(|e| format!("removing the script's {sub} directory: {e}"))?;
         }
         Ok(())
-    }
-
-    /// Whether a uid is leased (for tests and logs).
-    pub fn has_lease(&self) -> bool {
-        self.lease.is_some()
     }
 }
 
