@@ -120,54 +120,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Config {
             action: ConfigAction::Check { config, json },
-        } => {
-            init_tracing();
-            let cfg = Config::load(&config, &env_map())?;
-            let mut problems = cfg.check();
-            problems.extend(cfg.sandbox.problems());
-            let sandbox = Sandbox::detect(&cfg.sandbox, &RuntimeNeeds::from_config(&cfg));
-            if cfg.attestation.source != SourceKind::Dev {
-                problems.extend(
-                    sandbox
-                        .report()
-                        .missing_core()
-                        .into_iter()
-                        .map(|m| format!("sandbox core layer missing: {m}")),
-                );
-            }
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({
-                        "ok": problems.is_empty(),
-                        "problems": problems,
-                        "config": cfg,
-                        "sandbox": sandbox.report(),
-                    }))?
-                );
-            } else {
-                if problems.is_empty() {
-                    println!(
-                        "config {} is valid ({} models)",
-                        config.display(),
-                        cfg.service.models.len()
-                    );
-                } else {
-                    for p in &problems {
-                        eprintln!("✗ {p}");
-                    }
-                }
-                println!("training sandbox:");
-                for line in sandbox.report().lines() {
-                    println!("  {line}");
-                }
-            }
-            Ok(if problems.is_empty() {
-                std::process::ExitCode::SUCCESS
-            } else {
-                std::process::ExitCode::from(1)
-            })
-        }
+        } => config_check(config, json),
         Command::Serve { config } => {
             init_tracing();
             let rt = tokio::runtime::Runtime::new()?;
@@ -180,6 +133,62 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
     }
+}
+
+/// `config check`: the config's problems, the training sandbox's layers (a missing core layer, or a
+/// config file that shows the wallet key to task uids, is a problem unless the source is `dev`).
+fn config_check(config: PathBuf, json: bool) -> anyhow::Result<std::process::ExitCode> {
+    init_tracing();
+    let cfg = Config::load(&config, &env_map())?;
+    let mut problems = cfg.check();
+    problems.extend(cfg.sandbox.problems());
+    let sandbox = Sandbox::detect(&cfg.sandbox, &RuntimeNeeds::from_config(&cfg));
+    let exposed = crate::exec::sandbox::access::config_exposes_key(&config);
+    if cfg.attestation.source != SourceKind::Dev {
+        problems.extend(exposed.clone());
+        problems.extend(
+            sandbox
+                .report()
+                .missing_core()
+                .into_iter()
+                .map(|m| format!("sandbox core layer missing: {m}")),
+        );
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "ok": problems.is_empty(),
+                "problems": problems,
+                "config": cfg,
+                "sandbox": sandbox.report(),
+            }))?
+        );
+    } else {
+        if problems.is_empty() {
+            println!(
+                "config {} is valid ({} models)",
+                config.display(),
+                cfg.service.models.len()
+            );
+        } else {
+            for p in &problems {
+                eprintln!("✗ {p}");
+            }
+        }
+        if let (Some(why), SourceKind::Dev) = (&exposed, cfg.attestation.source) {
+            eprintln!("⚠ {why}");
+        }
+        println!("training sandbox:");
+        for line in sandbox.report().lines() {
+            println!("  {line}");
+        }
+    }
+    Ok(if problems.is_empty() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    })
 }
 
 fn env_map() -> BTreeMap<String, String> {
@@ -300,6 +309,10 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     record_signer(&store, &attest).await?;
     let files = crate::storage::Store::open(&config.storage, &config.data_dir)?;
     let sandbox = start_sandbox(&config, attest.is_dev())?;
+    if let Some(why) = crate::exec::sandbox::access::config_exposes_key(&config_path) {
+        anyhow::ensure!(attest.is_dev(), "{why}");
+        tracing::warn!("{why}");
+    }
     let chain = register(&config, attest.signer()).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

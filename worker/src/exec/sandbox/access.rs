@@ -65,6 +65,21 @@ pub fn blocked_ancestor(path: &Path) -> Option<String> {
     None
 }
 
+/// Why the config file at `path` exposes the wallet key to task uids: it holds `private_key` (or
+/// 0G's `privateKeys`) and others can read it. `None` when it holds no key or only its owner can.
+pub fn config_exposes_key(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let doc: toml::Table = text.parse().ok()?;
+    let holds_key = doc.contains_key("private_key") || doc.contains_key("privateKeys");
+    if !holds_key || unreadable("the config file", path).is_some() {
+        return None;
+    }
+    Some(format!(
+        "the config file {} holds the wallet key and a training script's uid can read it: chmod 600 it, or pass the key as SEALTUNE_PRIVATE_KEY",
+        path.display()
+    ))
+}
+
 /// Lays the data directory out for task uids: the directory itself 0711 (traversable, not
 /// listable), [`SHARED_DATA_ENTRIES`] created and 0711, every other top-level entry private.
 /// Returns what still blocks a task uid (an ancestor of the data directory), if anything.
@@ -119,6 +134,21 @@ mod tests {
             why.contains("mode 0600") && why.contains("chmod o+r"),
             "{why}"
         );
+    }
+
+    #[test]
+    fn a_readable_config_holding_the_wallet_key_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().join("worker.toml");
+        std::fs::write(&path, "private_key = \"0x01\"\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(config_exposes_key(&path).unwrap().contains("chmod 600"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(config_exposes_key(&path), None);
+        std::fs::write(&path, "listen = \"0.0.0.0:1\"\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(config_exposes_key(&path), None);
     }
 
     #[test]
