@@ -157,14 +157,7 @@ async fn run_child(
 ) -> Result<(), exec::ExecError> {
     let limits = ExecLimits {
         timeout: worker.config.limits.training_timeout.0,
-        memory_limit_bytes: Some(
-            worker
-                .config
-                .limits
-                .executor_memory_bytes
-                .unwrap_or_else(exec::sandbox::default_memory_limit),
-        )
-        .filter(|b| *b > 0),
+        memory_limit_bytes: exec::sandbox::memory_limit(&worker.config.limits),
     };
     let jail = worker.sandbox.jail().map_err(exec::ExecError::Sandbox)?;
     worker

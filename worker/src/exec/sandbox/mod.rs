@@ -134,6 +134,17 @@ pub fn default_memory_limit() -> u64 {
     total_kib.saturating_mul(1024) / 4 * 3
 }
 
+/// The memory limit of every training run: `limits.executor_memory_bytes`, else
+/// [`default_memory_limit`]; `None` when that is 0.
+pub fn memory_limit(limits: &crate::config::Limits) -> Option<u64> {
+    Some(
+        limits
+            .executor_memory_bytes
+            .unwrap_or_else(default_memory_limit),
+    )
+    .filter(|b| *b > 0)
+}
+
 /// What a training child must read as its task uid: the interpreter's standard library, the venv,
 /// each model's script and weights; and the data directory it must traverse.
 #[derive(Debug, Clone, Default)]
@@ -179,10 +190,7 @@ impl RuntimeNeeds {
             read,
             data_dir: Some(config.data_dir.clone()),
             lay_out_data_dir: false,
-            memory_limit_bytes: config
-                .limits
-                .executor_memory_bytes
-                .unwrap_or_else(default_memory_limit),
+            memory_limit_bytes: memory_limit(&config.limits).unwrap_or(0),
         }
     }
 }
