@@ -3,6 +3,9 @@
 //! the customer's HTTP calls against it (upload, create, get, wait, download), signed as anvil's dev
 //! accounts. The provider is dev account 1, the owner 0; tests use 2 and 3 as customers.
 //!
+//! The stack's directory is laid out for the worker's training sandbox ([`sandbox_ready_tempdir`]):
+//! a task uid can traverse it to the data directory and read the scripts, not the config.
+//!
 //! Cargo gives the worker binary's path (`CARGO_BIN_EXE_sealtune-worker`) only to the worker crate's
 //! own tests and benches, so it is a parameter: `Stack::start(env!("CARGO_BIN_EXE_sealtune-worker"), opts)`.
 
@@ -155,13 +158,13 @@ impl Stack {
         )
         .await
         .unwrap_or_else(|e| panic!("deploy: {e}"));
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let dir = sandbox_ready_tempdir();
         let script = dir.path().join("quick_train.py");
         std::fs::write(&script, QUICK_SCRIPT).unwrap_or_else(|e| panic!("quick script: {e}"));
         let port = free_port();
         let config = worker_config(&anvil, &deployment, &dir, port, &opts);
         let config_path = dir.path().join("worker.toml");
-        std::fs::write(&config_path, config).unwrap_or_else(|e| panic!("worker.toml: {e}"));
+        write_private(&config_path, &config);
         let mut stack = Stack {
             anvil,
             deployment,
@@ -323,6 +326,31 @@ impl Stack {
     }
 }
 
+/// A temporary directory laid out as the worker's training sandbox needs it: traversable by a task
+/// uid (0711, not listable), so the data directory inside it and the scripts in it (0644) can be
+/// reached, while the worker's config in it stays private ([`write_private`]).
+pub fn sandbox_ready_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", dir.path().display()));
+    dir
+}
+
+/// Writes `text` to `path`, readable by its owner only (0600): the worker's config holds its wallet key.
+pub fn write_private(path: &std::path::Path, text: &str) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
 fn worker_config(
     anvil: &Anvil,
     deployment: &Deployment,
@@ -360,6 +388,9 @@ queue_size = {queue}
 max_upload_bytes = {upload}
 training_timeout = "{train}"
 {extra_limits}
+
+[sandbox]
+env_allow = ["QUICK_SCRIPT_MODE", "QUICK_SCRIPT_MODE_FILE"]
 
 [attestation]
 source = "dev"

@@ -126,6 +126,8 @@ pub struct Worker {
     pub metrics: Metrics,
     /// This binary (for `exec` children).
     pub exe: PathBuf,
+    /// The training sandbox, as detected at start.
+    pub sandbox: crate::exec::sandbox::Sandbox,
     /// Test crash points.
     pub crash: CrashPoints,
     /// Download rate limiter: (user, minute) → count.

@@ -10,8 +10,10 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{CrashPoints, SystemClock, Worker};
+use crate::attest::SourceKind;
 use crate::chain::{Chain, QuotaSpec, ServiceSpec};
 use crate::config::Config;
+use crate::exec::sandbox::{RuntimeNeeds, Sandbox};
 
 /// sealtune-worker: the confidential fine-tuning provider service for the 0G Compute Network.
 #[derive(Parser, Debug)]
@@ -36,6 +38,15 @@ pub enum Command {
     Exec {
         /// The task directory holding exec.json.
         task_dir: PathBuf,
+    },
+    /// Kills every process of a task uid (started by `serve`, not by hand).
+    #[command(hide = true)]
+    SandboxReap {
+        /// The task uid.
+        uid: u32,
+        /// Also delete what the uid left in /tmp, /var/tmp and /dev/shm.
+        #[arg(long)]
+        clean_tmp: bool,
     },
     /// Configuration tools.
     Config {
@@ -104,58 +115,12 @@ pub enum ChainAction {
 pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Exec { task_dir } => Ok(crate::exec::child_main(&task_dir)),
+        Command::SandboxReap { uid, clean_tmp } => {
+            Ok(crate::exec::sandbox::reap_main(uid, clean_tmp))
+        }
         Command::Config {
             action: ConfigAction::Check { config, json },
-        } => {
-            init_tracing();
-            let mut cfg = Config::load(&config, &env_map())?;
-            let mut problems = cfg.check();
-            let measured = match crate::measured::measure(
-                &mut cfg,
-                &config,
-                crate::measured::Mode::Check,
-                Vec::new(),
-            ) {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    // A missing file is already among the problems; say it once.
-                    let text = e.to_string();
-                    let shown = e.path().map(|p| p.display().to_string());
-                    if !shown.is_some_and(|p| problems.iter().any(|q| q.contains(&p))) {
-                        problems.push(text);
-                    }
-                    None
-                }
-            };
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({
-                        "ok": problems.is_empty(),
-                        "problems": problems,
-                        "config": cfg,
-                        "config_hash": measured.as_ref().map(|m| m.hash),
-                        "config_document": measured.as_ref().map(|m| &m.document),
-                    }))?
-                );
-            } else if problems.is_empty() {
-                println!(
-                    "config {} is valid ({} models); config hash {}",
-                    config.display(),
-                    cfg.service.models.len(),
-                    measured.map(|m| m.hash.to_string()).unwrap_or_default()
-                );
-            } else {
-                for p in &problems {
-                    eprintln!("✗ {p}");
-                }
-            }
-            Ok(if problems.is_empty() {
-                std::process::ExitCode::SUCCESS
-            } else {
-                std::process::ExitCode::from(1)
-            })
-        }
+        } => config_check(config, json),
         Command::Serve { config } => {
             init_tracing();
             let rt = tokio::runtime::Runtime::new()?;
@@ -168,6 +133,84 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
     }
+}
+
+/// `config check`: the config's problems, the training sandbox's layers (a missing core layer, or a
+/// config file that shows the wallet key to task uids, is a problem unless the source is `dev`).
+fn config_check(config: PathBuf, json: bool) -> anyhow::Result<std::process::ExitCode> {
+    init_tracing();
+    let mut cfg = Config::load(&config, &env_map())?;
+    let mut problems = cfg.check();
+    problems.extend(cfg.sandbox.problems());
+    let sandbox = Sandbox::detect(&cfg.sandbox, &RuntimeNeeds::from_config(&cfg));
+    let measured = match crate::measured::measure(
+        &mut cfg,
+        &config,
+        crate::measured::Mode::Check,
+        sandbox.report().walls(),
+    ) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            // A missing file is already among the problems; say it once.
+            let shown = e.path().map(|p| p.display().to_string());
+            if !shown.is_some_and(|p| problems.iter().any(|q| q.contains(&p))) {
+                problems.push(e.to_string());
+            }
+            None
+        }
+    };
+    let exposed = crate::exec::sandbox::access::config_exposes_key(&config);
+    if cfg.attestation.source != SourceKind::Dev {
+        problems.extend(exposed.clone());
+        problems.extend(
+            sandbox
+                .report()
+                .missing_core()
+                .into_iter()
+                .map(|m| format!("sandbox core layer missing: {m}")),
+        );
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "ok": problems.is_empty(),
+                "problems": problems,
+                "config": cfg,
+                "sandbox": sandbox.report(),
+                "config_hash": measured.as_ref().map(|m| m.hash),
+                "config_document": measured.as_ref().map(|m| &m.document),
+            }))?
+        );
+    } else {
+        if problems.is_empty() {
+            println!(
+                "config {} is valid ({} models); config hash {}",
+                config.display(),
+                cfg.service.models.len(),
+                measured
+                    .as_ref()
+                    .map(|m| m.hash.to_string())
+                    .unwrap_or_default()
+            );
+        } else {
+            for p in &problems {
+                eprintln!("✗ {p}");
+            }
+        }
+        if let (Some(why), SourceKind::Dev) = (&exposed, cfg.attestation.source) {
+            eprintln!("⚠ {why}");
+        }
+        println!("training sandbox:");
+        for line in sandbox.report().lines() {
+            println!("  {line}");
+        }
+    }
+    Ok(if problems.is_empty() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    })
 }
 
 fn env_map() -> BTreeMap<String, String> {
@@ -272,6 +315,10 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     let mut config = Config::load(&config_path, &env_map())?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    // Measured first: the sandbox checks that the task uid can read what the (rewritten) config
+    // points at, the measured copies. The data directory's files exist before the sandbox lays it
+    // out. The sandbox's walls are part of the measured config, whose hash the TEE signer's key
+    // path takes.
     let started = std::time::Instant::now();
     let measured = crate::measured::measure(
         &mut config,
@@ -279,6 +326,10 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         crate::measured::Mode::Keep,
         Vec::new(),
     )?;
+    let store = crate::store::Store::open(&config.data_dir.join("worker.sqlite")).await?;
+    let files = crate::storage::Store::open(&config.storage, &config.data_dir)?;
+    let sandbox = start_sandbox(&config, config.attestation.source == SourceKind::Dev)?;
+    let measured = measured.with_walls(sandbox.report().walls());
     tracing::info!(
         config_hash = %measured.hash,
         seconds = started.elapsed().as_secs_f64(),
@@ -298,8 +349,11 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
             "INSECURE DEV ATTESTATION: this worker has no TDX quote; every verifier rejects it unless told --allow-dev-quote. Never use it with real customers."
         );
     }
-    let store = crate::store::Store::open(&config.data_dir.join("worker.sqlite")).await?;
     record_signer(&store, &attest).await?;
+    if let Some(why) = crate::exec::sandbox::access::config_exposes_key(&config_path) {
+        anyhow::ensure!(attest.is_dev(), "{why}");
+        tracing::warn!("{why}");
+    }
     let chain = register(&config, attest.signer()).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -307,7 +361,7 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     tracing::info!(listen = %listener.local_addr()?, provider = %chain.address, tee_signer = %attest.signer(), "sealtune-worker serving");
 
     let worker = Arc::new(Worker {
-        files: crate::storage::Store::open(&config.storage, &config.data_dir)?,
+        files,
         config,
         store,
         chain,
@@ -318,10 +372,39 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         running: Default::default(),
         metrics: Default::default(),
         exe: std::env::current_exe()?,
+        sandbox,
         crash,
         downloads: Default::default(),
     });
     serve_until_shutdown(worker, listener).await
+}
+
+/// Detects the training sandbox's layers (after every file of the data directory exists, so that
+/// laying it out reaches them all) and logs them; a missing core layer stops the start unless the
+/// attestation source is `dev`, which only warns.
+fn start_sandbox(config: &Config, dev: bool) -> anyhow::Result<Sandbox> {
+    if let Some(p) = config.sandbox.problems().first() {
+        anyhow::bail!("{p}");
+    }
+    let needs = RuntimeNeeds {
+        lay_out_data_dir: true,
+        ..RuntimeNeeds::from_config(config)
+    };
+    let sandbox = Sandbox::detect(&config.sandbox, &needs);
+    for line in sandbox.report().lines() {
+        tracing::info!("training sandbox: {line}");
+    }
+    let missing = sandbox.report().missing_core();
+    if !missing.is_empty() {
+        if !dev {
+            sandbox.report().require_core()?;
+        }
+        tracing::warn!(
+            "INSECURE TRAINING SANDBOX: core layers are missing ({}); tolerated only because the attestation source is dev",
+            missing.join("; ")
+        );
+    }
+    Ok(sandbox)
 }
 
 /// Records this worker's TEE signer; when it changed since the last start, says so in the log of

@@ -188,6 +188,9 @@ pub struct Config {
     /// resolving elsewhere (symlinks followed), into the data directory or at this file is refused.
     #[serde(default)]
     pub asset_roots: Vec<PathBuf>,
+    /// The training sandbox (per-task uids, environment allowlist, network).
+    #[serde(default)]
+    pub sandbox: crate::exec::sandbox::SandboxConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -282,7 +285,8 @@ pub struct Limits {
     /// Longest training run (default 24 h).
     #[serde(default = "d_train")]
     pub training_timeout: Span,
-    /// Memory limit of the executor child in bytes (default none).
+    /// Memory limit of the executor child in bytes (`RLIMIT_DATA`; default 3/4 of the machine's
+    /// memory, see `exec::sandbox::default_memory_limit`).
     #[serde(default)]
     pub executor_memory_bytes: Option<u64>,
     /// Largest dataset upload (default 100 MiB, as 0G).

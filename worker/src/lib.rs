@@ -2,8 +2,9 @@
 //!
 //! The provider service that runs inside a TDX confidential VM: HTTP API ([`api`]), task store
 //! ([`store`], SQLite), pipeline ([`pipeline`]: setup → execute → finalize → settle → retention),
-//! executor ([`exec`], embedded CPython in a child process), chain client ([`chain`]), storage
-//! ([`storage`]) and attestation ([`attest`]). [`cli`] is the command line; [`config`] the file.
+//! executor ([`exec`], embedded CPython in a sandboxed child process: per-task uid, seccomp, ...),
+//! chain client ([`chain`]), storage ([`storage`]) and attestation ([`attest`]). [`cli`] is the
+//! command line; [`config`] the file.
 #![deny(missing_docs)]
 
 pub mod api;

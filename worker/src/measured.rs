@@ -108,6 +108,16 @@ pub struct Measured {
     pub hash: B256,
 }
 
+impl Measured {
+    /// The same measurement with the sandbox's walls recorded (the walls are detected once the
+    /// configuration points at the measured copies the task uid must read); the hash follows.
+    pub fn with_walls(mut self, walls: Vec<Wall>) -> Measured {
+        self.document.sandbox = walls;
+        self.hash = self.document.hash();
+        self
+    }
+}
+
 /// Where assets may come from and where they may not.
 struct Rules {
     roots: Vec<PathBuf>,

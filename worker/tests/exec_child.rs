@@ -390,20 +390,11 @@ open(sealtune.task_context().output_dir / "ok", "w").write("ok")
 #[tokio::test]
 async fn the_memory_limit_turns_a_runaway_allocation_into_a_failure() {
     let task = Task::new("block = bytearray(8 << 30)\n", DATASET);
-    let (tx, _rx) = tokio::sync::mpsc::channel(1024);
     let limits = sealtune_worker::exec::ExecLimits {
         timeout: Duration::from_secs(120),
         memory_limit_bytes: Some(3 << 30),
     };
-    let result = sealtune_worker::exec::spawn(
-        std::path::Path::new(env!("CARGO_BIN_EXE_sealtune-worker")),
-        task.root(),
-        &task.spec,
-        &limits,
-        tx,
-        CancellationToken::new(),
-    )
-    .await;
+    let result = run_limited(&task, &limits).await;
     match result {
         Err(ExecError::ScriptFailed { reason }) => assert_eq!(reason, "MemoryError"),
         other => panic!("{other:?}"),

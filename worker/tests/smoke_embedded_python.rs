@@ -25,9 +25,18 @@ fn embedded_interpreter_imports_torch_transformers_and_peft_from_the_venv() {
             .unwrap();
         let sys = PyModule::import(py, "sys").unwrap();
         let version: String = sys.getattr("version").unwrap().extract().unwrap();
+        // The venv's own interpreter (scripts/setup picks it: as root one an unprivileged task uid
+        // can run, Debian's python3.11 rather than a pyenv build under /root), found through the rpath.
+        let venv_version = std::process::Command::new(venv().join("bin/python"))
+            .args(["-c", "import sys; print(sys.version)"])
+            .output()
+            .unwrap();
+        let venv_version = String::from_utf8_lossy(&venv_version.stdout)
+            .trim()
+            .to_owned();
         assert!(
-            version.starts_with("3.11.7"),
-            "expected the pyenv CPython 3.11.7 (rpath), got {version}"
+            version.starts_with("3.11") && version == venv_version,
+            "expected the venv's CPython ({venv_version}) through the rpath, got {version}"
         );
         let code = c"
 import torch, transformers, peft

@@ -79,6 +79,11 @@ impl EventPipe {
 /// --model_path, .., --config_path, .., --output_dir, ..]`, and emits `started`, then `finished` or
 /// `failed` (with the Python traceback's last line as the reason).
 ///
+/// Before it parses any customer byte (the dataset, the script), the child enters the sandbox its
+/// parent planned ([`super::sandbox::enter`]): it reads its spec and the model key as root, then drops
+/// to the task uid under `no_new_privs` and seccomp, and sets its parent-death signal again (a uid
+/// change clears it).
+///
 /// Exit status: 0 finished, 1 failed (reported), 2 could not even report (no event pipe).
 pub fn child_main(task_dir: &Path) -> ExitCode {
     if let Err(e) = die_with_parent() {
@@ -247,6 +252,10 @@ fn run(task_dir: &Path, pipe: &EventPipe) -> Result<OutputSummary, String> {
         Some(_) => Some(read_key()?),
         None => None,
     };
+    if let Some(plan) = super::sandbox::ChildPlan::from_env()? {
+        super::sandbox::enter(&plan).map_err(|e| format!("entering the sandbox: {e}"))?;
+        die_with_parent()?;
+    }
     pipe.send(&Event::Started {
         script: Some(spec.script.display().to_string()),
     });

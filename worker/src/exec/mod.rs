@@ -22,10 +22,16 @@
 //! the project venv's torch/transformers/peft. The `sealtune` module the script imports is the one
 //! compiled into the worker ([`sealtune_python::register_embedded`]), connected to the task.
 //!
+//! Sandbox: every run goes through a [`sandbox::Jail`] (cleared environment, per-task uid, seccomp,
+//! ...; see [`sandbox`]): the parent hands the task directory to the task's uid and takes it back,
+//! the child drops to that uid before it parses any customer byte, and when the run ends every
+//! process of that uid is killed.
+//!
 //! Limits: [`ExecLimits::timeout`] kills the child's whole process group; [`ExecLimits::memory_limit_bytes`]
 //! caps the child's data segment (`RLIMIT_DATA`: private writable memory, which is what tensors and
-//! Python objects take), set on the child right after it starts, so a runaway allocation fails with a
-//! `MemoryError` the customer can read. `RLIMIT_AS` is not used: the worker built with the `torch`
+//! Python objects take; the pipeline's default is [`sandbox::default_memory_limit`], 3/4 of the
+//! machine's memory), set by the child on itself before it drops to the task uid
+//! ([`sandbox::ChildPlan`]), so a runaway allocation fails with a `MemoryError` the customer can read. `RLIMIT_AS` is not used: the worker built with the `torch`
 //! feature crashes at start under an address-space cap (libtorch maps large read-only and reserved
 //! ranges; CUDA reserves more). Whether `RLIMIT_DATA` coexists with CUDA was not checked (no GPU here).
 //! A child killed by `SIGKILL` that the parent did not send is reported as [`ExecError::OutOfMemory`]
@@ -34,6 +40,7 @@
 mod child;
 mod leftover;
 mod prepare;
+pub mod sandbox;
 
 use std::io::Write as _;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -186,6 +193,10 @@ pub enum ExecError {
     /// The run took longer than the limit and was killed.
     #[error("training took longer than the limit of {} s and was stopped", .0.as_secs())]
     Timeout(Duration),
+    /// The sandbox could not be set up or taken down (the task directory could not be handed to the
+    /// task uid, or its processes could not be killed).
+    #[error("the training sandbox failed: {0}")]
+    Sandbox(String),
     /// The child was killed by `SIGKILL` that the parent did not send: almost always the kernel's
     /// out-of-memory killer.
     #[error(
@@ -235,9 +246,10 @@ enum Ended {
     TimedOut,
 }
 
-/// Parent side: spawn `<worker_exe> exec <task_dir>` (the same binary), write nothing secret in argv/env,
-/// forward every event to `events`, turn stdout/stderr lines of the script into `log` events, kill the
-/// child's whole process group on cancel or timeout, and map the exit to [`ExecOutcome`] / [`ExecError`].
+/// Parent side: spawn `<worker_exe> exec <task_dir>` (the same binary) in `jail`, write nothing secret
+/// in argv/env, forward every event to `events`, turn stdout/stderr lines of the script into `log`
+/// events, kill the child's whole process group on cancel or timeout (and, with a task uid, every
+/// process of that uid when the run ends), and map the exit to [`ExecOutcome`] / [`ExecError`].
 ///
 /// The event pipe's write end is made inheritable only while this function spawns (under a process-wide
 /// lock), and the parent never relies on that pipe reaching end-of-file: once the child has exited, its
@@ -247,20 +259,55 @@ pub async fn spawn(
     task_dir: &Path,
     spec: &ExecSpec,
     limits: &ExecLimits,
+    jail: &sandbox::Jail,
+    events: Sender<Event>,
+    cancel: CancellationToken,
+) -> Result<ExecOutcome, ExecError> {
+    std::fs::create_dir_all(task_dir).map_err(ExecError::Spawn)?;
+    let writable = [spec.output_dir.as_path()];
+    let result = match jail
+        .before_run(worker_exe, task_dir, &spec.dataset, &writable)
+        .await
+    {
+        Ok(dataset) => {
+            let staged = ExecSpec {
+                dataset,
+                ..spec.clone()
+            };
+            supervise(worker_exe, task_dir, &staged, limits, jail, events, cancel).await
+        }
+        Err(e) => Err(ExecError::Sandbox(e)),
+    };
+    let after = jail.after_run(worker_exe, task_dir).await;
+    match (result, after) {
+        (result, Ok(())) => result,
+        (Ok(_), Err(e)) => Err(ExecError::Sandbox(e)),
+        (Err(first), Err(e)) => {
+            tracing::error!("after a failed run: {e}");
+            Err(first)
+        }
+    }
+}
+
+/// [`spawn`] once the task directory is ready: start the child, stream, wait, map the exit.
+async fn supervise(
+    worker_exe: &Path,
+    task_dir: &Path,
+    spec: &ExecSpec,
+    limits: &ExecLimits,
+    jail: &sandbox::Jail,
     events: Sender<Event>,
     cancel: CancellationToken,
 ) -> Result<ExecOutcome, ExecError> {
     write_spec(task_dir, spec).map_err(ExecError::Spawn)?;
     let (reader, writer) = std::io::pipe().map_err(ExecError::Spawn)?;
-    let mut child = start_child(worker_exe, task_dir, spec, writer)?;
+    let plan = jail.plan(limits.memory_limit_bytes);
+    let mut child = start_child(worker_exe, task_dir, spec, &plan, jail, writer)?;
     let pid = child
         .id()
         .and_then(|id| rustix::process::Pid::from_raw(id as i32));
     if let Some(pid) = pid {
         leftover::record(task_dir, pid.as_raw_nonzero().get());
-    }
-    if let (Some(limit), Some(pid)) = (limits.memory_limit_bytes, pid) {
-        limit_memory(pid, limit)?;
     }
     if let Some(seal) = &spec.seal {
         send_key(&mut child, pid, seal).await?;
@@ -283,11 +330,15 @@ pub async fn spawn(
         _ = cancel.cancelled() => Ended::Cancelled,
         _ = tokio::time::sleep(limits.timeout) => Ended::TimedOut,
     };
-    // Whatever happened, nothing of the task may outlive it (dataloader workers, torch launchers...).
+    // Whatever happened, nothing of the task may outlive it (dataloader workers, torch launchers...,
+    // and with a task uid also what left the group, e.g. a `setsid` daemon holding the event pipe).
     if let Some(pid) = pid {
         kill_group(pid);
     }
     leftover::forget(task_dir);
+    if let Err(e) = jail.kill_all(worker_exe).await {
+        tracing::error!("{e}");
+    }
     let status = match ended {
         Ended::Exited(status) => status,
         Ended::Cancelled | Ended::TimedOut => {
@@ -307,7 +358,8 @@ pub async fn spawn(
 }
 
 /// Spawns `<worker_exe> exec <task_dir>` in its own process group, with the event pipe's write end
-/// `writer` inherited (made inheritable only under the process-wide spawn lock, then closed here).
+/// `writer` inherited (made inheritable only under the process-wide spawn lock, then closed here), a
+/// cleared environment refilled from `jail`'s allowlist, and `jail`'s plan for the child.
 ///
 /// The child sets its parent-death signal itself (`exec::child`), and Linux sends it when the
 /// *thread* that forked the child ends: call this from async code on a runtime worker thread (they
@@ -317,11 +369,17 @@ fn start_child(
     worker_exe: &Path,
     task_dir: &Path,
     spec: &ExecSpec,
+    plan: &sandbox::ChildPlan,
+    jail: &sandbox::Jail,
     writer: std::io::PipeWriter,
 ) -> Result<tokio::process::Child, ExecError> {
+    let plan = serde_json::to_string(plan).map_err(|e| ExecError::Sandbox(e.to_string()))?;
     let mut cmd = tokio::process::Command::new(worker_exe);
     cmd.arg("exec")
         .arg(task_dir)
+        .env_clear()
+        .envs(jail.child_env(task_dir))
+        .env(sandbox::PLAN_ENV, plan)
         .env(EVENTS_FD_ENV, writer.as_raw_fd().to_string())
         .env(PARENT_PID_ENV, std::process::id().to_string())
         .env("PYTHONUNBUFFERED", "1")
@@ -349,19 +407,6 @@ fn start_child(
         spawned
     };
     spawned.map_err(ExecError::Spawn)
-}
-
-/// Caps the child's data segment at `limit` bytes (`RLIMIT_DATA`); kills it if that fails.
-fn limit_memory(pid: rustix::process::Pid, limit: u64) -> Result<(), ExecError> {
-    let rlimit = rustix::process::Rlimit {
-        current: Some(limit),
-        maximum: Some(limit),
-    };
-    if let Err(e) = rustix::process::prlimit(Some(pid), rustix::process::Resource::Data, rlimit) {
-        kill_group(pid);
-        return Err(ExecError::Spawn(e.into()));
-    }
-    Ok(())
 }
 
 /// Writes the model key to the child's stdin (one hex line, zeroized after) and closes it; kills
@@ -462,14 +507,20 @@ fn outcome(
         .tags
         .finish(output.chunks)
         .map_err(|e| ExecError::Protocol(e.to_string()))?;
-    let file_len = std::fs::metadata(&seal.sealed_path)
-        .map_err(|e| {
-            ExecError::Protocol(format!(
-                "the sealed file {} is missing: {e}",
-                seal.sealed_path.display()
-            ))
-        })?
-        .len();
+    // Not following a link: the script could have left one in place of the sealed file.
+    let meta = std::fs::symlink_metadata(&seal.sealed_path).map_err(|e| {
+        ExecError::Protocol(format!(
+            "the sealed file {} is missing: {e}",
+            seal.sealed_path.display()
+        ))
+    })?;
+    if !meta.is_file() {
+        return Err(ExecError::Protocol(format!(
+            "the sealed file {} is not a regular file",
+            seal.sealed_path.display()
+        )));
+    }
+    let file_len = meta.len();
     Ok(ExecOutcome {
         output,
         sealed: Some(ChildSealed {
@@ -480,7 +531,8 @@ fn outcome(
     })
 }
 
-/// Write `exec.json` (key blanked) atomically into the task directory.
+/// Write `exec.json` (key blanked) atomically into the task directory, never through a link an
+/// earlier run of the script left there (the temporary file is created anew, 0644).
 fn write_spec(task_dir: &Path, spec: &ExecSpec) -> std::io::Result<()> {
     let mut on_disk = spec.clone();
     if let Some(seal) = on_disk.seal.as_mut() {
@@ -489,7 +541,11 @@ fn write_spec(task_dir: &Path, spec: &ExecSpec) -> std::io::Result<()> {
     std::fs::create_dir_all(task_dir)?;
     let json = serde_json::to_vec_pretty(&on_disk).map_err(std::io::Error::other)?;
     let tmp = task_dir.join(format!("{SPEC_FILE}.tmp"));
-    let mut f = std::fs::File::create(&tmp)?;
+    sandbox::uid::remove_any(&tmp)?;
+    let mut f = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)?;
     f.write_all(&json)?;
     f.sync_all()?;
     std::fs::rename(&tmp, task_dir.join(SPEC_FILE))

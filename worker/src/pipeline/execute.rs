@@ -210,24 +210,41 @@ struct Inputs {
 }
 
 /// Clears what an earlier attempt left (output, unpacked data, sealed files), writes the training
-/// parameters and fetches the dataset.
+/// parameters and fetches the dataset. An earlier attempt's script owned the directory: it is taken
+/// back first, and every file is removed (never followed) before it is written.
 async fn prepare_inputs(
     worker: &Worker,
     task: &Task,
     dir: &std::path::Path,
 ) -> Result<Inputs, StepError> {
+    use crate::exec::sandbox::uid::{remove_any, take_back};
     let output_dir = dir.join("output");
     let data_path = dir.join("data");
-    for d in [&output_dir, &data_path] {
-        let _ = tokio::fs::remove_dir_all(d).await;
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(StepError::retry)?;
+    take_back(dir).map_err(StepError::retry)?;
+    let config_path = dir.join("training_params.json");
+    for p in [
+        &output_dir,
+        &data_path,
+        &sealing::sealed_path(dir),
+        &sealing::part_path(dir),
+        &config_path,
+    ] {
+        remove_any(p).map_err(StepError::retry)?;
     }
     sealing::discard(dir).await?;
     tokio::fs::create_dir_all(&output_dir)
         .await
         .map_err(StepError::retry)?;
-    let config_path = dir.join("training_params.json");
-    tokio::fs::write(&config_path, task.training_params.as_str().as_bytes())
-        .await
+    std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(&config_path)
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, task.training_params.as_str().as_bytes())
+        })
         .map_err(StepError::retry)?;
     let dataset_hash = task.dataset_hash.hash();
     let dataset = worker
@@ -254,8 +271,19 @@ async fn run_child(
 ) -> Result<exec::ExecOutcome, exec::ExecError> {
     let limits = ExecLimits {
         timeout: worker.config.limits.training_timeout.0,
-        memory_limit_bytes: worker.config.limits.executor_memory_bytes,
+        memory_limit_bytes: exec::sandbox::memory_limit(&worker.config.limits),
     };
+    let jail = worker.sandbox.jail().map_err(exec::ExecError::Sandbox)?;
+    worker
+        .task_log(
+            &task.id,
+            match jail.uid() {
+                Some(uid) => format!("training in the sandbox as uid {uid}"),
+                None => "training in the sandbox without a task uid (see the worker's start log)"
+                    .to_owned(),
+            },
+        )
+        .await;
     // Cancelled by the worker's shutdown (the child is killed, the task requeued).
     let cancel = shutdown.child_token();
     *worker.running.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -281,7 +309,7 @@ async fn run_child(
         });
     }
     let _ = worker.chain.set_occupied(true).await;
-    let result = exec::spawn(&worker.exe, dir, spec, &limits, tx, cancel).await;
+    let result = exec::spawn(&worker.exe, dir, spec, &limits, &jail, tx, cancel).await;
     let _ = worker.chain.set_occupied(false).await;
     *worker.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
     let _ = logger.await;

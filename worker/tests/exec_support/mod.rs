@@ -8,6 +8,7 @@ use std::time::Duration;
 use sealtune_protocol::deliverable::{self, DeliverableKey};
 use sealtune_protocol::events::{Event, LogLevel};
 use sealtune_protocol::sig::address_of;
+use sealtune_worker::exec::sandbox::{RuntimeNeeds, Sandbox, SandboxConfig};
 use sealtune_worker::exec::{
     self, ChildSealed, DataType, ExecError, ExecLimits, ExecOutcome, ExecSpec, SealSpec,
 };
@@ -57,7 +58,30 @@ impl Task {
 
 pub const TEST_KEY_HEX: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
 
-/// Run the task in the real executor child; returns the result and every event, in arrival order.
+/// The sandbox as the worker detects it (default `[sandbox]`, nothing checked for readability): as
+/// root, every run gets its own task uid.
+pub fn sandbox() -> Sandbox {
+    Sandbox::detect(&SandboxConfig::default(), &RuntimeNeeds::default())
+}
+
+/// Run the task in the real executor child, in the sandbox, with `limits`; returns the result.
+pub async fn run_limited(task: &Task, limits: &ExecLimits) -> Result<ExecOutcome, ExecError> {
+    let (tx, _rx) = tokio::sync::mpsc::channel(1024);
+    let jail = sandbox().jail().unwrap();
+    exec::spawn(
+        Path::new(env!("CARGO_BIN_EXE_sealtune-worker")),
+        task.root(),
+        &task.spec,
+        limits,
+        &jail,
+        tx,
+        CancellationToken::new(),
+    )
+    .await
+}
+
+/// Run the task in the real executor child (in the sandbox); returns the result and every event, in
+/// arrival order.
 pub async fn run_with(
     task: &Task,
     timeout: Duration,
@@ -75,11 +99,13 @@ pub async fn run_with(
         timeout,
         memory_limit_bytes: None,
     };
+    let jail = sandbox().jail().unwrap();
     let result = exec::spawn(
         Path::new(env!("CARGO_BIN_EXE_sealtune-worker")),
         task.root(),
         &task.spec,
         &limits,
+        &jail,
         tx,
         cancel,
     )
