@@ -180,7 +180,8 @@ pub struct Config {
     /// Storage backends.
     #[serde(default)]
     pub storage: StorageConfig,
-    /// Python used by the executor: the venv whose site-packages are added (default `$VIRTUAL_ENV`).
+    /// The venv whose site-packages the training script sees (default: the worker's `$VIRTUAL_ENV`);
+    /// the task uid must be able to read it.
     #[serde(default)]
     pub python_venv: Option<PathBuf>,
     /// Directories scripts, usage files, tokenizers and weights may come from (default: the config
@@ -298,7 +299,8 @@ pub struct Limits {
     /// Model downloads per customer per minute (default 6).
     #[serde(default = "d_dl")]
     pub downloads_per_minute: u32,
-    /// How many times a task interrupted by a restart is trained again (default 1).
+    /// How many times a task interrupted by a restart is trained again (default 1; a graceful stop,
+    /// SIGTERM, requeues without counting).
     #[serde(default = "d_retries")]
     pub training_restarts: u32,
     /// Longest setup (fetching, checking and counting the dataset) before the task fails (default 1 h).

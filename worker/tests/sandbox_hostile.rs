@@ -127,31 +127,6 @@ async fn a_hostile_script_escapes_nothing_and_leaves_nothing_running() {
     let dir = stack.dir.path().to_path_buf();
     let data_dir = dir.join("data");
 
-    // The worker restarts with the guest agent's socket configured and secrets in its environment.
-    let socket = dir.join("dstack.sock");
-    let agent_calls = fake_guest_agent(&socket);
-    let config = std::fs::read_to_string(&stack.config_path)
-        .unwrap()
-        .replace(
-            "source = \"dev\"",
-            &format!("source = \"dev\"\ndstack_socket = \"{}\"", socket.display()),
-        );
-    write_private(&stack.config_path, &config);
-    stack
-        .env
-        .push(("PROVIDER_SECRET_TOKEN".into(), CANARY.into()));
-    stack
-        .env
-        .push(("SEALTUNE_PRIVATE_KEY".into(), DEV_KEYS[1].into()));
-    stack.worker = None;
-    stack.start_worker(None).await;
-    let worker_log = stack.worker_log();
-    assert!(
-        worker_log.contains("✓ core  task_uid"),
-        "the task uid layer must stand here:\n{worker_log}"
-    );
-    let netns = worker_log.contains("✓ extra network_namespace");
-
     // Another customer's task first: its directory and its dataset in the store are the targets.
     stack.fund(2, 10, 5).await;
     stack.fund(3, 10, 5).await;
@@ -166,6 +141,7 @@ async fn a_hostile_script_escapes_nothing_and_leaves_nothing_running() {
 
     // The hostile script replaces the model's training script.
     std::fs::write(dir.join("quick_train.py"), HOSTILE).unwrap();
+    let socket = dir.join("dstack.sock");
     let targets = serde_json::json!({
         "canary": CANARY,
         "config": stack.config_path,
@@ -176,6 +152,43 @@ async fn a_hostile_script_escapes_nothing_and_leaves_nothing_running() {
         "worker_port": stack.port,
     });
     std::fs::write(dir.join("hostile_targets.json"), targets.to_string()).unwrap();
+
+    // The worker restarts with the hostile script, the guest agent's socket configured and secrets
+    // in its environment.
+    let agent_calls = fake_guest_agent(&socket);
+    let config = std::fs::read_to_string(&stack.config_path)
+        .unwrap()
+        .replace(
+            "source = \"dev\"",
+            &format!("source = \"dev\"\ndstack_socket = \"{}\"", socket.display()),
+        )
+        .replace(
+            "env_allow = [\"QUICK_SCRIPT_MODE\", \"QUICK_SCRIPT_MODE_FILE\"]",
+            "env_allow = [\"QUICK_SCRIPT_MODE\", \"QUICK_SCRIPT_MODE_FILE\", \"HOSTILE_TARGETS\"]",
+        );
+    assert!(config.contains("HOSTILE_TARGETS"), "{config}");
+    write_private(&stack.config_path, &config);
+    stack
+        .env
+        .push(("PROVIDER_SECRET_TOKEN".into(), CANARY.into()));
+    stack
+        .env
+        .push(("SEALTUNE_PRIVATE_KEY".into(), DEV_KEYS[1].into()));
+    stack.env.push((
+        "HOSTILE_TARGETS".into(),
+        dir.join("hostile_targets.json").display().to_string(),
+    ));
+    // The script is measured at start (a copy of its bytes is what runs): the worker restarts to
+    // take it, and the new config is a new TEE signer, which the owner acknowledges.
+    stack.worker = None;
+    stack.start_worker(None).await;
+    stack.ack_signer().await;
+    let worker_log = stack.worker_log();
+    assert!(
+        worker_log.contains("✓ core  task_uid"),
+        "the task uid layer must stand here:\n{worker_log}"
+    );
+    let netns = worker_log.contains("✓ extra network_namespace");
 
     let hostile = submit(&stack, 3, 1).await;
     let t = wait_state(

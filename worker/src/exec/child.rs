@@ -204,7 +204,10 @@ fn connect_live(
 /// In the embedded interpreter: sets up the venv, prepares a JSONL dataset into `data_path`, then
 /// runs the script with the four path flags. Returns the script's failure reason, if any.
 fn run_python(spec: &ExecSpec, prepared: &Prepared, work: &Path) -> Result<Option<String>, String> {
-    let venv: Option<PathBuf> = std::env::var_os("VIRTUAL_ENV").map(PathBuf::from);
+    let venv: Option<PathBuf> = spec
+        .venv
+        .clone()
+        .or_else(|| std::env::var_os("VIRTUAL_ENV").map(PathBuf::from));
     let argv: Vec<String> = [
         ("--data_path", &spec.data_path),
         ("--model_path", &spec.model_path),

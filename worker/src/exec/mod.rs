@@ -103,6 +103,10 @@ pub struct ExecSpec {
     pub output_dir: PathBuf,
     /// When set, `sealtune.seal_model(...)` in the script seals straight into `sealed_path`.
     pub seal: Option<SealSpec>,
+    /// The venv whose site-packages the script sees (the config's `python_venv`); `None`: the
+    /// worker's `$VIRTUAL_ENV`.
+    #[serde(default)]
+    pub venv: Option<PathBuf>,
 }
 
 /// Sealing in the child: the per-task AES key (never the TEE key) and the sealed file's path.

@@ -66,6 +66,7 @@ pub(super) async fn execute(
             key_hex: hex::encode(key.as_bytes()),
             sealed_path: sealing::part_path(&spec_dir),
         }),
+        venv: worker.config.python_venv.clone(),
     };
     worker
         .task_log(

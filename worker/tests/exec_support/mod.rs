@@ -38,6 +38,7 @@ impl Task {
             config_path: root.join("config.json"),
             output_dir: root.join("output"),
             seal: None,
+            venv: None,
         };
         Task { dir, spec }
     }

@@ -1,6 +1,7 @@
 """A hostile training script (stdlib only): tries every escape the training sandbox must stop and
 prints what worked as one line, `HOSTILE-REPORT {json}`, then writes a small output so the task can
-finish. Targets (paths, pids, the canary) come from `hostile_targets.json` next to this script.
+finish. Targets (paths, pids, the canary) come from the JSON file `$HOSTILE_TARGETS` names (the
+script itself runs from the worker's measured copy).
 
 Each attempt is reported as {"ok": bool, "error": "<errno name or message>"}; "ok": true means the
 escape WORKED. The test asserts that every attempt failed, with the expected error.
@@ -11,8 +12,7 @@ p = argparse.ArgumentParser()
 for a in ("--data_path", "--model_path", "--config_path", "--output_dir"):
     p.add_argument(a, required=True)
 args = p.parse_args()
-here = os.path.dirname(os.path.abspath(__file__))
-targets = json.load(open(os.path.join(here, "hostile_targets.json")))
+targets = json.load(open(os.environ["HOSTILE_TARGETS"]))
 worker = os.getppid()  # the script runs inside the executor child; its parent is the worker
 libc = ctypes.CDLL(None, use_errno=True)
 report = {"uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(), "worker_pid": worker}
