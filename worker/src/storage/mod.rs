@@ -39,7 +39,7 @@ pub const DEFAULT_MAX_DOWNLOAD: u64 = 64 << 30;
 const BLOCK: usize = 4 << 20;
 
 /// The `[storage]` configuration.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     /// The local content-addressed directory (default `<data_dir>/store`).
@@ -48,15 +48,6 @@ pub struct StorageConfig {
     /// The 0G Storage network; absent: local only.
     #[serde(default)]
     pub zg: Option<ZgStorageConfig>,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        Self {
-            local_dir: None,
-            zg: None,
-        }
-    }
 }
 
 /// The `[storage.zg]` configuration: 0G Storage nodes and the Flow contract.
