@@ -327,11 +327,37 @@ async fn customer_flow_through_the_binary() {
     let (code, json, all) = run_async(cmd(&["verify-provider", "--provider", &provider])).await;
     assert_eq!(code, 6, "a dev quote needs --allow-dev-quote: {all}");
     assert_eq!(json["verified"], false);
+    // The shipped release policy is the default: it is for TDX quotes, not for a dev answer.
     let (code, json, all) = run_async(cmd(&[
         "verify-provider",
         "--provider",
         &provider,
         "--allow-dev-quote",
+    ]))
+    .await;
+    assert_eq!(code, 6, "the release policy refuses a dev answer: {all}");
+    let policy_link = json["report"]["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "policy")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(policy_link["ok"], false, "{all}");
+    assert!(
+        policy_link["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("is for TDX quotes"),
+        "{all}"
+    );
+    let (code, json, all) = run_async(cmd(&[
+        "verify-provider",
+        "--provider",
+        &provider,
+        "--allow-dev-quote",
+        "--policy",
+        "dev",
     ]))
     .await;
     assert_eq!(code, 0, "{all}");

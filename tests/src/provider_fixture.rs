@@ -59,6 +59,65 @@ pub struct ReceivedTask {
 /// The config hash the fixture's attestation documents carry.
 pub const FIXTURE_CONFIG_HASH: alloy::primitives::B256 = alloy::primitives::B256::repeat_byte(0xc0);
 
+/// The app-compose the fixture's dev answers serve: the shipped `deploy/app-compose.json`, as the
+/// worker's dev source does, so the dev policy's compose hash holds.
+pub const FIXTURE_APP_COMPOSE: &str = include_str!("../../deploy/app-compose.json");
+
+/// The `event_log` and `tcb_info` (JSON strings) of a dev answer recording `app_compose` and
+/// `config_hash`, built as the worker's dev source builds them: dstack's system events and the
+/// `sealtune-config` event on RTMR3 (V1 digests), and `tcb_info.rtmr3` the log replays to.
+pub fn dev_attestation_fields(
+    app_compose: &str,
+    signer: Address,
+    config_hash: alloy::primitives::B256,
+) -> (String, String) {
+    use sealtune_protocol::dstack::{RUNTIME_EVENT_TYPE, extend_rtmr, runtime_event_digest_v1};
+    let compose_hash = sealtune_protocol::attestation::FileDigest::of(app_compose.as_bytes()).sha256;
+    let instance = alloy::primitives::keccak256(signer.as_slice());
+    let events: [(&str, Vec<u8>); 9] = [
+        ("system-preparing", Vec::new()),
+        ("app-id", compose_hash[..20].to_vec()),
+        ("compose-hash", compose_hash.to_vec()),
+        ("instance-id", instance[..20].to_vec()),
+        ("boot-mr-done", Vec::new()),
+        (
+            "key-provider",
+            br#"{"name":"dev","id":"sealtune-dev-key-file"}"#.to_vec(),
+        ),
+        ("storage-fs", b"dev".to_vec()),
+        ("system-ready", Vec::new()),
+        (
+            sealtune_protocol::attestation::CONFIG_EVENT,
+            config_hash.to_vec(),
+        ),
+    ];
+    let mut rtmr3 = [0u8; 48];
+    let list: Vec<serde_json::Value> = events
+        .iter()
+        .map(|(name, payload)| {
+            let digest = runtime_event_digest_v1(name, payload);
+            extend_rtmr(&mut rtmr3, &digest);
+            serde_json::json!({
+                "imr": 3,
+                "event_type": RUNTIME_EVENT_TYPE,
+                "digest": hex::encode(digest),
+                "event": name,
+                "event_payload": hex::encode(payload),
+            })
+        })
+        .collect();
+    let tcb_info = serde_json::json!({
+        "app_compose": app_compose,
+        "compose_hash": hex::encode(compose_hash),
+        "rtmr3": hex::encode(rtmr3),
+        "dev": true,
+    });
+    (
+        serde_json::Value::Array(list).to_string(),
+        tcb_info.to_string(),
+    )
+}
+
 /// The model hash the fixture serves for `SmolLM2-135M-Instruct`.
 pub const MODEL_HASH: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";
 
@@ -394,10 +453,15 @@ async fn serve(
                     rd[..42].copy_from_slice(a.as_bytes());
                 }
             }
+            let (event_log, tcb_info) =
+                dev_attestation_fields(FIXTURE_APP_COMPOSE, tee, FIXTURE_CONFIG_HASH);
             let doc = serde_json::json!({
                 "dev": true,
+                "quote": "",
                 "report_data": base64::engine::general_purpose::STANDARD.encode(rd),
                 "attestation_document": document,
+                "event_log": event_log,
+                "tcb_info": tcb_info,
             });
             (200, "application/json", doc.to_string().into_bytes())
         }
