@@ -31,6 +31,7 @@ fn main() -> std::process::ExitCode {
             decryption_failure_leaves_no_plaintext,
             verify_provider_binds_the_on_chain_signer_and_refuses_dev_quotes_by_default,
             verify_provider_names_the_policy_link_that_fails,
+            verify_provider_fetches_collateral_from_a_pccs_through_the_cache,
         ],
         Isolation::SnapshotAnd(|env| &env.anvil, Env::reset),
     )
@@ -455,4 +456,65 @@ async fn verify_provider_names_the_policy_link_that_fails(env: &Env) {
     assert!(v.verified, "{}", v.render_human());
     let l = v.report.link("policy").unwrap();
     assert!(!l.required && l.detail.contains("UNPINNED"), "{l:?}");
+}
+
+/// A hardware quote without `--collateral`: the client fetches the collateral from a PCCS (a
+/// loopback stand-in serving the fixture collateral: there is no network here) and caches it; offline,
+/// the cache alone serves, and an empty cache is an error that says so.
+async fn verify_provider_fetches_collateral_from_a_pccs_through_the_cache(env: &Env) {
+    /// `tdx_quote`'s collateral is valid at this time.
+    const AT: u64 = 1_750_332_747;
+    let c = env.client(&env.user);
+    let provider = env.provider.address();
+    env.fixture.set_quote_mode(DevQuote::RecordedHardware);
+    let collateral = sealtune_verifier::dcap::parse_collateral(&sealtune_e2e::fixture_bytes(
+        "tdx/tdx_quote_collateral.json",
+    ))
+    .unwrap();
+    let pccs = sealtune_e2e::http::pccs(collateral);
+    let cache = tempfile::tempdir().unwrap();
+    let opts = |pccs_url: Option<String>, offline: bool| VerifyProviderOptions {
+        now: AT,
+        nonce: [0x5a; 32],
+        collateral_source: sealtune_verifier::collateral::CollateralSource {
+            pccs_url,
+            cache_dir: Some(cache.path().to_path_buf()),
+            offline,
+        },
+        ..Default::default()
+    };
+
+    let v = c
+        .verify_provider(provider, &opts(Some(pccs.url.clone()), false))
+        .await
+        .unwrap();
+    let dcap = v.report.link("DCAP (dcap-qvl)").unwrap();
+    assert!(dcap.ok, "{}", v.render_human());
+    assert!(
+        pccs.requests().iter().any(|r| r.contains("/tdx/certification/v4/tcb")),
+        "{:?}",
+        pccs.requests()
+    );
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1);
+    // The recorded quote binds no signer and no nonce: refused, naming those links.
+    assert!(!v.verified);
+    assert!(!v.report.link("signer binding").unwrap().ok);
+    assert!(failed_link(&v, "nonce").contains("cannot prove freshness"));
+
+    // Offline: the cache serves, no request reaches the PCCS.
+    let before = pccs.requests().len();
+    let v = c
+        .verify_provider(provider, &opts(None, true))
+        .await
+        .unwrap();
+    assert!(v.report.link("DCAP (dcap-qvl)").unwrap().ok, "{}", v.render_human());
+    assert_eq!(pccs.requests().len(), before);
+
+    // Offline with an empty cache: an attestation error that says why.
+    let empty = tempfile::tempdir().unwrap();
+    let mut o = opts(None, true);
+    o.collateral_source.cache_dir = Some(empty.path().to_path_buf());
+    let e = c.verify_provider(provider, &o).await.unwrap_err();
+    assert_eq!(e.exit_code(), exit::VERIFICATION, "{e}");
+    assert!(e.to_string().contains("no cached collateral"), "{e}");
 }

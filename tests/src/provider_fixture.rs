@@ -31,6 +31,9 @@ pub enum DevQuote {
     /// A relayed answer: an honest worker's document fetched with the attacker's own nonce
     /// (`attacker ‖ 0¹²`), whatever nonce the client sent.
     Relayed,
+    /// Not a dev answer: the real TDX quote `tests/fixtures/tdx/tdx_quote` alone (its collateral is
+    /// `tdx/tdx_quote_collateral.json`; it binds no signer and no nonce, and has no event log).
+    RecordedHardware,
 }
 
 /// A create-task request the fixture accepted after verifying its signature.
@@ -413,6 +416,17 @@ async fn serve(
                     br#"{"error":"invalid upload signature or no file"}"#.to_vec(),
                 ),
             }
+        }
+        ("GET", ["v1", "quote"])
+            if *quote_mode.lock().unwrap_or_else(PoisonError::into_inner)
+                == DevQuote::RecordedHardware =>
+        {
+            let quote = hex::encode(crate::fixture_bytes("tdx/tdx_quote"));
+            (
+                200,
+                "application/json",
+                serde_json::json!({ "quote": quote }).to_string().into_bytes(),
+            )
         }
         ("GET", ["v1", "quote"]) => {
             let nonce = query
