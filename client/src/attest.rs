@@ -24,7 +24,9 @@ use alloy::primitives::Address;
 use sealtune_verifier::collateral::CollateralSource;
 use sealtune_verifier::policy::Policy;
 use sealtune_verifier::report_data::BindingExpectations;
-use sealtune_verifier::verify::{QuoteDocument, VerificationReport, VerifyOptions, verify_document};
+use sealtune_verifier::verify::{
+    QuoteDocument, VerificationReport, VerifyOptions, verify_document,
+};
 use serde::Serialize;
 
 use crate::api::ProviderApi;

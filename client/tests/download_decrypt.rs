@@ -376,6 +376,11 @@ async fn verify_provider_binds_the_on_chain_signer_and_refuses_dev_quotes_by_def
             "{}",
             v.render_human()
         );
+        assert!(
+            failed_link(&v, "nonce").contains("stale or relayed"),
+            "{}",
+            v.render_human()
+        );
     }
 
     env.fixture.set_quote_mode(DevQuote::WrongSigner);
@@ -491,7 +496,9 @@ async fn verify_provider_fetches_collateral_from_a_pccs_through_the_cache(env: &
     let dcap = v.report.link("DCAP (dcap-qvl)").unwrap();
     assert!(dcap.ok, "{}", v.render_human());
     assert!(
-        pccs.requests().iter().any(|r| r.contains("/tdx/certification/v4/tcb")),
+        pccs.requests()
+            .iter()
+            .any(|r| r.contains("/tdx/certification/v4/tcb")),
         "{:?}",
         pccs.requests()
     );
@@ -507,8 +514,26 @@ async fn verify_provider_fetches_collateral_from_a_pccs_through_the_cache(env: &
         .verify_provider(provider, &opts(None, true))
         .await
         .unwrap();
-    assert!(v.report.link("DCAP (dcap-qvl)").unwrap().ok, "{}", v.render_human());
+    assert!(
+        v.report.link("DCAP (dcap-qvl)").unwrap().ok,
+        "{}",
+        v.render_human()
+    );
     assert_eq!(pccs.requests().len(), before);
+
+    // An SGX enclave's quote is not a provider's: the TEE type link refuses it.
+    env.fixture.set_quote_mode(DevQuote::RecordedSgx);
+    let v = c
+        .verify_provider(provider, &opts(Some(pccs.url.clone()), false))
+        .await
+        .unwrap();
+    assert!(!v.verified);
+    assert!(
+        failed_link(&v, "TEE type").contains("a provider's quote must be TDX"),
+        "{}",
+        v.render_human()
+    );
+    env.fixture.set_quote_mode(DevQuote::RecordedHardware);
 
     // Offline with an empty cache: an attestation error that says why.
     let empty = tempfile::tempdir().unwrap();

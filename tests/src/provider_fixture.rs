@@ -34,6 +34,8 @@ pub enum DevQuote {
     /// Not a dev answer: the real TDX quote `tests/fixtures/tdx/tdx_quote` alone (its collateral is
     /// `tdx/tdx_quote_collateral.json`; it binds no signer and no nonce, and has no event log).
     RecordedHardware,
+    /// Not a provider's quote: the real SGX enclave quote `tests/fixtures/tdx/sgx_quote`.
+    RecordedSgx,
 }
 
 /// A create-task request the fixture accepted after verifying its signature.
@@ -75,7 +77,8 @@ pub fn dev_attestation_fields(
     config_hash: alloy::primitives::B256,
 ) -> (String, String) {
     use sealtune_protocol::dstack::{RUNTIME_EVENT_TYPE, extend_rtmr, runtime_event_digest_v1};
-    let compose_hash = sealtune_protocol::attestation::FileDigest::of(app_compose.as_bytes()).sha256;
+    let compose_hash =
+        sealtune_protocol::attestation::FileDigest::of(app_compose.as_bytes()).sha256;
     let instance = alloy::primitives::keccak256(signer.as_slice());
     let events: [(&str, Vec<u8>); 9] = [
         ("system-preparing", Vec::new()),
@@ -418,14 +421,22 @@ async fn serve(
             }
         }
         ("GET", ["v1", "quote"])
-            if *quote_mode.lock().unwrap_or_else(PoisonError::into_inner)
-                == DevQuote::RecordedHardware =>
+            if matches!(
+                *quote_mode.lock().unwrap_or_else(PoisonError::into_inner),
+                DevQuote::RecordedHardware | DevQuote::RecordedSgx
+            ) =>
         {
-            let quote = hex::encode(crate::fixture_bytes("tdx/tdx_quote"));
+            let file = match *quote_mode.lock().unwrap_or_else(PoisonError::into_inner) {
+                DevQuote::RecordedSgx => "tdx/sgx_quote",
+                _ => "tdx/tdx_quote",
+            };
+            let quote = hex::encode(crate::fixture_bytes(file));
             (
                 200,
                 "application/json",
-                serde_json::json!({ "quote": quote }).to_string().into_bytes(),
+                serde_json::json!({ "quote": quote })
+                    .to_string()
+                    .into_bytes(),
             )
         }
         ("GET", ["v1", "quote"]) => {

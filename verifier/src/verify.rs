@@ -694,7 +694,9 @@ fn freshness(doc: &QuoteDocument, sent: &[u8; 32], allow_no_freshness: bool) -> 
             hex::encode(d.nonce),
             hex::encode(sent)
         )),
-        (Some(Err(e)), _) => Err(format!("the declared attestation document is malformed: {e}")),
+        (Some(Err(e)), _) => Err(format!(
+            "the declared attestation document is malformed: {e}"
+        )),
         (None, true) => Ok(
             "no freshness proof (the provider ignores the nonce, as 0G workers do): accepted as \
              asked (--allow-no-freshness)"

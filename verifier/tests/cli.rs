@@ -99,7 +99,10 @@ fn dev_answer(dir: &std::path::Path, app_compose: &str) -> String {
 #[test]
 fn dev_quote_is_rejected_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dev_answer(dir.path(), sealtune_e2e::provider_fixture::FIXTURE_APP_COMPOSE);
+    let file = dev_answer(
+        dir.path(),
+        sealtune_e2e::provider_fixture::FIXTURE_APP_COMPOSE,
+    );
     let (code, out) = run_args(&["sealtune-verify", "quote", "--file", &file]);
     assert!(out.contains("✗ dev attestation"), "{out}");
     assert_eq!(code, 1);
@@ -112,7 +115,12 @@ fn dev_quote_is_rejected_unless_allowed() {
     ]);
     assert!(out.contains("✓ dev attestation"), "{out}");
     // The dev answer runs the chain: binding, event log, compose and config hashes.
-    for link in ["✓ signer binding", "✓ event log", "✓ compose hash", "✓ config hash"] {
+    for link in [
+        "✓ signer binding",
+        "✓ event log",
+        "✓ compose hash",
+        "✓ config hash",
+    ] {
         assert!(out.contains(link), "{link}: {out}");
     }
     assert!(out.contains("UNPINNED: no policy"), "{out}");
@@ -133,7 +141,10 @@ fn dev_answer_without_its_evidence_fails_the_event_log_link() {
         "--allow-dev-quote",
     ]);
     assert!(out.contains("✗ signer binding"), "{out}");
-    assert!(out.contains("✗ event log") && out.contains("no event log"), "{out}");
+    assert!(
+        out.contains("✗ event log") && out.contains("no event log"),
+        "{out}"
+    );
     assert_eq!(code, 1);
 }
 
@@ -154,22 +165,33 @@ fn the_dev_policy_pins_the_dev_answers_compose_hash_and_only_dev_answers() {
     };
     let good = dev_answer(dir.path(), published);
     let (code, out) = run_with_policy(&good, "dev");
-    assert!(out.contains("✓ policy ") && out.contains("✓ policy app"), "{out}");
+    assert!(
+        out.contains("✓ policy ") && out.contains("✓ policy app"),
+        "{out}"
+    );
     assert!(out.contains("UNPINNED config hash (recorded: 0x"), "{out}");
     assert_eq!(code, 0, "{out}");
 
     // Another compose than the published one: the policy app link names its pin.
-    let other = dev_answer(dir.path(), &published.replace("sealtune-worker:0.1.0", "evil:1"));
+    let other = dev_answer(
+        dir.path(),
+        &published.replace("sealtune-worker:0.1.0", "evil:1"),
+    );
     let (code, out) = run_with_policy(&other, "dev");
     assert!(
-        out.contains("✗ policy app") && out.contains("deploy/policy-dev.toml") && out.contains("(app.compose_hashes)"),
+        out.contains("✗ policy app")
+            && out.contains("deploy/policy-dev.toml")
+            && out.contains("(app.compose_hashes)"),
         "{out}"
     );
     assert_eq!(code, 1);
 
     // The release policy is for TDX quotes: refused for a dev answer, naming the policy link.
     let (code, out) = run_with_policy(&good, "release");
-    assert!(out.contains("✗ policy ") && out.contains("is for TDX quotes"), "{out}");
+    assert!(
+        out.contains("✗ policy ") && out.contains("is for TDX quotes"),
+        "{out}"
+    );
     assert_eq!(code, 1);
 }
 
@@ -187,6 +209,9 @@ fn the_dev_policy_is_refused_for_a_hardware_quote() {
         "--policy",
         "dev",
     ]);
-    assert!(out.contains("✗ policy ") && out.contains("is a dev policy"), "{out}");
+    assert!(
+        out.contains("✗ policy ") && out.contains("is a dev policy"),
+        "{out}"
+    );
     assert_eq!(code, 1);
 }

@@ -62,13 +62,21 @@ fn the_release_policy_pins_the_published_compose_and_names_what_it_leaves_open()
         Pinnable::ConfigHash,
     ] {
         assert!(
-            p.unpinned.iter().any(|(w, text)| *w == what && text.contains("provider")),
+            p.unpinned
+                .iter()
+                .any(|(w, text)| *w == what && text.contains("provider")),
             "{what:?}"
         );
     }
     let lines = p.unpinned(false, false, None);
-    assert!(lines.iter().any(|l| l.starts_with("UNPINNED MRTD: ")), "{lines:?}");
-    assert!(!lines.iter().any(|l| l.contains("compose hash")), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("UNPINNED MRTD: ")),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("compose hash")),
+        "{lines:?}"
+    );
 
     let dev = shipped::named("dev").unwrap().unwrap();
     assert_eq!(dev.kind(), PolicyAttestation::Dev);
@@ -99,8 +107,11 @@ fn a_value_both_pinned_and_declared_unpinned_is_refused() {
 
 fn dev_document(app_compose: &str) -> QuoteDocument {
     let signer = alloy::primitives::Address::repeat_byte(0x11);
-    let (event_log, tcb_info) =
-        dev_attestation_fields(app_compose, signer, alloy::primitives::B256::repeat_byte(0xc0));
+    let (event_log, tcb_info) = dev_attestation_fields(
+        app_compose,
+        signer,
+        alloy::primitives::B256::repeat_byte(0xc0),
+    );
     let rd = sealtune_verifier::report_data::ascii_report_data(&signer.0.0);
     QuoteDocument {
         report_data: Some(base64::engine::general_purpose::STANDARD.encode(rd)),
@@ -139,7 +150,9 @@ fn without_a_policy_the_check_says_unpinned_and_fails_when_one_is_required() {
     assert!(!r.verified);
     let detail = failed(&r, "policy");
     assert!(
-        detail.contains("UNPINNED: no policy") && detail.contains("compose hash") && detail.contains("--no-policy"),
+        detail.contains("UNPINNED: no policy")
+            && detail.contains("compose hash")
+            && detail.contains("--no-policy"),
         "{detail}"
     );
     // Not required (`--no-policy`, or `sealtune-verify quote` without --policy): informational.
@@ -168,11 +181,16 @@ fn a_dev_answer_with_a_config_hash_pin_that_differs_fails_the_policy_config_link
 #[test]
 fn a_dev_answer_whose_log_does_not_replay_to_its_stated_rtmr3_fails_the_event_log_link() {
     let mut doc = dev_document(FIXTURE_APP_COMPOSE);
-    let mut info: serde_json::Value = serde_json::from_str(doc.tcb_info.as_deref().unwrap()).unwrap();
+    let mut info: serde_json::Value =
+        serde_json::from_str(doc.tcb_info.as_deref().unwrap()).unwrap();
     info["rtmr3"] = hex::encode([7u8; 48]).into();
     doc.tcb_info = Some(info.to_string());
     let r = verify_document(&doc, &dev_opts(shipped::named("dev").unwrap().ok(), true));
-    assert!(failed(&r, "event log").contains("RTMR3"), "{}", r.render_human());
+    assert!(
+        failed(&r, "event log").contains("RTMR3"),
+        "{}",
+        r.render_human()
+    );
 }
 
 #[test]
@@ -184,20 +202,29 @@ fn a_stale_nonce_fails_the_nonce_link() {
         alloy::primitives::B256::repeat_byte(0xc0),
     );
     let mut doc = dev_document(FIXTURE_APP_COMPOSE);
-    doc.report_data = Some(base64::engine::general_purpose::STANDARD.encode(document.report_data()));
+    doc.report_data =
+        Some(base64::engine::general_purpose::STANDARD.encode(document.report_data()));
     doc.attestation_document = Some(serde_json::to_value(document).unwrap());
     let mut opts = dev_opts(shipped::named("dev").unwrap().ok(), true);
     opts.binding.nonce = Some([1; 32]);
     assert!(verify_document(&doc, &opts).verified);
     opts.binding.nonce = Some([2; 32]);
     let r = verify_document(&doc, &opts);
-    assert!(failed(&r, "nonce").contains("stale or relayed"), "{}", r.render_human());
+    assert!(
+        failed(&r, "nonce").contains("stale or relayed"),
+        "{}",
+        r.render_human()
+    );
     assert!(failed(&r, "signer binding").contains("stale or relayed"));
     // No document at all: no freshness proof, refused unless allowed.
     doc.attestation_document = None;
     doc.report_data = dev_document(FIXTURE_APP_COMPOSE).report_data;
     let r = verify_document(&doc, &opts);
-    assert!(failed(&r, "nonce").contains("cannot prove freshness"), "{}", r.render_human());
+    assert!(
+        failed(&r, "nonce").contains("cannot prove freshness"),
+        "{}",
+        r.render_human()
+    );
     opts.allow_no_freshness = true;
     assert!(verify_document(&doc, &opts).verified);
 }

@@ -45,7 +45,11 @@ async fn run_task(stack: &Stack, who: usize, dir: &std::path::Path) -> String {
             nonce: [who as u8; 32],
             collateral: None,
             allow_dev_quote: true,
-            policy: Some(sealtune_verifier::policy::shipped::named("dev").unwrap().unwrap()),
+            policy: Some(
+                sealtune_verifier::policy::shipped::named("dev")
+                    .unwrap()
+                    .unwrap(),
+            ),
             ..Default::default()
         }),
     };
@@ -173,26 +177,33 @@ async fn dev_policy_pins_the_compose_and_config_hashes_of_a_real_worker() {
             .unwrap_or_default()
     };
 
-    let v = c.verify_provider(provider, &opts(vec![published])).await.unwrap();
+    let v = c
+        .verify_provider(provider, &opts(vec![published]))
+        .await
+        .unwrap();
     assert!(v.verified, "{}", v.render_human());
     assert!(v.report.link("policy app").unwrap().ok);
     assert!(v.report.link("policy config").unwrap().ok);
 
     // Another config hash pinned than the one the worker runs with.
-    let v = c.verify_provider(provider, &opts(vec![[0x0d; 32]])).await.unwrap();
+    let v = c
+        .verify_provider(provider, &opts(vec![[0x0d; 32]]))
+        .await
+        .unwrap();
     assert!(!v.verified, "{}", v.render_human());
     assert!(
-        failed(&v, "policy config").contains(&format!("config hash {} is not one of", hex::encode(published))),
+        failed(&v, "policy config").contains(&format!(
+            "config hash {} is not one of",
+            hex::encode(published)
+        )),
         "{}",
         v.render_human()
     );
 
     // The worker restarted serving another app-compose than the published one.
     let compose = stack.dir.path().join("other-app-compose.json");
-    let published_compose = std::fs::read_to_string(
-        sealtune_e2e::repo_root().join("deploy/app-compose.json"),
-    )
-    .unwrap();
+    let published_compose =
+        std::fs::read_to_string(sealtune_e2e::repo_root().join("deploy/app-compose.json")).unwrap();
     std::fs::write(
         &compose,
         published_compose.replace("sealtune-worker:0.1.0", "sealtune-worker:evil"),
@@ -226,5 +237,9 @@ async fn dev_policy_pins_the_compose_and_config_hashes_of_a_real_worker() {
         v.render_human()
     );
     // The compose the worker serves still matches its own event log: only the pin fails.
-    assert!(v.report.link("compose hash").unwrap().ok, "{}", v.render_human());
+    assert!(
+        v.report.link("compose hash").unwrap().ok,
+        "{}",
+        v.render_human()
+    );
 }

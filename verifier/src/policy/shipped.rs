@@ -102,7 +102,10 @@ const UNPINNED_HARDWARE: [(&str, &str); 7] = [
 pub fn from_compose(f: &FromCompose<'_>) -> Result<String, String> {
     let v: serde_json::Value = serde_json::from_slice(f.compose)
         .map_err(|e| format!("{} is not an app-compose JSON: {e}", f.compose_path))?;
-    if v.get("docker_compose_file").and_then(|d| d.as_str()).is_none() {
+    if v.get("docker_compose_file")
+        .and_then(|d| d.as_str())
+        .is_none()
+    {
         return Err(format!(
             "{} has no docker_compose_file: not a dstack app-compose",
             f.compose_path
@@ -187,12 +190,17 @@ pub fn config_hash_of(json: &[u8]) -> Result<[u8; 32], String> {
         .or_else(|| v.get("config_document"))
         .cloned()
         .unwrap_or_else(|| v.clone());
-    let document: ConfigDocument = serde_json::from_value(document)
-        .map_err(|e| format!("no config document (GET /v1/config's answer or the document): {e}"))?;
+    let document: ConfigDocument = serde_json::from_value(document).map_err(|e| {
+        format!("no config document (GET /v1/config's answer or the document): {e}")
+    })?;
     let hash: [u8; 32] = document.hash().0;
     if let Some(stated) = v.get("config_hash").and_then(|h| h.as_str()) {
         let t = stated.trim();
-        if hex::decode(t.strip_prefix("0x").unwrap_or(t)).ok().as_deref() != Some(hash.as_slice()) {
+        if hex::decode(t.strip_prefix("0x").unwrap_or(t))
+            .ok()
+            .as_deref()
+            != Some(hash.as_slice())
+        {
             return Err(format!(
                 "the document hashes to 0x{}, not to the config_hash it is served with ({stated})",
                 hex::encode(hash)
@@ -227,7 +235,9 @@ pub fn load(name_or_path: &str) -> Result<Policy, LoadError> {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// Neither a built-in name nor a readable file.
-    #[error("policy {path:?} is not a built-in policy (release, dev) and cannot be read: {message}")]
+    #[error(
+        "policy {path:?} is not a built-in policy (release, dev) and cannot be read: {message}"
+    )]
     Read {
         /// The name or path.
         path: String,

@@ -24,7 +24,9 @@ impl PolicyAttestation {
         match s {
             "tdx" => Ok(Self::Tdx),
             "dev" => Ok(Self::Dev),
-            other => Err(format!("unknown attestation {other:?} (\"tdx\" or \"dev\")")),
+            other => Err(format!(
+                "unknown attestation {other:?} (\"tdx\" or \"dev\")"
+            )),
         }
     }
 }
@@ -237,7 +239,12 @@ impl Policy {
     /// One `UNPINNED` line per value this policy does not pin, saying where it comes from:
     /// `dev` answers have only the compose and config hashes, a hardware-only check only the TD
     /// measurements. `config_hash` is the recorded config hash, shown beside its line.
-    pub fn unpinned(&self, dev: bool, hardware_only: bool, config_hash: Option<[u8; 32]>) -> Vec<String> {
+    pub fn unpinned(
+        &self,
+        dev: bool,
+        hardware_only: bool,
+        config_hash: Option<[u8; 32]>,
+    ) -> Vec<String> {
         Pinnable::ALL
             .into_iter()
             .filter(|p| !(dev && p.hardware()) && !(hardware_only && !p.measurement()))
@@ -266,5 +273,8 @@ pub fn nothing_pinned(dev: bool) -> String {
         .filter(|p| !(dev && p.hardware()))
         .map(Pinnable::label)
         .collect();
-    format!("UNPINNED: no policy, nothing is pinned ({})", list.join(", "))
+    format!(
+        "UNPINNED: no policy, nothing is pinned ({})",
+        list.join(", ")
+    )
 }
