@@ -46,8 +46,9 @@ pub struct VerifyProviderOptions {
     /// Where collateral comes from when no file is given: a PCCS (default Intel PCS), a cache
     /// directory, or the cache only (`offline`).
     pub collateral_source: CollateralSource,
-    /// The policy; `None`: the release policy shipped with the verifier.
-    pub policy: Option<Policy>,
+    /// The policy; `None`: the release policy shipped with the verifier. (Boxed: a policy is large
+    /// and these options travel by value in `VerifyMode`.)
+    pub policy: Option<Box<Policy>>,
     /// Check without any policy: the report says UNPINNED instead of failing.
     pub no_policy: bool,
     /// The provider's config hashes to pin (`--config-hash`), replacing the policy's.
@@ -146,7 +147,7 @@ fn policy_for(opts: &VerifyProviderOptions) -> Result<Option<Policy>> {
         return Ok(None);
     }
     let mut policy = match &opts.policy {
-        Some(p) => p.clone(),
+        Some(p) => Policy::clone(p),
         None => sealtune_verifier::policy::shipped::release()
             .map_err(|e| ClientError::InvalidInput(format!("the shipped release policy: {e}")))?,
     };

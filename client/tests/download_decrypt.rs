@@ -302,7 +302,7 @@ fn verify_opts(allow_dev: bool) -> VerifyProviderOptions {
         now: now_ms() / 1000,
         nonce: [0x5a; 32],
         allow_dev_quote: allow_dev,
-        policy: Some(dev_policy()),
+        policy: Some(Box::new(dev_policy())),
         config_hashes: vec![FIXTURE_CONFIG_HASH.0],
         ..Default::default()
     }

@@ -45,11 +45,11 @@ async fn run_task(stack: &Stack, who: usize, dir: &std::path::Path) -> String {
             nonce: [who as u8; 32],
             collateral: None,
             allow_dev_quote: true,
-            policy: Some(
+            policy: Some(Box::new(
                 sealtune_verifier::policy::shipped::named("dev")
                     .unwrap()
                     .unwrap(),
-            ),
+            )),
             ..Default::default()
         }),
     };
@@ -160,11 +160,11 @@ async fn dev_policy_pins_the_compose_and_config_hashes_of_a_real_worker() {
         now: now(),
         nonce: [0x42; 32],
         allow_dev_quote: true,
-        policy: Some(
+        policy: Some(Box::new(
             sealtune_verifier::policy::shipped::named("dev")
                 .unwrap()
                 .unwrap(),
-        ),
+        )),
         config_hashes,
         ..Default::default()
     };

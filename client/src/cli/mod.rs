@@ -317,7 +317,7 @@ fn verify_options(args: &VerifyArgs, env: &RunEnv) -> Result<VerifyProviderOptio
     let policy = args
         .policy
         .as_deref()
-        .map(shipped::load)
+        .map(|p| shipped::load(p).map(Box::new))
         .transpose()
         .map_err(|e| ClientError::InvalidInput(e.to_string()))?;
     let config_hashes = args

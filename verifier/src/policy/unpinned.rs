@@ -163,7 +163,7 @@ pub(super) fn explanations(
     ];
     let mut out = Vec::new();
     for (what, text) in given {
-        let Some(rule) = cx.rule("unpinned", text, |t| Ok::<_, String>(t))? else {
+        let Some(rule) = cx.rule("unpinned", text, Ok::<_, String>)? else {
             continue;
         };
         if what.pinned_by(policy) {
@@ -247,7 +247,7 @@ impl Policy {
     ) -> Vec<String> {
         Pinnable::ALL
             .into_iter()
-            .filter(|p| !(dev && p.hardware()) && !(hardware_only && !p.measurement()))
+            .filter(|p| applies(*p, dev, hardware_only))
             .filter(|p| !p.pinned_by(self))
             .map(|p| {
                 let source = self
@@ -264,6 +264,15 @@ impl Policy {
             })
             .collect()
     }
+}
+
+/// Whether `p` exists in this kind of check: a dev answer has no hardware value, a hardware-only
+/// check looks at the measurements only.
+fn applies(p: Pinnable, dev: bool, hardware_only: bool) -> bool {
+    if dev && p.hardware() {
+        return false;
+    }
+    !hardware_only || p.measurement()
 }
 
 /// What a check without any policy leaves open: everything.
