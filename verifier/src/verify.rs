@@ -10,7 +10,9 @@ use crate::event_log::{
 };
 use crate::pck::{PckError, PckInfo, parse_pck_chain};
 use crate::quote::ParsedQuote;
-use crate::report_data::{Binding, BindingExpectations, check_binding, check_json_report_data};
+use crate::report_data::{
+    Binding, BindingExpectations, check_binding, check_json_report_data, decode_json_report_data,
+};
 
 /// Why an input document could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -640,7 +642,7 @@ fn push_report_data_links(
         (Some(rd), None) => Ok(*rd),
         (None, json_rd) => json_rd
             .as_deref()
-            .and_then(decode_report_data)
+            .and_then(|j| decode_json_report_data(j).ok())
             .ok_or_else(|| "no 64-byte report_data in the dev answer".to_owned()),
     };
     let binding = rd.and_then(|rd| {
@@ -663,18 +665,6 @@ fn push_report_data_links(
             Ok(format!("header present: {sig} (reported, not checked)")),
         );
     }
-}
-
-/// A JSON `report_data`: base64 (PROTOCOL.md §5) or 128 hex digits (raw dstack).
-fn decode_report_data(text: &str) -> Option<[u8; 64]> {
-    let t = text.trim();
-    let bytes = if t.len() == 128 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
-        hex::decode(t).ok()?
-    } else {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.decode(t).ok()?
-    };
-    bytes.try_into().ok()
 }
 
 /// `nonce`: the declared attestation document carries the nonce this verifier sent; an answer
