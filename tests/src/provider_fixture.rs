@@ -69,8 +69,9 @@ pub const FIXTURE_CONFIG_HASH: alloy::primitives::B256 = alloy::primitives::B256
 pub const FIXTURE_APP_COMPOSE: &str = include_str!("../../deploy/app-compose.json");
 
 /// The `event_log` and `tcb_info` (JSON strings) of a dev answer recording `app_compose` and
-/// `config_hash`, built as the worker's dev source builds them: dstack's system events and the
-/// `sealtune-config` event on RTMR3 (V1 digests), and `tcb_info.rtmr3` the log replays to.
+/// `config_hash`, built as the worker's dev source builds them (the harness cannot depend on the
+/// worker; `worker/tests/attest_dev.rs` checks the two logs are the same): dstack's system events
+/// and the `sealtune-config` event on RTMR3 (V1 digests), and `tcb_info.rtmr3` the log replays to.
 pub fn dev_attestation_fields(
     app_compose: &str,
     signer: Address,
@@ -79,7 +80,8 @@ pub fn dev_attestation_fields(
     use sealtune_protocol::dstack::{RUNTIME_EVENT_TYPE, extend_rtmr, runtime_event_digest_v1};
     let compose_hash =
         sealtune_protocol::attestation::FileDigest::of(app_compose.as_bytes()).sha256;
-    let instance = alloy::primitives::keccak256(signer.as_slice());
+    let instance_preimage = [b"sealtune-dev-instance:".as_slice(), signer.as_slice()].concat();
+    let instance = sealtune_protocol::attestation::FileDigest::of(&instance_preimage).sha256;
     let events: [(&str, Vec<u8>); 9] = [
         ("system-preparing", Vec::new()),
         ("app-id", compose_hash[..20].to_vec()),
