@@ -2,22 +2,30 @@
 //! or data moves.
 //!
 //! The client picks a fresh 32-byte nonce, fetches `GET /v1/quote?nonce=…` from the service's
-//! registered URL, and runs the verifier library (`sealtune_verifier::verify::verify_document`:
-//! DCAP, quote signature chain, event log, compose hash, report_data) with the expectation that the
-//! report_data binds the service's on-chain `teeSignerAddress` and the nonce, through the attestation
-//! document v2 a sealtune provider declares (docs/PROTOCOL.md §5.1). Providers that ignore the nonce
-//! (official 0G workers) answer with the 0G ASCII layout, which binds the signer but proves no
-//! freshness: refused unless `allow_no_freshness`. The contract owner must have acknowledged the
-//! signer, unless `allow_unacknowledged_signer`.
+//! registered URL, and runs the verifier library (`sealtune_verifier::verify::verify_document`)
+//! with the service's on-chain TEE signer, the nonce and a policy. The verifier decides: every
+//! link, the order and the verdict are its (docs/verifier.md); this module only gathers the inputs.
 //!
-//! A quote from the insecure dev attestation source (no TEE) is rejected unless
-//! `allow_dev_quote` is set; even then its JSON report_data must bind the on-chain signer.
+//! - Policy: the release policy shipped with the verifier (`deploy/policy.toml`) unless another is
+//!   given (`--policy dev` for the main job's dev stack, or a file); `--config-hash` pins the
+//!   provider's published config hash. Without any policy (`--no-policy`) the report says UNPINNED.
+//! - Freshness: a sealtune provider answers the nonce with an attestation document v2
+//!   (docs/PROTOCOL.md §5.1); providers that ignore it (official 0G workers) prove no freshness and
+//!   fail the `nonce` link unless `allow_no_freshness`.
+//! - The contract owner must have acknowledged the signer (`on-chain signer`), unless
+//!   `allow_unacknowledged_signer`.
+//! - Collateral for a hardware quote: the given file, else the verifier's cache and a PCCS / Intel
+//!   PCS (`sealtune_verifier::collateral::obtain`; offline: the cache only).
+//! - A dev answer (no TEE) fails the `dev attestation` link unless `allow_dev_quote`.
+
+use std::path::PathBuf;
 
 use alloy::primitives::Address;
-use base64::Engine;
-use sealtune_verifier::report_data::{BindingExpectations, check_binding};
+use sealtune_verifier::collateral::CollateralSource;
+use sealtune_verifier::policy::Policy;
+use sealtune_verifier::report_data::BindingExpectations;
 use sealtune_verifier::verify::{
-    Link, QuoteDocument, VerificationReport, VerifyOptions, verify_document,
+    QuoteDocument, VerificationReport, VerifyOptions, verify_document,
 };
 use serde::Serialize;
 
@@ -32,19 +40,39 @@ pub struct VerifyProviderOptions {
     pub now: u64,
     /// The 32 random bytes sent as `?nonce=`.
     pub nonce: [u8; 32],
-    /// DCAP collateral JSON (dcap-qvl format, as a PCCS serves it); without it the DCAP link fails
-    /// for hardware quotes.
+    /// DCAP collateral JSON (dcap-qvl format, as a PCCS serves it); without it a hardware quote's
+    /// collateral comes from [`collateral_source`](Self::collateral_source).
     pub collateral: Option<Vec<u8>>,
+    /// Where collateral comes from when no file is given: a PCCS (default Intel PCS), a cache
+    /// directory, or the cache only (`offline`).
+    pub collateral_source: CollateralSource,
+    /// The policy; `None`: the release policy shipped with the verifier. (Boxed: a policy is large
+    /// and these options travel by value in `VerifyMode`.)
+    pub policy: Option<Box<Policy>>,
+    /// Check without any policy: the report says UNPINNED instead of failing.
+    pub no_policy: bool,
+    /// The provider's config hashes to pin (`--config-hash`), replacing the policy's.
+    pub config_hashes: Vec<[u8; 32]>,
     /// Accept the insecure dev attestation source (local testing only).
     pub allow_dev_quote: bool,
     /// Accept an answer without a freshness proof (no attestation document for our nonce: official
     /// 0G workers). Off: such a provider fails the `nonce` link.
     pub allow_no_freshness: bool,
     /// Accept a TEE signer the contract owner has not acknowledged. Off: it fails the
-    /// `owner acknowledgement` link.
+    /// `on-chain signer` link.
     pub allow_unacknowledged_signer: bool,
     /// Application events allowed in the event log after boot.
     pub allowed_app_events: Vec<String>,
+}
+
+/// The default collateral cache: `$XDG_CACHE_HOME/sealtune/collateral`, else
+/// `~/.cache/sealtune/collateral`.
+pub fn default_collateral_cache() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("sealtune").join("collateral"))
 }
 
 /// The outcome of [`verify_provider`].
@@ -107,140 +135,88 @@ impl ProviderVerification {
     }
 }
 
-/// Decode the JSON `report_data` (base64 per PROTOCOL.md §5, or 128 hex digits as raw dstack sends).
-fn decode_report_data(text: &str) -> Option<[u8; 64]> {
-    let t = text.trim();
-    let bytes = if t.len() == 128 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
-        hex::decode(t).ok()?
-    } else {
-        base64::engine::general_purpose::STANDARD.decode(t).ok()?
+/// The policy the check runs under: the one given, else the shipped release policy; none with
+/// `no_policy`. `--config-hash` pins replace the policy's.
+fn policy_for(opts: &VerifyProviderOptions) -> Result<Option<Policy>> {
+    if opts.no_policy {
+        if !opts.config_hashes.is_empty() {
+            return Err(ClientError::InvalidInput(
+                "--config-hash pins a policy value: it needs a policy, not --no-policy".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    let mut policy = match &opts.policy {
+        Some(p) => Policy::clone(p),
+        None => sealtune_verifier::policy::shipped::release()
+            .map_err(|e| ClientError::InvalidInput(format!("the shipped release policy: {e}")))?,
     };
-    bytes.try_into().ok()
+    policy.pin_config_hashes(opts.config_hashes.clone());
+    Ok(Some(policy))
 }
 
-/// Whether the answer declares an attestation document v2 (a sealtune provider answering the nonce).
-fn declares_document(doc: &QuoteDocument) -> bool {
-    doc.attestation_document.is_some()
-}
-
-/// The `nonce` link: fresh, or accepted without freshness only when asked.
-fn freshness(
-    fresh: bool,
-    declared: bool,
-    opts: &VerifyProviderOptions,
-) -> std::result::Result<String, String> {
-    match (fresh, declared, opts.allow_no_freshness) {
-        (true, _, _) => Ok("the attestation document carries the nonce this client chose".into()),
-        (false, true, _) => Err("the attestation document is for another nonce: a stale or relayed answer".into()),
-        (false, false, true) => Ok(
-            "no freshness proof (the provider ignores ?nonce=, 0G layout): accepted by --allow-no-freshness"
-                .into(),
-        ),
-        (false, false, false) => Err(
-            "the provider cannot prove freshness (it ignores ?nonce=; official 0G workers do): its quote could be a replay; pass --allow-no-freshness to accept it"
-                .into(),
-        ),
-    }
-}
-
-/// The `owner acknowledgement` link: settlements revert until the owner acknowledges the signer.
-fn acknowledgement(service: &ServiceView, allow: bool) -> std::result::Result<String, String> {
-    match (service.tee_signer_acknowledged, allow) {
-        (true, _) => Ok(format!(
-            "the contract owner acknowledged TEE signer {}",
-            service.tee_signer
-        )),
-        (false, true) => Ok(format!(
-            "TEE signer {} is NOT acknowledged by the contract owner: accepted by --allow-unacknowledged-signer",
-            service.tee_signer
-        )),
-        (false, false) => Err(format!(
-            "TEE signer {} is not acknowledged by the contract owner (settlements would revert); pass --allow-unacknowledged-signer to go on anyway",
-            service.tee_signer
-        )),
-    }
-}
-
-/// Verify the quote document `doc` of `service` (already fetched with `opts.nonce`).
-pub fn verify_quote_document(
-    service: &ServiceView,
+/// The collateral for `doc`: the given file, else (a hardware quote) the cache or a PCCS.
+async fn collateral_for(
     doc: &QuoteDocument,
     opts: &VerifyProviderOptions,
+) -> Result<Option<dcap_qvl::QuoteCollateralV3>> {
+    if let Some(bytes) = &opts.collateral {
+        return sealtune_verifier::dcap::parse_collateral(bytes)
+            .map(Some)
+            .map_err(|e| ClientError::InvalidInput(format!("collateral: {e}")));
+    }
+    if doc.quote.is_empty() {
+        return Ok(None);
+    }
+    let (c, _from) =
+        sealtune_verifier::collateral::obtain(&doc.quote, &opts.collateral_source, opts.now)
+            .await
+            .map_err(|e| ClientError::Attestation(format!("DCAP collateral: {e}")))?;
+    Ok(Some(c))
+}
+
+/// Verify the quote document `doc` of `service` on `serving` (already fetched with `opts.nonce`),
+/// with `collateral` for a hardware quote. Returns the verifier's report and whether the answer
+/// carries this client's nonce.
+pub fn verify_quote_document(
+    service: &ServiceView,
+    serving: Address,
+    doc: &QuoteDocument,
+    collateral: Option<dcap_qvl::QuoteCollateralV3>,
+    opts: &VerifyProviderOptions,
 ) -> Result<(VerificationReport, bool)> {
-    let json_rd = doc.report_data.as_deref().and_then(decode_report_data);
-    // A declared document must be for this client's nonce (the binding checks it and names a
-    // stale or relayed one); without one the provider cannot prove freshness (0G workers).
-    let declared = declares_document(doc);
-    let document = match &doc.attestation_document {
-        Some(d) => Some(
-            sealtune_protocol::attestation::AttestationDocument::from_json(d)
-                .map_err(|e| ClientError::Attestation(format!("attestation document: {e}")))?,
-        ),
-        None => None,
-    };
-    let fresh = document.is_some_and(|d| d.nonce.as_slice() == opts.nonce.as_slice());
-    let collateral = opts
-        .collateral
-        .as_deref()
-        .map(sealtune_verifier::dcap::parse_collateral)
-        .transpose()
-        .map_err(|e| ClientError::InvalidInput(format!("collateral: {e}")))?;
-    let binding = BindingExpectations {
-        signer: Some(service.tee_signer.into_array()),
-        nonce: declared.then_some(opts.nonce),
-        tappd_preimage: None,
-        document,
-        allow_zg_raw: false,
-    };
+    let fresh = doc
+        .attestation_document
+        .as_ref()
+        .and_then(|d| sealtune_protocol::attestation::AttestationDocument::from_json(d).ok())
+        .is_some_and(|d| d.nonce.as_slice() == opts.nonce.as_slice());
     let vopts = VerifyOptions {
         now: opts.now,
         collateral,
-        binding: binding.clone(),
+        binding: BindingExpectations {
+            signer: Some(service.tee_signer.into_array()),
+            nonce: Some(opts.nonce),
+            ..Default::default()
+        },
         allow_dev_quote: opts.allow_dev_quote,
         event_policy: sealtune_verifier::event_log::EventPolicy {
             allowed_app_events: opts.allowed_app_events.clone(),
         },
+        policy: policy_for(opts)?,
+        policy_required: !opts.no_policy,
+        registered_signer: Some(sealtune_verifier::chain::RegisteredSigner {
+            serving,
+            provider: service.provider,
+            tee_signer: service.tee_signer,
+            acknowledged: service.tee_signer_acknowledged,
+            url: service.url.clone(),
+            block: None,
+        }),
+        allow_no_freshness: opts.allow_no_freshness,
+        allow_unacknowledged_signer: opts.allow_unacknowledged_signer,
         ..Default::default()
     };
-    let mut report = verify_document(doc, &vopts);
-    let mut extra = Vec::new();
-    if doc.dev && doc.quote.is_empty() {
-        // The verifier stops after the dev link when there is no quote: still require the JSON
-        // report_data to bind the on-chain signer, as the official client checks.
-        let detail = match &json_rd {
-            None => Err("no 64-byte report_data in the dev attestation answer".to_owned()),
-            Some(rd) => check_binding(rd, &binding)
-                .map(|_| {
-                    format!(
-                        "dev report_data binds the on-chain TEE signer {}",
-                        service.tee_signer
-                    )
-                })
-                .map_err(|e| e.to_string()),
-        };
-        extra.push(link("signer binding", detail));
-    }
-    extra.push(link("nonce", freshness(fresh, declared, opts)));
-    extra.push(link(
-        "owner acknowledgement",
-        acknowledgement(service, opts.allow_unacknowledged_signer),
-    ));
-    report.links.extend(extra);
-    report.verified = report.links.iter().all(|l| l.ok || !l.required);
-    Ok((report, fresh))
-}
-
-fn link(name: &'static str, r: std::result::Result<String, String>) -> Link {
-    let (ok, detail) = match r {
-        Ok(d) => (true, d),
-        Err(d) => (false, d),
-    };
-    Link {
-        name,
-        ok,
-        required: true,
-        detail,
-    }
+    Ok((verify_document(doc, &vopts), fresh))
 }
 
 /// Fetch the provider's quote and verify it against its on-chain service.
@@ -256,7 +232,9 @@ pub async fn verify_provider(
         url: format!("{}/v1/quote", api.base()),
         detail: e.to_string(),
     })?;
-    let (report, fresh) = verify_quote_document(&service, &doc, opts)?;
+    let collateral = collateral_for(&doc, opts).await?;
+    let (report, fresh) =
+        verify_quote_document(&service, chain.contracts().serving, &doc, collateral, opts)?;
     Ok(ProviderVerification {
         provider,
         url: service.url.clone(),

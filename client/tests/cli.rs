@@ -327,11 +327,37 @@ async fn customer_flow_through_the_binary() {
     let (code, json, all) = run_async(cmd(&["verify-provider", "--provider", &provider])).await;
     assert_eq!(code, 6, "a dev quote needs --allow-dev-quote: {all}");
     assert_eq!(json["verified"], false);
+    // The shipped release policy is the default: it is for TDX quotes, not for a dev answer.
     let (code, json, all) = run_async(cmd(&[
         "verify-provider",
         "--provider",
         &provider,
         "--allow-dev-quote",
+    ]))
+    .await;
+    assert_eq!(code, 6, "the release policy refuses a dev answer: {all}");
+    let policy_link = json["report"]["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "policy")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(policy_link["ok"], false, "{all}");
+    assert!(
+        policy_link["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("is for TDX quotes"),
+        "{all}"
+    );
+    let (code, json, all) = run_async(cmd(&[
+        "verify-provider",
+        "--provider",
+        &provider,
+        "--allow-dev-quote",
+        "--policy",
+        "dev",
     ]))
     .await;
     assert_eq!(code, 0, "{all}");
@@ -341,6 +367,42 @@ async fn customer_flow_through_the_binary() {
         all.contains("WARNING"),
         "--allow-dev-quote must be loud: {all}"
     );
+    // The provider's published config hash pinned: holds; another one fails the `policy config` link.
+    let fixture_hash = sealtune_e2e::provider_fixture::FIXTURE_CONFIG_HASH.to_string();
+    let other_hash = format!("0x{}", "0d".repeat(32));
+    for (hash, expected) in [(fixture_hash.as_str(), 0), (other_hash.as_str(), 6)] {
+        let (code, json, all) = run_async(cmd(&[
+            "verify-provider",
+            "--provider",
+            &provider,
+            "--allow-dev-quote",
+            "--policy",
+            "dev",
+            "--config-hash",
+            hash,
+        ]))
+        .await;
+        assert_eq!(code, expected, "{all}");
+        let config_link = json["report"]["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == "policy config")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(config_link["ok"], expected == 0, "{all}");
+    }
+    // No policy at all: only with --no-policy, and the report says UNPINNED.
+    let (code, _, all) = run_async(cmd(&[
+        "verify-provider",
+        "--provider",
+        &provider,
+        "--allow-dev-quote",
+        "--no-policy",
+    ]))
+    .await;
+    assert_eq!(code, 0, "{all}");
+    assert!(all.contains("UNPINNED: no policy"), "{all}");
 
     // A deliverable: download (checked, then acknowledged), settlement, decryption.
     let task = "7a4a3bd4-4a8b-4b7e-bf0e-3f8d6c2a9e11";

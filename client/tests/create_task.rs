@@ -49,6 +49,11 @@ fn request(env: &Env, max_fee: Option<U256>, verify: bool) -> CreateTaskRequest 
                 now: now_ms() / 1000,
                 nonce: [9; 32],
                 allow_dev_quote: true,
+                policy: Some(Box::new(
+                    sealtune_verifier::policy::shipped::named("dev")
+                        .unwrap()
+                        .unwrap(),
+                )),
                 ..Default::default()
             })
         } else {

@@ -15,7 +15,7 @@ use sealtune_client::error::exit;
 use sealtune_client::progress::NoProgress;
 use sealtune_client::{ClientError, flow::Client};
 use sealtune_e2e::ether;
-use sealtune_e2e::provider_fixture::{DevQuote, now_ms};
+use sealtune_e2e::provider_fixture::{DevQuote, FIXTURE_CONFIG_HASH, now_ms};
 use sealtune_e2e::trials::{self, Isolation};
 use sealtune_protocol::deliverable::{self, SealOptions};
 
@@ -30,6 +30,8 @@ fn main() -> std::process::ExitCode {
             model_signed_by_another_tee_is_not_acknowledged,
             decryption_failure_leaves_no_plaintext,
             verify_provider_binds_the_on_chain_signer_and_refuses_dev_quotes_by_default,
+            verify_provider_names_the_policy_link_that_fails,
+            verify_provider_fetches_collateral_from_a_pccs_through_the_cache,
         ],
         Isolation::SnapshotAnd(|env| &env.anvil, Env::reset),
     )
@@ -294,13 +296,22 @@ async fn decryption_failure_leaves_no_plaintext(env: &Env) {
     );
 }
 
+/// The dev policy, with the fixture's config hash pinned (what `--policy dev --config-hash` gives).
 fn verify_opts(allow_dev: bool) -> VerifyProviderOptions {
     VerifyProviderOptions {
         now: now_ms() / 1000,
         nonce: [0x5a; 32],
         allow_dev_quote: allow_dev,
+        policy: Some(Box::new(dev_policy())),
+        config_hashes: vec![FIXTURE_CONFIG_HASH.0],
         ..Default::default()
     }
+}
+
+fn dev_policy() -> sealtune_verifier::policy::Policy {
+    sealtune_verifier::policy::shipped::named("dev")
+        .unwrap()
+        .unwrap()
 }
 
 /// The detail of the failed required link `name`.
@@ -365,6 +376,11 @@ async fn verify_provider_binds_the_on_chain_signer_and_refuses_dev_quotes_by_def
             "{}",
             v.render_human()
         );
+        assert!(
+            failed_link(&v, "nonce").contains("stale or relayed"),
+            "{}",
+            v.render_human()
+        );
     }
 
     env.fixture.set_quote_mode(DevQuote::WrongSigner);
@@ -374,4 +390,156 @@ async fn verify_provider_binds_the_on_chain_signer_and_refuses_dev_quotes_by_def
         .unwrap();
     assert!(!v.verified, "{}", v.render_human());
     assert!(v.render_human().contains("signer"));
+}
+
+/// The policy links, each refusal naming its link and reason: the release policy (the default)
+/// is refused for a dev answer, the dev policy for another config hash; without any policy the
+/// check passes only when asked (`--no-policy`), saying UNPINNED.
+async fn verify_provider_names_the_policy_link_that_fails(env: &Env) {
+    let c = env.client(&env.user);
+    let provider = env.provider.address();
+
+    let v = c
+        .verify_provider(provider, &verify_opts(true))
+        .await
+        .unwrap();
+    assert!(v.verified, "{}", v.render_human());
+    assert!(v.report.link("policy config").unwrap().ok);
+    assert!(v.report.link("compose hash").unwrap().ok);
+    assert!(v.report.link("event log").unwrap().detail.contains("dev"));
+
+    // The shipped release policy is for TDX quotes.
+    let release = VerifyProviderOptions {
+        policy: None,
+        ..verify_opts(true)
+    };
+    let v = c.verify_provider(provider, &release).await.unwrap();
+    assert!(!v.verified, "{}", v.render_human());
+    assert!(
+        failed_link(&v, "policy").contains("is for TDX quotes"),
+        "{}",
+        v.render_human()
+    );
+
+    // Another config hash pinned: the config link fails, naming the pin.
+    let other = VerifyProviderOptions {
+        config_hashes: vec![[0x0d; 32]],
+        ..verify_opts(true)
+    };
+    let v = c.verify_provider(provider, &other).await.unwrap();
+    assert!(!v.verified, "{}", v.render_human());
+    let detail = failed_link(&v, "policy config");
+    assert!(
+        detail.contains(&hex::encode(FIXTURE_CONFIG_HASH))
+            && detail.contains("is not one of")
+            && detail.contains("--config-hash"),
+        "{}",
+        v.render_human()
+    );
+
+    // The dev policy without a pin: passes, and says the config hash is UNPINNED.
+    let unpinned = VerifyProviderOptions {
+        config_hashes: Vec::new(),
+        ..verify_opts(true)
+    };
+    let v = c.verify_provider(provider, &unpinned).await.unwrap();
+    assert!(v.verified, "{}", v.render_human());
+    assert!(
+        v.render_human().contains("UNPINNED config hash"),
+        "{}",
+        v.render_human()
+    );
+
+    // No policy at all: only with --no-policy, and the report says UNPINNED.
+    let none = VerifyProviderOptions {
+        policy: None,
+        no_policy: true,
+        config_hashes: Vec::new(),
+        ..verify_opts(true)
+    };
+    let v = c.verify_provider(provider, &none).await.unwrap();
+    assert!(v.verified, "{}", v.render_human());
+    let l = v.report.link("policy").unwrap();
+    assert!(!l.required && l.detail.contains("UNPINNED"), "{l:?}");
+}
+
+/// A hardware quote without `--collateral`: the client fetches the collateral from a PCCS (a
+/// loopback stand-in serving the fixture collateral: there is no network here) and caches it; offline,
+/// the cache alone serves, and an empty cache is an error that says so.
+async fn verify_provider_fetches_collateral_from_a_pccs_through_the_cache(env: &Env) {
+    /// `tdx_quote`'s collateral is valid at this time.
+    const AT: u64 = 1_750_332_747;
+    let c = env.client(&env.user);
+    let provider = env.provider.address();
+    env.fixture.set_quote_mode(DevQuote::RecordedHardware);
+    let collateral = sealtune_verifier::dcap::parse_collateral(&sealtune_e2e::fixture_bytes(
+        "tdx/tdx_quote_collateral.json",
+    ))
+    .unwrap();
+    let pccs = sealtune_e2e::http::pccs(collateral);
+    let cache = tempfile::tempdir().unwrap();
+    let opts = |pccs_url: Option<String>, offline: bool| VerifyProviderOptions {
+        now: AT,
+        nonce: [0x5a; 32],
+        collateral_source: sealtune_verifier::collateral::CollateralSource {
+            pccs_url,
+            cache_dir: Some(cache.path().to_path_buf()),
+            offline,
+        },
+        ..Default::default()
+    };
+
+    let v = c
+        .verify_provider(provider, &opts(Some(pccs.url.clone()), false))
+        .await
+        .unwrap();
+    let dcap = v.report.link("DCAP (dcap-qvl)").unwrap();
+    assert!(dcap.ok, "{}", v.render_human());
+    assert!(
+        pccs.requests()
+            .iter()
+            .any(|r| r.contains("/tdx/certification/v4/tcb")),
+        "{:?}",
+        pccs.requests()
+    );
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1);
+    // The recorded quote binds no signer and no nonce: refused, naming those links.
+    assert!(!v.verified);
+    assert!(!v.report.link("signer binding").unwrap().ok);
+    assert!(failed_link(&v, "nonce").contains("cannot prove freshness"));
+
+    // Offline: the cache serves, no request reaches the PCCS.
+    let before = pccs.requests().len();
+    let v = c
+        .verify_provider(provider, &opts(None, true))
+        .await
+        .unwrap();
+    assert!(
+        v.report.link("DCAP (dcap-qvl)").unwrap().ok,
+        "{}",
+        v.render_human()
+    );
+    assert_eq!(pccs.requests().len(), before);
+
+    // An SGX enclave's quote is not a provider's: the TEE type link refuses it.
+    env.fixture.set_quote_mode(DevQuote::RecordedSgx);
+    let v = c
+        .verify_provider(provider, &opts(Some(pccs.url.clone()), false))
+        .await
+        .unwrap();
+    assert!(!v.verified);
+    assert!(
+        failed_link(&v, "TEE type").contains("a provider's quote must be TDX"),
+        "{}",
+        v.render_human()
+    );
+    env.fixture.set_quote_mode(DevQuote::RecordedHardware);
+
+    // Offline with an empty cache: an attestation error that says why.
+    let empty = tempfile::tempdir().unwrap();
+    let mut o = opts(None, true);
+    o.collateral_source.cache_dir = Some(empty.path().to_path_buf());
+    let e = c.verify_provider(provider, &o).await.unwrap_err();
+    assert_eq!(e.exit_code(), exit::VERIFICATION, "{e}");
+    assert!(e.to_string().contains("no cached collateral"), "{e}");
 }

@@ -12,6 +12,7 @@
 //! - [`stack`]: anvil + contracts + the `sealtune-worker` binary with dev attestation, and the customer's
 //!   HTTP calls against it.
 //! - [`provider_fixture`]: an HTTP stand-in for a provider's byte path, for the customer library's tests.
+//! - [`http`]: a loopback HTTP server standing in for a PCCS (and a provider's `/v1/quote`).
 //! - [`solidity`]: compiling Solidity stand-ins with the pinned solc-js.
 //! - [`trials`]: one shared stack per test binary, its cases run against it (libtest-mimic).
 //!
@@ -22,6 +23,7 @@
 pub mod chain;
 pub mod contracts;
 pub mod fixtures;
+pub mod http;
 pub mod process;
 pub mod provider_fixture;
 pub mod solidity;

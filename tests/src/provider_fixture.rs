@@ -31,6 +31,11 @@ pub enum DevQuote {
     /// A relayed answer: an honest worker's document fetched with the attacker's own nonce
     /// (`attacker ‖ 0¹²`), whatever nonce the client sent.
     Relayed,
+    /// Not a dev answer: the real TDX quote `tests/fixtures/tdx/tdx_quote` alone (its collateral is
+    /// `tdx/tdx_quote_collateral.json`; it binds no signer and no nonce, and has no event log).
+    RecordedHardware,
+    /// Not a provider's quote: the real SGX enclave quote `tests/fixtures/tdx/sgx_quote`.
+    RecordedSgx,
 }
 
 /// A create-task request the fixture accepted after verifying its signature.
@@ -58,6 +63,68 @@ pub struct ReceivedTask {
 
 /// The config hash the fixture's attestation documents carry.
 pub const FIXTURE_CONFIG_HASH: alloy::primitives::B256 = alloy::primitives::B256::repeat_byte(0xc0);
+
+/// The app-compose the fixture's dev answers serve: the shipped `deploy/app-compose.json`, as the
+/// worker's dev source does, so the dev policy's compose hash holds.
+pub const FIXTURE_APP_COMPOSE: &str = include_str!("../../deploy/app-compose.json");
+
+/// The `event_log` and `tcb_info` (JSON strings) of a dev answer recording `app_compose` and
+/// `config_hash`, built as the worker's dev source builds them (the harness cannot depend on the
+/// worker; `worker/tests/attest_dev.rs` checks the two logs are the same): dstack's system events
+/// and the `sealtune-config` event on RTMR3 (V1 digests), and `tcb_info.rtmr3` the log replays to.
+pub fn dev_attestation_fields(
+    app_compose: &str,
+    signer: Address,
+    config_hash: alloy::primitives::B256,
+) -> (String, String) {
+    use sealtune_protocol::dstack::{RUNTIME_EVENT_TYPE, extend_rtmr, runtime_event_digest_v1};
+    let compose_hash =
+        sealtune_protocol::attestation::FileDigest::of(app_compose.as_bytes()).sha256;
+    let instance_preimage = [b"sealtune-dev-instance:".as_slice(), signer.as_slice()].concat();
+    let instance = sealtune_protocol::attestation::FileDigest::of(&instance_preimage).sha256;
+    let events: [(&str, Vec<u8>); 9] = [
+        ("system-preparing", Vec::new()),
+        ("app-id", compose_hash[..20].to_vec()),
+        ("compose-hash", compose_hash.to_vec()),
+        ("instance-id", instance[..20].to_vec()),
+        ("boot-mr-done", Vec::new()),
+        (
+            "key-provider",
+            br#"{"name":"dev","id":"sealtune-dev-key-file"}"#.to_vec(),
+        ),
+        ("storage-fs", b"dev".to_vec()),
+        ("system-ready", Vec::new()),
+        (
+            sealtune_protocol::attestation::CONFIG_EVENT,
+            config_hash.to_vec(),
+        ),
+    ];
+    let mut rtmr3 = [0u8; 48];
+    let list: Vec<serde_json::Value> = events
+        .iter()
+        .map(|(name, payload)| {
+            let digest = runtime_event_digest_v1(name, payload);
+            extend_rtmr(&mut rtmr3, &digest);
+            serde_json::json!({
+                "imr": 3,
+                "event_type": RUNTIME_EVENT_TYPE,
+                "digest": hex::encode(digest),
+                "event": name,
+                "event_payload": hex::encode(payload),
+            })
+        })
+        .collect();
+    let tcb_info = serde_json::json!({
+        "app_compose": app_compose,
+        "compose_hash": hex::encode(compose_hash),
+        "rtmr3": hex::encode(rtmr3),
+        "dev": true,
+    });
+    (
+        serde_json::Value::Array(list).to_string(),
+        tcb_info.to_string(),
+    )
+}
 
 /// The model hash the fixture serves for `SmolLM2-135M-Instruct`.
 pub const MODEL_HASH: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";
@@ -355,6 +422,25 @@ async fn serve(
                 ),
             }
         }
+        ("GET", ["v1", "quote"])
+            if matches!(
+                *quote_mode.lock().unwrap_or_else(PoisonError::into_inner),
+                DevQuote::RecordedHardware | DevQuote::RecordedSgx
+            ) =>
+        {
+            let file = match *quote_mode.lock().unwrap_or_else(PoisonError::into_inner) {
+                DevQuote::RecordedSgx => "tdx/sgx_quote",
+                _ => "tdx/tdx_quote",
+            };
+            let quote = hex::encode(crate::fixture_bytes(file));
+            (
+                200,
+                "application/json",
+                serde_json::json!({ "quote": quote })
+                    .to_string()
+                    .into_bytes(),
+            )
+        }
         ("GET", ["v1", "quote"]) => {
             let nonce = query
                 .split('&')
@@ -394,10 +480,15 @@ async fn serve(
                     rd[..42].copy_from_slice(a.as_bytes());
                 }
             }
+            let (event_log, tcb_info) =
+                dev_attestation_fields(FIXTURE_APP_COMPOSE, tee, FIXTURE_CONFIG_HASH);
             let doc = serde_json::json!({
                 "dev": true,
+                "quote": "",
                 "report_data": base64::engine::general_purpose::STANDARD.encode(rd),
                 "attestation_document": document,
+                "event_log": event_log,
+                "tcb_info": tcb_info,
             });
             (200, "application/json", doc.to_string().into_bytes())
         }

@@ -30,6 +30,9 @@ pub enum CliError {
     /// The policy file is unusable.
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
+    /// The policy is neither built in nor readable.
+    #[error(transparent)]
+    PolicyLoad(#[from] crate::policy::shipped::LoadError),
     /// The chain could not be read.
     #[error(transparent)]
     Chain(#[from] crate::chain::ChainError),
@@ -64,6 +67,38 @@ pub enum Command {
     Settlement(SettlementArgs),
     /// Verify an encrypted deliverable: tag signature and root hash.
     Deliverable(DeliverableArgs),
+    /// Write policies (`policy from-compose`).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+/// `sealtune-verify policy …`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Write the policy for an app-compose.json: its compose hash, the config-hash rule, the TCB
+    /// statuses, the required events, and what is left UNPINNED with where it comes from.
+    FromCompose(FromComposeArgs),
+}
+
+/// Arguments of `sealtune-verify policy from-compose`.
+#[derive(Debug, Args)]
+pub struct FromComposeArgs {
+    /// The app-compose.json (hashed byte for byte, as dstack measures it).
+    pub compose: PathBuf,
+    /// A dev policy: for the INSECURE dev attestation source only.
+    #[arg(long)]
+    pub dev: bool,
+    /// A provider's published configuration (`GET /v1/config`'s answer, `sealtune-worker config
+    /// check --json`'s, or the document): its config hash, recomputed from the document, is pinned.
+    /// Repeatable.
+    #[arg(long)]
+    pub config: Vec<PathBuf>,
+    /// A config hash to pin (0x + 64 hex). Repeatable.
+    #[arg(long)]
+    pub config_hash: Vec<String>,
+    /// Write the policy here instead of stdout.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
 }
 
 /// Where the chain is (shared by the subcommands).
@@ -144,9 +179,15 @@ pub struct QuoteArgs {
     /// An application event name allowed in the event log after system-ready (repeatable).
     #[arg(long = "allow-app-event")]
     pub allow_app_events: Vec<String>,
-    /// Policy file (TOML): TCB statuses, advisories, MRTD/RTMR0–2, compose hashes, images, events.
+    /// Policy: a built-in name (`release`: deploy/policy.toml; `dev`: deploy/policy-dev.toml, for
+    /// the insecure dev source only) or a TOML file (TCB statuses, advisories, MRTD/RTMR0–2,
+    /// compose and config hashes, images, events). Without one the report says UNPINNED.
     #[arg(long)]
-    pub policy: Option<PathBuf>,
+    pub policy: Option<String>,
+    /// Pin the provider's config hash (0x + 64 hex; repeatable): replaces the policy's
+    /// `app.config_hashes`. Needs --policy.
+    #[arg(long, requires = "policy")]
+    pub config_hash: Vec<String>,
     /// The chain: with --rpc, --serving and --provider, report_data must bind the provider's
     /// registered, acknowledged teeSignerAddress.
     #[command(flatten)]
@@ -309,12 +350,9 @@ impl QuoteArgs {
         let tappd_preimage = self.tappd_preimage.as_ref().map(read).transpose()?;
         let policy = match &self.policy {
             Some(p) => {
-                let text = String::from_utf8(read(p)?)
-                    .map_err(|_| CliError::Arg(format!("policy {} is not UTF-8", p.display())))?;
-                Some(crate::policy::Policy::from_toml(
-                    &p.display().to_string(),
-                    &text,
-                )?)
+                let mut policy = crate::policy::shipped::load(p)?;
+                policy.pin_config_hashes(parse_config_hashes(&self.config_hash)?);
+                Some(policy)
             }
             None => None,
         };
@@ -347,8 +385,21 @@ impl QuoteArgs {
                 ExpectedTee::ProviderTdx
             },
             hardware_only: self.hardware_only,
+            policy_required: false,
+            allow_no_freshness: false,
+            allow_unacknowledged_signer: false,
         })
     }
+}
+
+/// `--config-hash` values.
+fn parse_config_hashes(list: &[String]) -> Result<Vec<[u8; 32]>, CliError> {
+    list.iter()
+        .map(|h| {
+            crate::policy::shipped::parse_config_hash(h)
+                .map_err(|e| CliError::Arg(format!("--config-hash: {e}")))
+        })
+        .collect()
 }
 
 fn parse_nonce(n: &str) -> Result<[u8; 32], CliError> {
@@ -433,7 +484,34 @@ pub fn run_with(
         Command::Quote(args) => run_quote(args, now, fresh_nonce, out),
         Command::Settlement(args) => run_settlement(args, now, out),
         Command::Deliverable(args) => run_deliverable(args, now, out),
+        Command::Policy(PolicyCommand::FromCompose(args)) => run_from_compose(args, out),
     }
+}
+
+fn run_from_compose(args: &FromComposeArgs, out: &mut dyn Write) -> Result<i32, CliError> {
+    use crate::policy::shipped::{FromCompose, config_hash_of, from_compose};
+    let compose = read(&args.compose)?;
+    let mut config_hashes = parse_config_hashes(&args.config_hash)?;
+    for path in &args.config {
+        let hash = config_hash_of(&read(path)?)
+            .map_err(|e| CliError::Arg(format!("--config {}: {e}", path.display())))?;
+        config_hashes.push(hash);
+    }
+    let text = from_compose(&FromCompose {
+        compose_path: &args.compose.display().to_string(),
+        compose: &compose,
+        dev: args.dev,
+        config_hashes,
+    })
+    .map_err(CliError::Arg)?;
+    match &args.output {
+        Some(p) => std::fs::write(p, &text).map_err(|source| CliError::Read {
+            path: p.clone(),
+            source,
+        })?,
+        None => write!(out, "{text}")?,
+    }
+    Ok(0)
 }
 
 fn run_quote(

@@ -107,9 +107,8 @@ pub struct Binding {
     pub signer: Option<String>,
 }
 
-/// Decode the JSON `report_data` (base64 per PROTOCOL.md §5; hex as raw dstack sends) and compare it
-/// with the quote body's.
-pub fn check_json_report_data(json: &str, body: &[u8; 64]) -> Result<(), BindingError> {
+/// Decode the JSON `report_data`: base64 per PROTOCOL.md §5, or 128 hex digits as raw dstack sends.
+pub fn decode_json_report_data(json: &str) -> Result<[u8; 64], BindingError> {
     let json = json.trim();
     let decoded = if json.len() == 128 && json.bytes().all(|b| b.is_ascii_hexdigit()) {
         hex::decode(json).map_err(|_| BindingError::JsonEncoding)?
@@ -118,10 +117,12 @@ pub fn check_json_report_data(json: &str, body: &[u8; 64]) -> Result<(), Binding
             .decode(json)
             .map_err(|_| BindingError::JsonEncoding)?
     };
-    if decoded.len() != 64 {
-        return Err(BindingError::JsonEncoding);
-    }
-    if decoded.as_slice() == body.as_slice() {
+    <[u8; 64]>::try_from(decoded.as_slice()).map_err(|_| BindingError::JsonEncoding)
+}
+
+/// Decode the JSON `report_data` ([`decode_json_report_data`]) and compare it with the quote body's.
+pub fn check_json_report_data(json: &str, body: &[u8; 64]) -> Result<(), BindingError> {
+    if decode_json_report_data(json)? == *body {
         Ok(())
     } else {
         Err(BindingError::JsonMismatch)

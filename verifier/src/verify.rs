@@ -9,8 +9,10 @@ use crate::event_log::{
     verify_event_log,
 };
 use crate::pck::{PckError, PckInfo, parse_pck_chain};
-use crate::quote::{ParsedQuote, TdReport};
-use crate::report_data::{Binding, BindingExpectations, check_binding, check_json_report_data};
+use crate::quote::ParsedQuote;
+use crate::report_data::{
+    Binding, BindingExpectations, check_binding, check_json_report_data, decode_json_report_data,
+};
 
 /// Why an input document could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -135,6 +137,15 @@ pub struct VerifyOptions {
     /// for an auditor holding a bare quote. report_data, the event log, the compose hash and the
     /// app and event policy are not checked, and the report says so.
     pub hardware_only: bool,
+    /// Without a policy, fail the `policy` link (`UNPINNED`); off, the link is informational.
+    /// `sealtune verify-provider` sets it unless `--no-policy`.
+    pub policy_required: bool,
+    /// Accept an answer without a freshness proof when a nonce was sent (no attestation document:
+    /// 0G workers ignore the nonce); off, the `nonce` link fails.
+    pub allow_no_freshness: bool,
+    /// Accept a registered TEE signer the contract owner has not acknowledged; off, the
+    /// `on-chain signer` link fails.
+    pub allow_unacknowledged_signer: bool,
 }
 
 /// The kind of quote a check expects.
@@ -297,26 +308,92 @@ impl VerificationReport {
     }
 }
 
-/// Check a quote document: DCAP, the independent reading and its cross-check, report_data, event log.
+/// The link names of a quote check, in report order (docs/verifier.md): a link appears only when
+/// its check applies, never elsewhere in the list.
+pub const LINK_ORDER: [&str; 26] = [
+    "dev attestation",
+    "policy",
+    "quote parse",
+    "TEE type",
+    "quote signature",
+    "QE binds key",
+    "PCK leaf",
+    "QE report signature",
+    "TD attributes",
+    "DCAP (dcap-qvl)",
+    "cross-check",
+    "policy advisories",
+    "policy measurements",
+    "binding",
+    "JSON report_data",
+    "signer binding",
+    "nonce",
+    "on-chain signer",
+    "ZG-Quote-Signature",
+    "event log",
+    "compose hash",
+    "config hash",
+    "policy app",
+    "policy events",
+    "policy config",
+    "unpinned",
+];
+
+/// Check a quote document: the policy's kind, DCAP, the independent reading and its cross-check,
+/// report_data, nonce, on-chain signer, event log, compose and config hashes, the policy's pins,
+/// and what it leaves unpinned. The verdict is [`VerificationReport::finish`]'s.
 ///
-/// A short driver: each link is one function below returning that link's entry, pushed in chain
-/// order (the order is part of the report's contract).
+/// A dev answer (`"dev": true`, no quote) runs the same chain without the hardware links: its
+/// JSON report_data is the binding, its event log replays against the `tcb_info.rtmr3` the
+/// provider states itself. Nothing of it is hardware-backed, and the `dev attestation` link
+/// fails unless [`VerifyOptions::allow_dev_quote`].
 pub fn verify_document(doc: &QuoteDocument, opts: &VerifyOptions) -> VerificationReport {
     let mut rep = VerificationReport::new(opts.now);
+    let dev_answer = doc.dev && doc.quote.is_empty();
     if doc.dev {
         rep.push("dev attestation", dev_attestation(opts));
-        if doc.quote.is_empty() {
-            rep.finish();
-            return rep;
+    }
+    push_policy_link(&mut rep, opts, doc.dev);
+    if dev_answer {
+        push_dev_answer_links(&mut rep, doc, opts);
+    } else {
+        push_quote_links(&mut rep, doc, opts);
+    }
+    if let Some(p) = &opts.policy {
+        let config = recorded_config_hash(&rep, doc).ok().flatten();
+        for line in p.unpinned(doc.dev, rep.hardware_only, config) {
+            rep.push_info("unpinned", Err(line));
         }
     }
+    rep.finish();
+    rep
+}
+
+/// `policy`: the policy is for this kind of answer; without one, `UNPINNED` (failing when a
+/// policy is required).
+fn push_policy_link(rep: &mut VerificationReport, opts: &VerifyOptions, dev: bool) {
+    match (&opts.policy, opts.policy_required) {
+        (Some(p), _) => rep.push("policy", p.check_kind(dev)),
+        (None, true) => rep.push(
+            "policy",
+            Err(format!(
+                "{}; give a policy (sealtune verify-provider uses the release policy unless told \
+                 otherwise) or accept this explicitly with --no-policy",
+                crate::policy::nothing_pinned(dev)
+            )),
+        ),
+        (None, false) => rep.push_info("policy", Err(crate::policy::nothing_pinned(dev))),
+    }
+}
+
+/// The links of a hardware quote, in chain order.
+fn push_quote_links(rep: &mut VerificationReport, doc: &QuoteDocument, opts: &VerifyOptions) {
     // 1. The independent reading.
     let parsed = match ParsedQuote::parse(&doc.quote) {
         Ok(p) => p,
         Err(e) => {
             rep.push("quote parse", Err(e.to_string()));
-            rep.verified = false;
-            return rep;
+            return;
         }
     };
     rep.push("quote parse", Ok(quote_parse(&parsed)));
@@ -330,7 +407,7 @@ pub fn verify_document(doc: &QuoteDocument, opts: &VerifyOptions) -> Verificatio
     }
     rep.push("TD attributes", td_attributes(&parsed));
     // 2. DCAP with dcap-qvl, then the cross-check and the policy.
-    push_dcap_links(&mut rep, doc, &parsed, pck.as_ref().ok(), opts);
+    push_dcap_links(rep, doc, &parsed, pck.as_ref().ok(), opts);
     if let Some(r) = policy_measurements(&parsed, opts) {
         rep.push("policy measurements", r);
     }
@@ -338,19 +415,43 @@ pub fn verify_document(doc: &QuoteDocument, opts: &VerifyOptions) -> Verificatio
         rep.push_info("binding", Ok(HARDWARE_ONLY_NOTE.into()));
         rep.hardware_only = true;
     } else {
-        // 3. report_data.
-        push_report_data_links(&mut rep, doc, &parsed, opts);
-        // 4. Event log, compose hash, and the app and event policy.
+        // 3. report_data, freshness, the on-chain signer.
+        push_report_data_links(rep, doc, Some(parsed.body.report_data()), opts);
+        // 4. Event log, compose hash, config hash, and the app and event policy.
         if let Some(td) = parsed.body.td() {
-            push_event_log_links(&mut rep, doc, td, opts);
+            push_event_log_links(rep, doc, Ok(td.rtmr), opts);
         }
-        push_config_link(&mut rep, doc);
-        push_app_policy_links(&mut rep, doc, opts);
+        push_config_link(rep, doc);
+        push_app_policy_links(rep, doc, opts);
     }
     rep.quote = Some(parsed);
     rep.pck = pck.ok();
-    rep.finish();
-    rep
+}
+
+/// The links of a dev answer (no quote): binding through its JSON report_data, freshness, the
+/// on-chain signer, the event log against its stated RTMR3, compose and config hashes, the policy.
+fn push_dev_answer_links(rep: &mut VerificationReport, doc: &QuoteDocument, opts: &VerifyOptions) {
+    push_report_data_links(rep, doc, None, opts);
+    push_event_log_links(rep, doc, dev_rtmrs(doc.tcb_info.as_deref()), opts);
+    push_config_link(rep, doc);
+    push_app_policy_links(rep, doc, opts);
+}
+
+/// The registers a dev answer's event log must replay to: RTMR0–2 empty (every dev event is a
+/// runtime event) and the `rtmr3` its `tcb_info` states.
+fn dev_rtmrs(tcb_info: Option<&str>) -> Result<[[u8; 48]; 4], String> {
+    let info: serde_json::Value = tcb_info
+        .and_then(|t| serde_json::from_str(t).ok())
+        .ok_or("the dev answer has no tcb_info JSON stating its RTMR3")?;
+    let text = info
+        .get("rtmr3")
+        .and_then(|r| r.as_str())
+        .ok_or("the dev answer's tcb_info states no rtmr3")?;
+    let rtmr3 = hex::decode(text.trim())
+        .ok()
+        .and_then(|b| <[u8; 48]>::try_from(b.as_slice()).ok())
+        .ok_or("the dev answer's tcb_info.rtmr3 is not 48 bytes of hex")?;
+    Ok([[0u8; 48], [0u8; 48], [0u8; 48], rtmr3])
 }
 
 /// A link's entry: what was found, or why it fails.
@@ -519,34 +620,84 @@ fn policy_measurements(parsed: &ParsedQuote, opts: &VerifyOptions) -> Option<Ent
     }
 }
 
-/// `JSON report_data` (when the response has one), `signer binding`, `on-chain signer` (with a
-/// registered signer) and the informational `ZG-Quote-Signature` (when the header was sent).
+/// `JSON report_data` (a quote's, when the response has one), `signer binding` (over the quote
+/// body's report_data, or a dev answer's JSON report_data), `nonce` (when this verifier sent one),
+/// `on-chain signer` (with a registered signer) and the informational `ZG-Quote-Signature`.
 fn push_report_data_links(
     rep: &mut VerificationReport,
     doc: &QuoteDocument,
-    parsed: &ParsedQuote,
+    quote_rd: Option<&[u8; 64]>,
     opts: &VerifyOptions,
 ) {
-    let rd = parsed.body.report_data();
-    if let Some(json_rd) = &doc.report_data {
-        rep.push(
-            "JSON report_data",
-            check_json_report_data(json_rd, rd)
-                .map(|()| "equals the quote body's report_data".into())
-                .map_err(|e| e.to_string()),
-        );
-    }
-    let binding = binding_expectations(opts, doc)
-        .and_then(|exp| check_binding(rd, &exp).map_err(|e| e.to_string()));
+    let rd = match (quote_rd, &doc.report_data) {
+        (Some(rd), Some(json_rd)) => {
+            rep.push(
+                "JSON report_data",
+                check_json_report_data(json_rd, rd)
+                    .map(|()| "equals the quote body's report_data".into())
+                    .map_err(|e| e.to_string()),
+            );
+            Ok(*rd)
+        }
+        (Some(rd), None) => Ok(*rd),
+        (None, json_rd) => json_rd
+            .as_deref()
+            .and_then(|j| decode_json_report_data(j).ok())
+            .ok_or_else(|| "no 64-byte report_data in the dev answer".to_owned()),
+    };
+    let binding = rd.and_then(|rd| {
+        binding_expectations(opts, doc)
+            .and_then(|exp| check_binding(&rd, &exp).map_err(|e| e.to_string()))
+    });
     rep.push("signer binding", signer_binding(&binding));
+    if let Some(sent) = &opts.binding.nonce {
+        rep.push("nonce", freshness(doc, sent, opts.allow_no_freshness));
+    }
     if let Some(r) = &opts.registered_signer {
-        rep.push("on-chain signer", onchain_signer(&binding, r));
+        rep.push(
+            "on-chain signer",
+            onchain_signer(&binding, r, opts.allow_unacknowledged_signer),
+        );
     }
     if let Some(sig) = &doc.zg_quote_signature {
         rep.push_info(
             "ZG-Quote-Signature",
             Ok(format!("header present: {sig} (reported, not checked)")),
         );
+    }
+}
+
+/// `nonce`: the declared attestation document carries the nonce this verifier sent; an answer
+/// without one proves no freshness and passes only when `allow_no_freshness`.
+fn freshness(doc: &QuoteDocument, sent: &[u8; 32], allow_no_freshness: bool) -> Entry {
+    let declared = doc
+        .attestation_document
+        .as_ref()
+        .map(sealtune_protocol::attestation::AttestationDocument::from_json);
+    match (declared, allow_no_freshness) {
+        (Some(Ok(d)), _) if d.nonce.as_slice() == sent.as_slice() => {
+            Ok("the attestation document carries the nonce this verifier chose".into())
+        }
+        (Some(Ok(d)), _) => Err(format!(
+            "the attestation document carries nonce {}, not the one this verifier chose ({}): a \
+             stale or relayed answer",
+            hex::encode(d.nonce),
+            hex::encode(sent)
+        )),
+        (Some(Err(e)), _) => Err(format!(
+            "the declared attestation document is malformed: {e}"
+        )),
+        (None, true) => Ok(
+            "no freshness proof (the provider ignores the nonce, as 0G workers do): accepted as \
+             asked (--allow-no-freshness)"
+                .into(),
+        ),
+        (None, false) => Err(
+            "the provider cannot prove freshness (no attestation document for this verifier's \
+             nonce: it ignores ?nonce=, as official 0G workers do): its quote could be a replay; \
+             accept it with --allow-no-freshness (sealtune) or --no-nonce (sealtune-verify)"
+                .into(),
+        ),
     }
 }
 
@@ -562,11 +713,16 @@ pub fn binding_expectations(
     {
         exp.signer = Some(r.tee_signer.into_array());
     }
-    if let Some(d) = &doc.attestation_document {
-        exp.document = Some(
-            sealtune_protocol::attestation::AttestationDocument::from_json(d)
-                .map_err(|e| e.to_string())?,
-        );
+    match &doc.attestation_document {
+        Some(d) => {
+            exp.document = Some(
+                sealtune_protocol::attestation::AttestationDocument::from_json(d)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        // Without a document, freshness is the `nonce` link's to judge: the binding is checked
+        // as the layouts without a nonce allow.
+        None => exp.nonce = None,
     }
     Ok(exp)
 }
@@ -583,8 +739,13 @@ fn signer_binding(binding: &Result<Binding, String>) -> Entry {
     }
 }
 
-/// `on-chain signer`: the bound signer is the provider's registered, acknowledged TEE signer.
-fn onchain_signer(binding: &Result<Binding, String>, r: &RegisteredSigner) -> Entry {
+/// `on-chain signer`: the bound signer is the provider's registered TEE signer, acknowledged by
+/// the contract owner (or accepted unacknowledged when `allow_unacknowledged`).
+fn onchain_signer(
+    binding: &Result<Binding, String>,
+    r: &RegisteredSigner,
+    allow_unacknowledged: bool,
+) -> Entry {
     let bound = binding.as_ref().ok().and_then(|b| b.signer.as_deref());
     let registered = hex::encode(r.tee_signer);
     match bound {
@@ -596,8 +757,14 @@ fn onchain_signer(binding: &Result<Binding, String>, r: &RegisteredSigner) -> En
             "report_data binds 0x{b}, but provider {} registered {} on {}",
             r.provider, r.tee_signer, r.serving
         )),
+        Some(_) if !r.acknowledged && allow_unacknowledged => Ok(format!(
+            "{} is provider {}'s teeSignerAddress on {}, NOT acknowledged by the contract owner \
+             (settlements revert until it is): accepted as asked (--allow-unacknowledged-signer)",
+            r.tee_signer, r.provider, r.serving
+        )),
         Some(_) if !r.acknowledged => Err(format!(
-            "{} is provider {}'s teeSignerAddress on {}, but the owner has not acknowledged it",
+            "{} is provider {}'s teeSignerAddress on {}, but the owner has not acknowledged it \
+             (settlements would revert; --allow-unacknowledged-signer to go on anyway)",
             r.tee_signer, r.provider, r.serving
         )),
         Some(_) => Ok(format!(
@@ -612,7 +779,7 @@ fn onchain_signer(binding: &Result<Binding, String>, r: &RegisteredSigner) -> En
 fn push_event_log_links(
     rep: &mut VerificationReport,
     doc: &QuoteDocument,
-    td: &TdReport,
+    rtmrs: Result<[[u8; 48]; 4], String>,
     opts: &VerifyOptions,
 ) {
     let Some(log) = &doc.event_log else {
@@ -623,18 +790,23 @@ fn push_event_log_links(
         return;
     };
     let events = parse_event_log(log);
-    match replay_event_log(&events, td, opts) {
+    let against = if doc.dev && doc.quote.is_empty() {
+        " (dev: against the tcb_info.rtmr3 the provider states itself, nothing hardware-backed)"
+    } else {
+        ""
+    };
+    match rtmrs.and_then(|r| replay_event_log(&events, &r, opts).map_err(|e| e.to_string())) {
         Ok(s) => {
             rep.push(
                 "event log",
                 Ok(format!(
-                    "{} events replay into RTMR0–3; digests and system events check",
+                    "{} events replay into RTMR0–3{against}; digests and system events check",
                     s.events
                 )),
             );
             rep.event_log = Some(s);
         }
-        Err(e) => rep.push("event log", Err(e.to_string())),
+        Err(e) => rep.push("event log", Err(e)),
     }
     rep.push(
         "compose hash",
@@ -703,7 +875,7 @@ fn push_config_link(rep: &mut VerificationReport, doc: &QuoteDocument) {
 /// The event log replayed against the quote's RTMRs under the event policy.
 fn replay_event_log(
     events: &Result<Vec<Event>, EventLogError>,
-    td: &TdReport,
+    rtmrs: &[[u8; 48]; 4],
     opts: &VerifyOptions,
 ) -> Result<EventLogSummary, EventLogError> {
     let event_policy = match &opts.policy {
@@ -713,7 +885,7 @@ fn replay_event_log(
     events
         .as_ref()
         .map_err(Clone::clone)
-        .and_then(|ev| verify_event_log(ev, &td.rtmr, &event_policy))
+        .and_then(|ev| verify_event_log(ev, rtmrs, &event_policy))
 }
 
 /// `compose hash`: sha256 of `tcb_info.app_compose` is the compose-hash event; without `tcb_info`

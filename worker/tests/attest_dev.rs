@@ -292,3 +292,25 @@ fn attest_config_has_no_default_source_and_rejects_unknown_keys() {
     assert_eq!(cfg.dstack_socket, Path::new("/var/run/dstack.sock"));
     assert_eq!(cfg.tsm_dir, Path::new("/sys/kernel/config/tsm/report"));
 }
+
+/// The test harness's dev answers (`sealtune_e2e::provider_fixture::dev_attestation_fields`, used by
+/// the client's and the verifier's tests, which cannot depend on the worker) carry the same event log
+/// and RTMR3 as the worker's dev source.
+#[test]
+fn the_harness_dev_log_is_the_worker_dev_log() {
+    let signer = Address::repeat_byte(0x42);
+    let config = alloy::primitives::B256::repeat_byte(0xc0);
+    let (log, rtmr3) = sealtune_worker::attest::dev_event_log(
+        sealtune_worker::attest::DEV_APP_COMPOSE,
+        &signer.0.0,
+        &config.0,
+    );
+    let (harness_log, tcb_info) = sealtune_e2e::provider_fixture::dev_attestation_fields(
+        sealtune_e2e::provider_fixture::FIXTURE_APP_COMPOSE,
+        signer,
+        config,
+    );
+    assert_eq!(harness_log, log);
+    let info: serde_json::Value = serde_json::from_str(&tcb_info).unwrap();
+    assert_eq!(info["rtmr3"], hex::encode(rtmr3));
+}

@@ -45,6 +45,11 @@ async fn run_task(stack: &Stack, who: usize, dir: &std::path::Path) -> String {
             nonce: [who as u8; 32],
             collateral: None,
             allow_dev_quote: true,
+            policy: Some(Box::new(
+                sealtune_verifier::policy::shipped::named("dev")
+                    .unwrap()
+                    .unwrap(),
+            )),
             ..Default::default()
         }),
     };
@@ -124,5 +129,117 @@ async fn two_customers_queued_both_get_their_own_model() {
     assert!(
         !dir.path().join("x.zip").exists(),
         "no plaintext left: {err}"
+    );
+}
+
+/// The dev policy on the main job's stack (a real worker with the dev source): it passes with the
+/// provider's published config hash pinned, and fails naming the link when the config hash or the
+/// compose hash differs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_policy_pins_the_compose_and_config_hashes_of_a_real_worker() {
+    let mut stack = Stack::start(
+        env!("CARGO_BIN_EXE_sealtune-worker"),
+        StackOptions::default(),
+    )
+    .await;
+    let c = customer(&stack, 2);
+    let provider = stack.provider_address();
+    // The provider publishes its measured config at GET /v1/config; the customer recomputes the
+    // hash from the document.
+    let config = stack
+        .http
+        .get(stack.url("/v1/config"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let published = sealtune_verifier::policy::shipped::config_hash_of(&config).unwrap();
+    let opts = |config_hashes: Vec<[u8; 32]>| VerifyProviderOptions {
+        now: now(),
+        nonce: [0x42; 32],
+        allow_dev_quote: true,
+        policy: Some(Box::new(
+            sealtune_verifier::policy::shipped::named("dev")
+                .unwrap()
+                .unwrap(),
+        )),
+        config_hashes,
+        ..Default::default()
+    };
+    let failed = |v: &sealtune_client::attest::ProviderVerification, name: &str| {
+        v.report
+            .links
+            .iter()
+            .find(|l| l.name == name && l.required && !l.ok)
+            .map(|l| l.detail.clone())
+            .unwrap_or_default()
+    };
+
+    let v = c
+        .verify_provider(provider, &opts(vec![published]))
+        .await
+        .unwrap();
+    assert!(v.verified, "{}", v.render_human());
+    assert!(v.report.link("policy app").unwrap().ok);
+    assert!(v.report.link("policy config").unwrap().ok);
+
+    // Another config hash pinned than the one the worker runs with.
+    let v = c
+        .verify_provider(provider, &opts(vec![[0x0d; 32]]))
+        .await
+        .unwrap();
+    assert!(!v.verified, "{}", v.render_human());
+    assert!(
+        failed(&v, "policy config").contains(&format!(
+            "config hash {} is not one of",
+            hex::encode(published)
+        )),
+        "{}",
+        v.render_human()
+    );
+
+    // The worker restarted serving another app-compose than the published one.
+    let compose = stack.dir.path().join("other-app-compose.json");
+    let published_compose =
+        std::fs::read_to_string(sealtune_e2e::repo_root().join("deploy/app-compose.json")).unwrap();
+    std::fs::write(
+        &compose,
+        published_compose.replace("sealtune-worker:0.1.0", "sealtune-worker:evil"),
+    )
+    .unwrap();
+    let mut toml = std::fs::read_to_string(&stack.config_path).unwrap();
+    toml.push_str(&format!("app_compose = \"{}\"\n", compose.display()));
+    std::fs::write(&stack.config_path, toml).unwrap();
+    stack.worker = None;
+    stack.start_worker(None).await;
+    stack.ack_signer().await;
+    let config = stack
+        .http
+        .get(stack.url("/v1/config"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let now_published = sealtune_verifier::policy::shipped::config_hash_of(&config).unwrap();
+    let v = c
+        .verify_provider(provider, &opts(vec![now_published]))
+        .await
+        .unwrap();
+    assert!(!v.verified, "{}", v.render_human());
+    let detail = failed(&v, "policy app");
+    assert!(
+        detail.contains("compose hash") && detail.contains("is not one of"),
+        "{}",
+        v.render_human()
+    );
+    // The compose the worker serves still matches its own event log: only the pin fails.
+    assert!(
+        v.report.link("compose hash").unwrap().ok,
+        "{}",
+        v.render_human()
     );
 }

@@ -608,6 +608,8 @@ async fn official_cli_drives_a_whole_task_and_sealtune_client_matches() {
         "--config-path",
         params.to_str().unwrap(),
         "--allow-dev-quote",
+        "--policy",
+        "dev",
     ]))
     .await;
     let id2 = created["task_id"]

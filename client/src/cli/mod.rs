@@ -134,7 +134,7 @@ pub enum Command {
     RetrieveFund(RetrieveFundArgs),
     /// Check a provider's TEE attestation against its on-chain TEE signer.
     #[command(
-        after_help = "Example: sealtune verify-provider --provider 0x7099… --collateral collateral.json --save-quote quote.json"
+        after_help = "Examples:\n  sealtune verify-provider --provider 0x7099… --config-hash 0x<the provider's GET /v1/config hash> --save-quote quote.json\n  sealtune verify-provider --provider 0x7099… --allow-dev-quote --policy dev     (a local dev stack only)"
     )]
     VerifyProvider(VerifyProviderArgs),
     /// Count the dataset's tokens with the model's tokenizer and compute the fee, before paying anything.
@@ -313,10 +313,34 @@ fn read_params(path: &Path) -> Result<String> {
 }
 
 fn verify_options(args: &VerifyArgs, env: &RunEnv) -> Result<VerifyProviderOptions> {
+    use sealtune_verifier::policy::shipped;
+    let policy = args
+        .policy
+        .as_deref()
+        .map(|p| shipped::load(p).map(Box::new))
+        .transpose()
+        .map_err(|e| ClientError::InvalidInput(e.to_string()))?;
+    let config_hashes = args
+        .config_hash
+        .iter()
+        .map(|h| shipped::parse_config_hash(h))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| ClientError::InvalidInput(format!("--config-hash: {e}")))?;
     Ok(VerifyProviderOptions {
         now: env.now_ms / 1000,
         nonce: env.random,
         collateral: args.collateral.as_deref().map(read_file).transpose()?,
+        collateral_source: sealtune_verifier::collateral::CollateralSource {
+            pccs_url: args.pccs.clone(),
+            cache_dir: args
+                .collateral_cache
+                .clone()
+                .or_else(crate::attest::default_collateral_cache),
+            offline: args.offline,
+        },
+        policy,
+        no_policy: args.no_policy,
+        config_hashes,
         allow_dev_quote: args.allow_dev_quote,
         allow_no_freshness: args.allow_no_freshness,
         allow_unacknowledged_signer: args.allow_unacknowledged_signer,

@@ -15,9 +15,31 @@ use crate::error::{ClientError, Result, exit};
 /// Options of the attestation check.
 #[derive(Debug, Args, Clone)]
 pub struct VerifyArgs {
-    /// DCAP collateral JSON (dcap-qvl format, as a PCCS serves it); needed for hardware quotes.
+    /// The policy: `release` (the default: deploy/policy.toml, shipped with this client), `dev`
+    /// (deploy/policy-dev.toml: the insecure dev source only, e.g. the demo's stack) or a TOML file.
+    #[arg(long, conflicts_with = "no_policy")]
+    pub policy: Option<String>,
+    /// Check without any policy: the report says UNPINNED (nothing is pinned) instead of failing.
+    #[arg(long)]
+    pub no_policy: bool,
+    /// Pin the provider's config hash (0x + 64 hex, repeatable): the SHA-256 of the document its
+    /// GET /v1/config serves. Replaces the policy's `app.config_hashes`.
+    #[arg(long)]
+    pub config_hash: Vec<String>,
+    /// DCAP collateral JSON (dcap-qvl format, as a PCCS serves it). Default: fetched from a PCCS
+    /// (--pccs, default Intel PCS) through the collateral cache.
     #[arg(long)]
     pub collateral: Option<PathBuf>,
+    /// PCCS base URL for collateral (default: Intel PCS).
+    #[arg(long, conflicts_with = "collateral")]
+    pub pccs: Option<String>,
+    /// Collateral cache directory (default: ~/.cache/sealtune/collateral), used until each
+    /// entry's nextUpdate.
+    #[arg(long, conflicts_with = "collateral")]
+    pub collateral_cache: Option<PathBuf>,
+    /// Never fetch collateral: --collateral or the cache only.
+    #[arg(long, conflicts_with = "pccs")]
+    pub offline: bool,
     /// Accept the INSECURE dev attestation source (no TEE: the provider sees everything). Local tests only.
     #[arg(long)]
     pub allow_dev_quote: bool,

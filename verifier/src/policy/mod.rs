@@ -27,16 +27,35 @@
 //! config_hashes = ["…64 hex…"]         # the sealtune worker's measured config hash (its RTMR3
 //!                                      # `sealtune-config` event, or its attestation document)
 //!
+//! require_config_hash = true           # a config hash must be recorded (pinned or not)
+//!
 //! [events]                             # dstack system events of the replayed log (hex payloads)
+//! required = ["os-image-hash", "key-provider"]  # must be in the log, whatever their value
 //! app_ids = ["…40 hex…"]
 //! os_image_hashes = ["…64 hex…"]
 //! key_provider_ids = ["…"]             # the `id` of the key-provider event (the KMS root key)
 //! gpu_policy_hashes = ["…64 hex…"]
 //! instance_ids = ["…40 hex…"]
 //! mr_kms = ["…"]
+//!
+//! [policy]
+//! name = "sealtune-release"            # shown in the report
+//! attestation = "tdx"                  # "tdx" (default) or "dev": the kind of answer it is for
+//!
+//! [unpinned]                           # what the policy leaves open, and where the value comes from
+//! mrtd = "the provider's dstack OS release: …"   # also rtmr0–2, compose_hash, config_hash,
+//!                                      # app_id, os_image_hash, key_provider_id
 //! ```
 //!
 //! Every key is optional; unknown keys are an error (a typo must not silently weaken the policy).
+//! A value both pinned and declared in `[unpinned]` is an error. Every value the policy does not pin
+//! is reported `UNPINNED` ([`Policy::unpinned`]). The policies shipped with the release
+//! (`deploy/policy.toml`, `deploy/policy-dev.toml`) are built in by name ([`shipped`]).
+
+pub mod shipped;
+mod unpinned;
+
+pub use unpinned::{Pinnable, PolicyAttestation, nothing_pinned};
 
 use dcap_qvl::TcbStatus;
 use serde::Deserialize;
@@ -120,6 +139,16 @@ pub struct Policy {
     pub config_hashes: Option<Rule<Vec<[u8; 32]>>>,
     /// `[events]`: accepted payloads (lowercase hex) of pinned system events.
     pub events: Vec<EventPin>,
+    /// `policy.name`.
+    pub name: Option<String>,
+    /// `policy.attestation`: the kind of answer the policy is for (TDX when absent).
+    pub attestation: Option<Rule<PolicyAttestation>>,
+    /// `app.require_config_hash`: a config hash must be recorded.
+    pub require_config_hash: Option<Rule<bool>>,
+    /// `events.required`: system events the replayed log must hold, whatever their value.
+    pub required_events: Option<Rule<Vec<String>>>,
+    /// `[unpinned]`: where each value the policy leaves open comes from.
+    pub unpinned: Vec<(Pinnable, String)>,
 }
 
 /// A pinned system event: the replayed log must hold it, with one of the accepted values.
@@ -142,11 +171,23 @@ struct RawPolicy {
     app: RawApp,
     #[serde(default)]
     events: RawEvents,
+    #[serde(default)]
+    policy: RawHeader,
+    #[serde(default)]
+    unpinned: unpinned::RawUnpinned,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHeader {
+    name: Option<String>,
+    attestation: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawEvents {
+    required: Option<Spanned<Vec<String>>>,
     app_ids: Option<Spanned<Vec<String>>>,
     instance_ids: Option<Spanned<Vec<String>>>,
     os_image_hashes: Option<Spanned<Vec<String>>>,
@@ -186,6 +227,7 @@ struct RawApp {
     app_events: Option<Spanned<Vec<String>>>,
     pins: Option<Spanned<Vec<String>>>,
     config_hashes: Option<Spanned<Vec<String>>>,
+    require_config_hash: Option<Spanned<bool>>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -295,7 +337,7 @@ impl Policy {
                 message: "Revoked can never be accepted".into(),
             });
         }
-        Ok(Policy {
+        let mut policy = Policy {
             origin: origin.to_owned(),
             accepted_statuses,
             allow_out_of_date: cx.rule("tcb.allow_out_of_date", raw.tcb.allow_out_of_date, ok)?,
@@ -345,14 +387,44 @@ impl Policy {
                 }
             })?,
             config_hashes: cx.rule("app.config_hashes", raw.app.config_hashes, hex_list::<32>)?,
+            require_config_hash: cx.rule(
+                "app.require_config_hash",
+                raw.app.require_config_hash,
+                ok,
+            )?,
+            required_events: cx.rule("events.required", raw.events.required.clone(), |v| {
+                unpinned::required_events(v)
+            })?,
             events: event_pins(&cx, raw.events)?,
-        })
+            name: raw.policy.name,
+            attestation: cx.rule("policy.attestation", raw.policy.attestation, |a| {
+                PolicyAttestation::parse(&a)
+            })?,
+            unpinned: Vec::new(),
+        };
+        policy.unpinned = unpinned::explanations(&cx, raw.unpinned, &policy)?;
+        Ok(policy)
     }
 
     /// The measured config hash the quote's evidence records (`None`: none recorded) against
-    /// `app.config_hashes`. `None` when the file pins none.
+    /// `app.config_hashes` and `app.require_config_hash`. `None` when the file sets neither.
     pub fn check_config(&self, recorded: Option<[u8; 32]>) -> Option<Result<String, String>> {
-        let rule = self.config_hashes.as_ref()?;
+        let Some(rule) = self.config_hashes.as_ref() else {
+            let required = self.require_config_hash.as_ref().filter(|r| r.value)?;
+            return Some(match recorded {
+                Some(h) => Ok(format!(
+                    "config hash {} is recorded, as policy {} requires (its value is not pinned: \
+                     see UNPINNED below)",
+                    hex::encode(h),
+                    self.at(required)
+                )),
+                None => Err(format!(
+                    "no config hash is recorded (no sealtune-config event, no attestation document), \
+                     which policy {} requires",
+                    self.at(required)
+                )),
+            });
+        };
         Some(match recorded {
             Some(h) if rule.value.contains(&h) => Ok(format!(
                 "config hash {} is pinned by policy {}",
@@ -372,7 +444,41 @@ impl Policy {
         })
     }
 
+    /// Pin the config hashes given on the command line (`--config-hash`): they replace the
+    /// file's `app.config_hashes`, if any.
+    pub fn pin_config_hashes(&mut self, hashes: Vec<[u8; 32]>) {
+        if hashes.is_empty() {
+            return;
+        }
+        self.config_hashes = Some(Rule {
+            value: hashes,
+            line: 0,
+            key: "--config-hash",
+        });
+        self.unpinned.retain(|(p, _)| *p != Pinnable::ConfigHash);
+    }
+
+    /// The name the report uses: `name (origin)`, or the origin.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(n) => format!("{n} ({})", self.origin),
+            None => self.origin.clone(),
+        }
+    }
+
+    /// The kind of answer this policy is for.
+    pub fn kind(&self) -> PolicyAttestation {
+        self.attestation
+            .as_ref()
+            .map(|r| r.value)
+            .unwrap_or_default()
+    }
+
     fn at<T>(&self, r: &Rule<T>) -> String {
+        if r.line == 0 {
+            // A rule given on the command line, not in the file.
+            return format!("given on the command line ({})", r.key);
+        }
         format!("{}:{} ({})", self.origin, r.line, r.key)
     }
 
@@ -616,11 +722,22 @@ impl Policy {
         &self,
         summary: Option<&EventLogSummary>,
     ) -> Option<Result<String, String>> {
-        if self.events.is_empty() {
+        if self.events.is_empty() && self.required_events.is_none() {
             return None;
         }
         let mut ok = Vec::new();
         let mut failures = Vec::new();
+        if let Some(r) = &self.required_events {
+            for name in &r.value {
+                match summary.and_then(|s| unpinned::event_value(s, name)) {
+                    Some(_) => ok.push(format!("{name} present")),
+                    None => failures.push(format!(
+                        "no replayed {name} event, which policy {} requires",
+                        self.at(r)
+                    )),
+                }
+            }
+        }
         for pin in &self.events {
             let value = summary.and_then(|s| pinned_value(s, pin.event));
             match value {

@@ -1,0 +1,250 @@
+//! The policies shipped with the release, built in by name, and the generator that writes them
+//! (`sealtune-verify policy from-compose`).
+//!
+//! - `release` (`deploy/policy.toml`): for a provider deployed from the published files. It pins
+//!   what can be known from them: the compose hash of `deploy/app-compose.json`, the accepted TCB
+//!   statuses; it requires a recorded config hash and the `os-image-hash` and `key-provider`
+//!   events. It does not invent what only the provider's machine knows (MRTD, RTMR0–2, the OS
+//!   image hash, the KMS key, the app id, the provider's config hash): `[unpinned]` says where each
+//!   comes from and the report says `UNPINNED` for it.
+//! - `dev` (`deploy/policy-dev.toml`): the same compose hash and config-hash rule for the INSECURE
+//!   dev attestation source (the main job's stack), accepted only for a dev answer.
+//!
+//! Both are generated from `deploy/app-compose.json` by [`from_compose`]; a test checks that the
+//! files are current.
+
+use sealtune_protocol::attestation::ConfigDocument;
+use sha2::{Digest, Sha256};
+
+use super::{Policy, PolicyError};
+
+/// `deploy/policy.toml`, the release policy.
+pub const RELEASE: &str = include_str!("../../../deploy/policy.toml");
+/// `deploy/policy-dev.toml`, the dev policy (insecure dev source only).
+pub const DEV: &str = include_str!("../../../deploy/policy-dev.toml");
+/// The deployment file both are generated from, as the generator is called.
+pub const COMPOSE_PATH: &str = "deploy/app-compose.json";
+
+/// The names of the built-in policies.
+pub const NAMES: [&str; 2] = ["release", "dev"];
+
+/// A built-in policy by name (`release`, `dev`); `None` for any other name.
+pub fn named(name: &str) -> Option<Result<Policy, PolicyError>> {
+    match name {
+        "release" => Some(Policy::from_toml("release (deploy/policy.toml)", RELEASE)),
+        "dev" => Some(Policy::from_toml("dev (deploy/policy-dev.toml)", DEV)),
+        _ => None,
+    }
+}
+
+/// The release policy.
+pub fn release() -> Result<Policy, PolicyError> {
+    Policy::from_toml("release (deploy/policy.toml)", RELEASE)
+}
+
+/// What [`from_compose`] writes a policy for.
+#[derive(Debug, Clone, Default)]
+pub struct FromCompose<'a> {
+    /// The path as given (written into the header).
+    pub compose_path: &'a str,
+    /// The app-compose.json bytes (hashed as they are).
+    pub compose: &'a [u8],
+    /// A dev policy (`policy.attestation = "dev"`).
+    pub dev: bool,
+    /// Config hashes to pin (`app.config_hashes`); none: the rule only requires one.
+    pub config_hashes: Vec<[u8; 32]>,
+}
+
+const CONFIG_SOURCE: &str = "the provider's own worker configuration (models, prices, limits, \
+sandbox): GET <provider>/v1/config serves the document, whose SHA-256 (PROTOCOL.md §5.2) is the \
+value; pin it with `sealtune verify-provider --config-hash 0x…` or `sealtune-verify policy \
+from-compose … --config config.json`";
+
+const UNPINNED_HARDWARE: [(&str, &str); 7] = [
+    (
+        "mrtd",
+        "the provider's dstack OS image (the TD's firmware measurement): computed from that image's \
+         release with dstack's measurement tool, not on these machines; the provider supplies it",
+    ),
+    (
+        "rtmr0",
+        "the provider's CVM hardware configuration (CPUs, memory, devices): supplied by the \
+         provider, reproducible with dstack's measurement tool for that configuration",
+    ),
+    (
+        "rtmr1",
+        "the provider's dstack OS image (its kernel): from the image's release, supplied by the \
+         provider",
+    ),
+    (
+        "rtmr2",
+        "the provider's dstack OS image (kernel command line, initramfs): from the image's \
+         release, supplied by the provider",
+    ),
+    (
+        "app_id",
+        "the app id the provider's KMS assigned to this deployment (its on-chain app \
+         registration), supplied by the provider",
+    ),
+    (
+        "os_image_hash",
+        "the provider's dstack OS image release (the os-image-hash event is required, its value \
+         is that release's hash), supplied by the provider",
+    ),
+    (
+        "key_provider_id",
+        "the provider's KMS root public key (the key-provider event is required, its id is the \
+         KMS the provider uses), supplied by the provider",
+    ),
+];
+
+/// The policy TOML for an app-compose file. Fails when the file is not an app-compose JSON.
+pub fn from_compose(f: &FromCompose<'_>) -> Result<String, String> {
+    let v: serde_json::Value = serde_json::from_slice(f.compose)
+        .map_err(|e| format!("{} is not an app-compose JSON: {e}", f.compose_path))?;
+    if v.get("docker_compose_file")
+        .and_then(|d| d.as_str())
+        .is_none()
+    {
+        return Err(format!(
+            "{} has no docker_compose_file: not a dstack app-compose",
+            f.compose_path
+        ));
+    }
+    let hash = hex::encode(Sha256::digest(f.compose));
+    let mut out = String::new();
+    let generated = format!(
+        "# Generated by `sealtune-verify policy from-compose {}{}`: regenerate it, do not edit it.\n",
+        f.compose_path,
+        if f.dev { " --dev" } else { "" }
+    );
+    if f.dev {
+        out.push_str(
+            "# sealtune DEV policy: for the INSECURE dev attestation source only (no TEE: the provider\n\
+             # states every value below itself). The verifier refuses it for a hardware quote.\n",
+        );
+    } else {
+        out.push_str(
+            "# sealtune release policy: pins what the published deployment files determine; what only\n\
+             # the provider's machine knows is left UNPINNED, with where it comes from.\n",
+        );
+    }
+    out.push_str(&generated);
+    out.push_str(&format!(
+        "\n[policy]\nname = \"sealtune-{}\"\nattestation = \"{}\"\n",
+        if f.dev { "dev" } else { "release" },
+        if f.dev { "dev" } else { "tdx" }
+    ));
+    if !f.dev {
+        out.push_str(
+            "\n[tcb]\naccepted_statuses = [\"UpToDate\", \"SWHardeningNeeded\"]\nallow_out_of_date = false\n",
+        );
+    }
+    out.push_str(&format!(
+        "\n[app]\n# sha256 of {} byte for byte: the compose-hash event of a deployment of these files.\n\
+         compose_hashes = [\"{hash}\"]\n\
+         # The worker's measured config hash must be recorded (RTMR3 sealtune-config event or the\n\
+         # attestation document).\nrequire_config_hash = true\n",
+        f.compose_path
+    ));
+    if !f.config_hashes.is_empty() {
+        let list: Vec<String> = f
+            .config_hashes
+            .iter()
+            .map(|h| format!("\"{}\"", hex::encode(h)))
+            .collect();
+        out.push_str(&format!("config_hashes = [{}]\n", list.join(", ")));
+    }
+    if !f.dev {
+        out.push_str(
+            "\n[events]\n# A dstack CVM with a KMS records both; their values are the provider's (see [unpinned]).\n\
+             required = [\"os-image-hash\", \"key-provider\"]\n",
+        );
+    }
+    out.push_str("\n[unpinned]\n");
+    if !f.dev {
+        for (key, text) in UNPINNED_HARDWARE {
+            out.push_str(&format!("{key} = {}\n", toml_string(text)));
+        }
+    }
+    if f.config_hashes.is_empty() {
+        out.push_str(&format!("config_hash = {}\n", toml_string(CONFIG_SOURCE)));
+    }
+    Ok(out)
+}
+
+fn toml_string(s: &str) -> String {
+    let collapsed: Vec<&str> = s.split_whitespace().collect();
+    format!("\"{}\"", collapsed.join(" ").replace('"', "\\\""))
+}
+
+/// The config hash of a published configuration: `GET /v1/config`'s answer
+/// (`{"config_hash", "document"}`), `sealtune-worker config check --json`'s
+/// (`{"config_hash", "config_document"}`) or a bare config document. The hash is recomputed from
+/// the document (`ConfigDocument::hash`); a stated `config_hash` that differs is an error.
+pub fn config_hash_of(json: &[u8]) -> Result<[u8; 32], String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| format!("not JSON: {e}"))?;
+    let document = v
+        .get("document")
+        .or_else(|| v.get("config_document"))
+        .cloned()
+        .unwrap_or_else(|| v.clone());
+    let document: ConfigDocument = serde_json::from_value(document).map_err(|e| {
+        format!("no config document (GET /v1/config's answer or the document): {e}")
+    })?;
+    let hash: [u8; 32] = document.hash().0;
+    if let Some(stated) = v.get("config_hash").and_then(|h| h.as_str()) {
+        let t = stated.trim();
+        if hex::decode(t.strip_prefix("0x").unwrap_or(t))
+            .ok()
+            .as_deref()
+            != Some(hash.as_slice())
+        {
+            return Err(format!(
+                "the document hashes to 0x{}, not to the config_hash it is served with ({stated})",
+                hex::encode(hash)
+            ));
+        }
+    }
+    Ok(hash)
+}
+
+/// Parse `0x` + 64 hex digits (a config hash given as a value).
+pub fn parse_config_hash(s: &str) -> Result<[u8; 32], String> {
+    let t = s.trim();
+    hex::decode(t.strip_prefix("0x").unwrap_or(t))
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        .ok_or_else(|| format!("{s:?} is not a config hash (0x + 64 hex digits)"))
+}
+
+/// A policy by name (`release`, `dev`) or from a file.
+pub fn load(name_or_path: &str) -> Result<Policy, LoadError> {
+    if let Some(p) = named(name_or_path) {
+        return Ok(p?);
+    }
+    let text = std::fs::read_to_string(name_or_path).map_err(|e| LoadError::Read {
+        path: name_or_path.to_owned(),
+        message: e.to_string(),
+    })?;
+    Ok(Policy::from_toml(name_or_path, &text)?)
+}
+
+/// Why [`load`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Neither a built-in name nor a readable file.
+    #[error(
+        "policy {path:?} is not a built-in policy (release, dev) and cannot be read: {message}"
+    )]
+    Read {
+        /// The name or path.
+        path: String,
+        /// The I/O error.
+        message: String,
+    },
+    /// The file is not a valid policy.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+}
