@@ -46,6 +46,7 @@ pub mod dstack;
 pub mod ecies;
 pub mod eip712;
 pub mod events;
+pub mod gpu;
 pub mod fee;
 pub mod params;
 pub mod request;
