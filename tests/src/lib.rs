@@ -22,6 +22,7 @@
 pub mod chain;
 pub mod contracts;
 pub mod fixtures;
+pub mod gpu;
 pub mod process;
 pub mod provider_fixture;
 pub mod solidity;

@@ -34,6 +34,13 @@
 //! gpu_policy_hashes = ["…64 hex…"]
 //! instance_ids = ["…40 hex…"]
 //! mr_kms = ["…"]
+//!
+//! [gpu]                                # GPU evidence (crate::gpu::policy)
+//! required = true
+//! min_driver_version = "550.90.07"
+//! cc_on = true
+//! dev_tools = false
+//! count = 8
 //! ```
 //!
 //! Every key is optional; unknown keys are an error (a typo must not silently weaken the policy).
@@ -120,6 +127,8 @@ pub struct Policy {
     pub config_hashes: Option<Rule<Vec<[u8; 32]>>>,
     /// `[events]`: accepted payloads (lowercase hex) of pinned system events.
     pub events: Vec<EventPin>,
+    /// `[gpu]`: GPU evidence rules ([`crate::gpu::policy`]).
+    pub gpu: crate::gpu::policy::GpuPolicy,
 }
 
 /// A pinned system event: the replayed log must hold it, with one of the accepted values.
@@ -142,6 +151,8 @@ struct RawPolicy {
     app: RawApp,
     #[serde(default)]
     events: RawEvents,
+    #[serde(default)]
+    gpu: crate::gpu::policy::RawGpu,
 }
 
 #[derive(Deserialize, Default)]
@@ -188,7 +199,8 @@ struct RawApp {
     config_hashes: Option<Spanned<Vec<String>>>,
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
+/// The 1-based line of byte `offset` in `text`.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     let upto = text.get(..offset).unwrap_or(text);
     upto.bytes()
         .filter(|b| *b == b'\n')
@@ -346,6 +358,7 @@ impl Policy {
             })?,
             config_hashes: cx.rule("app.config_hashes", raw.app.config_hashes, hex_list::<32>)?,
             events: event_pins(&cx, raw.events)?,
+            gpu: crate::gpu::policy::GpuPolicy::from_raw(origin, text, raw.gpu)?,
         })
     }
 

@@ -42,6 +42,8 @@ pub struct QuoteDocument {
     /// The `attestation_document` a sealtune provider declares for a nonce quote (parsed and
     /// checked by the signer-binding link).
     pub attestation_document: Option<serde_json::Value>,
+    /// The `nvidia_payload` field as served (GPU evidence, checked by [`crate::gpu`]).
+    pub nvidia_payload: Option<serde_json::Value>,
 }
 
 impl QuoteDocument {
@@ -76,6 +78,7 @@ impl QuoteDocument {
                     .get("attestation_document")
                     .filter(|d| !d.is_null())
                     .cloned(),
+                nvidia_payload: v.get("nvidia_payload").filter(|d| !d.is_null()).cloned(),
             });
         }
         let is_hex = !trimmed.is_empty()
@@ -135,6 +138,8 @@ pub struct VerifyOptions {
     /// for an auditor holding a bare quote. report_data, the event log, the compose hash and the
     /// app and event policy are not checked, and the report says so.
     pub hardware_only: bool,
+    /// Reference values for the GPU measurements (from `--rim`); `None`: not compared.
+    pub gpu_reference: Option<crate::gpu::ReferenceValues>,
 }
 
 /// The kind of quote a check expects.
@@ -186,6 +191,9 @@ pub struct VerificationReport {
     pub event_log: Option<EventLogSummary>,
     /// Every required link holds.
     pub verified: bool,
+    /// The GPU evidence (`nvidia_payload`), when the answer carries some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<crate::gpu::GpuOutcome>,
     /// Only the hardware was checked (`quote --hardware-only`): no binding.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub hardware_only: bool,
@@ -346,6 +354,8 @@ pub fn verify_document(doc: &QuoteDocument, opts: &VerifyOptions) -> Verificatio
         }
         push_config_link(&mut rep, doc);
         push_app_policy_links(&mut rep, doc, opts);
+        // 5. The GPUs (crate::gpu): evidence, binding, the `[gpu]` policy.
+        crate::gpu::links::push_gpu_links(&mut rep, doc, opts);
     }
     rep.quote = Some(parsed);
     rep.pck = pck.ok();

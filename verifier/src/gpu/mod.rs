@@ -19,6 +19,8 @@
 
 pub mod chain;
 pub mod evidence;
+pub mod links;
+pub mod policy;
 pub mod rim;
 pub mod spdm;
 
