@@ -55,8 +55,23 @@ fn time_at(unix: i64) -> time::OffsetDateTime {
     time::OffsetDateTime::from_unix_timestamp(unix).expect("time")
 }
 
-/// `n` GPUs whose reports sign `nonce`; GPU `i`'s FWID is `[i; 48]`.
-pub fn synthetic_gpus(n: u8, nonce: [u8; 32]) -> SyntheticGpus {
+/// Most GPUs [`synthetic_gpus`] makes.
+pub const MAX_SYNTHETIC_GPUS: u8 = 8;
+
+/// The test PKI, made once per process (rcgen's ECDSA signatures are randomised: a second PKI
+/// would have another root).
+struct Pki {
+    root_der: Vec<u8>,
+    /// Per GPU: leaf key, FWID, PEM chain.
+    gpus: Vec<(SigningKey, [u8; 48], String)>,
+}
+
+fn pki() -> &'static Pki {
+    static PKI: std::sync::OnceLock<Pki> = std::sync::OnceLock::new();
+    PKI.get_or_init(make_pki)
+}
+
+fn make_pki() -> Pki {
     let (_, root_kp) = key(1);
     let root = params("Test Device Identity CA", 1, true)
         .self_signed(&root_kp)
@@ -70,12 +85,12 @@ pub fn synthetic_gpus(n: u8, nonce: [u8; 32]) -> SyntheticGpus {
         .signed_by(&prov_kp, &identity, &id_kp)
         .expect("provisioner");
     let mut gpus = Vec::new();
-    for i in 0..n {
-        let (_, dev_kp) = key(i.wrapping_mul(2).wrapping_add(10));
+    for i in 0..MAX_SYNTHETIC_GPUS {
+        let (_, dev_kp) = key(i * 2 + 10);
         let device = params(&format!("Test GSP BROM {i}"), 100 + u64::from(i), true)
             .signed_by(&dev_kp, &provisioner, &prov_kp)
             .expect("device");
-        let (leaf_sk, leaf_kp) = key(i.wrapping_mul(2).wrapping_add(11));
+        let (leaf_sk, leaf_kp) = key(i * 2 + 11);
         let fwid = [i; 48];
         let mut lp = params(&format!("Test GSP FMC LF {i}"), 200 + u64::from(i), false);
         let mut ext = vec![0x04, 0x30];
@@ -86,11 +101,26 @@ pub fn synthetic_gpus(n: u8, nonce: [u8; 32]) -> SyntheticGpus {
             .iter()
             .map(|c| c.pem())
             .collect::<String>();
-        gpus.push((spdm_report(&leaf_sk, nonce, fwid), chain));
+        gpus.push((leaf_sk, fwid, chain));
     }
-    SyntheticGpus {
+    Pki {
         root_der: root.der().to_vec(),
         gpus,
+    }
+}
+
+/// `n` (at most [`MAX_SYNTHETIC_GPUS`]) GPUs whose reports sign `nonce`; GPU `i`'s FWID is
+/// `[i; 48]`. The PKI is the same for every call in a process.
+pub fn synthetic_gpus(n: u8, nonce: [u8; 32]) -> SyntheticGpus {
+    let pki = pki();
+    SyntheticGpus {
+        root_der: pki.root_der.clone(),
+        gpus: pki
+            .gpus
+            .iter()
+            .take(usize::from(n))
+            .map(|(sk, fwid, chain)| (spdm_report(sk, nonce, *fwid), chain.clone()))
+            .collect(),
     }
 }
 
