@@ -197,7 +197,9 @@ impl NvidiaPayload {
         }
         match self.cc {
             None => out.push(0),
-            Some(cc) => out.extend_from_slice(&[1, u8::from(cc.cc_enabled), u8::from(cc.dev_tools)]),
+            Some(cc) => {
+                out.extend_from_slice(&[1, u8::from(cc.cc_enabled), u8::from(cc.dev_tools)])
+            }
         }
         Ok(out)
     }
@@ -268,7 +270,10 @@ mod tests {
         q.evidence_list[0] = GpuEvidence::new(b"eV", b"cert", "HOPPER");
         assert_ne!(q.hash().unwrap(), h);
         let text = serde_json::Value::String(serde_json::to_string(&p).unwrap());
-        assert_eq!(NvidiaPayload::read(Some(&text)).unwrap(), Served::Present(p));
+        assert_eq!(
+            NvidiaPayload::read(Some(&text)).unwrap(),
+            Served::Present(p)
+        );
         assert_eq!(
             NvidiaPayload::read(Some(&NvidiaPayload::absent("no GPU"))).unwrap(),
             Served::Absent("no GPU".into())

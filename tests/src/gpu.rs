@@ -95,7 +95,10 @@ fn make_pki() -> Pki {
         let mut lp = params(&format!("Test GSP FMC LF {i}"), 200 + u64::from(i), false);
         let mut ext = vec![0x04, 0x30];
         ext.extend_from_slice(&fwid);
-        lp.custom_extensions = vec![CustomExtension::from_oid_content(&[2, 23, 133, 5, 4, 1], ext)];
+        lp.custom_extensions = vec![CustomExtension::from_oid_content(
+            &[2, 23, 133, 5, 4, 1],
+            ext,
+        )];
         let leaf = lp.signed_by(&leaf_kp, &device, &dev_kp).expect("leaf");
         let chain = [&leaf, &device, &provisioner, &identity, &root]
             .iter()

@@ -75,7 +75,14 @@ fn h100_sample_evidence_verifies_at_its_time() {
     assert_eq!(c.driver_version.as_deref(), Some("550.90.07"));
     assert_eq!(c.vbios_version.as_deref(), Some("96.00.9f.00.01"));
     let mut chains = ChainVerifier::nvidia(AT).unwrap();
-    let with_rim = verify_gpu(0, &sample(), &chain(1), &nonce(), &mut chains, Some(&sample_reference()));
+    let with_rim = verify_gpu(
+        0,
+        &sample(),
+        &chain(1),
+        &nonce(),
+        &mut chains,
+        Some(&sample_reference()),
+    );
     assert!(with_rim.ok(), "{with_rim:#?}");
 }
 
@@ -100,7 +107,14 @@ fn a_changed_measurement_fails_the_signature_and_the_reference_values() {
     let mut reference = sample_reference();
     reference.measurements.insert(2, vec![vec![0; 48]]);
     let mut chains = ChainVerifier::nvidia(AT).unwrap();
-    let c = verify_gpu(0, &sample(), &chain(1), &nonce(), &mut chains, Some(&reference));
+    let c = verify_gpu(
+        0,
+        &sample(),
+        &chain(1),
+        &nonce(),
+        &mut chains,
+        Some(&reference),
+    );
     assert!(c.signature.is_ok());
     let m = c.measurements.unwrap().unwrap_err();
     assert!(m.contains("block 2"), "{m}");
@@ -133,7 +147,10 @@ fn each_broken_chain_fails_the_chain_link() {
     for case in [2, 3, 4] {
         let c = check(&sample(), &chain(case), AT);
         assert!(c.chain.is_err(), "case {case}");
-        assert!(c.signature.is_err(), "case {case}: no trusted key, no signature");
+        assert!(
+            c.signature.is_err(),
+            "case {case}: no trusted key, no signature"
+        );
     }
 }
 
@@ -162,7 +179,11 @@ fn parsed_sample_blocks_equal_trustees_claims() {
     let r = Report::parse(&sample()).unwrap();
     let reference = sample_reference();
     for b in &r.response.blocks {
-        assert_eq!(reference.measurements[&b.index][0], b.value, "block {}", b.index);
+        assert_eq!(
+            reference.measurements[&b.index][0], b.value,
+            "block {}",
+            b.index
+        );
     }
 }
 
@@ -293,7 +314,14 @@ fn the_quote_report_shows_each_gpu_link() {
             ..Default::default()
         },
     );
-    for name in ["GPU evidence", "GPU report", "GPU chain", "GPU signature", "GPU FWID", "GPU nonce"] {
+    for name in [
+        "GPU evidence",
+        "GPU report",
+        "GPU chain",
+        "GPU signature",
+        "GPU FWID",
+        "GPU nonce",
+    ] {
         let l = rep.link(name).unwrap_or_else(|| panic!("no {name} link"));
         assert!(l.ok, "{name}: {}", l.detail);
     }
@@ -355,7 +383,10 @@ fn gpu_policy_rules_name_their_line() {
     )
     .unwrap();
     let e = bad.gpu.check("p.toml", &out).unwrap().unwrap_err();
-    assert!(e.contains("p.toml:2") && e.contains("p.toml:3") && e.contains("p.toml:4"), "{e}");
+    assert!(
+        e.contains("p.toml:2") && e.contains("p.toml:3") && e.contains("p.toml:4"),
+        "{e}"
+    );
     assert!(Policy::from_toml("p.toml", "[gpu]\nmin_driver_version = \"new\"\n").is_err());
     assert!(Policy::from_toml("p.toml", "[gpu]\nrequird = true\n").is_err());
 }

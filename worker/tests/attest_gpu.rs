@@ -48,7 +48,9 @@ async fn open(dir: &std::path::Path) -> Attestation {
 #[tokio::test]
 async fn quote_with_a_nonce_binds_the_gpu_evidence_it_serves() {
     let dir = tempfile::tempdir().unwrap();
-    let att = open(dir.path()).await.with_gpu_source(Arc::new(SyntheticSource));
+    let att = open(dir.path())
+        .await
+        .with_gpu_source(Arc::new(SyntheticSource));
     let nonce = [7u8; 32];
     let body = att.quote_body(Some(nonce)).await.unwrap();
     let doc = AttestationDocument::from_json(&body["attestation_document"]).unwrap();
@@ -71,7 +73,9 @@ async fn quote_with_a_nonce_binds_the_gpu_evidence_it_serves() {
 #[tokio::test]
 async fn another_machines_evidence_for_the_same_nonce_is_not_bound() {
     let dir = tempfile::tempdir().unwrap();
-    let att = open(dir.path()).await.with_gpu_source(Arc::new(SyntheticSource));
+    let att = open(dir.path())
+        .await
+        .with_gpu_source(Arc::new(SyntheticSource));
     let nonce = [7u8; 32];
     let body = att.quote_body(Some(nonce)).await.unwrap();
     let doc = AttestationDocument::from_json(&body["attestation_document"]).unwrap();
@@ -88,18 +92,22 @@ async fn another_machines_evidence_for_the_same_nonce_is_not_bound() {
             ..Default::default()
         },
     );
-    assert!(out.gpus.iter().all(|g| g.ok()), "each GPU's own evidence is genuine");
+    assert!(
+        out.gpus.iter().all(|g| g.ok()),
+        "each GPU's own evidence is genuine"
+    );
     assert!(matches!(out.binding, Some(Err(_))), "{:?}", out.binding);
 }
 
 #[tokio::test]
 async fn without_gpu_evidence_the_field_says_why_and_the_slot_stays_empty() {
     let dir = tempfile::tempdir().unwrap();
-    let att = open(dir.path())
-        .await
-        .with_gpu_source(Arc::new(sealtune_worker::attest::gpu::NoGpu(
-            "no GPU on this host".into(),
-        )));
+    let att =
+        open(dir.path())
+            .await
+            .with_gpu_source(Arc::new(sealtune_worker::attest::gpu::NoGpu(
+                "no GPU on this host".into(),
+            )));
     let body = att.quote_body(Some([1; 32])).await.unwrap();
     assert_eq!(
         body["nvidia_payload"],

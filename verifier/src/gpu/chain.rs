@@ -74,7 +74,9 @@ pub enum ChainError {
         reason: String,
     },
     /// Outside the validity window at `now`.
-    #[error("certificate {index} ({subject:?}) is not valid at {now}: valid {not_before} to {not_after}")]
+    #[error(
+        "certificate {index} ({subject:?}) is not valid at {now}: valid {not_before} to {not_after}"
+    )]
     Validity {
         /// Index.
         index: usize,
@@ -274,7 +276,9 @@ impl ChainVerifier {
         };
         let alg = child.signature_algorithm.algorithm.to_id_string();
         if alg != ECDSA_SHA384_OID {
-            return Err(fail(format!("signature algorithm {alg} is not ecdsa-with-SHA384")));
+            return Err(fail(format!(
+                "signature algorithm {alg} is not ecdsa-with-SHA384"
+            )));
         }
         let key = p384_key(parent).map_err(|e| fail(format!("issuer key: {e}")))?;
         let sig = der_signature(&child.signature_value.data).map_err(fail)?;
@@ -340,7 +344,10 @@ mod tests {
 
     #[test]
     fn the_sample_chain_reaches_the_pinned_root() {
-        let c = ChainVerifier::nvidia(AT).unwrap().verify(&chain(1)).unwrap();
+        let c = ChainVerifier::nvidia(AT)
+            .unwrap()
+            .verify(&chain(1))
+            .unwrap();
         assert_eq!(c.subjects.len(), 5);
         assert!(c.subjects[0].contains("GH100 A01 GSP FMC LF"));
         assert_eq!(
@@ -353,9 +360,18 @@ mod tests {
     fn broken_chains_fail() {
         let mut v = ChainVerifier::nvidia(AT).unwrap();
         assert!(matches!(v.verify(&chain(2)), Err(ChainError::Length(1))));
-        assert!(matches!(v.verify(&chain(3)), Err(ChainError::Order { index: 1, .. })));
+        assert!(matches!(
+            v.verify(&chain(3)),
+            Err(ChainError::Order { index: 1, .. })
+        ));
         let e = v.verify(&chain(4)).unwrap_err();
-        assert!(matches!(e, ChainError::Duplicate(4) | ChainError::Constraints { index: 0, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                ChainError::Duplicate(4) | ChainError::Constraints { index: 0, .. }
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -108,7 +108,10 @@ pub fn verify_gpu(
         },
     };
     let nonce = if &report.request.nonce == expected_nonce {
-        Ok(format!("the GPU signed nonce {}", hex::encode(expected_nonce)))
+        Ok(format!(
+            "the GPU signed nonce {}",
+            hex::encode(expected_nonce)
+        ))
     } else {
         Err(format!(
             "the GPU signed nonce {}, expected {}",
@@ -171,7 +174,11 @@ fn check_measurements(report: &Report, reference: &ReferenceValues) -> Result<St
             Some(b) => mismatches.push(format!(
                 "block {index} is {}, the reference accepts {}",
                 hex::encode(&b.value),
-                accepted.iter().map(hex::encode).collect::<Vec<_>>().join(" or ")
+                accepted
+                    .iter()
+                    .map(hex::encode)
+                    .collect::<Vec<_>>()
+                    .join(" or ")
             )),
         }
     }

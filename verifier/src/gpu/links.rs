@@ -72,7 +72,10 @@ fn push_evidence_links(
             outcome.arch.as_deref().unwrap_or("?"),
             outcome.hash.map(|h| h.to_string()).unwrap_or_default(),
             match outcome.cc {
-                Some(c) => format!("on={} dev_tools={} (NVML, bound)", c.cc_enabled, c.dev_tools),
+                Some(c) => format!(
+                    "on={} dev_tools={} (NVML, bound)",
+                    c.cc_enabled, c.dev_tools
+                ),
                 None => "state not reported".into(),
             }
         )),

@@ -24,9 +24,9 @@ pub mod policy;
 pub mod rim;
 pub mod spdm;
 
+use sealtune_protocol::B256;
 use sealtune_protocol::attestation::{AttestationDocument, gpu_nonce};
 use sealtune_protocol::gpu::{CcState, NvidiaPayload, Served};
-use sealtune_protocol::B256;
 use serde::Serialize;
 
 pub use evidence::{GpuCheck, ReferenceValues, verify_gpu};
@@ -160,17 +160,21 @@ fn binding(
 ) -> (Result<String, String>, [u8; 32]) {
     let Some(doc) = document else {
         return (
-            Err("no attestation document: the evidence is not bound to this quote, and its nonce \
+            Err(
+                "no attestation document: the evidence is not bound to this quote, and its nonce \
                  was chosen by the provider (ask with a nonce)"
-                .into()),
+                    .into(),
+            ),
             *payload_nonce,
         );
     };
     let expected = gpu_nonce(&doc.nonce.0);
     let result = match doc.gpu_evidence_hash {
-        None => Err("the attestation document's gpu_evidence_hash slot is empty: the quote does \
+        None => Err(
+            "the attestation document's gpu_evidence_hash slot is empty: the quote does \
                      not bind this evidence"
-            .to_string()),
+                .to_string(),
+        ),
         Some(h) if &h != hash => Err(format!(
             "the attestation document binds GPU evidence {h}, the payload served hashes to {hash}"
         )),

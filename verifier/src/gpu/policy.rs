@@ -106,7 +106,11 @@ impl GpuPolicy {
         let mut failed = Vec::new();
         let mut judge = |ok: bool, line: usize, key: &str, what: String| {
             let entry = format!("{what} [{}]", at(line, key));
-            if ok { held.push(entry) } else { failed.push(entry) }
+            if ok {
+                held.push(entry)
+            } else {
+                failed.push(entry)
+            }
         };
         if let Some(r) = self.required.as_ref().filter(|r| r.value) {
             judge(
@@ -138,7 +142,12 @@ impl GpuPolicy {
         }
         if let Some(r) = &self.cc_on {
             let on = outcome.cc.map(|c| c.cc_enabled);
-            judge(on == Some(r.value), r.line, r.key, format!("CC on: {on:?}, wanted {}", r.value));
+            judge(
+                on == Some(r.value),
+                r.line,
+                r.key,
+                format!("CC on: {on:?}, wanted {}", r.value),
+            );
         }
         if let Some(r) = &self.dev_tools {
             let dev = outcome.cc.map(|c| c.dev_tools);

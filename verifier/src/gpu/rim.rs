@@ -63,9 +63,12 @@ impl Rim {
             if !attr(r, "active").is_some_and(|a| a.eq_ignore_ascii_case("true")) {
                 continue;
             }
-            let index: u8 = attr(r, "index")
-                .and_then(|i| i.parse().ok())
-                .ok_or(RimError::Malformed("a Resource without a numeric index".into()))?;
+            let index: u8 =
+                attr(r, "index")
+                    .and_then(|i| i.parse().ok())
+                    .ok_or(RimError::Malformed(
+                        "a Resource without a numeric index".into(),
+                    ))?;
             let block = index
                 .checked_add(1)
                 .ok_or(RimError::Malformed("index out of range".into()))?;
@@ -76,10 +79,9 @@ impl Rim {
             for k in 0..count.min(16) {
                 let v = attr(r, &format!("Hash{k}"))
                     .ok_or(RimError::Malformed(format!("index {index}: no Hash{k}")))?;
-                values.push(
-                    hex::decode(v)
-                        .map_err(|_| RimError::Malformed(format!("index {index}: Hash{k} is not hex")))?,
-                );
+                values.push(hex::decode(v).map_err(|_| {
+                    RimError::Malformed(format!("index {index}: Hash{k} is not hex"))
+                })?);
             }
             measurements.insert(block, values);
         }

@@ -330,9 +330,7 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], SpdmError> {
         let at = self.pos;
-        let end = at
-            .checked_add(n)
-            .ok_or(SpdmError::Truncated { what, at })?;
+        let end = at.checked_add(n).ok_or(SpdmError::Truncated { what, at })?;
         let s = self
             .buf
             .get(at..end)
@@ -377,8 +375,9 @@ mod tests {
     use super::*;
 
     fn sample() -> Vec<u8> {
-        let text = std::fs::read_to_string(sealtune_e2e::fixture("nvidia/hopperAttestationReport.txt"))
-            .unwrap();
+        let text =
+            std::fs::read_to_string(sealtune_e2e::fixture("nvidia/hopperAttestationReport.txt"))
+                .unwrap();
         hex::decode(text.trim()).unwrap()
     }
 

@@ -74,7 +74,8 @@ impl GpuConfig {
         match self.source {
             GpuSourceKind::Nvml => Box::new(NvmlSource),
             GpuSourceKind::None => Box::new(NoGpu(
-                "GPU evidence disabled by configuration ([attestation.gpu] source = \"none\")".into(),
+                "GPU evidence disabled by configuration ([attestation.gpu] source = \"none\")"
+                    .into(),
             )),
             GpuSourceKind::Files => match FileSource::load(&self.files) {
                 Ok(s) => Box::new(s),
@@ -165,9 +166,9 @@ impl EvidenceSource for NvmlSource {
                     cc_enabled: dev.is_cc_enabled().map_err(|e| {
                         GpuUnavailable(format!("GPU {i}: confidential-computing state: {e}"))
                     })?,
-                    dev_tools: dev.is_cc_dev_mode_enabled().map_err(|e| {
-                        GpuUnavailable(format!("GPU {i}: dev-tools state: {e}"))
-                    })?,
+                    dev_tools: dev
+                        .is_cc_dev_mode_enabled()
+                        .map_err(|e| GpuUnavailable(format!("GPU {i}: dev-tools state: {e}")))?,
                 });
             }
             let report = dev

@@ -450,10 +450,7 @@ impl Attestation {
 
     /// The `nvidia_payload` and its hash: evidence over `gpu_nonce(nonce)` with a verifier's
     /// nonce, over a random one without (then unbound, as in 0G's answer).
-    async fn gpu_payload(
-        &self,
-        nonce: Option<[u8; 32]>,
-    ) -> (serde_json::Value, Option<B256>) {
+    async fn gpu_payload(&self, nonce: Option<[u8; 32]>) -> (serde_json::Value, Option<B256>) {
         let gpu_nonce = match nonce {
             Some(n) => sealtune_protocol::attestation::gpu_nonce(&n),
             None => {
