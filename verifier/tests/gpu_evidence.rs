@@ -390,3 +390,83 @@ fn gpu_policy_rules_name_their_line() {
     assert!(Policy::from_toml("p.toml", "[gpu]\nmin_driver_version = \"new\"\n").is_err());
     assert!(Policy::from_toml("p.toml", "[gpu]\nrequird = true\n").is_err());
 }
+
+// ---- the command line ----
+
+fn run_cli(args: &[&str]) -> (i32, String) {
+    use clap::Parser as _;
+    let cli = sealtune_verifier::cli::Cli::try_parse_from(args).unwrap();
+    let mut out = Vec::new();
+    let code = sealtune_verifier::cli::run(&cli, 0, &mut out).unwrap();
+    (code, String::from_utf8(out).unwrap())
+}
+
+/// A GetQuote-shaped answer: the real TDX quote plus the real H100 evidence.
+fn answer_file(dir: &std::path::Path) -> String {
+    let p = NvidiaPayload::new(
+        nonce(),
+        "HOPPER",
+        vec![GpuEvidence::new(&sample(), &chain(1), "HOPPER")],
+        None,
+    );
+    let body = serde_json::json!({
+        "quote": hex::encode(sealtune_e2e::fixture_bytes("tdx/tdx_quote")),
+        "nvidia_payload": p,
+    });
+    let path = dir.join("answer.json");
+    std::fs::write(&path, body.to_string()).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn sealtune_verify_quote_shows_each_gpu_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = answer_file(dir.path());
+    let collateral = sealtune_e2e::fixture("tdx/tdx_quote_collateral.json");
+    let (_, out) = run_cli(&[
+        "sealtune-verify",
+        "quote",
+        "--file",
+        &file,
+        "--collateral",
+        &collateral.display().to_string(),
+        "--at",
+        "1750332747",
+        "--offline",
+    ]);
+    for line in [
+        "✓ GPU evidence",
+        "✓ GPU report",
+        "✓ GPU chain",
+        "✓ GPU signature",
+        "✓ GPU FWID",
+        "✓ GPU nonce",
+        "driver 550.90.07, VBIOS 96.00.9f.00.01",
+    ] {
+        assert!(out.contains(line), "{line}: {out}");
+    }
+}
+
+#[test]
+fn a_rim_for_another_vbios_fails_the_gpu_measurements_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = answer_file(dir.path());
+    let collateral = sealtune_e2e::fixture("tdx/tdx_quote_collateral.json");
+    let rim = sealtune_e2e::fixture("nvidia/vbios_rim_96005E0001_PROD.swidtag");
+    let (code, out) = run_cli(&[
+        "sealtune-verify",
+        "quote",
+        "--file",
+        &file,
+        "--collateral",
+        &collateral.display().to_string(),
+        "--at",
+        "1750332747",
+        "--offline",
+        "--rim",
+        &rim.display().to_string(),
+    ]);
+    assert!(out.contains("✗ GPU measurements"), "{out}");
+    assert!(out.contains("✓ GPU signature"), "{out}");
+    assert_eq!(code, 1);
+}
