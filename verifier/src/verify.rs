@@ -314,6 +314,7 @@ pub fn verify_document(doc: &QuoteDocument, opts: &VerifyOptions) -> Verificatio
     if doc.dev {
         rep.push("dev attestation", dev_attestation(opts));
         if doc.quote.is_empty() {
+            crate::gpu::links::push_gpu_links(&mut rep, doc, opts);
             rep.finish();
             return rep;
         }

@@ -470,3 +470,24 @@ fn a_rim_for_another_vbios_fails_the_gpu_measurements_link() {
     assert!(out.contains("✓ GPU signature"), "{out}");
     assert_eq!(code, 1);
 }
+
+#[test]
+fn a_dev_answer_gets_the_gpu_links_too() {
+    let policy = Policy::from_toml("gpu.toml", "[gpu]\nrequired = true\n").unwrap();
+    let doc = QuoteDocument {
+        dev: true,
+        ..Default::default()
+    };
+    let rep = verify_document(
+        &doc,
+        &VerifyOptions {
+            now: AT,
+            allow_dev_quote: true,
+            policy: Some(policy),
+            ..Default::default()
+        },
+    );
+    assert!(!rep.link("GPU evidence").unwrap().ok);
+    assert!(!rep.link("policy gpu").unwrap().ok);
+    assert!(!rep.verified);
+}

@@ -321,6 +321,17 @@ fn verify_options(args: &VerifyArgs, env: &RunEnv) -> Result<VerifyProviderOptio
         allow_no_freshness: args.allow_no_freshness,
         allow_unacknowledged_signer: args.allow_unacknowledged_signer,
         allowed_app_events: args.allow_app_events.clone(),
+        policy: args
+            .policy
+            .as_deref()
+            .map(|p| {
+                let text = String::from_utf8(read_file(p)?).map_err(|_| {
+                    ClientError::InvalidInput(format!("{} is not UTF-8", p.display()))
+                })?;
+                sealtune_verifier::policy::Policy::from_toml(&p.display().to_string(), &text)
+                    .map_err(|e| ClientError::InvalidInput(e.to_string()))
+            })
+            .transpose()?,
     })
 }
 

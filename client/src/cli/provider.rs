@@ -32,6 +32,10 @@ pub struct VerifyArgs {
     /// An application event allowed in the event log after boot (repeatable).
     #[arg(long = "allow-app-event")]
     pub allow_app_events: Vec<String>,
+    /// A verifier policy file (TOML, as `sealtune-verify quote --policy`): its rules apply, e.g.
+    /// `[gpu] required = true` requires GPU evidence verified and bound in the quote.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
 }
 
 /// Arguments of `sealtune list-service`.
