@@ -47,7 +47,7 @@ pub struct VerifyProviderOptions {
     pub allowed_app_events: Vec<String>,
     /// A verifier policy file (`sealtune-verify quote --policy`): its rules apply, e.g. `[gpu]
     /// required = true` makes GPU evidence, verified and bound in the quote, a requirement.
-    pub policy: Option<sealtune_verifier::policy::Policy>,
+    pub policy: Option<Box<sealtune_verifier::policy::Policy>>,
 }
 
 /// The outcome of [`verify_provider`].
@@ -203,7 +203,7 @@ pub fn verify_quote_document(
         event_policy: sealtune_verifier::event_log::EventPolicy {
             allowed_app_events: opts.allowed_app_events.clone(),
         },
-        policy: opts.policy.clone(),
+        policy: opts.policy.as_deref().cloned(),
         ..Default::default()
     };
     let mut report = verify_document(doc, &vopts);

@@ -329,6 +329,7 @@ fn verify_options(args: &VerifyArgs, env: &RunEnv) -> Result<VerifyProviderOptio
                     ClientError::InvalidInput(format!("{} is not UTF-8", p.display()))
                 })?;
                 sealtune_verifier::policy::Policy::from_toml(&p.display().to_string(), &text)
+                    .map(Box::new)
                     .map_err(|e| ClientError::InvalidInput(e.to_string()))
             })
             .transpose()?,
