@@ -375,6 +375,14 @@ mod tests {
     }
 
     #[test]
+    fn the_pinned_roots_are_the_vendored_nvidia_files() {
+        let device = sealtune_e2e::fixture_bytes("nvidia/nvidia_device_root.pem");
+        assert_eq!(NVIDIA_DEVICE_ROOT_PEM.as_bytes(), device.as_slice());
+        let rim = sealtune_e2e::fixture_bytes("nvidia/nvidia_rim_root.pem");
+        assert_eq!(super::super::rim::NVIDIA_RIM_ROOT_PEM.as_bytes(), rim.as_slice());
+    }
+
+    #[test]
     fn the_der_form_reads_like_the_pem_form() {
         let der: Vec<u8> = split_chain(&chain(1)).unwrap().concat();
         assert_eq!(split_chain(&der).unwrap().len(), 5);
