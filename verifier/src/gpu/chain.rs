@@ -379,7 +379,10 @@ mod tests {
         let device = sealtune_e2e::fixture_bytes("nvidia/nvidia_device_root.pem");
         assert_eq!(NVIDIA_DEVICE_ROOT_PEM.as_bytes(), device.as_slice());
         let rim = sealtune_e2e::fixture_bytes("nvidia/nvidia_rim_root.pem");
-        assert_eq!(super::super::rim::NVIDIA_RIM_ROOT_PEM.as_bytes(), rim.as_slice());
+        assert_eq!(
+            super::super::rim::NVIDIA_RIM_ROOT_PEM.as_bytes(),
+            rim.as_slice()
+        );
     }
 
     #[test]
