@@ -5,6 +5,7 @@ GetQuote answers; pck_chain: the PEM chains inside them; event_log: both dstack 
 given, digests empty) and their bare event logs; collateral: the three collateral files; quote_document:
 both dstack answers, a binary, an SGX and a hex quote. Writes fuzz/corpus/<target>/ (git-ignored).
 """
+import base64
 import json
 import os
 
@@ -44,3 +45,22 @@ for n in ["tdx_quote_collateral.json", "tdx_quote_outdated_collateral.json", "sg
     write("collateral", n, read(n))
 for n in ["tdx_quote", "sgx_quote", "tdx-quote.hex"]:
     write("quote_document", n, read(n))
+
+# gpu_evidence: the first byte picks the reader (0 SPDM report, 1 chain, 2 nvidia_payload JSON, 3 RIM).
+N = F + "../nvidia/"
+with open(N + "hopperAttestationReport.txt") as f:
+    report = bytes.fromhex(f.read().strip())
+with open(N + "hopper_cert_chain_case1.txt", "rb") as f:
+    chain = f.read()
+with open(N + "vbios_rim_96005E0001_PROD.swidtag", "rb") as f:
+    rim = f.read()
+payload = {
+    "nonce": report[4:36].hex(),
+    "evidence_list": [{"evidence": base64.b64encode(report).decode(),
+                       "certificate": base64.b64encode(chain).decode(), "arch": "HOPPER"}],
+    "arch": "HOPPER",
+}
+write("gpu_evidence", "report", b"\x00" + report)
+write("gpu_evidence", "chain", b"\x01" + chain)
+write("gpu_evidence", "payload", b"\x02" + json.dumps(payload).encode())
+write("gpu_evidence", "rim", b"\x03" + rim)

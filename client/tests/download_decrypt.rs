@@ -337,6 +337,20 @@ async fn verify_provider_binds_the_on_chain_signer_and_refuses_dev_quotes_by_def
     assert_eq!(v.tee_signer, env.tee.address());
     assert!(v.render_human().contains("INSECURE DEV ATTESTATION"));
 
+    // A policy that requires GPU evidence: this provider serves none.
+    let mut gpu = verify_opts(true);
+    gpu.policy = Some(Box::new(
+        sealtune_verifier::policy::Policy::from_toml("gpu.toml", "[gpu]\nrequired = true\n")
+            .unwrap(),
+    ));
+    let v = c.verify_provider(provider, &gpu).await.unwrap();
+    assert!(!v.verified, "{}", v.render_human());
+    assert!(
+        failed_link(&v, "policy gpu").contains("GPU evidence required"),
+        "{}",
+        v.render_human()
+    );
+
     let v = c
         .verify_provider(provider, &verify_opts(false))
         .await

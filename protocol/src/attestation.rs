@@ -112,6 +112,21 @@ impl AttestationDocument {
     }
 }
 
+/// Domain tag of the GPU nonce ([`gpu_nonce`]).
+pub const GPU_NONCE_DOMAIN: &[u8] = b"sealtune/gpu-nonce/v1";
+
+/// The nonce the worker asks each GPU to sign for a quote over the verifier's `nonce`:
+/// `SHA-256("sealtune/gpu-nonce/v1" ‖ nonce)` (docs/PROTOCOL.md §5.1.1). Derived from the same
+/// request as the TDX quote, so one verifier nonce makes both fresh; the evidence's hash is then
+/// bound in [`AttestationDocument::gpu_evidence_hash`], so another machine's GPU answering the same
+/// nonce is not enough.
+pub fn gpu_nonce(nonce: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(GPU_NONCE_DOMAIN);
+    h.update(nonce);
+    h.finalize().into()
+}
+
 /// A file's content hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

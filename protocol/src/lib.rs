@@ -47,6 +47,7 @@ pub mod ecies;
 pub mod eip712;
 pub mod events;
 pub mod fee;
+pub mod gpu;
 pub mod params;
 pub mod request;
 pub mod sig;

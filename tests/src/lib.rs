@@ -23,6 +23,7 @@
 pub mod chain;
 pub mod contracts;
 pub mod fixtures;
+pub mod gpu;
 pub mod http;
 pub mod process;
 pub mod provider_fixture;

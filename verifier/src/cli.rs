@@ -188,6 +188,11 @@ pub struct QuoteArgs {
     /// `app.config_hashes`. Needs --policy.
     #[arg(long, requires = "policy")]
     pub config_hash: Vec<String>,
+    /// An NVIDIA RIM (SWID tag: the driver's, the VBIOS's; repeatable): the GPU measurements must
+    /// equal its reference values. Its signing chain must reach NVIDIA's RIM root; its XML
+    /// signature is not checked (docs/verifier.md).
+    #[arg(long = "rim")]
+    pub rims: Vec<PathBuf>,
     /// The chain: with --rpc, --serving and --provider, report_data must bind the provider's
     /// registered, acknowledged teeSignerAddress.
     #[command(flatten)]
@@ -324,6 +329,26 @@ impl ChainArgs {
 }
 
 impl QuoteArgs {
+    /// The reference values of the `--rim` files, their signing chains checked at `now`.
+    fn gpu_reference(&self, now: u64) -> Result<Option<crate::gpu::ReferenceValues>, CliError> {
+        if self.rims.is_empty() {
+            return Ok(None);
+        }
+        let mut rims = Vec::new();
+        for p in &self.rims {
+            let text = String::from_utf8(read(p)?)
+                .map_err(|_| CliError::Arg(format!("RIM {} is not UTF-8", p.display())))?;
+            let rim = crate::gpu::rim::Rim::parse(&text)
+                .map_err(|e| CliError::Arg(format!("{}: {e}", p.display())))?;
+            rim.verify_chain(now)
+                .map_err(|e| CliError::Arg(format!("{}: {e}", p.display())))?;
+            rims.push(rim);
+        }
+        crate::gpu::rim::reference_values(&rims)
+            .map(Some)
+            .map_err(|e| CliError::Arg(e.to_string()))
+    }
+
     /// Build the verification options; `now` is used when `--at` is absent. Reads the collateral
     /// and policy files; network sources (PCCS, chain) are resolved by [`run`].
     pub fn options(&self, now: u64) -> Result<VerifyOptions, CliError> {
@@ -388,6 +413,13 @@ impl QuoteArgs {
             policy_required: false,
             allow_no_freshness: false,
             allow_unacknowledged_signer: false,
+            gpu_reference: self.gpu_reference(
+                self.at
+                    .as_deref()
+                    .map(parse_time)
+                    .transpose()?
+                    .unwrap_or(now),
+            )?,
         })
     }
 }

@@ -51,6 +51,7 @@ pub mod crosscheck;
 pub mod dcap;
 pub mod deliverable;
 pub mod event_log;
+pub mod gpu;
 pub mod pck;
 pub mod policy;
 pub mod quote;

@@ -44,6 +44,8 @@ pub struct QuoteDocument {
     /// The `attestation_document` a sealtune provider declares for a nonce quote (parsed and
     /// checked by the signer-binding link).
     pub attestation_document: Option<serde_json::Value>,
+    /// The `nvidia_payload` field as served (GPU evidence, checked by [`crate::gpu`]).
+    pub nvidia_payload: Option<serde_json::Value>,
 }
 
 impl QuoteDocument {
@@ -78,6 +80,7 @@ impl QuoteDocument {
                     .get("attestation_document")
                     .filter(|d| !d.is_null())
                     .cloned(),
+                nvidia_payload: v.get("nvidia_payload").filter(|d| !d.is_null()).cloned(),
             });
         }
         let is_hex = !trimmed.is_empty()
@@ -146,6 +149,8 @@ pub struct VerifyOptions {
     /// Accept a registered TEE signer the contract owner has not acknowledged; off, the
     /// `on-chain signer` link fails.
     pub allow_unacknowledged_signer: bool,
+    /// Reference values for the GPU measurements (from `--rim`); `None`: not compared.
+    pub gpu_reference: Option<crate::gpu::ReferenceValues>,
 }
 
 /// The kind of quote a check expects.
@@ -197,6 +202,9 @@ pub struct VerificationReport {
     pub event_log: Option<EventLogSummary>,
     /// Every required link holds.
     pub verified: bool,
+    /// The GPU evidence (`nvidia_payload`), when the answer carries some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<crate::gpu::GpuOutcome>,
     /// Only the hardware was checked (`quote --hardware-only`): no binding.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub hardware_only: bool,
@@ -309,8 +317,9 @@ impl VerificationReport {
 }
 
 /// The link names of a quote check, in report order (docs/verifier.md): a link appears only when
-/// its check applies, never elsewhere in the list.
-pub const LINK_ORDER: [&str; 26] = [
+/// its check applies, never elsewhere in the list (the per-GPU links, `GPU report` to `GPU versions`,
+/// repeat once per GPU).
+pub const LINK_ORDER: [&str; 37] = [
     "dev attestation",
     "policy",
     "quote parse",
@@ -336,6 +345,17 @@ pub const LINK_ORDER: [&str; 26] = [
     "policy app",
     "policy events",
     "policy config",
+    "GPU evidence",
+    "GPU binding",
+    "GPU report",
+    "GPU chain",
+    "GPU signature",
+    "GPU FWID",
+    "GPU nonce",
+    "GPU measurements",
+    "GPU versions",
+    "policy gpu",
+    "dstack GPU events",
     "unpinned",
 ];
 
@@ -356,6 +376,7 @@ pub fn verify_document(doc: &QuoteDocument, opts: &VerifyOptions) -> Verificatio
     push_policy_link(&mut rep, opts, doc.dev);
     if dev_answer {
         push_dev_answer_links(&mut rep, doc, opts);
+        crate::gpu::links::push_gpu_links(&mut rep, doc, opts);
     } else {
         push_quote_links(&mut rep, doc, opts);
     }
@@ -423,6 +444,8 @@ fn push_quote_links(rep: &mut VerificationReport, doc: &QuoteDocument, opts: &Ve
         }
         push_config_link(rep, doc);
         push_app_policy_links(rep, doc, opts);
+        // 5. The GPUs (crate::gpu): evidence, binding, the `[gpu]` policy.
+        crate::gpu::links::push_gpu_links(rep, doc, opts);
     }
     rep.quote = Some(parsed);
     rep.pck = pck.ok();

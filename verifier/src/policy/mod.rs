@@ -45,6 +45,13 @@
 //! [unpinned]                           # what the policy leaves open, and where the value comes from
 //! mrtd = "the provider's dstack OS release: …"   # also rtmr0–2, compose_hash, config_hash,
 //!                                      # app_id, os_image_hash, key_provider_id
+//!
+//! [gpu]                                # GPU evidence (crate::gpu::policy)
+//! required = true
+//! min_driver_version = "550.90.07"
+//! cc_on = true
+//! dev_tools = false
+//! count = 8
 //! ```
 //!
 //! Every key is optional; unknown keys are an error (a typo must not silently weaken the policy).
@@ -149,6 +156,8 @@ pub struct Policy {
     pub required_events: Option<Rule<Vec<String>>>,
     /// `[unpinned]`: where each value the policy leaves open comes from.
     pub unpinned: Vec<(Pinnable, String)>,
+    /// `[gpu]`: GPU evidence rules ([`crate::gpu::policy`]).
+    pub gpu: crate::gpu::policy::GpuPolicy,
 }
 
 /// A pinned system event: the replayed log must hold it, with one of the accepted values.
@@ -171,6 +180,8 @@ struct RawPolicy {
     app: RawApp,
     #[serde(default)]
     events: RawEvents,
+    #[serde(default)]
+    gpu: crate::gpu::policy::RawGpu,
     #[serde(default)]
     policy: RawHeader,
     #[serde(default)]
@@ -230,7 +241,8 @@ struct RawApp {
     require_config_hash: Option<Spanned<bool>>,
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
+/// The 1-based line of byte `offset` in `text`.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     let upto = text.get(..offset).unwrap_or(text);
     upto.bytes()
         .filter(|b| *b == b'\n')
@@ -401,6 +413,7 @@ impl Policy {
                 PolicyAttestation::parse(&a)
             })?,
             unpinned: Vec::new(),
+            gpu: crate::gpu::policy::GpuPolicy::from_raw(origin, text, raw.gpu)?,
         };
         policy.unpinned = unpinned::explanations(&cx, raw.unpinned, &policy)?;
         Ok(policy)

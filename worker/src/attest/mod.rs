@@ -22,6 +22,7 @@
 
 mod dev;
 mod dstack;
+pub mod gpu;
 mod tsm;
 
 use std::path::{Path, PathBuf};
@@ -113,6 +114,9 @@ pub struct AttestConfig {
     /// Seconds to wait for one agent call or one configfs report (default 30).
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
+    /// `[attestation.gpu]`: where GPU evidence comes from (default NVML; [`gpu`]).
+    #[serde(default)]
+    pub gpu: gpu::GpuConfig,
 }
 
 fn default_dstack_socket() -> PathBuf {
@@ -142,6 +146,7 @@ impl AttestConfig {
             key_path: default_key_path(),
             app_compose: None,
             timeout_secs: default_timeout_secs(),
+            gpu: gpu::GpuConfig::default(),
         }
     }
 }
@@ -280,6 +285,7 @@ pub struct Attestation {
     config_hash: B256,
     previous: Option<Address>,
     record_path: PathBuf,
+    gpu: std::sync::Arc<dyn gpu::EvidenceSource>,
 }
 
 impl std::fmt::Debug for Attestation {
@@ -386,6 +392,7 @@ impl Attestation {
             config_hash,
             previous,
             record_path,
+            gpu: config.gpu.open().into(),
         })
     }
 
@@ -435,13 +442,44 @@ impl Attestation {
         matches!(self.source, Source::Dev(_) | Source::Dstack(_))
     }
 
+    /// Serves GPU evidence from `source` instead of the configured one (tests, the dev source).
+    pub fn with_gpu_source(mut self, source: std::sync::Arc<dyn gpu::EvidenceSource>) -> Self {
+        self.gpu = source;
+        self
+    }
+
+    /// The `nvidia_payload` and its hash: evidence over `gpu_nonce(nonce)` with a verifier's
+    /// nonce, over a random one without (then unbound, as in 0G's answer).
+    async fn gpu_payload(&self, nonce: Option<[u8; 32]>) -> (serde_json::Value, Option<B256>) {
+        let gpu_nonce = match nonce {
+            Some(n) => sealtune_protocol::attestation::gpu_nonce(&n),
+            None => {
+                let mut n = [0u8; 32];
+                rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut n);
+                n
+            }
+        };
+        let source = self.gpu.clone();
+        tokio::task::spawn_blocking(move || gpu::payload_value(source.as_ref(), gpu_nonce))
+            .await
+            .unwrap_or_else(|e| {
+                (
+                    sealtune_protocol::gpu::NvidiaPayload::absent(&format!(
+                        "GPU evidence collection failed: {e}"
+                    )),
+                    None,
+                )
+            })
+    }
+
     /// The attestation document v2 a quote over `nonce` binds.
     pub fn document(&self, nonce: [u8; 32]) -> AttestationDocument {
         AttestationDocument::new(self.signer, B256::from(nonce), self.config_hash)
     }
 
     /// The report_data this worker puts in its quotes: 0G's layout (a) without a nonce, the
-    /// attestation document v2's hash with one.
+    /// attestation document v2's hash with one (here with an empty GPU slot; [`Self::quote_body`]
+    /// fills it with the served evidence's hash).
     pub fn report_data(&self, nonce: Option<[u8; 32]>) -> [u8; 64] {
         match nonce {
             None => ascii_report_data(self.signer),
@@ -451,13 +489,22 @@ impl Attestation {
 
     /// The `/v1/quote` JSON (docs/PROTOCOL.md §5): `{quote, event_log, report_data (base64),
     /// vm_config, tcb_info, nvidia_payload}` as 0G serves it, plus `signer`, `source`,
-    /// `config_hash`, `config_in_rtmr3` and, with a nonce, `nonce` and `attestation_document`. The
+    /// `config_hash`, `config_in_rtmr3` and, with a nonce, `nonce` and `attestation_document`
+    /// (its `gpu_evidence_hash` the hash of the `nvidia_payload` served, [`gpu`]). The
     /// dev source adds `"dev": true` and a `warning`, and serves no quote.
     pub async fn quote_body(
         &self,
         nonce: Option<[u8; 32]>,
     ) -> Result<serde_json::Value, AttestError> {
-        let rd = self.report_data(nonce);
+        let (nvidia_payload, gpu_hash) = self.gpu_payload(nonce).await;
+        let document = nonce.map(|n| AttestationDocument {
+            gpu_evidence_hash: gpu_hash,
+            ..self.document(n)
+        });
+        let rd = match &document {
+            Some(d) => d.report_data(),
+            None => self.report_data(None),
+        };
         let raw = self.source.quote(rd).await?;
         if !self.is_dev() {
             check_quote_report_data(self.source(), &raw.quote, &rd)?;
@@ -468,7 +515,7 @@ impl Attestation {
             "report_data": base64::engine::general_purpose::STANDARD.encode(rd),
             "vm_config": raw.vm_config,
             "tcb_info": raw.tcb_info,
-            "nvidia_payload": serde_json::Value::Null,
+            "nvidia_payload": nvidia_payload,
             "signer": self.signer.to_checksum(None),
             "source": self.source().as_str(),
             "config_hash": self.config_hash.to_string(),
@@ -477,11 +524,11 @@ impl Attestation {
         let Some(obj) = body.as_object_mut() else {
             return Ok(body);
         };
-        if let Some(n) = nonce {
+        if let (Some(n), Some(d)) = (nonce, document) {
             obj.insert("nonce".into(), hex::encode(n).into());
             obj.insert(
                 "attestation_document".into(),
-                serde_json::to_value(self.document(n)).unwrap_or_default(),
+                serde_json::to_value(d).unwrap_or_default(),
             );
         }
         if self.is_dev() {
