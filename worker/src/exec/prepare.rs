@@ -3,9 +3,9 @@
 //! * text, JSONL (or a zip of JSONL files): every record is validated with `protocol::dataset` (errors name
 //!   the record: zip entry and line) and written normalised, the `messages` shape converted to
 //!   instruction = last user message, output = last assistant message; Python then turns that file into
-//!   a `DatasetDict` with a `train` split saved at `data_path`;
-//! * text, a zip holding a saved `DatasetDict` (`dataset_dict.json`): unzipped, its top folder becomes
-//!   `data_path` as is;
+//!   a `DatasetDict` with a `train` split saved at `data_path`. A zip holding anything else (e.g. a saved
+//!   `DatasetDict`) never gets here: setup refuses it, so the records trained are the records counted
+//!   (`worker/src/intake.rs`);
 //! * image: the zip is unzipped and its top folder becomes `data_path` (an image-folder layout).
 
 use std::fs::{self, File};
@@ -74,15 +74,6 @@ fn unzip_to(zip: &Path, data_path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether the zip holds a saved `DatasetDict` (a `dataset_dict.json` entry).
-fn zip_holds_dataset_dict(path: &Path) -> Result<bool, String> {
-    let file = File::open(path).map_err(|e| e.to_string())?;
-    let archive = zip::ZipArchive::new(file).map_err(|e| format!("invalid zip: {e}"))?;
-    Ok(archive
-        .file_names()
-        .any(|n| n == "dataset_dict.json" || n.ends_with("/dataset_dict.json")))
-}
-
 fn normalised(record: Record) -> Value {
     let fields = record.fields();
     let mut map = Map::new();
@@ -139,10 +130,6 @@ pub fn prepare(spec: &ExecSpec, work: &Path) -> Result<Prepared, String> {
             Ok(Prepared::Ready)
         }
         DataType::Text => {
-            if zip && zip_holds_dataset_dict(&spec.dataset)? {
-                unzip_to(&spec.dataset, &spec.data_path)?;
-                return Ok(Prepared::Ready);
-            }
             fs::create_dir_all(work).map_err(|e| e.to_string())?;
             let out = work.join("prepared.jsonl");
             normalise_jsonl(&spec.dataset, &out)?;
