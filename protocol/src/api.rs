@@ -13,6 +13,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::dataset_type::DatasetType;
+
 /// The body of `POST /v1/user/:addr/task`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -35,6 +37,11 @@ pub struct CreateTaskBody {
     /// Queue behind other tasks when the provider is busy.
     #[serde(default)]
     pub wait: bool,
+    /// sealtune: how the dataset's rows become records ([`crate::dataset_type`]); absent: 0G's
+    /// three shapes. Not covered by the 0G signature: a request v2 signature binds
+    /// [`DatasetType::hash`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_type: Option<DatasetType>,
 }
 
 /// The body of the signed task requests: `…/cancel` (`signature`) and `…/lora` (`signature` and
@@ -64,6 +71,7 @@ mod tests {
             nonce: "1".into(),
             signature: "0x4d".into(),
             wait: true,
+            dataset_type: None,
         };
         let text = serde_json::to_string(&body).unwrap();
         assert_eq!(

@@ -59,9 +59,25 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use serde_json::{Map, Value};
+
+use crate::dataset_type::{DatasetType, shape};
+
+mod text;
+
+/// Which fields of a record are counted for the fee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CountRule {
+    /// 0G's counter: `text`, `input`, `output` (what the fee uses, what the official tools predict).
+    #[default]
+    Official,
+    /// `text`, `input`, `output` and `instruction` (the fee's rule once a `dataset_type` template
+    /// applies: the formatted prompt is the record's `instruction`).
+    WithInstruction,
+}
 
 /// Default longest accepted line: 16 MiB. A record larger than that is not a fine-tuning example.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 16 << 20;
@@ -207,22 +223,53 @@ pub enum RecordError {
     /// A chat without a message of a role the conversion needs.
     #[error("`messages` has no `{0}` message")]
     MissingRole(&'static str),
+    /// A column the `dataset_type` names is absent (or `null`).
+    #[error("column `{0}` (named by the dataset_type) is missing")]
+    MissingColumn(String),
+    /// The record's shape is not one the `dataset_type` takes.
+    #[error("{0}")]
+    TypeMismatch(&'static str),
+    /// A malformed CSV record.
+    #[error("invalid CSV: {0}")]
+    Csv(String),
+    /// A columnar file (Parquet, Arrow) cannot be decoded at this row.
+    #[error("cannot decode: {0}")]
+    Undecodable(String),
 }
 
-/// Where a record is: the zip entry (if any) and the 1-based line number.
+/// What a [`Location`]'s number counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Unit {
+    /// Lines (JSONL; CSV: the line a record starts on, the header being line 1).
+    #[default]
+    Line,
+    /// Elements of a JSON array.
+    Element,
+    /// Rows of a Parquet or Arrow file.
+    Row,
+}
+
+/// Where a record is: the zip entry (if any) and its 1-based line, element or row number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
-    /// The zip entry holding the record; `None` for a plain JSONL file.
+    /// The zip entry holding the record; `None` for a plain file.
     pub entry: Option<String>,
-    /// 1-based line number inside the file or entry.
+    /// What `line` counts.
+    pub unit: Unit,
+    /// 1-based number of the line, element or row inside the file or entry.
     pub line: u64,
 }
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.unit {
+            Unit::Line => "line",
+            Unit::Element => "element",
+            Unit::Row => "row",
+        };
         match &self.entry {
-            Some(entry) => write!(f, "{entry}: line {}", self.line),
-            None => write!(f, "line {}", self.line),
+            Some(entry) => write!(f, "{entry}: {unit} {}", self.line),
+            None => write!(f, "{unit} {}", self.line),
         }
     }
 }
@@ -259,9 +306,14 @@ pub enum DatasetError {
     /// A zip entry would be unpacked outside the target folder.
     #[error("zip entry `{0}` has an unsafe path (absolute, `..`, drive letter or backslash)")]
     UnsafeZipPath(String),
-    /// A zip without any `*.jsonl` entry.
-    #[error("the zip holds no .jsonl file")]
+    /// A zip without any data entry ([`entry_kind`]).
+    #[error("the zip holds no dataset file (.jsonl, .json, .csv, .parquet or .arrow)")]
     NoJsonlInZip,
+    /// A columnar format and no [`Columnar`] reader (the client's estimate).
+    #[error(
+        "{0:?} datasets are read by the provider's worker only: convert it to JSONL or CSV to estimate here"
+    )]
+    Unsupported(Format),
 }
 
 impl DatasetError {
@@ -297,7 +349,7 @@ impl DatasetSummary {
     }
 }
 
-fn json_type(v: &Value) -> &'static str {
+pub(crate) fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -367,6 +419,11 @@ fn parse_messages(value: Value) -> Result<Vec<Message>, RecordError> {
 pub fn parse_record(line: &[u8]) -> Result<Record, RecordError> {
     let value: Value =
         serde_json::from_slice(line).map_err(|e| RecordError::InvalidJson(e.to_string()))?;
+    record_from_value(value)
+}
+
+/// One row (a JSON value) as a record of the three shapes. Never panics.
+pub fn record_from_value(value: Value) -> Result<Record, RecordError> {
     let Value::Object(mut map) = value else {
         return Err(RecordError::NotAnObject(json_type(&value)));
     };
@@ -408,7 +465,7 @@ pub fn parse_record(line: &[u8]) -> Result<Record, RecordError> {
 }
 
 /// Read the next line into `buf` (line ending stripped), refusing lines over `max` bytes without
-/// buffering them whole. Returns `Ok(false)` at end of input.
+/// buffering them whole.
 fn read_bounded_line<R: BufRead>(
     reader: &mut R,
     buf: &mut Vec<u8>,
@@ -426,7 +483,7 @@ fn read_bounded_line<R: BufRead>(
             return Ok(if any { LineRead::Line } else { LineRead::Eof });
         }
         any = true;
-        let (chunk, found_newline) = match available.iter().position(|&b| b == b'\n') {
+        let (chunk, found_newline) = match memchr::memchr(b'\n', available) {
             Some(pos) => (available.get(..pos).unwrap_or_default(), true),
             None => (available, false),
         };
@@ -450,16 +507,128 @@ enum LineRead {
     TooLong,
 }
 
-/// Stream the records of one JSONL source to `f`, in order, with bounded memory (one line at a time).
-///
-/// `entry` names the zip entry in error locations. Stops at the first invalid record or when `f`
-/// fails. Does not check for an empty dataset (see [`read_jsonl`]).
+/// The formats a dataset (or a zip entry) may be in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object per line.
+    Jsonl,
+    /// A `.json` zip entry: a JSON array when its first non-blank byte is `[`, else JSONL.
+    Json,
+    /// A JSON array of objects (`alpaca_data.json`).
+    JsonArray,
+    /// CSV with a header row; every cell is a string.
+    Csv,
+    /// Apache Parquet (read by a [`Columnar`] reader: the worker's).
+    Parquet,
+    /// Arrow IPC, stream or file (a Hugging Face `save_to_disk` shard; read by a [`Columnar`] reader).
+    Arrow,
+}
+
+impl Format {
+    /// Whether a [`Columnar`] reader reads it.
+    pub fn is_columnar(self) -> bool {
+        matches!(self, Format::Parquet | Format::Arrow)
+    }
+
+    /// The format of a plain (non-zip) dataset file from its first bytes (after any blank or BOM):
+    /// `PAR1` Parquet, `ARROW1` or `0xFFFFFFFF` Arrow, `[` a JSON array, `{` (or nothing) JSONL,
+    /// anything else CSV.
+    pub fn sniff(head: &[u8]) -> Format {
+        if head.starts_with(b"PAR1") {
+            return Format::Parquet;
+        }
+        if head.starts_with(b"ARROW1") || head.starts_with(&[0xFF, 0xFF, 0xFF, 0xFF]) {
+            return Format::Arrow;
+        }
+        let text = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+        match text.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'[') => Format::JsonArray,
+            Some(b'{') | None => Format::Jsonl,
+            Some(_) => Format::Csv,
+        }
+    }
+}
+
+/// The source a [`Columnar`] reader reads.
+pub enum Source<'a> {
+    /// A plain file (seekable).
+    File(&'a Path),
+    /// A zip entry (a stream: spill it to a file if the format needs to seek).
+    Stream(&'a mut dyn Read),
+}
+
+/// A reader of the columnar formats, which this framework-free crate leaves to the worker (every
+/// build of `protocol` would otherwise pay for Arrow). It calls `emit` with each row as a JSON
+/// object (strings as strings, nulls as `null`, lists as arrays, structs as objects), in order,
+/// and stops when `emit` breaks; it returns why a file cannot be decoded.
+pub trait Columnar {
+    /// Read the rows of `source`, in `format` ([`Format::Parquet`] or [`Format::Arrow`]).
+    fn read_rows(
+        &self,
+        format: Format,
+        source: Source<'_>,
+        emit: &mut dyn FnMut(Value) -> ControlFlow<()>,
+    ) -> Result<(), String>;
+}
+
+/// No columnar reader: Parquet and Arrow datasets fail with [`DatasetError::Unsupported`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoColumnar;
+
+impl Columnar for NoColumnar {
+    fn read_rows(
+        &self,
+        _: Format,
+        _: Source<'_>,
+        _: &mut dyn FnMut(Value) -> ControlFlow<()>,
+    ) -> Result<(), String> {
+        Err(String::new())
+    }
+}
+
+/// Where records go: each row shaped by the dataset type, counted, handed to `f`.
+struct Sink<'a, F> {
+    ty: Option<&'a DatasetType>,
+    summary: DatasetSummary,
+    f: F,
+}
+
+impl<F> Sink<'_, F> {
+    fn row<E>(&mut self, location: &Location, row: Value) -> Result<(), E>
+    where
+        F: FnMut(&Location, Record) -> Result<(), E>,
+        E: From<DatasetError>,
+    {
+        let record = shape(self.ty, row).map_err(|error| DatasetError::Record {
+            location: location.clone(),
+            error,
+        })?;
+        self.summary.add(&record);
+        (self.f)(location, record)
+    }
+}
+
+fn at(entry: Option<&str>, unit: Unit, line: u64) -> Location {
+    Location {
+        entry: entry.map(str::to_owned),
+        unit,
+        line,
+    }
+}
+
+fn malformed(location: Location, message: String) -> DatasetError {
+    DatasetError::Record {
+        location,
+        error: RecordError::InvalidJson(message),
+    }
+}
+
+/// Stream the rows of one JSONL source to `sink`, with bounded memory (one line at a time).
 fn stream_jsonl<R, F, E>(
     reader: R,
     entry: Option<&str>,
     limits: &ReadLimits,
-    summary: &mut DatasetSummary,
-    f: &mut F,
+    sink: &mut Sink<'_, F>,
 ) -> Result<(), E>
 where
     R: Read,
@@ -471,10 +640,7 @@ where
     let mut line_no: u64 = 0;
     loop {
         line_no = line_no.saturating_add(1);
-        let location = || Location {
-            entry: entry.map(str::to_owned),
-            line: line_no,
-        };
+        let location = || at(entry, Unit::Line, line_no);
         match read_bounded_line(&mut reader, &mut buf, limits.max_line_bytes)
             .map_err(DatasetError::Io)?
         {
@@ -507,30 +673,234 @@ where
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let record = parse_record(line).map_err(|error| DatasetError::Record {
+        let row: Value = serde_json::from_slice(line).map_err(|e| DatasetError::Record {
             location: location(),
-            error,
+            error: RecordError::InvalidJson(e.to_string()),
         })?;
-        summary.add(&record);
-        f(&location(), record)?;
+        sink.row(&location(), row)?;
+    }
+}
+
+/// Stream the elements of a JSON array to `sink`, one element in memory at a time.
+fn stream_json_array<R, F, E>(
+    reader: R,
+    entry: Option<&str>,
+    limits: &ReadLimits,
+    sink: &mut Sink<'_, F>,
+) -> Result<(), E>
+where
+    R: Read,
+    F: FnMut(&Location, Record) -> Result<(), E>,
+    E: From<DatasetError>,
+{
+    let mut reader = BufReader::with_capacity(256 << 10, reader);
+    let mut array = text::JsonArray::new();
+    let mut buf = Vec::new();
+    let mut n: u64 = 0;
+    loop {
+        n = n.saturating_add(1);
+        let location = || at(entry, Unit::Element, n);
+        match array
+            .next(&mut reader, &mut buf, limits.max_line_bytes)
+            .map_err(DatasetError::Io)?
+        {
+            Err(message) => return Err(malformed(location(), message).into()),
+            Ok(text::Unit::End) => return Ok(()),
+            Ok(text::Unit::TooLong) => {
+                return Err(DatasetError::LineTooLong {
+                    location: location(),
+                    max: limits.max_line_bytes,
+                }
+                .into());
+            }
+            Ok(text::Unit::Got) => {}
+        }
+        let row: Value = serde_json::from_slice(&buf).map_err(|e| DatasetError::Record {
+            location: location(),
+            error: RecordError::InvalidJson(e.to_string()),
+        })?;
+        sink.row(&location(), row)?;
+    }
+}
+
+/// Stream the rows of a CSV source (header row first) to `sink` as objects of strings.
+fn stream_csv<R, F, E>(
+    reader: R,
+    entry: Option<&str>,
+    limits: &ReadLimits,
+    sink: &mut Sink<'_, F>,
+) -> Result<(), E>
+where
+    R: Read,
+    F: FnMut(&Location, Record) -> Result<(), E>,
+    E: From<DatasetError>,
+{
+    let mut reader = BufReader::with_capacity(256 << 10, reader);
+    let _ = text::peek_non_ws(&mut reader, true).map_err(DatasetError::Io)?;
+    let mut csv = text::Csv::new();
+    let (mut buf, mut ends, mut start) = (Vec::new(), Vec::new(), 0u64);
+    let mut header: Option<Vec<String>> = None;
+    loop {
+        let got = csv
+            .next(&mut reader, &mut buf, &mut ends, &mut start, limits.max_line_bytes)
+            .map_err(DatasetError::Io)?;
+        let location = || at(entry, Unit::Line, start);
+        let csv_error = |message: String| DatasetError::Record {
+            location: location(),
+            error: RecordError::Csv(message),
+        };
+        match got {
+            Err(message) => return Err(csv_error(message).into()),
+            Ok(text::Unit::End) => return Ok(()),
+            Ok(text::Unit::TooLong) => {
+                return Err(DatasetError::LineTooLong {
+                    location: location(),
+                    max: limits.max_line_bytes,
+                }
+                .into());
+            }
+            Ok(text::Unit::Got) => {}
+        }
+        let mut fields = Vec::with_capacity(ends.len());
+        let mut from = 0;
+        for &end in &ends {
+            let bytes = buf.get(from..end).unwrap_or_default();
+            let field = std::str::from_utf8(bytes)
+                .map_err(|e| csv_error(format!("not UTF-8: {e}")))?;
+            fields.push(field.to_owned());
+            from = end;
+        }
+        let Some(columns) = &header else {
+            let mut seen = std::collections::HashSet::new();
+            for name in &fields {
+                if !seen.insert(name.as_str()) {
+                    let shown: String = name.chars().take(64).collect();
+                    return Err(csv_error(format!("the header names column `{shown}` twice")).into());
+                }
+            }
+            header = Some(fields);
+            continue;
+        };
+        if fields.len() != columns.len() {
+            return Err(csv_error(format!(
+                "{} fields, the header has {} columns",
+                fields.len(),
+                columns.len()
+            ))
+            .into());
+        }
+        let row: Map<String, Value> = columns
+            .iter()
+            .cloned()
+            .zip(fields.into_iter().map(Value::String))
+            .collect();
+        sink.row(&location(), Value::Object(row))?;
+    }
+}
+
+/// Stream the rows of a columnar source through `columnar` to `sink`.
+fn stream_columnar<F, E>(
+    columnar: &dyn Columnar,
+    format: Format,
+    source: Source<'_>,
+    entry: Option<&str>,
+    sink: &mut Sink<'_, F>,
+) -> Result<(), E>
+where
+    F: FnMut(&Location, Record) -> Result<(), E>,
+    E: From<DatasetError>,
+{
+    let mut n: u64 = 0;
+    let mut stopped: Option<E> = None;
+    let result = columnar.read_rows(format, source, &mut |row| {
+        n = n.saturating_add(1);
+        match sink.row(&at(entry, Unit::Row, n), row) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                stopped = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    });
+    if let Some(e) = stopped {
+        return Err(e);
+    }
+    match result {
+        Ok(()) => Ok(()),
+        Err(message) if message.is_empty() => Err(DatasetError::Unsupported(format).into()),
+        Err(message) => Err(DatasetError::Record {
+            location: at(entry, Unit::Row, n.saturating_add(1)),
+            error: RecordError::Undecodable(message),
+        }
+        .into()),
+    }
+}
+
+/// Stream one text source (not a zip) in `format` to `sink`.
+fn stream_text<R, F, E>(
+    format: Format,
+    reader: R,
+    entry: Option<&str>,
+    limits: &ReadLimits,
+    sink: &mut Sink<'_, F>,
+) -> Result<(), E>
+where
+    R: Read,
+    F: FnMut(&Location, Record) -> Result<(), E>,
+    E: From<DatasetError>,
+{
+    match format {
+        Format::Json => {
+            let mut reader = BufReader::with_capacity(256 << 10, reader);
+            let first = text::peek_non_ws(&mut reader, true).map_err(DatasetError::Io)?;
+            if first == Some(b'[') {
+                stream_json_array(reader, entry, limits, sink)
+            } else {
+                stream_jsonl(reader, entry, limits, sink)
+            }
+        }
+        Format::JsonArray => stream_json_array(reader, entry, limits, sink),
+        Format::Csv => stream_csv(reader, entry, limits, sink),
+        Format::Jsonl | Format::Parquet | Format::Arrow => stream_jsonl(reader, entry, limits, sink),
     }
 }
 
 /// Read a JSONL stream record by record, calling `f` for each, with bounded memory.
 ///
 /// Fails with [`DatasetError::Empty`] when the stream holds no record.
-pub fn read_jsonl<R, F, E>(reader: R, limits: &ReadLimits, mut f: F) -> Result<DatasetSummary, E>
+pub fn read_jsonl<R, F, E>(reader: R, limits: &ReadLimits, f: F) -> Result<DatasetSummary, E>
 where
     R: Read,
     F: FnMut(&Location, Record) -> Result<(), E>,
     E: From<DatasetError>,
 {
-    let mut summary = DatasetSummary::default();
-    stream_jsonl(reader, None, limits, &mut summary, &mut f)?;
-    if summary.records == 0 {
+    read_text(Format::Jsonl, reader, None, limits, f)
+}
+
+/// Read one text source (JSONL, JSON array or CSV) under a dataset type, calling `f` for each
+/// record; fails with [`DatasetError::Empty`] when it holds no record.
+pub fn read_text<R, F, E>(
+    format: Format,
+    reader: R,
+    ty: Option<&DatasetType>,
+    limits: &ReadLimits,
+    f: F,
+) -> Result<DatasetSummary, E>
+where
+    R: Read,
+    F: FnMut(&Location, Record) -> Result<(), E>,
+    E: From<DatasetError>,
+{
+    let mut sink = Sink {
+        ty,
+        summary: DatasetSummary::default(),
+        f,
+    };
+    stream_text(format, reader, None, limits, &mut sink)?;
+    if sink.summary.records == 0 {
         return Err(DatasetError::Empty.into());
     }
-    Ok(summary)
+    Ok(sink.summary)
 }
 
 /// Whether a zip entry name could unpack outside its target folder.
@@ -545,17 +915,75 @@ pub fn is_unsafe_zip_path(name: &str) -> bool {
 }
 
 /// Whether a zip entry is one of the JSONL files a dataset's records are read from (a `.jsonl` name,
-/// not under `__MACOSX/` nor a dot-file or dot-folder). The worker refuses a zip holding any other
-/// file, so that what it counts is all the training can read.
+/// not under `__MACOSX/` nor a dot-file or dot-folder).
 pub fn is_jsonl_entry(name: &str) -> bool {
-    let skipped = name
-        .split('/')
-        .any(|part| part.starts_with('.') || part == "__MACOSX");
-    !skipped && name.to_ascii_lowercase().ends_with(".jsonl")
+    entry_kind(name, false) == EntryKind::Data(Format::Jsonl)
 }
 
-/// Read a zip of JSONL files record by record (see the module docs for which entries count).
-pub fn read_zip<R, F, E>(reader: R, limits: &ReadLimits, mut f: F) -> Result<DatasetSummary, E>
+/// What a zip entry is to the reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// Records are read from it, in this format.
+    Data(Format),
+    /// A Hugging Face `save_to_disk` description (`dataset_info.json`, `state.json`) beside Arrow
+    /// shards: never read (the shards are what is counted and trained).
+    HfMetadata,
+    /// A folder, or under `__MACOSX/`, or a dot-file: never read.
+    Skipped,
+    /// Anything else: never read, and refused by the worker (it could be read by a script).
+    Other,
+}
+
+/// The kind of a zip entry; `hf` says whether the zip holds `.arrow` shards (a saved dataset).
+/// Data entries are chosen by extension: `.jsonl`, `.json` (array or lines), `.csv`, `.parquet`,
+/// `.arrow`. A saved `DatasetDict` (`dataset_dict.json`) is [`EntryKind::Other`]: save its `train`
+/// split alone.
+pub fn entry_kind(name: &str, hf: bool) -> EntryKind {
+    if name.ends_with('/')
+        || name
+            .split('/')
+            .any(|part| part.starts_with('.') || part == "__MACOSX")
+    {
+        return EntryKind::Skipped;
+    }
+    let base = name.rsplit('/').next().unwrap_or(name);
+    let lower = base.to_ascii_lowercase();
+    if hf && (lower == "dataset_info.json" || lower == "state.json") {
+        return EntryKind::HfMetadata;
+    }
+    if lower == "dataset_dict.json" {
+        return EntryKind::Other;
+    }
+    let ext = lower.rsplit_once('.').map(|(_, e)| e).unwrap_or_default();
+    match ext {
+        "jsonl" => EntryKind::Data(Format::Jsonl),
+        "json" => EntryKind::Data(Format::Json),
+        "csv" => EntryKind::Data(Format::Csv),
+        "parquet" => EntryKind::Data(Format::Parquet),
+        "arrow" => EntryKind::Data(Format::Arrow),
+        _ => EntryKind::Other,
+    }
+}
+
+/// Read a zip of JSONL files record by record (see [`read_zip_with`]; columnar entries fail).
+pub fn read_zip<R, F, E>(reader: R, limits: &ReadLimits, f: F) -> Result<DatasetSummary, E>
+where
+    R: Read + Seek,
+    F: FnMut(&Location, Record) -> Result<(), E>,
+    E: From<DatasetError>,
+{
+    read_zip_with(reader, None, limits, &NoColumnar, f)
+}
+
+/// Read a zip's data entries ([`entry_kind`]) record by record, in archive order, under a dataset
+/// type; every entry name is checked first.
+pub fn read_zip_with<R, F, E>(
+    reader: R,
+    ty: Option<&DatasetType>,
+    limits: &ReadLimits,
+    columnar: &dyn Columnar,
+    f: F,
+) -> Result<DatasetSummary, E>
 where
     R: Read + Seek,
     F: FnMut(&Location, Record) -> Result<(), E>,
@@ -563,46 +991,77 @@ where
 {
     let zip_err = |e: zip::result::ZipError| DatasetError::Zip(e.to_string());
     let mut archive = zip::ZipArchive::new(reader).map_err(zip_err)?;
-    let mut jsonl = Vec::new();
+    let mut names = Vec::with_capacity(archive.len());
     for i in 0..archive.len() {
         let name = archive.name_for_index(i).unwrap_or_default();
         if is_unsafe_zip_path(name) {
             return Err(DatasetError::UnsafeZipPath(name.chars().take(256).collect()).into());
         }
-        if is_jsonl_entry(name) {
-            jsonl.push(i);
-        }
+        names.push(name.to_owned());
     }
-    if jsonl.is_empty() {
+    let hf = names
+        .iter()
+        .any(|n| entry_kind(n, false) == EntryKind::Data(Format::Arrow));
+    let data: Vec<(usize, Format)> = names
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| match entry_kind(n, hf) {
+            EntryKind::Data(format) => Some((i, format)),
+            _ => None,
+        })
+        .collect();
+    if data.is_empty() {
         return Err(DatasetError::NoJsonlInZip.into());
     }
-    let mut summary = DatasetSummary::default();
-    for i in jsonl {
-        let file = archive.by_index(i).map_err(zip_err)?;
-        if file.is_dir() {
-            continue;
-        }
+    let mut sink = Sink {
+        ty,
+        summary: DatasetSummary::default(),
+        f,
+    };
+    for (i, format) in data {
+        let mut file = archive.by_index(i).map_err(zip_err)?;
         let name = file.name().to_owned();
-        stream_jsonl(file, Some(&name), limits, &mut summary, &mut f)?;
+        if format.is_columnar() {
+            stream_columnar(columnar, format, Source::Stream(&mut file), Some(&name), &mut sink)?;
+        } else {
+            stream_text(format, file, Some(&name), limits, &mut sink)?;
+        }
     }
-    if summary.records == 0 {
+    if sink.summary.records == 0 {
         return Err(DatasetError::Empty.into());
     }
-    Ok(summary)
+    Ok(sink.summary)
 }
 
 /// Read a dataset file — a zip (recognised by its magic bytes) or a plain JSONL file — record by
-/// record, calling `f` for each, with bounded memory.
+/// record, calling `f` for each, with bounded memory (no dataset type, no columnar reader).
 pub fn read_dataset<F, E>(path: &Path, limits: &ReadLimits, f: F) -> Result<DatasetSummary, E>
 where
     F: FnMut(&Location, Record) -> Result<(), E>,
     E: From<DatasetError>,
 {
+    read_dataset_with(path, None, limits, &NoColumnar, f)
+}
+
+/// Read a dataset file in any format — a zip of data files (see [`entry_kind`]) or one file whose
+/// format is sniffed ([`Format::sniff`]) — record by record under a dataset type, calling `f` for
+/// each, with bounded memory. This is the one reader behind both the count and the preparation.
+pub fn read_dataset_with<F, E>(
+    path: &Path,
+    ty: Option<&DatasetType>,
+    limits: &ReadLimits,
+    columnar: &dyn Columnar,
+    f: F,
+) -> Result<DatasetSummary, E>
+where
+    F: FnMut(&Location, Record) -> Result<(), E>,
+    E: From<DatasetError>,
+{
     let mut file = File::open(path).map_err(DatasetError::Io)?;
-    let mut magic = [0u8; 4];
+    let mut head = [0u8; 4096];
     let mut got = 0;
-    while got < magic.len() {
-        match file.read(magic.get_mut(got..).unwrap_or_default()) {
+    while got < head.len() {
+        match file.read(head.get_mut(got..).unwrap_or_default()) {
             Ok(0) => break,
             Ok(n) => got = got.saturating_add(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -610,11 +1069,25 @@ where
         }
     }
     file.seek(SeekFrom::Start(0)).map_err(DatasetError::Io)?;
-    if got == 4 && (magic == *b"PK\x03\x04" || magic == *b"PK\x05\x06") {
-        read_zip(file, limits, f)
-    } else {
-        read_jsonl(file, limits, f)
+    let head = head.get(..got).unwrap_or_default();
+    if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+        return read_zip_with(file, ty, limits, columnar, f);
     }
+    let format = Format::sniff(head);
+    if format.is_columnar() {
+        let mut sink = Sink {
+            ty,
+            summary: DatasetSummary::default(),
+            f,
+        };
+        drop(file);
+        stream_columnar(columnar, format, Source::File(path), None, &mut sink)?;
+        if sink.summary.records == 0 {
+            return Err(DatasetError::Empty.into());
+        }
+        return Ok(sink.summary);
+    }
+    read_text(format, file, ty, limits, f)
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@
 pub mod api;
 pub mod attestation;
 pub mod dataset;
+pub mod dataset_type;
 pub mod deliverable;
 pub mod dstack;
 pub mod ecies;

@@ -54,7 +54,8 @@ use tokenizers::{
     Model, ModelWrapper, OffsetReferential, OffsetType, PostProcessor, PreTokenizer, Tokenizer,
 };
 
-use crate::dataset::{self, DatasetError, Location, ReadLimits, Record};
+use crate::dataset::{self, Columnar, DatasetError, DatasetSummary, Location, ReadLimits, Record};
+use crate::dataset_type::DatasetType;
 
 /// Records per parallel batch in [`TokenCounter::count_dataset`].
 pub const BATCH_RECORDS: usize = 2048;
@@ -73,15 +74,7 @@ thread_local! {
     static WORD_CACHE: RefCell<(u64, HashMap<Box<str>, u32>)> = RefCell::new((0, HashMap::new()));
 }
 
-/// Which fields of a record are counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CountRule {
-    /// 0G's counter: `text`, `input`, `output` (what the fee uses, what the official tools predict).
-    #[default]
-    Official,
-    /// `text`, `input`, `output` and `instruction`.
-    WithInstruction,
-}
+pub use crate::dataset::CountRule;
 
 /// Why tokens could not be counted.
 #[derive(Debug, thiserror::Error)]
@@ -247,6 +240,7 @@ impl TokenCounter {
                     .map_err(|message| TokenError::Encode {
                         location: Location {
                             entry: None,
+                            unit: dataset::Unit::Line,
                             line: (i as u64).saturating_add(1),
                         },
                         message,
@@ -263,15 +257,42 @@ impl TokenCounter {
         rule: CountRule,
         limits: &ReadLimits,
     ) -> Result<TokenCount, TokenError> {
+        self.count_with(rule, |f| dataset::read_dataset(path, limits, f))
+    }
+
+    /// Count a dataset file in any format under a `dataset_type`, by the rule the fee uses for it
+    /// ([`DatasetType::count_rule`]), reading it with [`dataset::read_dataset_with`]: the reader the
+    /// worker's preparation uses, so what is counted is what is trained.
+    pub fn count_dataset_typed(
+        &self,
+        path: &Path,
+        ty: Option<&DatasetType>,
+        limits: &ReadLimits,
+        columnar: &dyn Columnar,
+    ) -> Result<TokenCount, TokenError> {
+        let rule = DatasetType::count_rule(ty);
+        self.count_with(rule, |f| {
+            dataset::read_dataset_with(path, ty, limits, columnar, f)
+        })
+    }
+
+    /// Count the records a reader streams (`read` calls its argument once per record), in batches
+    /// of [`BATCH_RECORDS`] counted in parallel: memory stays bounded by one batch.
+    pub fn count_with<R>(&self, rule: CountRule, read: R) -> Result<TokenCount, TokenError>
+    where
+        R: FnOnce(
+            &mut dyn FnMut(&Location, Record) -> Result<(), TokenError>,
+        ) -> Result<DatasetSummary, TokenError>,
+    {
         let mut batch: Vec<(Location, Record)> = Vec::with_capacity(BATCH_RECORDS);
         let mut tokens = 0u64;
-        let summary = dataset::read_dataset(path, limits, |location, record| {
+        let summary = read(&mut |location, record| {
             batch.push((location.clone(), record));
             if batch.len() >= BATCH_RECORDS {
                 tokens = tokens.saturating_add(self.count_batch(&batch, rule)?);
                 batch.clear();
             }
-            Ok::<(), TokenError>(())
+            Ok(())
         })?;
         tokens = tokens.saturating_add(self.count_batch(&batch, rule)?);
         Ok(TokenCount {

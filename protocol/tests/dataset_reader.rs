@@ -3,7 +3,7 @@
 use std::io::{Cursor, Read, Write};
 
 use sealtune_protocol::dataset::{
-    DatasetError, Location, ReadLimits, Record, RecordError, read_dataset, read_jsonl, read_zip,
+    DatasetError, Location, ReadLimits, Record, RecordError, Unit, read_dataset, read_jsonl, read_zip,
 };
 
 fn collect(data: &[u8]) -> Result<Vec<(Location, Record)>, DatasetError> {
@@ -75,6 +75,7 @@ fn invalid_json_line_names_its_line() {
         err.location(),
         Some(&Location {
             entry: None,
+            unit: Unit::Line,
             line: 2
         })
     );

@@ -274,6 +274,7 @@ async fn create_task(
         fee_ceiling: verified.fee_ceiling,
         wait: body.wait,
         model_type: model.data_type,
+        dataset_type: body.dataset_type.clone(),
     };
     worker
         .store

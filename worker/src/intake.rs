@@ -7,9 +7,12 @@
 //!   upload with no recorded owner (kept from before owners were recorded and used by no task) is
 //!   usable by nobody: its owner uploads it again. Datasets on the 0G Storage network are public by
 //!   their nature and usable by anyone who names their root.
-//! - **What is counted is all the training reads.** A text dataset zip may hold only the JSONL files
-//!   the token count reads (`protocol::dataset::is_jsonl_entry`; macOS `__MACOSX/._*` metadata is
-//!   tolerated): a saved `DatasetDict` or any other file beside them is refused.
+//! - **What is counted is all the training reads.** A text dataset zip may hold only the data files
+//!   the token count reads (`protocol::dataset::entry_kind`: `.jsonl`, `.json`, `.csv`, `.parquet`,
+//!   `.arrow`, plus a saved dataset's `dataset_info.json`/`state.json` beside its Arrow shards, which
+//!   are never read; macOS `__MACOSX/._*` metadata is tolerated): a saved `DatasetDict`, a dot-file
+//!   or any other file beside them is refused. The count and the preparation read the dataset
+//!   through the one reader, `crate::formats::read_dataset`, under the task's `dataset_type`.
 //! - **Bounded unpacking.** A dataset zip may declare at most `limits.max_dataset_unpacked_bytes()`
 //!   unpacked and `limits.max_dataset_entries()` entries (both in proportion to the upload limit).
 use std::io::Read;
@@ -84,6 +87,32 @@ fn is_apple_double(name: &str) -> bool {
             .is_some_and(|file| file.starts_with("._"))
 }
 
+/// A text zip's entries: each one read by the count (or a saved dataset's metadata, or a folder or
+/// macOS metadata); anything else is refused.
+fn check_text_entries(names: &[String]) -> Result<(), String> {
+    use sealtune_protocol::dataset::{EntryKind, Format, entry_kind};
+    let hf = names
+        .iter()
+        .any(|n| entry_kind(n, false) == EntryKind::Data(Format::Arrow));
+    for name in names {
+        let counted = name.ends_with('/')
+            || matches!(entry_kind(name, hf), EntryKind::Data(_) | EntryKind::HfMetadata)
+            || is_apple_double(name);
+        if !counted {
+            let shown: String = name.chars().take(200).collect();
+            let hint = if shown.ends_with("dataset_dict.json") {
+                " (a saved DatasetDict: save its train split alone, dataset[\"train\"].save_to_disk(...), and zip that folder)"
+            } else {
+                ""
+            };
+            return Err(format!(
+                "the dataset zip holds `{shown}`, which is not a dataset file{hint}: a text dataset zip may hold only .jsonl, .json, .csv, .parquet or .arrow files (and a saved dataset's dataset_info.json and state.json), since the records counted for the fee must be all the training reads"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a fetched dataset file before it is counted: a zip's declared unpacked size and entry
 /// count within `limits`, and a text zip holding nothing but the JSONL files that are counted. A
 /// plain (non-zip) file passes: it is read as JSONL, which is what is counted.
@@ -103,6 +132,7 @@ pub fn check_dataset_file(path: &Path, data_type: DataType, limits: &Limits) -> 
     }
     let max_bytes = limits.max_dataset_unpacked_bytes();
     let mut unpacked = 0u64;
+    let mut names = Vec::with_capacity(archive.len());
     for i in 0..archive.len() {
         let entry = archive
             .by_index_raw(i)
@@ -118,15 +148,10 @@ pub fn check_dataset_file(path: &Path, data_type: DataType, limits: &Limits) -> 
             let shown = name.chars().take(256).collect();
             return Err(sealtune_protocol::dataset::DatasetError::UnsafeZipPath(shown).to_string());
         }
-        let counted = name.ends_with('/')
-            || sealtune_protocol::dataset::is_jsonl_entry(name)
-            || is_apple_double(name);
-        if data_type == DataType::Text && !counted {
-            return Err(format!(
-                "the dataset zip holds `{}`, which is not a JSONL file: a text dataset zip may hold only .jsonl files, since the records counted for the fee must be all the training reads",
-                name.chars().take(200).collect::<String>()
-            ));
-        }
+        names.push(name.to_owned());
+    }
+    if data_type == DataType::Text {
+        check_text_entries(&names)?;
     }
     Ok(())
 }
@@ -172,7 +197,7 @@ mod tests {
         );
         for extra in [
             "data/dataset_dict.json",
-            "data/train/data-00000-of-00001.arrow",
+            "data/train/state.json.bak",
             "data/.hidden.jsonl",
             "__MACOSX/data/dataset_dict.json",
             "notes.txt",

@@ -14,6 +14,7 @@ pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod exec;
+pub mod formats;
 pub mod intake;
 pub mod measured;
 pub mod metrics;

@@ -103,6 +103,9 @@ pub struct ExecSpec {
     pub output_dir: PathBuf,
     /// When set, `sealtune.seal_model(...)` in the script seals straight into `sealed_path`.
     pub seal: Option<SealSpec>,
+    /// How the dataset's rows become records (the task's `datasetType`), as setup counted them.
+    #[serde(default)]
+    pub dataset_type: Option<sealtune_protocol::dataset_type::DatasetType>,
     /// The venv whose site-packages the script sees (the config's `python_venv`); `None`: the
     /// worker's `$VIRTUAL_ENV`.
     #[serde(default)]

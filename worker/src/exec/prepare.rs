@@ -1,18 +1,21 @@
 //! Dataset preparation in the child, as 0G's setup does it (PROTOCOL.md §3).
 //!
-//! * text, JSONL (or a zip of JSONL files): every record is validated with `protocol::dataset` (errors name
-//!   the record: zip entry and line) and written normalised, the `messages` shape converted to
-//!   instruction = last user message, output = last assistant message; Python then turns that file into
-//!   a `DatasetDict` with a `train` split saved at `data_path`. A zip holding anything else (e.g. a saved
-//!   `DatasetDict`) never gets here: setup refuses it, so the records trained are the records counted
-//!   (`worker/src/intake.rs`);
+//! * text, in any format `crate::formats` reads (JSONL, JSON array, CSV, Parquet, Arrow IPC, or a
+//!   zip of these): every record is read by [`crate::formats::read_dataset`] under the task's
+//!   `dataset_type` — the reader setup counted with — validated (errors name the record: zip entry
+//!   and line, element or row) and written normalised, the `messages` shape converted to
+//!   instruction = last user message, output = last assistant message, a template's prompt as
+//!   `instruction`; Python then turns that file into a `DatasetDict` with a `train` split saved at
+//!   `data_path`. A zip holding anything else never gets here: setup refuses it
+//!   (`worker/src/intake.rs`), so the records trained are the records counted;
 //! * image: the zip is unzipped and its top folder becomes `data_path` (an image-folder layout).
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use sealtune_protocol::dataset::{self, DatasetError, ReadLimits, Record};
+use sealtune_protocol::dataset::{DatasetError, ReadLimits, Record};
+use sealtune_protocol::dataset_type::DatasetType;
 use sealtune_protocol::deliverable::{UnzipLimits, unzip_safely};
 use serde_json::{Map, Value};
 
@@ -89,11 +92,18 @@ fn normalised(record: Record) -> Value {
     Value::Object(map)
 }
 
-/// Validate and normalise a JSONL (or zip of JSONL) dataset into `out`; returns the record count.
-pub fn normalise_jsonl(dataset: &Path, out: &Path) -> Result<u64, String> {
+/// Validate and normalise a dataset (any format, under `ty`) into the JSONL file `out`; returns the
+/// record count. A zip entry that must be seeked is spilled beside `out`.
+pub fn normalise_jsonl(
+    dataset: &Path,
+    ty: Option<&DatasetType>,
+    out: &Path,
+) -> Result<u64, String> {
     let file = File::create(out).map_err(|e| e.to_string())?;
-    let mut w = BufWriter::new(file);
-    let result = dataset::read_dataset(dataset, &ReadLimits::default(), |_loc, record| {
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    let spill = out.parent().unwrap_or(Path::new("."));
+    let limits = ReadLimits::default();
+    let result = crate::formats::read_dataset(dataset, ty, &limits, spill, |_loc, record| {
         serde_json::to_writer(&mut w, &normalised(record))
             .map_err(|e| DatasetError::Io(e.into()))?;
         w.write_all(b"\n").map_err(DatasetError::Io)
@@ -132,7 +142,7 @@ pub fn prepare(spec: &ExecSpec, work: &Path) -> Result<Prepared, String> {
         DataType::Text => {
             fs::create_dir_all(work).map_err(|e| e.to_string())?;
             let out = work.join("prepared.jsonl");
-            normalise_jsonl(&spec.dataset, &out)?;
+            normalise_jsonl(&spec.dataset, spec.dataset_type.as_ref(), &out)?;
             Ok(Prepared::Jsonl(out))
         }
     }

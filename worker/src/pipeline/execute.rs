@@ -67,6 +67,7 @@ pub(super) async fn execute(
             sealed_path: sealing::part_path(&spec_dir),
         }),
         venv: worker.config.python_venv.clone(),
+        dataset_type: task.dataset_type.clone(),
     };
     worker
         .task_log(

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use alloy::primitives::U256;
-use sealtune_protocol::tokens::{CountRule, TokenCounter};
+use sealtune_protocol::dataset_type::DatasetType;
+use sealtune_protocol::tokens::TokenCounter;
 
 use super::{StepError, chain_err, model_dir, model_of};
 use crate::app::Worker;
@@ -71,7 +72,7 @@ pub(super) async fn setup(worker: &Arc<Worker>, task: &Task) -> Result<(), StepE
     worker
         .task_log(&task.id, "dataset found; counting tokens")
         .await;
-    let (records, tokens) = count_tokens(worker, model, dataset).await?;
+    let (records, tokens) = count_tokens(worker, model, task, dataset).await?;
     sealtune_protocol::fee::check_max_steps(task.training_params.as_str(), epochs, records)
         .map_err(|e| StepError::fail(e.to_string()))?;
     let fee = model
@@ -105,6 +106,7 @@ pub(super) async fn setup(worker: &Arc<Worker>, task: &Task) -> Result<(), StepE
 async fn count_tokens(
     worker: &Worker,
     model: &ModelConfig,
+    task: &Task,
     dataset: PathBuf,
 ) -> Result<(u64, u64), StepError> {
     let weights = model_dir(worker, model).await?;
@@ -112,9 +114,14 @@ async fn count_tokens(
         .map_err(|e| StepError::fail(e.to_string()))?;
     match model.data_type {
         DataType::Text => {
+            let ty = task.dataset_type.clone();
+            let spill = worker.task_dir(&task.id);
             let counted = tokio::task::spawn_blocking(move || {
                 let counter = TokenCounter::from_file(&tokenizer)?;
-                counter.count_dataset(&dataset, CountRule::Official, &Default::default())
+                let rule = DatasetType::count_rule(ty.as_ref());
+                counter.count_with(rule, |f| {
+                    crate::formats::read_dataset(&dataset, ty.as_ref(), &Default::default(), &spill, f)
+                })
             })
             .await
             .map_err(StepError::retry)?

@@ -7,6 +7,7 @@
 //! The rows are typed at this boundary ([`task`]): callers get and give [`Task`] / [`NewTask`]
 //! values, never the stored text. Which states a statement concerns comes from the predicates of
 //! [`TaskState`] (`is_pending`, `is_cancellable`…), never from a list of names written in SQL.
+use sealtune_protocol::dataset_type::DatasetType;
 use std::path::Path;
 
 use alloy::primitives::{Address, B256, U256};
@@ -160,8 +161,9 @@ impl Store {
         }
         sqlx::query(
             "INSERT INTO tasks (id, user_address, created_at, updated_at, pre_trained_model_hash, dataset_hash,
-               training_params, fee, nonce, signature, user_public_key, fee_ceiling, wait, model_type, progress)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               training_params, fee, nonce, signature, user_public_key, fee_ceiling, wait, model_type, progress,
+               dataset_type)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&task.id)
         .bind(&user)
@@ -178,6 +180,7 @@ impl Store {
         .bind(i64::from(task.wait))
         .bind(task.model_type.as_str())
         .bind(TaskState::Init.as_str())
+        .bind(task.dataset_type.as_ref().map(DatasetType::canonical_json))
         .execute(&mut *tx)
         .await?;
         intake::mark_used(
@@ -576,6 +579,7 @@ mod tests {
             signature: format!("0x{id}"),
             user_public_key: k256::SecretKey::from_slice(&[7; 32]).unwrap().public_key(),
             fee_ceiling: None,
+            dataset_type: None,
             wait,
             model_type: DataType::Text,
         }

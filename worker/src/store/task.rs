@@ -6,6 +6,7 @@
 //! databases keep working): addresses of customers in lowercase `0x` hex, the TEE signer in EIP-55
 //! form, amounts and nonces in decimal, hashes in lowercase `0x` hex, the wrapped key and the
 //! customer's public key in bare hex, and `''` for "not yet" in the seal columns.
+use sealtune_protocol::dataset_type::DatasetType;
 use std::path::PathBuf;
 
 use alloy::primitives::{Address, B256, Bytes, U256};
@@ -132,6 +133,8 @@ pub struct NewTask {
     pub wait: bool,
     /// The model's data type.
     pub model_type: DataType,
+    /// `datasetType` (sealtune): how rows become records; `None`: 0G's three shapes.
+    pub dataset_type: Option<DatasetType>,
 }
 
 /// A task row, typed.
@@ -165,6 +168,8 @@ pub struct Task {
     pub wait: bool,
     /// The model's data type.
     pub model_type: DataType,
+    /// `datasetType` (sealtune): how rows become records; `None`: 0G's three shapes.
+    pub dataset_type: Option<DatasetType>,
     /// The state.
     pub progress: TaskState,
     /// Why it failed.
@@ -278,6 +283,7 @@ fn typed_row(row: &sqlx::sqlite::SqliteRow, id: String) -> Result<Task, StoreErr
         fee_ceiling: parsed_opt(row, "fee_ceiling", decimal)?,
         wait: row.try_get::<i64, _>("wait")? != 0,
         model_type: parsed(row, "model_type", DataType::from_name)?,
+        dataset_type: parsed_opt(row, "dataset_type", |t| serde_json::from_str(t).ok())?,
         progress: progress
             .parse()
             .map_err(|e: sealtune_protocol::task::UnknownState| {

@@ -39,6 +39,7 @@ impl Task {
             output_dir: root.join("output"),
             seal: None,
             venv: None,
+            dataset_type: None,
         };
         Task { dir, spec }
     }
