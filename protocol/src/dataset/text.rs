@@ -146,7 +146,14 @@ impl JsonArray {
                 match b {
                     b'"' => in_string = true,
                     b'{' | b'[' => depth = depth.saturating_add(1),
-                    b'}' | b']' if depth > 0 => depth -= 1,
+                    b'}' | b']' if depth > 0 => {
+                        depth -= 1;
+                        if depth == 0 {
+                            // An object or array element ends with its closing bracket.
+                            end = Some(i.saturating_add(1));
+                            break;
+                        }
+                    }
                     b',' | b']' if depth == 0 => {
                         end = Some(i);
                         break;
