@@ -865,6 +865,48 @@ where
     }
 }
 
+/// A record as the prepared JSONL holds it: the fields after the `messages` conversion, absent
+/// ones left out (keys `instruction`, `input`, `output`, `text`).
+#[derive(serde::Serialize)]
+struct Prepared<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instruction: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+}
+
+/// Write one record as a line of the prepared JSONL (what a script's `train` split is made of).
+pub fn write_prepared<W: io::Write>(out: &mut W, record: &Record) -> io::Result<()> {
+    let f = record.fields();
+    let prepared = Prepared {
+        instruction: f.instruction,
+        input: f.input,
+        output: f.output,
+        text: f.text,
+    };
+    serde_json::to_writer(&mut *out, &prepared).map_err(io::Error::other)?;
+    out.write_all(b"\n")
+}
+
+/// Read a dataset (any format, under `ty`) with [`read_dataset_with`] and write its records,
+/// prepared ([`write_prepared`]), to `out`: the preparation the worker runs, on the reader the
+/// count uses.
+pub fn prepare_jsonl<W: io::Write>(
+    path: &Path,
+    ty: Option<&DatasetType>,
+    limits: &ReadLimits,
+    columnar: &dyn Columnar,
+    out: &mut W,
+) -> Result<DatasetSummary, DatasetError> {
+    read_dataset_with(path, ty, limits, columnar, |_, record| {
+        write_prepared(out, &record).map_err(DatasetError::Io)
+    })
+}
+
 /// Read a JSONL stream record by record, calling `f` for each, with bounded memory.
 ///
 /// Fails with [`DatasetError::Empty`] when the stream holds no record.

@@ -215,6 +215,37 @@ mod tests {
     }
 
     #[test]
+    fn a_text_zip_may_hold_every_counted_format_and_a_saved_dataset_but_no_dataset_dict() {
+        let limits = Limits::default();
+        let ok = zip_of(&[
+            ("d/a.json", b"[]"),
+            ("d/b.csv", b"text\n"),
+            ("d/c.parquet", b"PAR1"),
+            ("hf/data-00000-of-00001.arrow", b""),
+            ("hf/dataset_info.json", b"{}"),
+            ("hf/state.json", b"{}"),
+        ]);
+        assert_eq!(
+            check_dataset_file(ok.path(), DataType::Text, &limits),
+            Ok(())
+        );
+        // A saved DatasetDict: which split would be trained is not what is counted.
+        let dict = zip_of(&[
+            ("dd/dataset_dict.json", b"{}"),
+            ("dd/train/data-00000-of-00001.arrow", b""),
+            ("dd/train/state.json", b"{}"),
+        ]);
+        let e = check_dataset_file(dict.path(), DataType::Text, &limits).unwrap_err();
+        assert!(e.contains("dataset_dict.json") && e.contains("save its train split"), "{e}");
+        // Without Arrow shards, state.json is a JSON dataset like any other (read and counted).
+        let plain = zip_of(&[("x/state.json", b"[]")]);
+        assert_eq!(
+            check_dataset_file(plain.path(), DataType::Text, &limits),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn a_zip_is_capped_in_proportion_to_the_upload_limit() {
         let limits = Limits {
             max_upload_bytes: 4096,

@@ -84,6 +84,7 @@ fn types() -> Vec<Option<DatasetType>> {
     .unwrap();
     vec![
         None,
+        Some(DatasetType::Instruct),
         Some(DatasetType::Alpaca),
         Some(custom),
         Some(serde_json::from_value(json!({"field": "output"})).unwrap()),

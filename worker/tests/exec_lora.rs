@@ -1,5 +1,6 @@
 //! The stock LoRA script (`scripts/training/lora_causal_lm.py`) on the real SmolLM2-135M from the offline
-//! cache, for a few steps inside the embedded interpreter: the loss goes down, the events arrive, the
+//! cache, for a few steps inside the embedded interpreter, on a CSV dataset with a custom
+//! `dataset_type` mapping (a non-JSONL format, prepared by the worker): the loss goes down, the events arrive, the
 //! adapter is sealed in the child (no plaintext weights or checkpoints written anywhere in the task) and
 //! the sealed file opens with the customer's tooling (`protocol::deliverable::open_file`).
 
@@ -28,21 +29,33 @@ fn lora_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/training/lora_causal_lm.py")
 }
 
+/// The dataset as a customer exports it: a CSV with columns of their own naming (a quoted field
+/// with a comma and a line break), mapped by a custom `dataset_type` (seed 003): the worker's
+/// preparation formats each row with the template before the script reads it.
 fn dataset() -> String {
-    let records = [
-        r#"{"instruction":"What is the capital of France?","output":"Paris is the capital of France."}"#,
-        r#"{"instruction":"Say hello","input":"in French","output":"Bonjour!"}"#,
-        r#"{"messages":[{"role":"user","content":"2+2?"},{"role":"assistant","content":"4"}]}"#,
-        r#"{"instruction":"Color of the sky?","output":"Blue."}"#,
+    let rows = [
+        r#"What is the capital of France?,,Paris is the capital of France."#,
+        r#"Say hello,in French,Bonjour!"#,
+        r#"2+2?,,4"#,
+        "Color of the sky?,\"on a clear day, at noon\nin summer\",Blue.",
     ];
-    let mut out = String::new();
+    let mut out = String::from("question,context,answer\n");
     for _ in 0..2 {
-        for r in records {
+        for r in rows {
             out.push_str(r);
             out.push('\n');
         }
     }
     out
+}
+
+fn dataset_type() -> sealtune_protocol::dataset_type::DatasetType {
+    serde_json::from_str(
+        r#"{"field_instruction":"question","field_input":"context","field_output":"answer",
+            "system_prompt":"Answer briefly.","system_format":"{system}\n",
+            "format":"Q: {instruction} ({input})\nA:","no_input_format":"Q: {instruction}\nA:"}"#,
+    )
+    .unwrap()
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -62,6 +75,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 #[tokio::test]
 async fn stock_lora_script_trains_smollm2_and_seals_the_adapter_in_the_child() {
     let mut task = Task::new("", &dataset()).with_seal();
+    task.spec.dataset_type = Some(dataset_type());
     task.spec.script = lora_script();
     task.spec.model_path = smollm2_dir();
     std::fs::write(
@@ -75,6 +89,29 @@ async fn stock_lora_script_trains_smollm2_and_seals_the_adapter_in_the_child() {
     let (result, events) =
         run_with(&task, Duration::from_secs(900), CancellationToken::new()).await;
     let outcome = result.unwrap_or_else(|e| panic!("{e}\n{:#?}", logs(&events)));
+
+    // What the script read: the rows formatted by the template (the CSV's quoted comma and line
+    // break kept), as the differential test counts them.
+    let prepared = std::process::Command::new(venv_python())
+        .args([
+            "-c",
+            "import sys, json, datasets; t = datasets.load_from_disk(sys.argv[1])['train']; \
+             print(json.dumps([t.column_names, t[0], t[3], len(t)]))",
+        ])
+        .arg(&task.spec.data_path)
+        .output()
+        .unwrap();
+    assert!(prepared.status.success(), "{}", String::from_utf8_lossy(&prepared.stderr));
+    let prepared: serde_json::Value = serde_json::from_slice(&prepared.stdout).unwrap();
+    assert_eq!(
+        prepared,
+        serde_json::json!([
+            ["instruction", "output"],
+            {"instruction": "Answer briefly.\nQ: What is the capital of France?\nA:", "output": "Paris is the capital of France."},
+            {"instruction": "Answer briefly.\nQ: Color of the sky? (on a clear day, at noon\nin summer)\nA:", "output": "Blue."},
+            8
+        ])
+    );
 
     // Events: started, a progress event per step with its loss, the sealed chunk, finished.
     let ordered = non_logs(&events);

@@ -14,10 +14,9 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use sealtune_protocol::dataset::{DatasetError, ReadLimits, Record};
+use sealtune_protocol::dataset::{self, ReadLimits};
 use sealtune_protocol::dataset_type::DatasetType;
 use sealtune_protocol::deliverable::{UnzipLimits, unzip_safely};
-use serde_json::{Map, Value};
 
 use super::{DataType, ExecSpec};
 
@@ -77,23 +76,9 @@ fn unzip_to(zip: &Path, data_path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn normalised(record: Record) -> Value {
-    let fields = record.fields();
-    let mut map = Map::new();
-    let mut put = |k: &str, v: Option<&str>| {
-        if let Some(v) = v {
-            map.insert(k.to_owned(), Value::String(v.to_owned()));
-        }
-    };
-    put("instruction", fields.instruction);
-    put("input", fields.input);
-    put("output", fields.output);
-    put("text", fields.text);
-    Value::Object(map)
-}
-
-/// Validate and normalise a dataset (any format, under `ty`) into the JSONL file `out`; returns the
-/// record count. A zip entry that must be seeked is spilled beside `out`.
+/// Validate and normalise a dataset (any format, under `ty`) into the JSONL file `out`
+/// (`protocol::dataset::prepare_jsonl` with the worker's columnar reader); returns the record
+/// count. A zip entry that must be seeked is spilled beside `out`.
 pub fn normalise_jsonl(
     dataset: &Path,
     ty: Option<&DatasetType>,
@@ -101,13 +86,10 @@ pub fn normalise_jsonl(
 ) -> Result<u64, String> {
     let file = File::create(out).map_err(|e| e.to_string())?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
-    let spill = out.parent().unwrap_or(Path::new("."));
-    let limits = ReadLimits::default();
-    let result = crate::formats::read_dataset(dataset, ty, &limits, spill, |_loc, record| {
-        serde_json::to_writer(&mut w, &normalised(record))
-            .map_err(|e| DatasetError::Io(e.into()))?;
-        w.write_all(b"\n").map_err(DatasetError::Io)
-    });
+    let columnar = crate::formats::WorkerColumnar {
+        spill_dir: out.parent().unwrap_or(Path::new(".")).to_path_buf(),
+    };
+    let result = dataset::prepare_jsonl(dataset, ty, &ReadLimits::default(), &columnar, &mut w);
     let flushed = w.flush();
     match (result, flushed) {
         (Ok(summary), Ok(())) => Ok(summary.records),

@@ -85,6 +85,8 @@ def shape(row, t):
             assistants = [m["content"] for m in row["messages"] if m["role"] == "assistant"]
             row = {"instruction": users[-1], "output": assistants[-1]}
         return [row[k] for k in ("text", "input", "output") if isinstance(row.get(k), str)]
+    if t == "pretrain":
+        return [row["text"]]
     if t == "alpaca":
         t = ALPACA
     if "field" in t:
