@@ -742,7 +742,13 @@ where
     let mut header: Option<Vec<String>> = None;
     loop {
         let got = csv
-            .next(&mut reader, &mut buf, &mut ends, &mut start, limits.max_line_bytes)
+            .next(
+                &mut reader,
+                &mut buf,
+                &mut ends,
+                &mut start,
+                limits.max_line_bytes,
+            )
             .map_err(DatasetError::Io)?;
         let location = || at(entry, Unit::Line, start);
         let csv_error = |message: String| DatasetError::Record {
@@ -765,8 +771,8 @@ where
         let mut from = 0;
         for &end in &ends {
             let bytes = buf.get(from..end).unwrap_or_default();
-            let field = std::str::from_utf8(bytes)
-                .map_err(|e| csv_error(format!("not UTF-8: {e}")))?;
+            let field =
+                std::str::from_utf8(bytes).map_err(|e| csv_error(format!("not UTF-8: {e}")))?;
             fields.push(field.to_owned());
             from = end;
         }
@@ -775,7 +781,9 @@ where
             for name in &fields {
                 if !seen.insert(name.as_str()) {
                     let shown: String = name.chars().take(64).collect();
-                    return Err(csv_error(format!("the header names column `{shown}` twice")).into());
+                    return Err(
+                        csv_error(format!("the header names column `{shown}` twice")).into(),
+                    );
                 }
             }
             header = Some(fields);
@@ -861,7 +869,9 @@ where
         }
         Format::JsonArray => stream_json_array(reader, entry, limits, sink),
         Format::Csv => stream_csv(reader, entry, limits, sink),
-        Format::Jsonl | Format::Parquet | Format::Arrow => stream_jsonl(reader, entry, limits, sink),
+        Format::Jsonl | Format::Parquet | Format::Arrow => {
+            stream_jsonl(reader, entry, limits, sink)
+        }
     }
 }
 
@@ -1064,7 +1074,13 @@ where
         let mut file = archive.by_index(i).map_err(zip_err)?;
         let name = file.name().to_owned();
         if format.is_columnar() {
-            stream_columnar(columnar, format, Source::Stream(&mut file), Some(&name), &mut sink)?;
+            stream_columnar(
+                columnar,
+                format,
+                Source::Stream(&mut file),
+                Some(&name),
+                &mut sink,
+            )?;
         } else {
             stream_text(format, file, Some(&name), limits, &mut sink)?;
         }

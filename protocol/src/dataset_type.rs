@@ -53,8 +53,8 @@ use alloy_primitives::{B256, keccak256};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use crate::dataset::{Record, RecordError, record_from_value};
 use crate::dataset::CountRule;
+use crate::dataset::{Record, RecordError, record_from_value};
 
 /// Longest accepted template or system prompt, in bytes.
 pub const MAX_TEMPLATE_BYTES: usize = 4096;
@@ -150,7 +150,7 @@ pub enum DatasetType {
     /// `"alpaca"`: the Alpaca prompt template over `instruction`/`input`/`output`.
     Alpaca,
     /// A custom mapping.
-    Custom(CustomType),
+    Custom(Box<CustomType>),
 }
 
 impl CustomType {
@@ -249,7 +249,7 @@ impl DatasetType {
                     other.chars().take(40).collect::<String>()
                 ))),
             },
-            Value::Object(map) => Self::custom_from(map).map(Self::Custom),
+            Value::Object(map) => Self::custom_from(map).map(|c| Self::Custom(Box::new(c))),
             other => Err(DatasetTypeError::Unknown(
                 crate::dataset::json_type(other).to_owned(),
             )),
@@ -354,7 +354,8 @@ impl DatasetType {
             },
             Self::Pretrain => {
                 let mut map = object(row)?;
-                let text = take_string(&mut map, "text")?.ok_or(RecordError::MissingField("text"))?;
+                let text =
+                    take_string(&mut map, "text")?.ok_or(RecordError::MissingField("text"))?;
                 Ok(Record::Text(text))
             }
             Self::Alpaca => templated(
@@ -385,7 +386,10 @@ fn object(row: Value) -> Result<Map<String, Value>, RecordError> {
     }
 }
 
-fn take_string(map: &mut Map<String, Value>, key: &'static str) -> Result<Option<String>, RecordError> {
+fn take_string(
+    map: &mut Map<String, Value>,
+    key: &'static str,
+) -> Result<Option<String>, RecordError> {
     match map.remove(key) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -484,9 +488,11 @@ mod tests {
 
     #[test]
     fn seed_003_example_formats_like_axolotl() {
-        let t = ty(json!({"system_prompt": "you are helpful", "system_format": "{system}",
+        let t = ty(
+            json!({"system_prompt": "you are helpful", "system_format": "{system}",
             "field_system": "text", "field_instruction": "instruction", "field_input": "input",
-            "field_output": "output"}))
+            "field_output": "output"}),
+        )
         .unwrap();
         let rec = t
             .record(json!({"instruction": "Add", "input": "1 2", "output": "3"}))
@@ -504,7 +510,10 @@ mod tests {
             .record(json!({"instruction": "Hi", "input": "", "output": "o", "text": "SYS "}))
             .unwrap();
         assert_eq!(rec.fields().instruction, Some("SYS Hi "));
-        assert_eq!(DatasetType::count_rule(Some(&t)), CountRule::WithInstruction);
+        assert_eq!(
+            DatasetType::count_rule(Some(&t)),
+            CountRule::WithInstruction
+        );
         assert_eq!(DatasetType::count_rule(None), CountRule::Official);
     }
 
@@ -582,6 +591,9 @@ mod tests {
         let again: DatasetType = serde_json::from_str(&t.canonical_json()).unwrap();
         assert_eq!((again.hash(), again), (t.hash(), t.clone()));
         assert_ne!(t.hash(), DatasetType::Alpaca.hash());
-        assert_eq!(serde_json::to_string(&DatasetType::Alpaca).unwrap(), "\"alpaca\"");
+        assert_eq!(
+            serde_json::to_string(&DatasetType::Alpaca).unwrap(),
+            "\"alpaca\""
+        );
     }
 }

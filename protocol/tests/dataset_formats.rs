@@ -4,12 +4,16 @@
 use std::io::{Cursor, Write};
 
 use sealtune_protocol::dataset::{
-    DatasetError, Format, Location, ReadLimits, Record, RecordError, Unit, read_dataset_with,
-    read_text, read_zip_with, NoColumnar,
+    DatasetError, Format, Location, NoColumnar, ReadLimits, Record, RecordError, Unit,
+    read_dataset_with, read_text, read_zip_with,
 };
 use sealtune_protocol::dataset_type::DatasetType;
 
-fn read(format: Format, data: &[u8], ty: Option<&DatasetType>) -> Result<Vec<(Location, Record)>, DatasetError> {
+fn read(
+    format: Format,
+    data: &[u8],
+    ty: Option<&DatasetType>,
+) -> Result<Vec<(Location, Record)>, DatasetError> {
     let mut out = Vec::new();
     read_text(format, data, ty, &ReadLimits::default(), |loc, rec| {
         out.push((loc.clone(), rec));
@@ -32,33 +36,80 @@ fn alpaca_data_json_is_read_element_by_element() {
     let data = "\u{feff}[\n    {\n        \"instruction\": \"Give three tips.\",\n        \"input\": \"\",\n        \"output\": \"1. Eat [well], {sleep}.\"\n    },\n    {\"instruction\": \"Quote \\\"x\\\", ]\", \"input\": \"a,b\", \"output\": \"y\"}\n]\n";
     let got = read(Format::JsonArray, data.as_bytes(), None).unwrap();
     assert_eq!(got.len(), 2);
-    assert_eq!(got[0].1, instr("Give three tips.", Some(""), "1. Eat [well], {sleep}."));
+    assert_eq!(
+        got[0].1,
+        instr("Give three tips.", Some(""), "1. Eat [well], {sleep}.")
+    );
     assert_eq!(got[1].1, instr("Quote \"x\", ]", Some("a,b"), "y"));
     assert_eq!(got[1].0.to_string(), "element 2");
-    assert!(matches!(read(Format::JsonArray, b" [ ] ", None), Err(DatasetError::Empty)));
+    assert!(matches!(
+        read(Format::JsonArray, b" [ ] ", None),
+        Err(DatasetError::Empty)
+    ));
 }
 
 #[test]
 fn a_malformed_json_array_names_the_element() {
     let cases: [(&[u8], &str); 6] = [
-        (br#"[{"instruction":"a","output":"b"},{"instruction":"c"}]"#, "element 2: field `output` is missing"),
-        (br#"[{"text":"a"},"#, "element 2: invalid JSON: the array is not closed (no `]`)"),
-        (br#"[{"text":"a"} {"text":"b"}]"#, "element 2: invalid JSON: expected `,` or `]`"),
-        (br#"[{"text":"a"}] x"#, "element 2: invalid JSON: data after the closing `]`"),
-        (br#"[{"text":"a"}, 7]"#, "element 2: a record must be a JSON object, found a number"),
-        (br#"{"text":"a"}"#, "element 1: invalid JSON: a JSON dataset must be an array"),
+        (
+            br#"[{"instruction":"a","output":"b"},{"instruction":"c"}]"#,
+            "element 2: field `output` is missing",
+        ),
+        (
+            br#"[{"text":"a"},"#,
+            "element 2: invalid JSON: the array is not closed (no `]`)",
+        ),
+        (
+            br#"[{"text":"a"} {"text":"b"}]"#,
+            "element 2: invalid JSON: expected `,` or `]`",
+        ),
+        (
+            br#"[{"text":"a"}] x"#,
+            "element 2: invalid JSON: data after the closing `]`",
+        ),
+        (
+            br#"[{"text":"a"}, 7]"#,
+            "element 2: a record must be a JSON object, found a number",
+        ),
+        (
+            br#"{"text":"a"}"#,
+            "element 1: invalid JSON: a JSON dataset must be an array",
+        ),
     ];
     for (data, want) in cases {
         let e = read(Format::JsonArray, data, None).unwrap_err();
-        assert!(e.to_string().starts_with(want), "{}: {e}", String::from_utf8_lossy(data));
+        assert!(
+            e.to_string().starts_with(want),
+            "{}: {e}",
+            String::from_utf8_lossy(data)
+        );
     }
     // An element over the limit fails before it is buffered whole.
     let big = format!("[{{\"text\":\"{}\"}}]", "x".repeat(300));
-    let e = read_text(Format::JsonArray, big.as_bytes(), None, &ReadLimits { max_line_bytes: 100 }, |_, _| {
-        Ok::<(), DatasetError>(())
-    })
+    let e = read_text(
+        Format::JsonArray,
+        big.as_bytes(),
+        None,
+        &ReadLimits {
+            max_line_bytes: 100,
+        },
+        |_, _| Ok::<(), DatasetError>(()),
+    )
     .unwrap_err();
-    assert!(matches!(e, DatasetError::LineTooLong { location: Location { unit: Unit::Element, line: 1, .. }, max: 100 }), "{e}");
+    assert!(
+        matches!(
+            e,
+            DatasetError::LineTooLong {
+                location: Location {
+                    unit: Unit::Element,
+                    line: 1,
+                    ..
+                },
+                max: 100
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -72,7 +123,10 @@ fn csv_rows_are_objects_of_strings() {
     assert_eq!(got[1].0.to_string(), "line 5");
     assert_eq!(got[1].1, instr("Add", Some("1 2"), "3"));
     // A dataset_type maps columns of any name.
-    let ty: DatasetType = serde_json::from_str(r#"{"field_instruction":"q","field_output":"a","no_input_format":"Q: {instruction}\n"}"#).unwrap();
+    let ty: DatasetType = serde_json::from_str(
+        r#"{"field_instruction":"q","field_output":"a","no_input_format":"Q: {instruction}\n"}"#,
+    )
+    .unwrap();
     let got = read(Format::Csv, b"q,a\nwhy?,because\n", Some(&ty)).unwrap();
     assert_eq!(got[0].1, instr("Q: why?\n", None, "because"));
 }
@@ -80,22 +134,59 @@ fn csv_rows_are_objects_of_strings() {
 #[test]
 fn a_malformed_csv_names_the_line() {
     let cases: [(&[u8], &str); 5] = [
-        (b"instruction,output\na,b\nc\n", "line 3: invalid CSV: 1 fields, the header has 2 columns"),
-        (b"text\n\"open\n", "line 2: invalid CSV: a quoted field is not closed"),
-        (b"text\n\"a\"b\n", "line 2: invalid CSV: `b` after the closing quote"),
-        (b"text,text\na,b\n", "line 1: invalid CSV: the header names column `text` twice"),
-        (b"prompt,answer\na,b\n", "line 2: unknown record shape: expected `text`, `instruction`+`output` or `messages`, found keys [answer, prompt]"),
+        (
+            b"instruction,output\na,b\nc\n",
+            "line 3: invalid CSV: 1 fields, the header has 2 columns",
+        ),
+        (
+            b"text\n\"open\n",
+            "line 2: invalid CSV: a quoted field is not closed",
+        ),
+        (
+            b"text\n\"a\"b\n",
+            "line 2: invalid CSV: `b` after the closing quote",
+        ),
+        (
+            b"text,text\na,b\n",
+            "line 1: invalid CSV: the header names column `text` twice",
+        ),
+        (
+            b"prompt,answer\na,b\n",
+            "line 2: unknown record shape: expected `text`, `instruction`+`output` or `messages`, found keys [answer, prompt]",
+        ),
     ];
     for (data, want) in cases {
         let e = read(Format::Csv, data, None).unwrap_err();
-        assert!(e.to_string().starts_with(want), "{}: {e}", String::from_utf8_lossy(data));
+        assert!(
+            e.to_string().starts_with(want),
+            "{}: {e}",
+            String::from_utf8_lossy(data)
+        );
     }
     let e = read(Format::Csv, b"text\n\xff\n", None).unwrap_err();
-    assert!(matches!(e, DatasetError::Record { error: RecordError::Csv(_), .. }), "{e}");
-    assert!(matches!(read(Format::Csv, b"text\n", None), Err(DatasetError::Empty)));
-    let e = read_text(Format::Csv, format!("text\n{}\n", "y".repeat(300)).as_bytes(), None, &ReadLimits { max_line_bytes: 100 }, |_, _| {
-        Ok::<(), DatasetError>(())
-    })
+    assert!(
+        matches!(
+            e,
+            DatasetError::Record {
+                error: RecordError::Csv(_),
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(matches!(
+        read(Format::Csv, b"text\n", None),
+        Err(DatasetError::Empty)
+    ));
+    let e = read_text(
+        Format::Csv,
+        format!("text\n{}\n", "y".repeat(300)).as_bytes(),
+        None,
+        &ReadLimits {
+            max_line_bytes: 100,
+        },
+        |_, _| Ok::<(), DatasetError>(()),
+    )
     .unwrap_err();
     assert!(matches!(e, DatasetError::LineTooLong { .. }), "{e}");
 }
@@ -112,8 +203,10 @@ fn plain_files_are_sniffed_and_zips_mix_formats() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("data");
     std::fs::write(&csv, "text\nhello\n").unwrap();
-    let n = read_dataset_with(&csv, None, &ReadLimits::default(), &NoColumnar, |_, _| Ok::<(), DatasetError>(()))
-        .unwrap();
+    let n = read_dataset_with(&csv, None, &ReadLimits::default(), &NoColumnar, |_, _| {
+        Ok::<(), DatasetError>(())
+    })
+    .unwrap();
     assert_eq!(n.records, 1);
 
     let mut zip = Vec::new();
@@ -132,16 +225,34 @@ fn plain_files_are_sniffed_and_zips_mix_formats() {
         z.finish().unwrap();
     }
     let mut texts = Vec::new();
-    read_zip_with(Cursor::new(&zip), None, &ReadLimits::default(), &NoColumnar, |loc, rec| {
-        texts.push(format!("{loc} {}", rec.fields().text.unwrap()));
-        Ok::<(), DatasetError>(())
-    })
+    read_zip_with(
+        Cursor::new(&zip),
+        None,
+        &ReadLimits::default(),
+        &NoColumnar,
+        |loc, rec| {
+            texts.push(format!("{loc} {}", rec.fields().text.unwrap()));
+            Ok::<(), DatasetError>(())
+        },
+    )
     .unwrap();
-    assert_eq!(texts, ["d/a.json: element 1 one", "d/b.json: line 1 two", "d/c.csv: line 2 three"]);
+    assert_eq!(
+        texts,
+        [
+            "d/a.json: element 1 one",
+            "d/b.json: line 1 two",
+            "d/c.csv: line 2 three"
+        ]
+    );
     // Parquet without a columnar reader (the client's estimate) is a clear error.
     let pq = dir.path().join("p");
     std::fs::write(&pq, b"PAR1....").unwrap();
-    let e = read_dataset_with(&pq, None, &ReadLimits::default(), &NoColumnar, |_, _| Ok::<(), DatasetError>(()))
-        .unwrap_err();
-    assert!(matches!(e, DatasetError::Unsupported(Format::Parquet)), "{e}");
+    let e = read_dataset_with(&pq, None, &ReadLimits::default(), &NoColumnar, |_, _| {
+        Ok::<(), DatasetError>(())
+    })
+    .unwrap_err();
+    assert!(
+        matches!(e, DatasetError::Unsupported(Format::Parquet)),
+        "{e}"
+    );
 }

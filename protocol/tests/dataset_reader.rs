@@ -3,7 +3,8 @@
 use std::io::{Cursor, Read, Write};
 
 use sealtune_protocol::dataset::{
-    DatasetError, Location, ReadLimits, Record, RecordError, Unit, read_dataset, read_jsonl, read_zip,
+    DatasetError, Location, ReadLimits, Record, RecordError, Unit, read_dataset, read_jsonl,
+    read_zip,
 };
 
 fn collect(data: &[u8]) -> Result<Vec<(Location, Record)>, DatasetError> {

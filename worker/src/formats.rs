@@ -107,16 +107,12 @@ impl WorkerColumnar {
     }
 }
 
-fn parquet_rows(
-    file: File,
-    emit: &mut dyn FnMut(Value) -> ControlFlow<()>,
-) -> Result<(), String> {
-    let reader =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| format!("not a readable Parquet file: {e}"))?
-            .with_batch_size(BATCH_ROWS)
-            .build()
-            .map_err(|e| e.to_string())?;
+fn parquet_rows(file: File, emit: &mut dyn FnMut(Value) -> ControlFlow<()>) -> Result<(), String> {
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| format!("not a readable Parquet file: {e}"))?
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| e.to_string())?;
     batches_rows(reader, emit)
 }
 

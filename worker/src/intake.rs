@@ -96,7 +96,10 @@ fn check_text_entries(names: &[String]) -> Result<(), String> {
         .any(|n| entry_kind(n, false) == EntryKind::Data(Format::Arrow));
     for name in names {
         let counted = name.ends_with('/')
-            || matches!(entry_kind(name, hf), EntryKind::Data(_) | EntryKind::HfMetadata)
+            || matches!(
+                entry_kind(name, hf),
+                EntryKind::Data(_) | EntryKind::HfMetadata
+            )
             || is_apple_double(name);
         if !counted {
             let shown: String = name.chars().take(200).collect();
@@ -236,7 +239,10 @@ mod tests {
             ("dd/train/state.json", b"{}"),
         ]);
         let e = check_dataset_file(dict.path(), DataType::Text, &limits).unwrap_err();
-        assert!(e.contains("dataset_dict.json") && e.contains("save its train split"), "{e}");
+        assert!(
+            e.contains("dataset_dict.json") && e.contains("save its train split"),
+            "{e}"
+        );
         // Without Arrow shards, state.json is a JSON dataset like any other (read and counted).
         let plain = zip_of(&[("x/state.json", b"[]")]);
         assert_eq!(

@@ -32,13 +32,39 @@ fn model_dir(repo_id: &str) -> PathBuf {
         .flatten()
         .map(|e| e.path())
         .find(|dir| dir.join("tokenizer.json").exists())
-        .unwrap_or_else(|| panic!("no tokenizer.json under {}: run scripts/setup", snapshots.display()))
+        .unwrap_or_else(|| {
+            panic!(
+                "no tokenizer.json under {}: run scripts/setup",
+                snapshots.display()
+            )
+        })
 }
 
 const PIECES: &[&str] = &[
-    "the", "quick", "fox", "Fine-tuning", " ", "\n", "\r\n", "\t", "naïve", "日本語", "🦀", "👩‍💻",
-    "e\u{301}", "{json}", "{instruction}", "}}", "\"quoted\"", "a,b", ",", "[CLS]", "<|im_end|>",
-    "https://example.org/?a=b", "1234", "—",
+    "the",
+    "quick",
+    "fox",
+    "Fine-tuning",
+    " ",
+    "\n",
+    "\r\n",
+    "\t",
+    "naïve",
+    "日本語",
+    "🦀",
+    "👩‍💻",
+    "e\u{301}",
+    "{json}",
+    "{instruction}",
+    "}}",
+    "\"quoted\"",
+    "a,b",
+    ",",
+    "[CLS]",
+    "<|im_end|>",
+    "https://example.org/?a=b",
+    "1234",
+    "—",
 ];
 
 struct Rng(u64);
@@ -52,7 +78,10 @@ impl Rng {
     }
     fn text(&mut self, max_words: usize) -> String {
         let n = self.below(max_words + 1);
-        (0..n).map(|_| PIECES[self.below(PIECES.len())]).collect::<Vec<_>>().join(" ")
+        (0..n)
+            .map(|_| PIECES[self.below(PIECES.len())])
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -92,7 +121,11 @@ fn types() -> Vec<Option<DatasetType>> {
     ]
 }
 
-fn count(counter: &TokenCounter, path: &Path, ty: Option<&DatasetType>) -> Result<TokenCount, TokenError> {
+fn count(
+    counter: &TokenCounter,
+    path: &Path,
+    ty: Option<&DatasetType>,
+) -> Result<TokenCount, TokenError> {
     let spill = path.parent().unwrap();
     counter.count_with(DatasetType::count_rule(ty), |f| {
         sealtune_worker::formats::read_dataset(path, ty, &ReadLimits::default(), spill, f)
@@ -105,7 +138,10 @@ fn every_format_counts_like_python_transformers_under_every_dataset_type() {
     let rows_path = dir.path().join("rows.jsonl");
     std::fs::write(&rows_path, rows()).unwrap();
     let types = types();
-    let types_json: Vec<Value> = types.iter().map(|t| serde_json::to_value(t).unwrap()).collect();
+    let types_json: Vec<Value> = types
+        .iter()
+        .map(|t| serde_json::to_value(t).unwrap())
+        .collect();
     let types_path = dir.path().join("types.json");
     std::fs::write(&types_path, serde_json::to_string(&types_json).unwrap()).unwrap();
     let out = dir.path().join("out");
@@ -121,7 +157,11 @@ fn every_format_counts_like_python_transformers_under_every_dataset_type() {
         .env("TRANSFORMERS_OFFLINE", "1")
         .output()
         .unwrap();
-    assert!(run.status.success(), "oracle failed: {}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "oracle failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let expected: Value = serde_json::from_slice(&run.stdout).unwrap();
 
     for model in &dirs {
@@ -136,7 +176,10 @@ fn every_format_counts_like_python_transformers_under_every_dataset_type() {
                     .unwrap_or_else(|e| panic!("{file} {ty:?}: {e}"));
                 assert_eq!(
                     (got.records, got.tokens),
-                    (want["records"].as_u64().unwrap(), want["tokens"].as_u64().unwrap()),
+                    (
+                        want["records"].as_u64().unwrap(),
+                        want["tokens"].as_u64().unwrap()
+                    ),
                     "{} {file} {ty:?}",
                     model.display()
                 );
@@ -144,7 +187,11 @@ fn every_format_counts_like_python_transformers_under_every_dataset_type() {
             // The JSONL the rows came from counts the same as every other format.
             let jsonl = count(&counter, &rows_path, None).unwrap();
             if file != "chat.parquet" {
-                assert_eq!(jsonl.tokens, counts[0]["tokens"].as_u64().unwrap(), "{file}");
+                assert_eq!(
+                    jsonl.tokens,
+                    counts[0]["tokens"].as_u64().unwrap(),
+                    "{file}"
+                );
             }
         }
     }
@@ -152,15 +199,24 @@ fn every_format_counts_like_python_transformers_under_every_dataset_type() {
     // Malformed files of the columnar formats fail naming the record.
     let counter = TokenCounter::from_file(dirs[0].join("tokenizer.json")).unwrap();
     for (file, want) in [
-        ("bad.parquet", "row 3: field `output` must be a string, found null"),
+        (
+            "bad.parquet",
+            "row 3: field `output` must be a string, found null",
+        ),
         (
             "bad_hf.zip",
             "bad_hf/data-00000-of-00001.arrow: row 2: field `output` must be a string, found null",
         ),
-        ("cut.parquet", "row 1: cannot decode: not a readable Parquet file"),
+        (
+            "cut.parquet",
+            "row 1: cannot decode: not a readable Parquet file",
+        ),
     ] {
         let e = count(&counter, &out.join(file), None).unwrap_err();
         assert!(e.to_string().starts_with(want), "{file}: {e}");
-        assert!(matches!(e, TokenError::Dataset(DatasetError::Record { .. })), "{file}: {e}");
+        assert!(
+            matches!(e, TokenError::Dataset(DatasetError::Record { .. })),
+            "{file}: {e}"
+        );
     }
 }

@@ -101,7 +101,11 @@ async fn stock_lora_script_trains_smollm2_and_seals_the_adapter_in_the_child() {
         .arg(&task.spec.data_path)
         .output()
         .unwrap();
-    assert!(prepared.status.success(), "{}", String::from_utf8_lossy(&prepared.stderr));
+    assert!(
+        prepared.status.success(),
+        "{}",
+        String::from_utf8_lossy(&prepared.stderr)
+    );
     let prepared: serde_json::Value = serde_json::from_slice(&prepared.stdout).unwrap();
     assert_eq!(
         prepared,

@@ -22,8 +22,25 @@ use sealtune_protocol::dataset_type::DatasetType;
 use serde_json::json;
 
 const WORDS: &[&str] = &[
-    "the", "model", "learns", "from", "examples", "and", "a", "provider", "runs", "training",
-    "inside", "confidential", "virtual", "machine", "naïve", "café", "日本語", "\"quoted\"", "a,b",
+    "the",
+    "model",
+    "learns",
+    "from",
+    "examples",
+    "and",
+    "a",
+    "provider",
+    "runs",
+    "training",
+    "inside",
+    "confidential",
+    "virtual",
+    "machine",
+    "naïve",
+    "café",
+    "日本語",
+    "\"quoted\"",
+    "a,b",
 ];
 
 fn sentence(seed: &mut u64, words: usize) -> String {
@@ -57,7 +74,11 @@ fn generate(dir: &Path, bytes: u64) -> u64 {
     csv.write_all(b"instruction,input,output\n").unwrap();
     let (mut seed, mut written, mut records) = (0x9e37_79b9_7f4a_7c15u64, 0u64, 0u64);
     while written < bytes {
-        let (i, x, o) = (sentence(&mut seed, 12), sentence(&mut seed, 8), sentence(&mut seed, 60));
+        let (i, x, o) = (
+            sentence(&mut seed, 12),
+            sentence(&mut seed, 8),
+            sentence(&mut seed, 60),
+        );
         let line = json!({"instruction": i, "input": x, "output": o}).to_string();
         written += line.len() as u64 + 1;
         writeln!(jsonl, "{line}").unwrap();
@@ -122,7 +143,11 @@ fn main() {
         let _ = std::fs::remove_file(&out);
         println!(
             "| {name} | {} | {:.0} | {secs:.2} | {:.0} | {} |",
-            if ty.is_some() { "custom template" } else { "none" },
+            if ty.is_some() {
+                "custom template"
+            } else {
+                "none"
+            },
             size as f64 / 1e6,
             size as f64 / 1e6 / secs,
             peak_rss_mb()

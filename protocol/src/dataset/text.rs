@@ -147,7 +147,7 @@ impl JsonArray {
                     b'"' => in_string = true,
                     b'{' | b'[' => depth = depth.saturating_add(1),
                     b'}' | b']' if depth > 0 => {
-                        depth -= 1;
+                        depth = depth.saturating_sub(1);
                         if depth == 0 {
                             // An object or array element ends with its closing bracket.
                             end = Some(i.saturating_add(1));
@@ -247,18 +247,18 @@ impl Csv {
                     S::FieldStart | S::Unquoted => {
                         if state == S::FieldStart && rest.first() == Some(&b'"') {
                             state = S::Quoted;
-                            i += 1;
+                            i = i.saturating_add(1);
                             continue;
                         }
                         state = S::Unquoted;
                         let n = memchr::memchr2(b',', b'\n', rest).unwrap_or(rest.len());
                         buf.extend_from_slice(rest.get(..n).unwrap_or_default());
-                        i += n;
+                        i = i.saturating_add(n);
                         match rest.get(n) {
                             Some(b',') => {
                                 ends.push(buf.len());
                                 state = S::FieldStart;
-                                i += 1;
+                                i = i.saturating_add(1);
                             }
                             Some(_) => {
                                 // `\n`: the record ends (a `\r` before it belongs to the ending).
@@ -267,7 +267,7 @@ impl Csv {
                                 }
                                 ends.push(buf.len());
                                 self.line = self.line.saturating_add(1);
-                                i += 1;
+                                i = i.saturating_add(1);
                                 done = true;
                                 break;
                             }
@@ -281,28 +281,30 @@ impl Csv {
                             .line
                             .saturating_add(memchr::memchr_iter(b'\n', seg).count() as u64);
                         buf.extend_from_slice(seg);
-                        i += n;
+                        i = i.saturating_add(n);
                         if n < rest.len() {
                             state = S::QuoteInQuoted;
-                            i += 1;
+                            i = i.saturating_add(1);
                         }
                     }
                     S::QuoteInQuoted => match rest.first() {
                         Some(b'"') => {
                             buf.push(b'"');
                             state = S::Quoted;
-                            i += 1;
+                            i = i.saturating_add(1);
                         }
                         Some(b',') => {
                             ends.push(buf.len());
                             state = S::FieldStart;
-                            i += 1;
+                            i = i.saturating_add(1);
                         }
-                        Some(b'\r') if rest.get(1).is_none_or(|b| *b == b'\n') => i += 1,
+                        Some(b'\r') if rest.get(1).is_none_or(|b| *b == b'\n') => {
+                            i = i.saturating_add(1)
+                        }
                         Some(b'\n') => {
                             ends.push(buf.len());
                             self.line = self.line.saturating_add(1);
-                            i += 1;
+                            i = i.saturating_add(1);
                             done = true;
                             break;
                         }

@@ -120,7 +120,13 @@ async fn count_tokens(
                 let counter = TokenCounter::from_file(&tokenizer)?;
                 let rule = DatasetType::count_rule(ty.as_ref());
                 counter.count_with(rule, |f| {
-                    crate::formats::read_dataset(&dataset, ty.as_ref(), &Default::default(), &spill, f)
+                    crate::formats::read_dataset(
+                        &dataset,
+                        ty.as_ref(),
+                        &Default::default(),
+                        &spill,
+                        f,
+                    )
                 })
             })
             .await
