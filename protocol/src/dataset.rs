@@ -1074,10 +1074,14 @@ where
         let mut file = archive.by_index(i).map_err(zip_err)?;
         let name = file.name().to_owned();
         if format.is_columnar() {
+            // At most the declared size (what the worker's unpacking caps checked), whatever the
+            // compressed stream inflates to: a columnar entry may be spilled to disk.
+            let declared = file.size();
+            let mut limited = (&mut file).take(declared);
             stream_columnar(
                 columnar,
                 format,
-                Source::Stream(&mut file),
+                Source::Stream(&mut limited),
                 Some(&name),
                 &mut sink,
             )?;

@@ -17,8 +17,10 @@
 //! and `{input}` replaced when the row's input is non-empty, else `no_input_format` with
 //! `{instruction}`; `system_part` is `system_format` with `{system}` replaced by the row's
 //! `field_system` column when it is a non-empty string, else by `system_prompt`, and nothing when that
-//! text is empty. `{{` and `}}` are literal braces (Python's `str.format`); any other `{name}` is refused
-//! when the request is read. Defaults (Axolotl's): `field_system` `system`, `field_instruction`
+//! text is empty. `{{` and `}}` are literal braces (Python's `str.format`); any other `{name}` (an
+//! attribute, index or format spec like `{instruction.__class__}` included: the worker substitutes,
+//! Python never formats a customer's template) and a placeholder used twice are refused when the
+//! request is read. Defaults (Axolotl's): `field_system` `system`, `field_instruction`
 //! `instruction`, `field_input` `input`, `field_output` `output`, `system_prompt` empty,
 //! `system_format` `{system}`, `format` `{instruction} {input} `, `no_input_format` `{instruction} `.
 //! A missing or `null` input column is an empty input; the instruction and output columns must be
@@ -185,9 +187,9 @@ fn check_template(
         },
     };
     let mut rest = template;
+    let mut seen: Vec<&str> = Vec::new();
     while let Some(i) = rest.find(['{', '}']) {
-        let (head, tail) = rest.split_at(i);
-        let _ = head;
+        let (_, tail) = rest.split_at(i);
         if let Some(after) = tail.strip_prefix("{{").or_else(|| tail.strip_prefix("}}")) {
             rest = after;
             continue;
@@ -203,6 +205,12 @@ fn check_template(
             let shown: String = name.chars().take(40).collect();
             return Err(err(format!("unknown placeholder `{{{shown}}}`")));
         }
+        // Once each: a prompt is then at most the template plus the row's own text, so a 4 KB
+        // template cannot multiply a 16 MB cell into gigabytes.
+        if seen.contains(&name) {
+            return Err(err(format!("placeholder `{{{name}}}` used more than once")));
+        }
+        seen.push(name);
         rest = tail.get(close.saturating_add(1)..).unwrap_or_default();
     }
     Ok(())
@@ -562,6 +570,23 @@ mod tests {
             ty(json!({"format": "{instruction"})),
             Err(DatasetTypeError::Template { .. })
         ));
+        // No attribute access (Python's format-string escape), no blow-up by repetition.
+        for bad in [
+            "{instruction.__class__}",
+            "{instruction[0]}",
+            "{instruction!r}",
+            "{instruction:>99999}",
+        ] {
+            assert!(
+                matches!(
+                    ty(json!({"format": bad})),
+                    Err(DatasetTypeError::Template { .. })
+                ),
+                "{bad}"
+            );
+        }
+        let e = ty(json!({"format": "{instruction}{input}{instruction}"})).unwrap_err();
+        assert!(e.to_string().contains("more than once"), "{e}");
         assert_eq!(
             ty(json!({"field": "t", "format": "{instruction}"})),
             Err(DatasetTypeError::Mixed("format"))

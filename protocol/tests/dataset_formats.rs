@@ -256,3 +256,52 @@ fn plain_files_are_sniffed_and_zips_mix_formats() {
         "{e}"
     );
 }
+
+/// A columnar reader that reports how many bytes its stream gave.
+struct ByteCounter;
+
+impl sealtune_protocol::dataset::Columnar for ByteCounter {
+    fn read_rows(
+        &self,
+        _: Format,
+        source: sealtune_protocol::dataset::Source<'_>,
+        _: &mut dyn FnMut(serde_json::Value) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), String> {
+        let sealtune_protocol::dataset::Source::Stream(stream) = source else {
+            return Err("not a stream".into());
+        };
+        let mut sink = Vec::new();
+        let n = std::io::Read::read_to_end(stream, &mut sink).map_err(|e| e.to_string())?;
+        Err(format!("{n} bytes"))
+    }
+}
+
+#[test]
+fn a_columnar_zip_entry_gives_no_more_than_its_declared_size() {
+    // The unpacking caps check declared sizes; an entry inflating past its declaration (a lying
+    // zip bomb) is cut there before a worker spills it to disk.
+    let mut zip = Vec::new();
+    {
+        let mut z = zip::ZipWriter::new(Cursor::new(&mut zip));
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        z.start_file("a.parquet", opts).unwrap();
+        z.write_all(&[7u8; 1000]).unwrap();
+        z.finish().unwrap();
+    }
+    let patch = |zip: &mut Vec<u8>, magic: &[u8], offset: usize| {
+        let at = zip.windows(4).position(|w| w == magic).unwrap() + offset;
+        zip[at..at + 4].copy_from_slice(&10u32.to_le_bytes());
+    };
+    patch(&mut zip, b"PK\x03\x04", 22);
+    patch(&mut zip, b"PK\x01\x02", 24);
+    let e = read_zip_with(
+        Cursor::new(&zip),
+        None,
+        &ReadLimits::default(),
+        &ByteCounter,
+        |_, _| Ok::<(), DatasetError>(()),
+    )
+    .unwrap_err();
+    assert_eq!(e.to_string(), "a.parquet: row 1: cannot decode: 10 bytes");
+}
