@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use alloy::primitives::U256;
+use sealtune_protocol::dataset::NoColumnar;
 use sealtune_protocol::dataset::ReadLimits;
+use sealtune_protocol::dataset_type::DatasetType;
 use sealtune_protocol::fee::{self, FeeSchedule, PriceCoefficient};
 use sealtune_protocol::tokens::{CountRule, TokenCounter};
 use serde::Serialize;
@@ -132,11 +134,14 @@ pub struct Estimate {
     pub fee: U256,
 }
 
-/// Count the tokens of `dataset` (JSONL or zip) with `tokenizer` and compute the fee.
-/// `training_params` is the JSON the task will carry (`"{}"` for the defaults).
+/// Count the tokens of `dataset` (JSONL, JSON array, CSV, or a zip of them) with `tokenizer` under
+/// `dataset_type` (the provider's billing rule for it) and compute the fee. `training_params` is the
+/// JSON the task will carry (`"{}"` for the defaults). Parquet and saved Hugging Face datasets are
+/// read by the provider's worker only.
 pub fn estimate(
     tokenizer: &TokenizerSource,
     dataset: &Path,
+    dataset_type: Option<&DatasetType>,
     training_params: &str,
     price: &PriceInputs,
     count_instruction: bool,
@@ -151,7 +156,7 @@ pub fn estimate(
     let path = tokenizer.resolve()?;
     let counter = TokenCounter::from_file(&path)?;
     let limits = ReadLimits::default();
-    let official = counter.count_dataset(dataset, CountRule::Official, &limits)?;
+    let official = counter.count_dataset_typed(dataset, dataset_type, &limits, &NoColumnar)?;
     let with_instruction = if count_instruction {
         Some(
             counter
@@ -184,6 +189,7 @@ pub fn estimate(
 pub async fn estimate_blocking(
     tokenizer: TokenizerSource,
     dataset: PathBuf,
+    dataset_type: Option<DatasetType>,
     training_params: String,
     price: PriceInputs,
     count_instruction: bool,
@@ -192,6 +198,7 @@ pub async fn estimate_blocking(
         estimate(
             &tokenizer,
             &dataset,
+            dataset_type.as_ref(),
             &training_params,
             &price,
             count_instruction,

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, B256, U256};
 use sealtune_contracts::bindings::FineTuningServing;
+use sealtune_protocol::dataset_type::DatasetType;
 use sealtune_protocol::deliverable::{Opened, Unzipped};
 use sealtune_protocol::request::{self, CreateTask, CreateTaskForm};
 use serde::Serialize;
@@ -67,6 +68,8 @@ pub struct CreateTaskRequest {
     pub wait: bool,
     /// Verify the provider first.
     pub verify: VerifyMode,
+    /// How the dataset's rows become records (sealtune's `datasetType`); `None`: 0G's shapes.
+    pub dataset_type: Option<DatasetType>,
 }
 
 /// A created task.
@@ -422,7 +425,7 @@ impl Client {
             nonce: task.nonce.to_string(),
             signature: signature.to_hex_v27(),
             wait: req.wait,
-            dataset_type: None,
+            dataset_type: req.dataset_type.clone(),
         };
         api.create_task(task.user, &body).await
     }

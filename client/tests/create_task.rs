@@ -42,6 +42,7 @@ fn request(env: &Env, max_fee: Option<U256>, verify: bool) -> CreateTaskRequest 
         model: "SmolLM2-135M-Instruct".into(),
         dataset: DatasetSource::Hash(DATASET.into()),
         training_params: PARAMS.into(),
+        dataset_type: None,
         max_fee,
         wait: false,
         verify: if verify {

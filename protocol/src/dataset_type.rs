@@ -469,6 +469,23 @@ pub fn shape(ty: Option<&DatasetType>, row: Value) -> Result<Record, RecordError
     }
 }
 
+/// From a command line: a JSON object (`{"field_instruction": "q", ...}`), or a name with or without
+/// JSON quotes (`alpaca`, `"alpaca"`).
+impl std::str::FromStr for DatasetType {
+    type Err = DatasetTypeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let value = if s.starts_with('{') || s.starts_with('"') {
+            serde_json::from_str(s)
+                .map_err(|e| DatasetTypeError::Unknown(format!("invalid JSON ({e})")))?
+        } else {
+            Value::String(s.to_owned())
+        };
+        Self::from_value(&value)
+    }
+}
+
 impl Serialize for DatasetType {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let value: Value =
@@ -620,5 +637,10 @@ mod tests {
             serde_json::to_string(&DatasetType::Alpaca).unwrap(),
             "\"alpaca\""
         );
+        assert_eq!("alpaca".parse(), Ok(DatasetType::Alpaca));
+        assert_eq!("\"pretrain\"".parse(), Ok(DatasetType::Pretrain));
+        let field: DatasetType = r#"{"field": "body"}"#.parse().unwrap();
+        assert_eq!(field.canonical_json(), r#"{"field":"body"}"#);
+        assert!("{oops".parse::<DatasetType>().is_err());
     }
 }

@@ -38,6 +38,7 @@ async fn run_task(stack: &Stack, who: usize, dir: &std::path::Path) -> String {
         model: "quick-test-model".into(),
         dataset: DatasetSource::File(data),
         training_params: PARAMS.into(),
+        dataset_type: None,
         max_fee: None,
         wait: true,
         verify: VerifyMode::Verify(VerifyProviderOptions {

@@ -172,6 +172,16 @@ async fn routes_and_their_errors() {
     .await;
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("learning_rate"));
+    // A datasetType with a key it does not know is refused, naming the allowed ones.
+    let mut typed = task_body(2, &dataset_hash, 1, PARAMS);
+    typed["datasetType"] = serde_json::json!({"field_instruction": "q", "fromat": "{instruction}"});
+    let r = create(&stack, 2, &typed).await;
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("unknown key `fromat`") && text.contains("no_input_format"),
+        "{text}"
+    );
     let mut forged = task_body(3, &dataset_hash, 1, PARAMS);
     forged["userAddress"] = Value::from(user.clone());
     let r = create(&stack, 2, &forged).await;

@@ -13,9 +13,12 @@ use crate::estimate::{Estimate, PriceInputs, TokenizerSource, estimate_blocking}
 /// Arguments of `sealtune estimate`.
 #[derive(Debug, Args)]
 pub struct EstimateArgs {
-    /// The dataset (JSONL or zip).
+    /// The dataset (JSONL, JSON array, CSV, or a zip of them).
     #[arg(long)]
     pub dataset_path: PathBuf,
+    /// The `datasetType` the task will carry (see `create-task --help`): counted by its billing rule.
+    #[arg(long)]
+    pub dataset_type: Option<sealtune_protocol::dataset_type::DatasetType>,
     /// A tokenizer.json file or the model directory holding it.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
@@ -92,6 +95,7 @@ impl EstimateArgs {
         let e = estimate_blocking(
             source,
             self.dataset_path.clone(),
+            self.dataset_type.clone(),
             params,
             price,
             self.count_instruction,

@@ -85,6 +85,12 @@ pub struct CreateTaskArgs {
     /// Queue behind the provider's other tasks if it is busy.
     #[arg(long)]
     pub wait: bool,
+    /// How the dataset's rows become records (docs/dataset-guide.md): `instruct`, `pretrain`,
+    /// `alpaca`, or a JSON object mapping columns, e.g.
+    /// '{"field_instruction":"question","field_output":"answer","format":"Q: {instruction} {input}\nA:"}'.
+    /// A template changes what is billed: the formatted prompt + the output.
+    #[arg(long)]
+    pub dataset_type: Option<sealtune_protocol::dataset_type::DatasetType>,
     /// Skip the attestation check (you then trust the provider blindly).
     #[arg(long)]
     pub no_verify: bool,
@@ -131,6 +137,7 @@ impl CreateTaskArgs {
             max_fee,
             wait: self.wait,
             verify,
+            dataset_type: self.dataset_type.clone(),
         })
     }
 }

@@ -850,6 +850,11 @@ mod tests {
         t.fee = U256::from(1234u64);
         t.nonce = U256::from(77u64);
         t.fee_ceiling = Some(U256::from(5000u64));
+        t.dataset_type = Some(
+            r#"{"format":"Q: {instruction}","field_output":"a"}"#
+                .parse()
+                .unwrap(),
+        );
         s.insert_task(&t, 5, 1).await.unwrap();
         let root = B256::repeat_byte(0xcd);
         let signer: Address = "0x00000000000000000000000000000000000000Aa"
@@ -878,6 +883,11 @@ mod tests {
         assert_eq!(text("fee").await, "1234");
         assert_eq!(text("nonce").await, "77");
         assert_eq!(text("fee_ceiling").await, "5000");
+        // The canonical JSON (sorted keys): what a request v2 signature hashes.
+        assert_eq!(
+            text("dataset_type").await,
+            r#"{"field_output":"a","format":"Q: {instruction}"}"#
+        );
         assert_eq!(text("task_fee").await, "999");
         assert_eq!(text("dataset_hash").await, format!("0x{}", "ab".repeat(32)));
         assert_eq!(
@@ -895,6 +905,7 @@ mod tests {
         assert_eq!(got.user_address, t.user_address);
         assert_eq!((got.fee, got.nonce), (t.fee, t.nonce));
         assert_eq!(got.fee_ceiling, t.fee_ceiling);
+        assert_eq!(got.dataset_type, t.dataset_type);
         assert_eq!(got.dataset_hash, t.dataset_hash);
         assert_eq!(got.user_public_key, t.user_public_key);
         assert_eq!(got.task_fee, Some(U256::from(999u64)));
