@@ -736,7 +736,7 @@ where
     E: From<DatasetError>,
 {
     let mut reader = BufReader::with_capacity(256 << 10, reader);
-    let _ = text::peek_non_ws(&mut reader, true).map_err(DatasetError::Io)?;
+    text::skip_bom(&mut reader).map_err(DatasetError::Io)?;
     let mut csv = text::Csv::new();
     let (mut buf, mut ends, mut start) = (Vec::new(), Vec::new(), 0u64);
     let mut header: Option<Vec<String>> = None;

@@ -163,6 +163,12 @@ fn a_malformed_csv_names_the_line() {
             String::from_utf8_lossy(data)
         );
     }
+    // Leading blank lines count: the error names the line a spreadsheet shows.
+    let e = read(Format::Csv, b"\n\ninstruction,output\na\n", None).unwrap_err();
+    assert!(
+        e.to_string().starts_with("line 4: invalid CSV: 1 fields"),
+        "{e}"
+    );
     let e = read(Format::Csv, b"text\n\xff\n", None).unwrap_err();
     assert!(
         matches!(

@@ -26,6 +26,14 @@ fn fill<R: BufRead>(reader: &mut R) -> io::Result<&[u8]> {
     reader.fill_buf()
 }
 
+/// Skip a UTF-8 byte-order mark, if the input starts with one (checked in the first buffer).
+pub(super) fn skip_bom<R: BufRead>(reader: &mut R) -> io::Result<()> {
+    if fill(reader)?.starts_with(b"\xEF\xBB\xBF") {
+        reader.consume(3);
+    }
+    Ok(())
+}
+
 /// Skip whitespace (and a UTF-8 byte-order mark when `bom`); the next byte, not consumed.
 pub(super) fn peek_non_ws<R: BufRead>(reader: &mut R, mut bom: bool) -> io::Result<Option<u8>> {
     loop {
