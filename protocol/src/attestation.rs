@@ -205,6 +205,18 @@ pub struct MeasuredModel {
     pub price_coefficient: String,
     /// Flat storage fee in neuron.
     pub storage_fee: U256,
+    /// Processes a task of this model runs as (torchrun's world size). 1 is left out of the
+    /// document, so a single-process configuration hashes as it did before ranks existed.
+    #[serde(default = "one_rank", skip_serializing_if = "is_one_rank")]
+    pub ranks: u32,
+}
+
+fn one_rank() -> u32 {
+    1
+}
+
+fn is_one_rank(ranks: &u32) -> bool {
+    *ranks == 1
 }
 
 /// The limits that change what a customer gets.

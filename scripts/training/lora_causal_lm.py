@@ -228,7 +228,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if sealtune is not None:
         done = sealtune.seal_model(model, output_dir=args.output_dir)
-        print("model sealed in the worker" if done["sealed"] else f"adapter saved to {done['path']}", flush=True)
+        if done["sealed"]:
+            print("model sealed in the worker", flush=True)
+        elif not done.get("skipped"):  # skipped: not rank 0 of a data-parallel run
+            print(f"adapter saved to {done['path']}", flush=True)
     else:
         model.save_pretrained(args.output_dir)
         print(f"adapter saved to {args.output_dir}", flush=True)

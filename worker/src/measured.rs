@@ -324,6 +324,7 @@ fn measure_model(
         weights,
         price_coefficient: model.price_coefficient.to_string(),
         storage_fee: model.storage_fee,
+        ranks: model.ranks,
     };
     if keep.is_some() {
         if let Some(p) = script_copy {

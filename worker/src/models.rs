@@ -87,6 +87,15 @@ pub struct ModelConfig {
     /// A zip of usage docs served at `/v1/model/desc/:name`.
     #[serde(default, alias = "usageFile")]
     pub usage_file: Option<PathBuf>,
+    /// Processes (ranks) a task of this model runs as, with torchrun's environment contract
+    /// (`RANK`, `WORLD_SIZE`, ... see `exec::ranks`): one per GPU on a multi-GPU machine, or 2+ gloo
+    /// ranks on CPU. Default 1 (one process). At most [`crate::exec::MAX_RANKS`].
+    #[serde(default = "one_rank")]
+    pub ranks: u32,
+}
+
+fn one_rank() -> u32 {
+    1
 }
 
 /// How a request names a model: `preTrainedModelHash` (or the `:name` of `/v1/model/:name`), which
@@ -162,6 +171,14 @@ impl ModelConfig {
     /// (a weights directory not found, an HF repo not in the local cache). Empty = fine.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        if !(1..=crate::exec::MAX_RANKS).contains(&self.ranks) {
+            problems.push(format!(
+                "model `{}`: `ranks` must be 1 to {}, got {}",
+                self.name,
+                crate::exec::MAX_RANKS,
+                self.ranks
+            ));
+        }
         if !self.training_script.is_file() {
             problems.push(format!(
                 "model `{}`: training script {} not found",

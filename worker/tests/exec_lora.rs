@@ -235,3 +235,62 @@ async fn stock_lora_script_trains_smollm2_and_seals_the_adapter_in_the_child() {
         String::from_utf8_lossy(&check.stderr)
     );
 }
+
+/// The same script as two gloo ranks (`exec::spawn_ranks`, HF's Trainer runs DDP unchanged): the
+/// loss goes down, both ranks' steps reach the task, and rank 0 alone seals the adapter, once.
+#[tokio::test]
+async fn stock_lora_script_trains_as_two_gloo_ranks_and_seals_once() {
+    let mut task = Task::new("", &dataset()).with_seal();
+    task.spec.script = lora_script();
+    task.spec.model_path = smollm2_dir();
+    std::fs::write(
+        &task.spec.config_path,
+        r#"{"num_train_epochs": 1, "per_device_train_batch_size": 2, "learning_rate": 0.001, "max_steps": 6}"#,
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let (result, events) =
+        run_ranks(&task, 2, Duration::from_secs(900), CancellationToken::new()).await;
+    let outcome = result.unwrap_or_else(|e| panic!("{e}\n{:#?}", logs(&events)));
+    eprintln!(
+        "2 gloo ranks, 6 steps: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let losses: Vec<(u64, f64)> = non_logs(&events)
+        .iter()
+        .filter_map(|e| match e {
+            Event::Progress {
+                step,
+                loss: Some(loss),
+                ..
+            } => Some((*step, *loss)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        losses.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5, 6],
+        "rank 0's steps are the task's"
+    );
+    let last_two = (losses[4].1 + losses[5].1) / 2.0;
+    assert!(last_two < losses[0].1, "loss did not go down: {losses:?}");
+    let lines = logs(&events);
+    assert!(
+        lines
+            .iter()
+            .any(|(_, l)| l.starts_with("rank 1: step 6/6, loss ")),
+        "rank 1's steps reach the task log: {lines:#?}"
+    );
+
+    let sealed = outcome.sealed.expect("rank 0 sealed the adapter");
+    assert_eq!(sealed.chunks, 1);
+    let chunk_events = non_logs(&events)
+        .iter()
+        .filter(|e| matches!(e, Event::ChunkSealed { .. }))
+        .count();
+    assert_eq!(chunk_events, 1, "sealed once");
+    assert_eq!(std::fs::read_dir(&task.spec.output_dir).unwrap().count(), 0);
+    let out = sign_open_unzip(&task, &sealed, 0x12);
+    assert!(out.join("output_model/adapter_model.safetensors").is_file());
+}

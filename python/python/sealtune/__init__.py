@@ -406,6 +406,14 @@ def _file_bytes(value: Any) -> bytes:
     raise SealtuneError(f"extra file content must be bytes, str or a path, got {type(value).__name__}")
 
 
+def _rank() -> int:
+    """This process's rank in a torchrun-style world (``RANK``); 0 when it runs alone."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
 def seal_model(
     model: Any,
     output_dir: str | os.PathLike | None = None,
@@ -422,7 +430,13 @@ def seal_model(
 
     ``extra_files`` maps relative names to bytes, text or paths of small files to deliver alongside.
     Returns what was done: ``{"sealed": bool, ...}``.
+
+    In a data-parallel run (torchrun's ``RANK`` set and not 0) only rank 0 delivers: on any other
+    rank nothing is sealed or saved, and ``{"sealed": False, "skipped": True, "rank": r}`` is returned.
     """
+    rank = _rank()
+    if rank != 0:
+        return {"sealed": False, "skipped": True, "rank": rank}
     live = _native.live_task()
     if live is not None and live["sealing"]:
         name, state, files = _model_files(model)

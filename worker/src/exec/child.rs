@@ -202,8 +202,14 @@ fn connect_live(
 }
 
 /// In the embedded interpreter: sets up the venv, prepares a JSONL dataset into `data_path`, then
-/// runs the script with the four path flags. Returns the script's failure reason, if any.
-fn run_python(spec: &ExecSpec, prepared: &Prepared, work: &Path) -> Result<Option<String>, String> {
+/// runs the script with the four path flags. Returns the script's failure reason, if any. With
+/// `mark_prepared` (rank 0 of several), the other ranks are told once the dataset is ready.
+fn run_python(
+    spec: &ExecSpec,
+    prepared: &Prepared,
+    work: &Path,
+    mark_prepared: Option<&Path>,
+) -> Result<Option<String>, String> {
     let venv: Option<PathBuf> = spec
         .venv
         .clone()
@@ -240,6 +246,9 @@ fn run_python(spec: &ExecSpec, prepared: &Prepared, work: &Path) -> Result<Optio
                 .map_err(|e| format!("preparing the dataset: {e}"))?;
         }
         let _ = std::fs::remove_dir_all(work);
+        if let Some(task_dir) = mark_prepared {
+            super::ranks::mark_prepared(task_dir)?;
+        }
         let result = helper
             .call_method1("run", (spec.script.display().to_string(), argv))
             .map_err(|e| format!("running the script: {e}"))?;
@@ -251,9 +260,12 @@ fn run_python(spec: &ExecSpec, prepared: &Prepared, work: &Path) -> Result<Optio
 
 fn run(task_dir: &Path, pipe: &EventPipe) -> Result<OutputSummary, String> {
     let spec = read_spec(task_dir)?;
+    // Another rank of a multi-rank run (`exec::ranks`) gets no key, prepares nothing and delivers
+    // nothing: rank 0 does.
+    let (rank, world) = super::ranks::rank_of_env()?;
     let key = match &spec.seal {
-        Some(_) => Some(read_key()?),
-        None => None,
+        Some(_) if rank == 0 => Some(read_key()?),
+        _ => None,
     };
     if let Some(plan) = super::sandbox::ChildPlan::from_env()? {
         super::sandbox::enter(&plan).map_err(|e| format!("entering the sandbox: {e}"))?;
@@ -271,12 +283,21 @@ fn run(task_dir: &Path, pipe: &EventPipe) -> Result<OutputSummary, String> {
     std::fs::create_dir_all(&spec.output_dir)
         .map_err(|e| format!("creating {}: {e}", spec.output_dir.display()))?;
     let work = task_dir.join("exec-work");
-    let prepared = prepare::prepare(&spec, &work)?;
+    let prepared = if rank == 0 {
+        prepare::prepare(&spec, &work)?
+    } else {
+        super::ranks::wait_prepared(task_dir);
+        Prepared::Ready
+    };
 
     connect_live(&spec, key, pipe)?;
-    let failure = run_python(&spec, &prepared, &work)?;
+    let mark = (rank == 0 && world > 1).then_some(task_dir);
+    let failure = run_python(&spec, &prepared, &work, mark)?;
     if let Some(reason) = failure {
         return Err(reason);
+    }
+    if rank != 0 {
+        return Ok(OutputSummary::default());
     }
 
     if let Some(sealed) = sealtune_python::take_seal_result() {

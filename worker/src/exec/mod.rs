@@ -40,6 +40,7 @@
 mod child;
 mod leftover;
 mod prepare;
+pub mod ranks;
 pub mod sandbox;
 
 use std::io::Write as _;
@@ -61,6 +62,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use child::child_main;
 pub use leftover::{PID_FILE, kill_leftover};
+pub use ranks::MAX_RANKS;
+use ranks::{Rank, RankRole};
 
 /// File name of the spec in the task directory.
 pub const SPEC_FILE: &str = "exec.json";
@@ -223,6 +226,16 @@ pub enum ExecError {
     /// The child broke the event protocol (bad line, chunks out of order, no end event).
     #[error("the training process broke the event protocol: {0}")]
     Protocol(String),
+    /// One rank of a multi-rank run failed (the first to fail); the other ranks were stopped.
+    #[error("rank {rank} of {world}: {source}")]
+    Rank {
+        /// The rank that failed first.
+        rank: u32,
+        /// The number of ranks.
+        world: u32,
+        /// Why it failed.
+        source: Box<ExecError>,
+    },
 }
 
 fn tail(stderr_tail: &str) -> String {
@@ -246,13 +259,6 @@ struct PipeState {
     protocol_error: Option<String>,
 }
 
-/// How the wait ended.
-enum Ended {
-    Exited(std::io::Result<ExitStatus>),
-    Cancelled,
-    TimedOut,
-}
-
 /// Parent side: spawn `<worker_exe> exec <task_dir>` (the same binary) in `jail`, write nothing secret
 /// in argv/env, forward every event to `events`, turn stdout/stderr lines of the script into `log`
 /// events, kill the child's whole process group on cancel or timeout (and, with a task uid, every
@@ -270,98 +276,342 @@ pub async fn spawn(
     events: Sender<Event>,
     cancel: CancellationToken,
 ) -> Result<ExecOutcome, ExecError> {
-    std::fs::create_dir_all(task_dir).map_err(ExecError::Spawn)?;
-    let writable = [spec.output_dir.as_path()];
-    let result = match jail
-        .before_run(worker_exe, task_dir, &spec.dataset, &writable)
-        .await
-    {
-        Ok(dataset) => {
-            let staged = ExecSpec {
-                dataset,
-                ..spec.clone()
-            };
-            supervise(worker_exe, task_dir, &staged, limits, jail, events, cancel).await
-        }
-        Err(e) => Err(ExecError::Sandbox(e)),
+    let launch = Launch {
+        worker_exe,
+        task_dir,
+        spec,
+        limits,
+        jail,
     };
-    let after = jail.after_run(worker_exe, task_dir).await;
-    match (result, after) {
-        (result, Ok(())) => result,
-        (Ok(_), Err(e)) => Err(ExecError::Sandbox(e)),
-        (Err(first), Err(e)) => {
-            tracing::error!("after a failed run: {e}");
-            Err(first)
-        }
-    }
+    launch.run(1, events, cancel).await
 }
 
-/// [`spawn`] once the task directory is ready: start the child, stream, wait, map the exit.
-async fn supervise(
-    worker_exe: &Path,
-    task_dir: &Path,
-    spec: &ExecSpec,
-    limits: &ExecLimits,
-    jail: &sandbox::Jail,
+/// [`spawn`] as `ranks` processes with torchrun's environment contract (see [`ranks`]): rank 0
+/// prepares the dataset, seals and reports the deliverable; the first rank to fail stops the others.
+/// `ranks` = 1 is [`spawn`].
+pub async fn spawn_ranks(
+    launch: Launch<'_>,
+    ranks: u32,
     events: Sender<Event>,
     cancel: CancellationToken,
 ) -> Result<ExecOutcome, ExecError> {
-    write_spec(task_dir, spec).map_err(ExecError::Spawn)?;
-    let (reader, writer) = std::io::pipe().map_err(ExecError::Spawn)?;
-    let plan = jail.plan(limits.memory_limit_bytes);
-    let mut child = start_child(worker_exe, task_dir, spec, &plan, jail, writer)?;
-    let pid = child
-        .id()
-        .and_then(|id| rustix::process::Pid::from_raw(id as i32));
-    if let Some(pid) = pid {
-        leftover::record(task_dir, pid.as_raw_nonzero().get());
-    }
-    if let Some(seal) = &spec.seal {
-        send_key(&mut child, pid, seal).await?;
-    }
+    launch.run(ranks, events, cancel).await
+}
 
-    let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(reader))
-        .map_err(ExecError::Spawn)?;
-    let pipe_task = tokio::spawn(read_events(pipe, events.clone()));
-    let stdout_task = child
-        .stdout
-        .take()
-        .map(|out| tokio::spawn(forward_output(out, LogLevel::Info, events.clone())));
-    let stderr_task = child
-        .stderr
-        .take()
-        .map(|err| tokio::spawn(forward_output(err, LogLevel::Warn, events.clone())));
+/// What one run of a task needs, whatever its number of ranks.
+#[derive(Debug, Clone, Copy)]
+pub struct Launch<'a> {
+    /// The worker binary (`<worker_exe> exec <task dir>` is the child).
+    pub worker_exe: &'a Path,
+    /// The task directory.
+    pub task_dir: &'a Path,
+    /// What the child runs.
+    pub spec: &'a ExecSpec,
+    /// Timeout and memory.
+    pub limits: &'a ExecLimits,
+    /// The sandbox every process of the run is in.
+    pub jail: &'a sandbox::Jail,
+}
 
-    let ended = tokio::select! {
-        status = child.wait() => Ended::Exited(status),
-        _ = cancel.cancelled() => Ended::Cancelled,
-        _ = tokio::time::sleep(limits.timeout) => Ended::TimedOut,
-    };
-    // Whatever happened, nothing of the task may outlive it (dataloader workers, torch launchers...,
-    // and with a task uid also what left the group, e.g. a `setsid` daemon holding the event pipe).
-    if let Some(pid) = pid {
-        kill_group(pid);
+/// How the wait for one child ended.
+enum Ended {
+    Exited(std::io::Result<ExitStatus>),
+    Cancelled,
+    TimedOut,
+    /// Another rank failed and this one was stopped.
+    Stopped,
+}
+
+impl Ended {
+    /// A child that exited with status 0 (it may still have broken the event protocol).
+    fn is_clean(&self) -> bool {
+        matches!(self, Ended::Exited(Ok(status)) if status.success())
     }
-    leftover::forget(task_dir);
-    if let Err(e) = jail.kill_all(worker_exe).await {
-        tracing::error!("{e}");
-    }
-    let status = match ended {
-        Ended::Exited(status) => status,
-        Ended::Cancelled | Ended::TimedOut => {
-            let _ = child.wait().await;
-            // Drop the readers: their results no longer matter.
-            pipe_task.abort();
-            return Err(if matches!(ended, Ended::Cancelled) {
-                ExecError::Cancelled
-            } else {
-                ExecError::Timeout(limits.timeout)
-            });
+}
+
+/// One started child and the readers of its streams.
+struct Running {
+    child: tokio::process::Child,
+    pid: Option<rustix::process::Pid>,
+    role: RankRole,
+    pipe_task: tokio::task::JoinHandle<PipeState>,
+    stdout_task: Option<tokio::task::JoinHandle<String>>,
+    stderr_task: Option<tokio::task::JoinHandle<String>>,
+}
+
+impl Launch<'_> {
+    async fn run(
+        &self,
+        ranks: u32,
+        events: Sender<Event>,
+        cancel: CancellationToken,
+    ) -> Result<ExecOutcome, ExecError> {
+        std::fs::create_dir_all(self.task_dir).map_err(ExecError::Spawn)?;
+        let writable = [self.spec.output_dir.as_path()];
+        let result = match self
+            .jail
+            .before_run(
+                self.worker_exe,
+                self.task_dir,
+                &self.spec.dataset,
+                &writable,
+            )
+            .await
+        {
+            Ok(dataset) => {
+                let staged = ExecSpec {
+                    dataset,
+                    ..self.spec.clone()
+                };
+                let staged_launch = Launch {
+                    spec: &staged,
+                    ..*self
+                };
+                staged_launch.supervise(ranks, events, cancel).await
+            }
+            Err(e) => Err(ExecError::Sandbox(e)),
+        };
+        let after = self.jail.after_run(self.worker_exe, self.task_dir).await;
+        match (result, after) {
+            (result, Ok(())) => result,
+            (Ok(_), Err(e)) => Err(ExecError::Sandbox(e)),
+            (Err(first), Err(e)) => {
+                tracing::error!("after a failed run: {e}");
+                Err(first)
+            }
         }
+    }
+
+    /// Once the task directory is ready: start the child (or the ranks), stream, wait, map the exit.
+    async fn supervise(
+        &self,
+        ranks: u32,
+        events: Sender<Event>,
+        cancel: CancellationToken,
+    ) -> Result<ExecOutcome, ExecError> {
+        write_spec(self.task_dir, self.spec).map_err(ExecError::Spawn)?;
+        if ranks > 1 {
+            return self.run_world(ranks, events, cancel).await;
+        }
+        let mut running = self
+            .start(None, None, self.limits.memory_limit_bytes, &events)
+            .await?;
+        let deadline = tokio::time::Instant::now() + self.limits.timeout;
+        let ended = running
+            .wait(deadline, &cancel, &CancellationToken::new())
+            .await;
+        self.end_of_run().await;
+        running.finish(ended, self.spec, self.limits).await
+    }
+
+    /// Whatever happened, nothing of the task may outlive it (dataloader workers, torch launchers...,
+    /// and with a task uid also what left the group, e.g. a `setsid` daemon holding the event pipe).
+    async fn end_of_run(&self) {
+        leftover::forget(self.task_dir);
+        if let Err(e) = self.jail.kill_all(self.worker_exe).await {
+            tracing::error!("{e}");
+        }
+    }
+
+    /// Starts one child (one rank of a world, or the only process): the event pipe, the key on
+    /// stdin for the process that seals, the readers of its streams.
+    /// `rank0_pid` is rank 0's process for the other ranks of a world: they join its network
+    /// namespace (`sandbox::net`).
+    async fn start(
+        &self,
+        rank: Option<Rank>,
+        rank0_pid: Option<i32>,
+        memory_limit_bytes: Option<u64>,
+        events: &Sender<Event>,
+    ) -> Result<Running, ExecError> {
+        let (reader, writer) = std::io::pipe().map_err(ExecError::Spawn)?;
+        let mut plan = self.jail.plan(memory_limit_bytes);
+        if rank.is_some() {
+            plan.loopback = true;
+            plan.join_network_of = rank0_pid;
+        }
+        let main = rank.is_none_or(|r| r.is_main());
+        let env = rank.map_or_else(Vec::new, |r| r.env(ranks::threads_per_rank(r.world)));
+        let seal = self.spec.seal.as_ref().filter(|_| main);
+        let mut child = start_child(
+            self.worker_exe,
+            self.task_dir,
+            seal.is_some(),
+            &env,
+            &plan,
+            self.jail,
+            writer,
+        )?;
+        let pid = child
+            .id()
+            .and_then(|id| rustix::process::Pid::from_raw(id as i32));
+        if let (Some(pid), true) = (pid, main) {
+            leftover::record(self.task_dir, pid.as_raw_nonzero().get());
+        }
+        if let Some(seal) = seal {
+            send_key(&mut child, pid, seal).await?;
+        }
+        let role = rank.map_or(RankRole::Main, |r| r.role());
+        let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(reader))
+            .map_err(ExecError::Spawn)?;
+        let pipe_task = tokio::spawn(read_events(pipe, events.clone(), role));
+        let stdout_task = child
+            .stdout
+            .take()
+            .map(|out| tokio::spawn(forward_output(out, LogLevel::Info, events.clone(), role)));
+        let stderr_task = child
+            .stderr
+            .take()
+            .map(|err| tokio::spawn(forward_output(err, LogLevel::Warn, events.clone(), role)));
+        Ok(Running {
+            child,
+            pid,
+            role,
+            pipe_task,
+            stdout_task,
+            stderr_task,
+        })
+    }
+
+    /// `world` ranks: start them all, wait for all; the first to end other than cleanly stops the
+    /// others; then every process of the task uid is killed and the first failure is the run's.
+    async fn run_world(
+        &self,
+        world: u32,
+        events: Sender<Event>,
+        cancel: CancellationToken,
+    ) -> Result<ExecOutcome, ExecError> {
+        let port = ranks::rendezvous_port().map_err(ExecError::Spawn)?;
+        ranks::clear_prepared(self.task_dir).map_err(ExecError::Spawn)?;
+        let memory = self.limits.memory_limit_bytes.map(|m| m / u64::from(world));
+        let mut running: Vec<Running> = Vec::new();
+        for rank in Rank::world(world, port) {
+            let rank0_pid = running
+                .first()
+                .and_then(|r| r.pid)
+                .map(|p| p.as_raw_nonzero().get());
+            match self.start(Some(rank), rank0_pid, memory, &events).await {
+                Ok(r) => running.push(r),
+                Err(e) => {
+                    for r in &running {
+                        if let Some(pid) = r.pid {
+                            kill_group(pid);
+                        }
+                    }
+                    self.end_of_run().await;
+                    return Err(ExecError::Rank {
+                        rank: rank.rank,
+                        world,
+                        source: Box::new(e),
+                    });
+                }
+            }
+        }
+        let stop = CancellationToken::new();
+        let first_failed: Mutex<Option<u32>> = Mutex::new(None);
+        let deadline = tokio::time::Instant::now() + self.limits.timeout;
+        let ended =
+            futures_util::future::join_all(running.iter_mut().zip(0u32..).map(|(r, rank)| {
+                let (stop, first_failed, cancel) = (&stop, &first_failed, &cancel);
+                async move {
+                    let ended = r.wait(deadline, cancel, stop).await;
+                    if !ended.is_clean() && !matches!(ended, Ended::Stopped) {
+                        first_failed
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(rank);
+                        stop.cancel();
+                    }
+                    ended
+                }
+            }))
+            .await;
+        self.end_of_run().await;
+        let mut results = Vec::new();
+        for (r, ended) in running.into_iter().zip(ended) {
+            results.push(r.finish(ended, self.spec, self.limits).await);
+        }
+        let first_failed = *first_failed.lock().unwrap_or_else(|p| p.into_inner());
+        world_result(results, first_failed, world)
+    }
+}
+
+/// The result of a world of ranks: the failure of the first rank that failed (a cancel or timeout
+/// as such), else the first failure any rank's stream shows, else rank 0's outcome.
+fn world_result(
+    results: Vec<Result<ExecOutcome, ExecError>>,
+    first_failed: Option<u32>,
+    world: u32,
+) -> Result<ExecOutcome, ExecError> {
+    let blame = first_failed
+        .map(|k| k as usize)
+        .or_else(|| results.iter().position(Result::is_err));
+    let mut results = results.into_iter();
+    let Some(k) = blame else {
+        return results
+            .next()
+            .unwrap_or(Err(ExecError::Protocol("a world without ranks".into())));
     };
-    let (state, stderr_tail) = drain(pipe_task, stdout_task, stderr_task).await;
-    let status = status.map_err(ExecError::Spawn)?;
-    outcome(status, state, spec, stderr_tail)
+    match results.nth(k) {
+        Some(Err(e @ (ExecError::Cancelled | ExecError::Timeout(_)))) => Err(e),
+        Some(Err(e)) => Err(ExecError::Rank {
+            rank: k as u32,
+            world,
+            source: Box::new(e),
+        }),
+        _ => Err(ExecError::Protocol(format!(
+            "rank {k} of {world} ended without a result"
+        ))),
+    }
+}
+
+impl Running {
+    /// Waits for the child until it exits, `cancel` or `stop` fires, or `deadline` passes; then
+    /// kills its process group.
+    async fn wait(
+        &mut self,
+        deadline: tokio::time::Instant,
+        cancel: &CancellationToken,
+        stop: &CancellationToken,
+    ) -> Ended {
+        let ended = tokio::select! {
+            status = self.child.wait() => Ended::Exited(status),
+            _ = cancel.cancelled() => Ended::Cancelled,
+            _ = tokio::time::sleep_until(deadline) => Ended::TimedOut,
+            _ = stop.cancelled() => Ended::Stopped,
+        };
+        if let Some(pid) = self.pid {
+            kill_group(pid);
+        }
+        ended
+    }
+
+    /// After the wait (and the task uid's processes were killed): drain the streams and map the
+    /// exit to the result.
+    async fn finish(
+        mut self,
+        ended: Ended,
+        spec: &ExecSpec,
+        limits: &ExecLimits,
+    ) -> Result<ExecOutcome, ExecError> {
+        let status = match ended {
+            Ended::Exited(status) => status,
+            Ended::Cancelled | Ended::TimedOut | Ended::Stopped => {
+                let _ = self.child.wait().await;
+                // Drop the readers: their results no longer matter.
+                self.pipe_task.abort();
+                return Err(if matches!(ended, Ended::TimedOut) {
+                    ExecError::Timeout(limits.timeout)
+                } else {
+                    ExecError::Cancelled
+                });
+            }
+        };
+        let (state, stderr_tail) = drain(self.pipe_task, self.stdout_task, self.stderr_task).await;
+        let status = status.map_err(ExecError::Spawn)?;
+        let seal = spec.seal.as_ref().filter(|_| self.role == RankRole::Main);
+        outcome(status, state, seal, stderr_tail)
+    }
 }
 
 /// Spawns `<worker_exe> exec <task_dir>` in its own process group, with the event pipe's write end
@@ -375,7 +625,8 @@ async fn supervise(
 fn start_child(
     worker_exe: &Path,
     task_dir: &Path,
-    spec: &ExecSpec,
+    key_on_stdin: bool,
+    rank_env: &[(&str, String)],
     plan: &sandbox::ChildPlan,
     jail: &sandbox::Jail,
     writer: std::io::PipeWriter,
@@ -390,7 +641,8 @@ fn start_child(
         .env(EVENTS_FD_ENV, writer.as_raw_fd().to_string())
         .env(PARENT_PID_ENV, std::process::id().to_string())
         .env("PYTHONUNBUFFERED", "1")
-        .stdin(if spec.seal.is_some() {
+        .envs(rank_env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(if key_on_stdin {
             Stdio::piped()
         } else {
             Stdio::null()
@@ -471,7 +723,7 @@ async fn drain(
 fn outcome(
     status: ExitStatus,
     state: PipeState,
-    spec: &ExecSpec,
+    seal: Option<&SealSpec>,
     stderr_tail: String,
 ) -> Result<ExecOutcome, ExecError> {
     if let Some(signal) = status.signal() {
@@ -505,7 +757,7 @@ fn outcome(
             sealed: None,
         });
     }
-    let Some(seal) = &spec.seal else {
+    let Some(seal) = seal else {
         return Err(ExecError::Protocol(
             "chunks were sealed but sealing was not requested".into(),
         ));
@@ -633,8 +885,13 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     }
 }
 
-/// Read the child's event pipe: forward every event, collect chunk tags and the end event.
-async fn read_events(pipe: tokio::net::unix::pipe::Receiver, events: Sender<Event>) -> PipeState {
+/// Read the child's event pipe: forward every event, collect chunk tags and the end event. Another
+/// rank's events are not the task's: they reach it as log lines naming the rank ([`other_rank`]).
+async fn read_events(
+    pipe: tokio::net::unix::pipe::Receiver,
+    events: Sender<Event>,
+    role: RankRole,
+) -> PipeState {
     let mut state = PipeState::default();
     let mut lines = LineReader::new(pipe, MAX_EVENT_LINE + 2, false);
     while let Some((line, cut)) = lines.next_line().await {
@@ -654,20 +911,78 @@ async fn read_events(pipe: tokio::net::unix::pipe::Receiver, events: Sender<Even
                 break;
             }
         };
-        match &event {
-            Event::ChunkSealed { index, tag, .. } => {
-                if let Err(e) = state.tags.push(*index, *tag) {
-                    state.protocol_error = Some(e.to_string());
-                    break;
-                }
-            }
-            Event::Finished { output } => state.finished = Some(*output),
-            Event::Failed { reason } => state.failed = Some(reason.clone()),
-            _ => {}
+        let forward = match role {
+            RankRole::Main => main_event(&mut state, event),
+            RankRole::Other(rank) => other_rank(&mut state, rank, event),
+        };
+        if state.protocol_error.is_some() {
+            break;
         }
-        let _ = events.send(event).await;
+        if let Some(event) = forward {
+            let _ = events.send(event).await;
+        }
     }
     state
+}
+
+/// An event of the task's own stream: recorded, and forwarded as it is.
+fn main_event(state: &mut PipeState, event: Event) -> Option<Event> {
+    match &event {
+        Event::ChunkSealed { index, tag, .. } => {
+            if let Err(e) = state.tags.push(*index, *tag) {
+                state.protocol_error = Some(e.to_string());
+            }
+        }
+        Event::Finished { output } => state.finished = Some(*output),
+        Event::Failed { reason } => state.failed = Some(reason.clone()),
+        _ => {}
+    }
+    Some(event)
+}
+
+/// An event of rank `rank` (not 0): its end is recorded, a sealed chunk is refused (only rank 0
+/// seals), and the rest becomes a log line naming the rank.
+fn other_rank(state: &mut PipeState, rank: u32, event: Event) -> Option<Event> {
+    let line = match event {
+        Event::ChunkSealed { .. } => {
+            state.protocol_error = Some(format!("rank {rank} sealed a chunk: only rank 0 seals"));
+            return None;
+        }
+        Event::Finished { output } if output.chunks > 0 => {
+            state.protocol_error = Some(format!(
+                "rank {rank} reported a sealed model: only rank 0 seals"
+            ));
+            return None;
+        }
+        Event::Finished { output } => {
+            state.finished = Some(output);
+            return None;
+        }
+        Event::Started { .. } => return None,
+        Event::Failed { reason } => {
+            state.failed = Some(reason.clone());
+            return Some(Event::log(
+                LogLevel::Error,
+                format!("rank {rank} failed: {reason}"),
+            ));
+        }
+        Event::Log { level, message } => {
+            return Some(Event::log(level, format!("rank {rank}: {message}")));
+        }
+        Event::Progress {
+            step, total, loss, ..
+        } => {
+            let total = total.map_or_else(String::new, |t| format!("/{t}"));
+            let loss = loss.map_or_else(String::new, |l| format!(", loss {l:.4}"));
+            format!("rank {rank}: step {step}{total}{loss}")
+        }
+        Event::Metric { name, value, step } => {
+            let step = step.map_or_else(String::new, |s| format!(" at step {s}"));
+            format!("rank {rank}: {name} = {value}{step}")
+        }
+        other => format!("rank {rank}: {other:?}"),
+    };
+    Some(Event::log(LogLevel::Info, line))
 }
 
 /// Forward the script's output lines as `log` events; returns the last lines (for error messages).
@@ -675,6 +990,7 @@ async fn forward_output<R: AsyncRead + Unpin>(
     reader: R,
     level: LogLevel,
     events: Sender<Event>,
+    role: RankRole,
 ) -> String {
     let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
     let mut lines = LineReader::new(reader, MAX_OUTPUT_LINE, true);
@@ -690,7 +1006,11 @@ async fn forward_output<R: AsyncRead + Unpin>(
             tail.pop_front();
         }
         tail.push_back(text.clone());
-        let _ = events.send(Event::log(level, text)).await;
+        let line = match role {
+            RankRole::Main => text,
+            RankRole::Other(rank) => format!("rank {rank}: {text}"),
+        };
+        let _ = events.send(Event::log(level, line)).await;
     }
     Vec::from(tail).join("\n")
 }

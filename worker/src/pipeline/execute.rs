@@ -78,7 +78,7 @@ pub(super) async fn execute(
             ),
         )
         .await;
-    match run_child(worker, task, &spec_dir, &spec, shutdown).await {
+    match run_child(worker, task, &spec_dir, &spec, model.ranks, shutdown).await {
         Ok(outcome) => {
             if let Some(sealed) = &outcome.sealed {
                 commit_child_seal(worker, task, &spec_dir, &secret, sealed).await?;
@@ -269,6 +269,7 @@ async fn run_child(
     task: &Task,
     dir: &std::path::Path,
     spec: &ExecSpec,
+    ranks: u32,
     shutdown: &CancellationToken,
 ) -> Result<exec::ExecOutcome, exec::ExecError> {
     let limits = ExecLimits {
@@ -280,6 +281,9 @@ async fn run_child(
         .task_log(
             &task.id,
             match jail.uid() {
+                Some(uid) if ranks > 1 => {
+                    format!("training as {ranks} ranks in the sandbox as uid {uid}")
+                }
                 Some(uid) => format!("training in the sandbox as uid {uid}"),
                 None => "training in the sandbox without a task uid (see the worker's start log)"
                     .to_owned(),
@@ -311,7 +315,14 @@ async fn run_child(
         });
     }
     let _ = worker.chain.set_occupied(true).await;
-    let result = exec::spawn(&worker.exe, dir, spec, &limits, &jail, tx, cancel).await;
+    let launch = exec::Launch {
+        worker_exe: &worker.exe,
+        task_dir: dir,
+        spec,
+        limits: &limits,
+        jail: &jail,
+    };
+    let result = exec::spawn_ranks(launch, ranks, tx, cancel).await;
     let _ = worker.chain.set_occupied(false).await;
     *worker.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
     let _ = logger.await;

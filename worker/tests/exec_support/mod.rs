@@ -119,6 +119,72 @@ pub async fn run_with(
     (result, events)
 }
 
+/// Run the task as `ranks` processes (`exec::spawn_ranks`, in the sandbox); returns the result and
+/// every event, in arrival order.
+pub async fn run_ranks(
+    task: &Task,
+    ranks: u32,
+    timeout: Duration,
+    cancel: CancellationToken,
+) -> (Result<ExecOutcome, ExecError>, Vec<Event>) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let collector = tokio::spawn(async move {
+        let mut events = Vec::new();
+        while let Some(e) = rx.recv().await {
+            events.push(e);
+        }
+        events
+    });
+    let limits = ExecLimits {
+        timeout,
+        memory_limit_bytes: None,
+    };
+    let jail = sandbox().jail().unwrap();
+    let launch = exec::Launch {
+        worker_exe: Path::new(env!("CARGO_BIN_EXE_sealtune-worker")),
+        task_dir: task.root(),
+        spec: &task.spec,
+        limits: &limits,
+        jail: &jail,
+    };
+    let result = exec::spawn_ranks(launch, ranks, tx, cancel).await;
+    let events = tokio::time::timeout(Duration::from_secs(10), collector)
+        .await
+        .expect("the event channel closes once spawn returns")
+        .unwrap();
+    (result, events)
+}
+
+/// Live (not zombie) processes whose real uid is `uid`.
+pub fn live_processes_of(uid: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .map(|l| l[name.len()..].trim().to_owned())
+                .unwrap_or_default()
+        };
+        let real_uid = field("Uid:")
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        if real_uid == uid.to_string() && !field("State:").starts_with('Z') {
+            out.push(format!(
+                "{} {}",
+                entry.file_name().to_string_lossy(),
+                field("Name:")
+            ));
+        }
+    }
+    out
+}
+
 pub async fn run(task: &Task) -> (Result<ExecOutcome, ExecError>, Vec<Event>) {
     run_with(task, Duration::from_secs(300), CancellationToken::new()).await
 }

@@ -37,6 +37,7 @@
 pub mod access;
 pub mod env;
 pub mod layers;
+pub mod net;
 pub mod seccomp;
 pub mod uid;
 
@@ -261,6 +262,8 @@ impl Sandbox {
             seccomp: self.report.stands(Layer::Seccomp),
             no_new_privs: self.report.stands(Layer::NoNewPrivs),
             network_namespace: self.report.stands(Layer::NetworkNamespace),
+            loopback: false,
+            join_network_of: None,
             memory_limit_bytes: None,
         };
         Ok(Jail {
@@ -365,6 +368,14 @@ pub struct ChildPlan {
     pub no_new_privs: bool,
     /// Enter a fresh network namespace (as root, before the uid switch).
     pub network_namespace: bool,
+    /// With `network_namespace`: bring the namespace's loopback up (the ranks of a multi-rank task
+    /// talk over it; a single process has no use for it).
+    #[serde(default)]
+    pub loopback: bool,
+    /// With `network_namespace`: join the namespace of this process (rank 0 of the same task)
+    /// instead of making one ([`net::join`]).
+    #[serde(default)]
+    pub join_network_of: Option<i32>,
     /// Cap the data segment (`RLIMIT_DATA`) at this many bytes, set by the child on itself before
     /// the uid switch (lowering a limit needs no privilege, unlike the parent's `prlimit` on a child
     /// that already switched uid, which needs `CAP_SYS_RESOURCE`: not in a default Docker container).
@@ -396,18 +407,10 @@ pub fn enter(plan: &ChildPlan) -> Result<(), String> {
         rustix::process::setrlimit(rustix::process::Resource::Data, rlimit)
             .map_err(|e| format!("setting RLIMIT_DATA to {limit} bytes: {e}"))?;
     }
-    if plan.network_namespace {
-        // SAFETY: unshare(CLONE_NEWNET) takes no pointers; the process is single-threaded here and
-        // only its network namespace changes (no file-descriptor-table or fs-struct sharing is
-        // undone, which is what makes `unshare` unsafe in general).
-        #[allow(unsafe_code)]
-        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-        if rc != 0 {
-            return Err(format!(
-                "entering a network namespace: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
+    match (plan.network_namespace, plan.join_network_of) {
+        (true, Some(pid)) => net::join(pid)?,
+        (true, None) => net::enter_new(plan.loopback)?,
+        (false, _) => {}
     }
     if let Some(uid) = plan.uid {
         uid::become_uid(uid)?;
