@@ -8,6 +8,9 @@
 //! `limits.training_restarts` times. A graceful stop (`SIGTERM`) during training kills the child
 //! and puts the task back in `SetUp`, not counting the stopped attempt: the operator stopped the
 //! worker, the task did nothing wrong, and it trains again at the next start.
+//!
+//! While the child runs, the customer's account is watched and a cancel can stop it: a task stopped
+//! during training is settled by [`super::cancel`], never delivered.
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +34,11 @@ pub(super) async fn execute(
     shutdown: &CancellationToken,
 ) -> Result<(), StepError> {
     kill_leftover(worker, task).await?;
+    if task.cancelled.is_some() {
+        // Stopped during training (a cancel, or the funds retrieved) before a restart: settled,
+        // never trained again.
+        return super::cancel::settle_cancelled(worker, task).await;
+    }
     if task.progress == TaskState::Training && sealed_before_restart(worker, task).await? {
         return Ok(());
     }
@@ -77,7 +85,21 @@ pub(super) async fn execute(
             ),
         )
         .await;
-    match run_child(worker, task, &spec_dir, &spec, shutdown).await {
+    let outcome = run_child(worker, task, &spec_dir, &spec, shutdown).await;
+    if let Some(stopped) = worker
+        .store
+        .get(&task.id)
+        .await?
+        .filter(|t| t.cancelled.is_some())
+    {
+        // Stopped during training: nothing is delivered, whatever the child did. A graceful stop
+        // of the worker leaves the settlement to the next start (the task stays in `Training`).
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        return super::cancel::settle_cancelled(worker, &stopped).await;
+    }
+    match outcome {
         Ok(outcome) => {
             if let Some(sealed) = &outcome.sealed {
                 commit_child_seal(worker, task, &spec_dir, &secret, sealed).await?;
@@ -309,8 +331,16 @@ async fn run_child(
             crash.hit("during-training");
         });
     }
+    // A cancel committed before the token was published stops the child at once.
+    if let Ok(Some(t)) = worker.store.get(&task.id).await
+        && t.cancelled.is_some()
+    {
+        cancel.cancel();
+    }
+    let watcher = tokio::spawn(super::cancel::watch_funds(worker.clone(), task.clone()));
     let _ = worker.chain.set_occupied(true).await;
     let result = exec::spawn(&worker.exe, dir, spec, &limits, &jail, tx, cancel).await;
+    watcher.abort();
     let _ = worker.chain.set_occupied(false).await;
     *worker.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
     let _ = logger.await;

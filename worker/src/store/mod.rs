@@ -302,6 +302,57 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Marks `id`, which must be in `Training` and not stopped yet, as stopped during training for
+    /// `reason` (a cancel, or the funds retrieved). Returns whether it did (the first reason wins).
+    pub async fn cancel_training(
+        &self,
+        id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tasks SET cancelled = ?, updated_at = ? WHERE id = ? AND progress = ? AND cancelled IS NULL",
+        )
+        .bind(reason)
+        .bind(now)
+        .bind(id)
+        .bind(TaskState::Training.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends a task stopped during training: `Training` → `Failed` with `reason`, recording what its
+    /// settlement charged (`fee`, from the chain's `FeesSettled`; zero and no `tx` when nothing was
+    /// settled). Returns whether it moved.
+    pub async fn finish_cancelled(
+        &self,
+        id: &str,
+        reason: &str,
+        tx: Option<B256>,
+        fee: U256,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tasks SET progress = ?, fail_reason = ?, settle_tx = ?, settled_fee = ?,
+             settled_acknowledged = 0, updated_at = ? WHERE id = ? AND progress = ?",
+        )
+        .bind(TaskState::Failed.as_str())
+        .bind(reason)
+        .bind(tx.map(|t| t.to_string()))
+        .bind(fee.to_string())
+        .bind(now)
+        .bind(id)
+        .bind(TaskState::Training.as_str())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            self.log(id, &format!("task failed: {reason}"), now * 1000)
+                .await?;
+        }
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Records the setup results.
     pub async fn set_setup(
         &self,
