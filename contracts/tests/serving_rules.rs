@@ -116,31 +116,54 @@ async fn owner_acknowledgement_names_the_signer_it_acknowledges(env: &Env) {
         .unwrap();
     let (p, verified) = (env.provider.address(), env.tee.address());
     assert_revert(
-        send!(env.serving(&env.user).acknowledgeTEESignerByOwnerFor(p, verified)),
+        send!(
+            env.serving(&env.user)
+                .acknowledgeTEESignerByOwnerFor(p, verified)
+        ),
         "OwnableUnauthorizedAccount",
     );
     // The provider swaps its signer in front of the owner's acknowledgement of the verified one.
     let swapped = Address::repeat_byte(0x66);
     register(&serving, swapped, U256::ZERO).await.unwrap();
     let msg = assert_revert(
-        send!(env.serving(&env.owner).acknowledgeTEESignerByOwnerFor(p, verified)),
+        send!(
+            env.serving(&env.owner)
+                .acknowledgeTEESignerByOwnerFor(p, verified)
+        ),
         "TEESignerMismatch",
     );
     assert!(msg.contains(&swapped.to_string()), "{msg}");
     assert_revert(
-        send!(env.serving(&env.owner).acknowledgeTEESignerByOwnerFor(p, Address::ZERO)),
+        send!(
+            env.serving(&env.owner)
+                .acknowledgeTEESignerByOwnerFor(p, Address::ZERO)
+        ),
         "TEESignerMismatch",
     );
     let s = serving.getService(p).call().await.unwrap();
     assert!(!s.teeSignerAcknowledged);
     // Back to the verified signer: acknowledged, and the event names it.
     register(&serving, verified, U256::ZERO).await.unwrap();
-    let receipt = send!(env.serving(&env.owner).acknowledgeTEESignerByOwnerFor(p, verified)).unwrap();
+    let receipt = send!(
+        env.serving(&env.owner)
+            .acknowledgeTEESignerByOwnerFor(p, verified)
+    )
+    .unwrap();
     let event = receipt
         .decoded_log::<sealtune_contracts::bindings::FineTuningServing::ProviderTEESignerAcknowledged>()
         .expect("ProviderTEESignerAcknowledged");
-    assert_eq!((event.teeSignerAddress, event.acknowledged), (verified, true));
-    assert!(serving.getService(p).call().await.unwrap().teeSignerAcknowledged);
+    assert_eq!(
+        (event.teeSignerAddress, event.acknowledged),
+        (verified, true)
+    );
+    assert!(
+        serving
+            .getService(p)
+            .call()
+            .await
+            .unwrap()
+            .teeSignerAcknowledged
+    );
 }
 
 /// Issue 18: a TEE signer address serves one provider: another provider cannot register it (and so
@@ -158,9 +181,13 @@ async fn a_tee_signer_serves_one_provider(env: &Env) {
         .unwrap();
     assert_revert(register(&other, tee, U256::ZERO).await, "TEESignerInUse");
     // The first provider moves to another signer: the old one is free.
-    register(&env.serving(&env.provider), Address::repeat_byte(0x78), U256::ZERO)
-        .await
-        .unwrap();
+    register(
+        &env.serving(&env.provider),
+        Address::repeat_byte(0x78),
+        U256::ZERO,
+    )
+    .await
+    .unwrap();
     register(&other, tee, U256::ZERO).await.unwrap();
     // A removed service frees its signer.
     assert_revert(
@@ -853,13 +880,23 @@ async fn penalty_settlement_needs_only_the_penalty_in_balance(env: &Env) {
     env.settle(env.input(&env.tee, "task", &[], 1, ether(10), u))
         .await
         .unwrap();
-    let acc = env.serving(&env.user).getAccount(u, p).call().await.unwrap();
+    let acc = env
+        .serving(&env.user)
+        .getAccount(u, p)
+        .call()
+        .await
+        .unwrap();
     assert_eq!(acc.balance, ether(2));
     // More than the balance holds even as a penalty (30% of 20 = 6 > 2): refused.
-    send!(env.serving(&env.provider).addDeliverable(u, "next".into(), Bytes::copy_from_slice(&ROOT)))
-        .unwrap();
+    send!(env.serving(&env.provider).addDeliverable(
+        u,
+        "next".into(),
+        Bytes::copy_from_slice(&ROOT)
+    ))
+    .unwrap();
     let msg = assert_revert(
-        env.settle(env.input(&env.tee, "next", &[], 2, ether(20), u)).await,
+        env.settle(env.input(&env.tee, "next", &[], 2, ether(20), u))
+            .await,
         "InvalidVerifierInput",
     );
     assert!(msg.contains("insufficient balance"), "{msg}");

@@ -359,14 +359,14 @@ async fn cancel_task(
 /// delivered, the penalty share of the fee is charged on chain). Repeating it answers the same.
 async fn cancel_training(worker: &Worker, task: &Task) -> ApiResult<Response> {
     let id = &task.id;
-    let stopped = crate::pipeline::cancel::request(worker, id, crate::pipeline::cancel::BY_CUSTOMER)
-        .await?
-        || task.cancelled.is_some()
-        || worker
-            .store
-            .get(id)
-            .await?
-            .is_some_and(|t| t.cancelled.is_some());
+    let stopped =
+        crate::pipeline::cancel::request(worker, id, crate::pipeline::cancel::BY_CUSTOMER).await?
+            || task.cancelled.is_some()
+            || worker
+                .store
+                .get(id)
+                .await?
+                .is_some_and(|t| t.cancelled.is_some());
     if !stopped {
         return Err(ApiError::conflict(format!(
             "task {id} finished training meanwhile: it can no longer be cancelled"

@@ -288,10 +288,7 @@ impl Chain {
         user: Address,
         id: &str,
     ) -> Result<TransactionReceipt, ContractError> {
-        send!(
-            self,
-            self.serving.abandonDeliverable(user, id.to_owned())
-        )
+        send!(self, self.serving.abandonDeliverable(user, id.to_owned()))
     }
 
     /// `settleFees(input)`.

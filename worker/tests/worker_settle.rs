@@ -123,7 +123,10 @@ async fn a_settlement_refused_for_good_abandons_the_deliverable_and_the_next_tas
         .call()
         .await
         .unwrap();
-    assert!(d.settled && d.encryptedSecret.is_empty(), "abandoned, key withheld");
+    assert!(
+        d.settled && d.encryptedSecret.is_empty(),
+        "abandoned, key withheld"
+    );
 
     top_up(&stack, 2, 5).await;
     let next = submit(&stack, 2, 2).await;
@@ -207,7 +210,11 @@ async fn cancel_while_training_charges_the_penalty_retrieving_funds_cannot_escap
         d.modelRootHash.iter().all(|b| *b == 0) && d.settled && d.encryptedSecret.is_empty(),
         "no model: an all-zero root, settled, no key"
     );
-    assert_ne!(download(&stack, 2, &id).await.status(), 200, "nothing delivered");
+    assert_ne!(
+        download(&stack, 2, &id).await.status(),
+        200,
+        "nothing delivered"
+    );
     assert_eq!(cancel(&stack, 2, &id).await, 409, "ended");
 
     // The customer retrieves the funds behind the fee during training.

@@ -82,7 +82,10 @@ pub(super) async fn watch_funds(worker: Arc<Worker>, task: Task) {
                     .to_owned()
             }
             Err(e) => {
-                tracing::warn!(task = task.id, "cannot read the account during training: {e}");
+                tracing::warn!(
+                    task = task.id,
+                    "cannot read the account during training: {e}"
+                );
                 continue;
             }
         };
@@ -101,11 +104,23 @@ pub(super) async fn settle_cancelled(worker: &Worker, task: &Task) -> Result<(),
     discard_outputs(worker, task).await?;
     let fee = task.task_fee.unwrap_or(U256::ZERO);
     if fee.is_zero() {
-        return finish(worker, task, format!("{reason}; nothing is charged"), None, fee).await;
+        return finish(
+            worker,
+            task,
+            format!("{reason}; nothing is charged"),
+            None,
+            fee,
+        )
+        .await;
     }
     let user = task.user_address;
     let read = |e| chain_err("reading the deliverable", e);
-    let d = match worker.chain.deliverable(user, &task.id).await.map_err(read)? {
+    let d = match worker
+        .chain
+        .deliverable(user, &task.id)
+        .await
+        .map_err(read)?
+    {
         Some(d) => d,
         None => {
             if let Err(e) = worker
@@ -116,7 +131,8 @@ pub(super) async fn settle_cancelled(worker: &Worker, task: &Task) -> Result<(),
                 if !crate::chain::is_permanent(&e) {
                     return Err(chain_err("addDeliverable (cancel)", e));
                 }
-                let why = format!("{reason}; the cancel could not be charged ({e}): nothing is charged");
+                let why =
+                    format!("{reason}; the cancel could not be charged ({e}): nothing is charged");
                 return finish(worker, task, why, None, U256::ZERO).await;
             }
             worker
@@ -148,7 +164,9 @@ pub(super) async fn settle_cancelled(worker: &Worker, task: &Task) -> Result<(),
 }
 
 fn charged(reason: &str, fee: U256) -> String {
-    format!("{reason}; {fee} neuron charged (the penalty share of the fee, as for a model never acknowledged)")
+    format!(
+        "{reason}; {fee} neuron charged (the penalty share of the fee, as for a model never acknowledged)"
+    )
 }
 
 /// Deletes what the stopped run wrote (output, sealed files): nothing of it is delivered.
@@ -176,9 +194,7 @@ async fn finish(
         .finish_cancelled(&task.id, &reason, tx, fee, worker.clock.now())
         .await?
     {
-        worker
-            .metrics
-            .state(crate::store::TaskState::Failed);
+        worker.metrics.state(crate::store::TaskState::Failed);
     }
     Ok(())
 }

@@ -208,10 +208,7 @@ async fn due(
             )
             .await;
     }
-    Ok(Some(Settlement {
-        old_signer,
-        fee,
-    }))
+    Ok(Some(Settlement { old_signer, fee }))
 }
 
 /// Settles `task` on chain and commits the outcome: `Finished` with what was charged, or `Failed`
@@ -225,7 +222,11 @@ async fn send(
     let settled = match settle_deliverable(worker, task, d, s.fee).await? {
         Outcome::Charged(settled) => settled,
         Outcome::Abandoned(reason) => {
-            if let Ok(true) = worker.store.fail(&task.id, &reason, worker.clock.now()).await {
+            if let Ok(true) = worker
+                .store
+                .fail(&task.id, &reason, worker.clock.now())
+                .await
+            {
                 worker.metrics.state(TaskState::Failed);
             }
             return Ok(());
