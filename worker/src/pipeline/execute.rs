@@ -104,8 +104,7 @@ pub(super) async fn execute(
             if let Some(sealed) = &outcome.sealed {
                 commit_child_seal(worker, task, &spec_dir, &secret, sealed).await?;
             }
-            enter(worker, task, &[TaskState::Training], TaskState::Trained).await?;
-            Ok(())
+            enter_trained(worker, task).await
         }
         Err(exec::ExecError::Cancelled) if shutdown.is_cancelled() => requeue(worker, task).await,
         Err(e) => Err(StepError::Fail(format!("training failed: {e}"))),
@@ -146,8 +145,23 @@ async fn sealed_before_restart(worker: &Worker, task: &Task) -> Result<bool, Ste
             "the worker restarted after the model was sealed and committed: that sealed model is used",
         )
         .await;
-    enter(worker, task, &[TaskState::Training], TaskState::Trained).await?;
+    enter_trained(worker, task).await?;
     Ok(true)
+}
+
+/// `Training` → `Trained`, unless the task was stopped during training meanwhile (a cancel that
+/// came after the child finished): then nothing is delivered and the cancel is settled instead.
+async fn enter_trained(worker: &Worker, task: &Task) -> Result<(), StepError> {
+    if worker.store.trained(&task.id, worker.clock.now()).await? {
+        worker.metrics.state(TaskState::Trained);
+        return Ok(());
+    }
+    match worker.store.get(&task.id).await? {
+        Some(t) if t.progress == TaskState::Training && t.cancelled.is_some() => {
+            super::cancel::settle_cancelled(worker, &t).await
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The file the child sealed under the temporary name: its own tags must give the digest the child
