@@ -88,7 +88,7 @@ async fn a_settlement_refused_for_good_abandons_the_deliverable_and_the_next_tas
     let stack = Stack::start(
         env!("CARGO_BIN_EXE_sealtune-worker"),
         StackOptions {
-            ack_timeout: "15s",
+            ack_timeout: "25s",
             ..Default::default()
         },
     )
