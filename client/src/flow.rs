@@ -466,7 +466,8 @@ impl Client {
         Ok((id, log))
     }
 
-    /// Cancel `task_id` (only before training starts).
+    /// Cancel `task_id`: free before training; during training (sealtune providers) the training
+    /// stops and the penalty share of the fee is charged (docs/customer-guide.md).
     pub async fn cancel_task(&self, provider: Address, task_id: &str) -> Result<String> {
         let uuid = request::parse_task_id(task_id)?;
         let (_, api) = self.provider_api(provider).await?;

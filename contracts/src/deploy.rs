@@ -125,13 +125,17 @@ where
     Ok(Deployment { serving, ledger })
 }
 
-/// As the contract owner (the provider's default signer), acknowledges the current TEE signer of
-/// `provider_address`'s service. Only do this after verifying the provider's attestation; on local
-/// chains it stands in for that verification.
+/// As the contract owner (the provider's default signer), acknowledges `signer` as the TEE signer
+/// of `provider_address`'s service, through `acknowledgeTEESignerByOwnerFor`: it reverts
+/// `TEESignerMismatch` when the service names another signer, so a provider cannot swap in a signer
+/// in front of the acknowledgement (the official `acknowledgeTEESignerByOwner(provider)`
+/// acknowledges whatever signer is current). Only do this after verifying `signer`'s attestation;
+/// on local chains it stands in for that verification.
 pub async fn acknowledge_tee_signer<P>(
     provider: &P,
     deployment: &Deployment,
     provider_address: Address,
+    signer: Address,
 ) -> Result<TransactionReceipt, ContractError>
 where
     P: Provider,
@@ -139,7 +143,7 @@ where
     let serving = FineTuningServing::new(deployment.serving, provider);
     confirm(
         serving
-            .acknowledgeTEESignerByOwner(provider_address)
+            .acknowledgeTEESignerByOwnerFor(provider_address, signer)
             .send()
             .await?,
         provider,

@@ -121,6 +121,8 @@ fn serving_name(e: &S) -> &'static str {
         SecretShouldBeEmpty,
         SecretShouldNotBeEmpty,
         ServiceNotExist,
+        TEESignerInUse,
+        TEESignerMismatch,
         TooManyRefunds,
         TransferToLedgerFailed,
     )
@@ -192,6 +194,8 @@ fn serving_explain(e: &S) -> String {
         S::SecretShouldBeEmpty(_) => "the deliverable was not acknowledged: settle with an empty encrypted secret (penalty fee)".into(),
         S::SecretShouldNotBeEmpty(_) => "the deliverable was acknowledged: settle with the encrypted model key".into(),
         S::ServiceNotExist(x) => format!("provider {} has no registered service: call addOrUpdateService first", x.provider),
+        S::TEESignerInUse(x) => format!("TEE signer {} already serves provider {}: a signer address serves one provider", x.signer, x.provider),
+        S::TEESignerMismatch(x) => format!("the service's TEE signer is {}, not {}: verify the current signer's attestation and acknowledge that one", x.current, x.expected),
         S::TooManyRefunds(x) => format!("user {} already has 5 pending refunds with provider {}: wait for the lock time and retrieve them first", x.user, x.provider),
         S::TransferToLedgerFailed(_) => "returning funds to the ledger failed: is the serving contract registered in the ledger?".into(),
     }

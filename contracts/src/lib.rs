@@ -5,7 +5,8 @@
 //!
 //! * `sol/` holds the Solidity sources (written for sealtune, ABI-compatible with 0G's contracts:
 //!   every entry of the official ABI files exists with the same signature, plus
-//!   `abandonDeliverable`). FineTuningServing is split into an entry point
+//!   `abandonDeliverable` and `acknowledgeTEESignerByOwnerFor`; a TEE signer serves one provider,
+//!   and the penalty path of `settleFees` needs only the penalty in balance: docs/PROTOCOL.md §1). FineTuningServing is split into an entry point
 //!   (`fine-tuning/FineTuningServing.sol`) and account, service and verifier libraries.
 //! * `build.cjs` compiles them with the pinned solc-js into `artifacts/` (committed); a test fails
 //!   when the committed artifacts differ from a fresh compile.

@@ -20,6 +20,8 @@ fn main() -> std::process::ExitCode {
             remove_service_returns_stake,
             signer_change_clears_owner_acknowledgement,
             only_owner_acknowledges_or_revokes_tee_signer,
+            owner_acknowledgement_names_the_signer_it_acknowledges,
+            a_tee_signer_serves_one_provider,
             funding_acknowledges_tee_signer,
             revoke_acknowledgement_only_at_zero_balance,
             account_functions_only_by_ledger,
@@ -44,6 +46,7 @@ fn main() -> std::process::ExitCode {
             settle_requires_owner_acknowledged_signer,
             settle_requires_user_acknowledged_signer,
             settle_rejects_insufficient_balance,
+            penalty_settlement_needs_only_the_penalty_in_balance,
             settle_cancels_pending_refunds_when_needed,
             contract_digest_matches_rust_eip712,
             paging_views_limit_50,
@@ -102,6 +105,99 @@ async fn remove_service_returns_stake(env: &Env) {
     assert_eq!(env.balance(env.deployment.serving).await, U256::ZERO);
     assert_revert(send!(serving.removeService()), "ServiceNotExist");
     assert!(serving.getAllServices().call().await.unwrap().is_empty());
+}
+
+/// Issue 18: `acknowledgeTEESignerByOwnerFor(provider, signer)` acknowledges only the signer it names:
+/// a provider that swaps in another signer after the owner verified one gets no acknowledgement.
+async fn owner_acknowledgement_names_the_signer_it_acknowledges(env: &Env) {
+    let serving = env.serving(&env.provider);
+    register(&serving, env.tee.address(), ether(100))
+        .await
+        .unwrap();
+    let (p, verified) = (env.provider.address(), env.tee.address());
+    assert_revert(
+        send!(
+            env.serving(&env.user)
+                .acknowledgeTEESignerByOwnerFor(p, verified)
+        ),
+        "OwnableUnauthorizedAccount",
+    );
+    // The provider swaps its signer in front of the owner's acknowledgement of the verified one.
+    let swapped = Address::repeat_byte(0x66);
+    register(&serving, swapped, U256::ZERO).await.unwrap();
+    let msg = assert_revert(
+        send!(
+            env.serving(&env.owner)
+                .acknowledgeTEESignerByOwnerFor(p, verified)
+        ),
+        "TEESignerMismatch",
+    );
+    assert!(msg.contains(&swapped.to_string()), "{msg}");
+    assert_revert(
+        send!(
+            env.serving(&env.owner)
+                .acknowledgeTEESignerByOwnerFor(p, Address::ZERO)
+        ),
+        "TEESignerMismatch",
+    );
+    let s = serving.getService(p).call().await.unwrap();
+    assert!(!s.teeSignerAcknowledged);
+    // Back to the verified signer: acknowledged, and the event names it.
+    register(&serving, verified, U256::ZERO).await.unwrap();
+    let receipt = send!(
+        env.serving(&env.owner)
+            .acknowledgeTEESignerByOwnerFor(p, verified)
+    )
+    .unwrap();
+    let event = receipt
+        .decoded_log::<sealtune_contracts::bindings::FineTuningServing::ProviderTEESignerAcknowledged>()
+        .expect("ProviderTEESignerAcknowledged");
+    assert_eq!(
+        (event.teeSignerAddress, event.acknowledged),
+        (verified, true)
+    );
+    assert!(
+        serving
+            .getService(p)
+            .call()
+            .await
+            .unwrap()
+            .teeSignerAcknowledged
+    );
+}
+
+/// Issue 18: a TEE signer address serves one provider: another provider cannot register it (and so
+/// cannot inherit customers' acknowledgements of it); it is free again once its provider moved on.
+async fn a_tee_signer_serves_one_provider(env: &Env) {
+    let tee = env.tee.address();
+    register(&env.serving(&env.provider), tee, ether(100))
+        .await
+        .unwrap();
+    let other = env.serving(&env.user2);
+    let msg = assert_revert(register(&other, tee, ether(100)).await, "TEESignerInUse");
+    assert!(msg.contains(&env.provider.address().to_string()), "{msg}");
+    register(&other, Address::repeat_byte(0x77), ether(100))
+        .await
+        .unwrap();
+    assert_revert(register(&other, tee, U256::ZERO).await, "TEESignerInUse");
+    // The first provider moves to another signer: the old one is free.
+    register(
+        &env.serving(&env.provider),
+        Address::repeat_byte(0x78),
+        U256::ZERO,
+    )
+    .await
+    .unwrap();
+    register(&other, tee, U256::ZERO).await.unwrap();
+    // A removed service frees its signer.
+    assert_revert(
+        register(&env.serving(&env.provider), tee, U256::ZERO).await,
+        "TEESignerInUse",
+    );
+    send!(other.removeService()).unwrap();
+    register(&env.serving(&env.provider), tee, U256::ZERO)
+        .await
+        .unwrap();
 }
 
 async fn signer_change_clears_owner_acknowledgement(env: &Env) {
@@ -774,6 +870,36 @@ async fn settle_requires_user_acknowledged_signer(env: &Env) {
         "InvalidVerifierInput",
     );
     assert!(msg.contains("user has not acknowledged"), "{msg}");
+}
+
+/// Issue 18: the 30% path charges only the penalty, so only the penalty must be in the balance (5
+/// ether held, a 10 ether fee: 3 ether charged).
+async fn penalty_settlement_needs_only_the_penalty_in_balance(env: &Env) {
+    let env = ready(env, false).await;
+    let (u, p) = (env.user.address(), env.provider.address());
+    env.settle(env.input(&env.tee, "task", &[], 1, ether(10), u))
+        .await
+        .unwrap();
+    let acc = env
+        .serving(&env.user)
+        .getAccount(u, p)
+        .call()
+        .await
+        .unwrap();
+    assert_eq!(acc.balance, ether(2));
+    // More than the balance holds even as a penalty (30% of 20 = 6 > 2): refused.
+    send!(env.serving(&env.provider).addDeliverable(
+        u,
+        "next".into(),
+        Bytes::copy_from_slice(&ROOT)
+    ))
+    .unwrap();
+    let msg = assert_revert(
+        env.settle(env.input(&env.tee, "next", &[], 2, ether(20), u))
+            .await,
+        "InvalidVerifierInput",
+    );
+    assert!(msg.contains("insufficient balance"), "{msg}");
 }
 
 async fn settle_rejects_insufficient_balance(env: &Env) {

@@ -295,13 +295,28 @@ impl Stack {
         .unwrap_or_else(|e| panic!("acknowledgeDeliverable({id}): {e}"));
     }
 
-    /// The owner acknowledges the worker's TEE signer (stands in for verifying its quote).
+    /// The TEE signer the worker's attestation (`GET /v1/quote`) names.
+    pub async fn quoted_signer(&self) -> Address {
+        let q: serde_json::Value = sent(self.http.get(self.url("/v1/quote")))
+            .await
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("/v1/quote is not JSON: {e}"));
+        q["signer"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no signer in /v1/quote: {q}"))
+    }
+
+    /// The owner acknowledges the TEE signer the worker's quote names (stands in for verifying that
+    /// quote), through `acknowledgeTEESignerByOwnerFor`: it fails if the service names another one.
     pub async fn ack_signer(&self) {
         let owner = self.anvil.wallet(&signer(0));
         sealtune_contracts::acknowledge_tee_signer(
             &owner,
             &self.deployment,
             self.provider_address(),
+            self.quoted_signer().await,
         )
         .await
         .unwrap_or_else(|e| panic!("acknowledge TEE signer: {e}"));

@@ -331,9 +331,12 @@ async fn cancel_task(
     let signature = request::parse_signature(&body.signature).map_err(request_err)?;
     let user = parse_addr(&addr)?;
     request::verify_cancel(user, &uuid, &signature).map_err(request_err)?;
+    if task.progress == TaskState::Training {
+        return cancel_training(&worker, &task).await;
+    }
     if !task.progress.is_cancellable() {
         return Err(ApiError::conflict(format!(
-            "task {id} is {}: it can only be cancelled before training starts",
+            "task {id} is {}: it can only be cancelled before it is trained",
             task.progress
         )));
     }
@@ -350,6 +353,26 @@ async fn cancel_task(
             "task cancelled by the customer before training; nothing is charged",
         )
         .await;
+    Ok((StatusCode::OK, "task cancelled").into_response())
+}
+
+/// The owner's cancel of a task in `Training` (`pipeline::cancel`: the child stops, nothing is
+/// delivered, the penalty share of the fee is charged on chain). Repeating it answers the same.
+async fn cancel_training(worker: &Worker, task: &Task) -> ApiResult<Response> {
+    let id = &task.id;
+    let stopped =
+        crate::pipeline::cancel::request(worker, id, crate::pipeline::cancel::BY_CUSTOMER).await?
+            || task.cancelled.is_some()
+            || worker
+                .store
+                .get(id)
+                .await?
+                .is_some_and(|t| t.cancelled.is_some());
+    if !stopped {
+        return Err(ApiError::conflict(format!(
+            "task {id} finished training meanwhile: it can no longer be cancelled"
+        )));
+    }
     Ok((StatusCode::OK, "task cancelled").into_response())
 }
 

@@ -281,6 +281,16 @@ impl Chain {
         )
     }
 
+    /// `abandonDeliverable(user, id)`: closes an unsettled deliverable without charge, so that it
+    /// no longer blocks the account's next one.
+    pub async fn abandon_deliverable(
+        &self,
+        user: Address,
+        id: &str,
+    ) -> Result<TransactionReceipt, ContractError> {
+        send!(self, self.serving.abandonDeliverable(user, id.to_owned()))
+    }
+
     /// `settleFees(input)`.
     pub async fn settle(
         &self,

@@ -108,6 +108,10 @@ pub enum ChainAction {
         /// The provider whose signer is acknowledged.
         #[arg(long)]
         provider: Address,
+        /// The TEE signer acknowledged: the one whose attestation was verified (e.g. `signer` in the
+        /// provider's `GET /v1/quote`). Refused on chain when the service names another signer.
+        #[arg(long)]
+        signer: Address,
     },
 }
 
@@ -260,14 +264,18 @@ async fn chain_action(action: ChainAction) -> anyhow::Result<()> {
             serving,
             ledger,
             provider: who,
+            signer: tee,
         } => {
             let signer: PrivateKeySigner = key.parse().context("--key is not a private key")?;
             let provider = ProviderBuilder::new()
                 .wallet(signer)
                 .connect_http(rpc.parse()?);
             let d = sealtune_contracts::Deployment { serving, ledger };
-            sealtune_contracts::acknowledge_tee_signer(&provider, &d, who).await?;
-            println!("{}", serde_json::json!({"acknowledged": who.to_string()}));
+            sealtune_contracts::acknowledge_tee_signer(&provider, &d, who, tee).await?;
+            println!(
+                "{}",
+                serde_json::json!({"acknowledged": who.to_string(), "signer": tee.to_string()})
+            );
         }
     }
     Ok(())

@@ -345,15 +345,9 @@ async fn cancel_before_training_and_queue_rules() {
     let t = get_task(&stack, 3, &b).await;
     assert_eq!(t["progress"], "Failed");
     assert_eq!(t["failReason"], "cancelled by the customer");
-    // Task a is training (or beyond): cancel is refused.
-    wait_state(
-        &stack,
-        2,
-        &a,
-        &["Training", "Trained", "Delivering", "Delivered"],
-        Duration::from_secs(60),
-    )
-    .await;
+    // Task a is trained and delivered: cancel is refused (a cancel during training is
+    // `worker_settle.rs`'s).
+    wait_state(&stack, 2, &a, &["Delivered"], Duration::from_secs(60)).await;
     let user = signer(2).address().to_checksum(None);
     let sig = sealtune_protocol::request::sign_cancel(&k256_key(2), &a.parse().unwrap());
     let r = stack
@@ -364,6 +358,14 @@ async fn cancel_before_training_and_queue_rules() {
         .await
         .unwrap();
     assert_eq!(r.status(), 409);
+    let e: Value = r.json().await.unwrap();
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("can only be cancelled before it is trained"),
+        "{e}"
+    );
 }
 
 /// `/openapi.json` route by route against the running router: every documented path answers each

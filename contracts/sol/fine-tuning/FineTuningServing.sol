@@ -120,6 +120,16 @@ contract FineTuningServing is OwnableInitializable, IFineTuningServingErrors, IS
         emit ProviderTEESignerAcknowledged(provider, s.teeSignerAddress, true);
     }
 
+    /// @notice The owner vouches for `signer` as `provider`'s TEE signer (after verifying that signer's
+    ///         attestation); reverts `TEESignerMismatch` unless it is the service's current signer, so a
+    ///         provider cannot swap in another signer in front of the acknowledgement.
+    function acknowledgeTEESignerByOwnerFor(address provider, address signer) external onlyOwner {
+        Service storage s = serviceMap.get(provider);
+        if (signer == address(0) || s.teeSignerAddress != signer) revert TEESignerMismatch(signer, s.teeSignerAddress);
+        s.teeSignerAcknowledged = true;
+        emit ProviderTEESignerAcknowledged(provider, signer, true);
+    }
+
     /// @notice The owner withdraws its acknowledgement of `provider`'s TEE signer.
     function revokeTEESignerAcknowledgement(address provider) external onlyOwner {
         Service storage s = serviceMap.get(provider);
@@ -270,7 +280,8 @@ contract FineTuningServing is OwnableInitializable, IFineTuningServingErrors, IS
 
     /// @notice Settles a task with the TEE signer's EIP-712 signature (see VerifierLibrary). Charges
     ///         the full fee when the deliverable was acknowledged (the encrypted key is then
-    ///         published), else only `taskFee * penaltyPercentage / 100` with an empty secret.
+    ///         published), else only `taskFee * penaltyPercentage / 100` with an empty secret; the
+    ///         balance must hold what is charged (not the full fee on the penalty path).
     function settleFees(VerifierInput calldata verifierInput) external {
         VerifierInput calldata input = verifierInput;
         address provider = msg.sender;
@@ -282,7 +293,6 @@ contract FineTuningServing is OwnableInitializable, IFineTuningServingErrors, IS
             revert InvalidVerifierInput("TEE signer not acknowledged by the contract owner");
         }
         if (input.nonce <= acc.nonce) revert InvalidVerifierInput("nonce must exceed the account nonce");
-        if (acc.balance < input.taskFee) revert InvalidVerifierInput("insufficient balance");
         Deliverable storage d = acc.deliverable(input.id);
         if (d.settled) revert DeliverableAlreadySettled(input.id);
         if (keccak256(d.modelRootHash) != keccak256(input.modelRootHash)) {
@@ -300,6 +310,8 @@ contract FineTuningServing is OwnableInitializable, IFineTuningServingErrors, IS
             if (input.encryptedSecret.length != 0) revert SecretShouldBeEmpty();
             fee = (input.taskFee * penaltyPercentage) / 100;
         }
+        // What is charged must be there (the penalty path needs only the penalty).
+        if (acc.balance < fee) revert InvalidVerifierInput("insufficient balance");
         acc.nonce = input.nonce;
         d.settled = true;
         uint256 free = acc.balance - acc.pendingRefund;

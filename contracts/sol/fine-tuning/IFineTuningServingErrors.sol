@@ -30,5 +30,7 @@ interface IFineTuningServingErrors {
     error SecretShouldNotBeEmpty();
     error ServiceNotExist(address provider);
     error TooManyRefunds(address user, address provider);
+    error TEESignerInUse(address signer, address provider);
+    error TEESignerMismatch(address expected, address current);
     error TransferToLedgerFailed();
 }

@@ -10,6 +10,7 @@ struct ServiceMap {
     mapping(address => uint256) stakes;
     address[] providers;
     mapping(address => uint256) pos; // index + 1
+    mapping(address => address) signerProvider; // TEE signer => the provider it serves
 }
 
 /// @title ServiceLibrary
@@ -25,7 +26,8 @@ library ServiceLibrary {
     }
 
     /// Registers or updates `provider`'s service. Returns the stake received on first registration
-    /// (0 for updates). A changed TEE signer loses the owner's acknowledgement.
+    /// (0 for updates). A changed TEE signer loses the owner's acknowledgement. A TEE signer serves
+    /// one provider: a signer another provider registered is refused (`TEESignerInUse`).
     function addOrUpdate(
         ServiceMap storage map,
         address provider,
@@ -58,7 +60,18 @@ library ServiceLibrary {
         for (uint256 i = 0; i < models.length; i++) {
             s.models.push(models[i]);
         }
+        _bindSigner(map, provider, s.teeSignerAddress, teeSignerAddress);
         s.teeSignerAddress = teeSignerAddress;
+    }
+
+    /// Moves `provider`'s entry in the signer index from `old` to `signer`, refusing a signer that
+    /// another provider holds.
+    function _bindSigner(ServiceMap storage map, address provider, address old, address signer) private {
+        address holder = map.signerProvider[signer];
+        if (holder != address(0) && holder != provider) revert E.TEESignerInUse(signer, holder);
+        if (old == signer) return;
+        delete map.signerProvider[old];
+        if (signer != address(0)) map.signerProvider[signer] = provider;
     }
 
     /// Removes `provider`'s service and returns its stake.
@@ -67,6 +80,7 @@ library ServiceLibrary {
         if (p == 0) revert E.ServiceNotExist(provider);
         stake = map.stakes[provider];
         delete map.stakes[provider];
+        delete map.signerProvider[map.services[provider].teeSignerAddress];
         delete map.services[provider];
         uint256 last = map.providers.length - 1;
         if (p - 1 != last) {

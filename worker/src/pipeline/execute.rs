@@ -8,6 +8,9 @@
 //! `limits.training_restarts` times. A graceful stop (`SIGTERM`) during training kills the child
 //! and puts the task back in `SetUp`, not counting the stopped attempt: the operator stopped the
 //! worker, the task did nothing wrong, and it trains again at the next start.
+//!
+//! While the child runs, the customer's account is watched and a cancel can stop it: a task stopped
+//! during training is settled by [`super::cancel`], never delivered.
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +34,11 @@ pub(super) async fn execute(
     shutdown: &CancellationToken,
 ) -> Result<(), StepError> {
     kill_leftover(worker, task).await?;
+    if task.cancelled.is_some() {
+        // Stopped during training (a cancel, or the funds retrieved) before a restart: settled,
+        // never trained again.
+        return super::cancel::settle_cancelled(worker, task).await;
+    }
     if task.progress == TaskState::Training && sealed_before_restart(worker, task).await? {
         return Ok(());
     }
@@ -78,13 +86,26 @@ pub(super) async fn execute(
             ),
         )
         .await;
-    match run_child(worker, task, &spec_dir, &spec, model.ranks, shutdown).await {
+    let outcome = run_child(worker, task, &spec_dir, &spec, model.ranks, shutdown).await;
+    if let Some(stopped) = worker
+        .store
+        .get(&task.id)
+        .await?
+        .filter(|t| t.cancelled.is_some())
+    {
+        // Stopped during training: nothing is delivered, whatever the child did. A graceful stop
+        // of the worker leaves the settlement to the next start (the task stays in `Training`).
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        return super::cancel::settle_cancelled(worker, &stopped).await;
+    }
+    match outcome {
         Ok(outcome) => {
             if let Some(sealed) = &outcome.sealed {
                 commit_child_seal(worker, task, &spec_dir, &secret, sealed).await?;
             }
-            enter(worker, task, &[TaskState::Training], TaskState::Trained).await?;
-            Ok(())
+            enter_trained(worker, task).await
         }
         Err(exec::ExecError::Cancelled) if shutdown.is_cancelled() => requeue(worker, task).await,
         Err(e) => Err(StepError::Fail(format!("training failed: {e}"))),
@@ -125,8 +146,23 @@ async fn sealed_before_restart(worker: &Worker, task: &Task) -> Result<bool, Ste
             "the worker restarted after the model was sealed and committed: that sealed model is used",
         )
         .await;
-    enter(worker, task, &[TaskState::Training], TaskState::Trained).await?;
+    enter_trained(worker, task).await?;
     Ok(true)
+}
+
+/// `Training` → `Trained`, unless the task was stopped during training meanwhile (a cancel that
+/// came after the child finished): then nothing is delivered and the cancel is settled instead.
+async fn enter_trained(worker: &Worker, task: &Task) -> Result<(), StepError> {
+    if worker.store.trained(&task.id, worker.clock.now()).await? {
+        worker.metrics.state(TaskState::Trained);
+        return Ok(());
+    }
+    match worker.store.get(&task.id).await? {
+        Some(t) if t.progress == TaskState::Training && t.cancelled.is_some() => {
+            super::cancel::settle_cancelled(worker, &t).await
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The file the child sealed under the temporary name: its own tags must give the digest the child
@@ -314,6 +350,13 @@ async fn run_child(
             crash.hit("during-training");
         });
     }
+    // A cancel committed before the token was published stops the child at once.
+    if let Ok(Some(t)) = worker.store.get(&task.id).await
+        && t.cancelled.is_some()
+    {
+        cancel.cancel();
+    }
+    let watcher = tokio::spawn(super::cancel::watch_funds(worker.clone(), task.clone()));
     let _ = worker.chain.set_occupied(true).await;
     let launch = exec::Launch {
         worker_exe: &worker.exe,
@@ -323,6 +366,7 @@ async fn run_child(
         jail: &jail,
     };
     let result = exec::spawn_ranks(launch, ranks, tx, cancel).await;
+    watcher.abort();
     let _ = worker.chain.set_occupied(false).await;
     *worker.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
     let _ = logger.await;

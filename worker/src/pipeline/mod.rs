@@ -9,6 +9,7 @@
 //! | `Init`, `SettingUp` | setup runs (again): it only reads and checks |
 //! | `SetUp` | training starts |
 //! | `SetUp` after a graceful stop | the stop killed the child and requeued the task (the attempt not counted): trained again |
+//! | `Training`, stopped (`cancelled` set) | settled by the cancel rule ([`cancel`]), never trained again |
 //! | `Training` | the child died with the worker: its sealed file is used if its seal was committed, else trained again up to `limits.training_restarts` times, then failed with the reason |
 //! | `Trained` | finalize: a sealed file that matches the committed key is used, else the output directory is sealed, else (output gone) back to `SetUp` |
 //! | `Delivering` | the chain is read first: a deliverable already announced is never announced or trained again |
@@ -29,6 +30,7 @@ use crate::app::Worker;
 use crate::models::{ModelConfig, Weights};
 use crate::store::{StatePredicate, StoreError, Task, TaskState};
 
+pub mod cancel;
 pub mod execute;
 pub mod finalize;
 pub mod retention;

@@ -5,6 +5,11 @@
 //! What is recorded as charged is what the chain says: the `FeesSettled` event of the settlement
 //! (from its receipt, or, after a crash between `settleFees` and recording it, from the chain's
 //! logs), never a fee computed again here.
+//!
+//! A settlement never strands the customer: a transport failure is retried, a revert that will not
+//! go away abandons the deliverable on chain (`abandonDeliverable`: nothing charged, the key
+//! withheld) and fails the task with the reason, so the customer's next deliverable can be announced
+//! ([`settle_deliverable`], also used for a task cancelled during training).
 use std::sync::Arc;
 
 use alloy::primitives::{Address, Bytes, U256};
@@ -63,19 +68,7 @@ pub async fn run_settle_lane(worker: Arc<Worker>, shutdown: CancellationToken) {
 /// this signer and the contract owner has acknowledged it (after a signer change the owner must
 /// acknowledge the new one first). Logs when waiting starts and ends, not on every poll.
 async fn signer_usable(worker: &Worker, waiting: &mut bool) -> bool {
-    let signer = worker.attest.signer();
-    let why = match worker.chain.service().await {
-        Ok(Some(s)) if s.teeSignerAddress == signer && s.teeSignerAcknowledged => None,
-        Ok(Some(s)) if s.teeSignerAddress == signer => Some(format!(
-            "the contract owner has not acknowledged the TEE signer {signer} yet"
-        )),
-        Ok(Some(s)) => Some(format!(
-            "the service on chain names the TEE signer {}, not this worker's {signer}",
-            s.teeSignerAddress
-        )),
-        Ok(None) => Some("the service is not registered on chain".to_owned()),
-        Err(e) => Some(format!("cannot read the service: {e}")),
-    };
+    let why = signer_problem(worker).await;
     match (why, *waiting) {
         (None, true) => {
             tracing::info!("the TEE signer is acknowledged: settlements resume");
@@ -92,10 +85,25 @@ async fn signer_usable(worker: &Worker, waiting: &mut bool) -> bool {
     }
 }
 
+/// Why the contract would refuse this worker's TEE signature now, if it would.
+async fn signer_problem(worker: &Worker) -> Option<String> {
+    let signer = worker.attest.signer();
+    match worker.chain.service().await {
+        Ok(Some(s)) if s.teeSignerAddress == signer && s.teeSignerAcknowledged => None,
+        Ok(Some(s)) if s.teeSignerAddress == signer => Some(format!(
+            "the contract owner has not acknowledged the TEE signer {signer} yet"
+        )),
+        Ok(Some(s)) => Some(format!(
+            "the service on chain names the TEE signer {}, not this worker's {signer}",
+            s.teeSignerAddress
+        )),
+        Ok(None) => Some("the service is not registered on chain".to_owned()),
+        Err(e) => Some(format!("cannot read the service: {e}")),
+    }
+}
+
 /// How a task is settled now.
 struct Settlement {
-    /// The customer acknowledged: settle with the key, charge the fee.
-    acknowledged: bool,
     /// Sealed under this earlier TEE signer and not acknowledged: settle without charge.
     old_signer: Option<Address>,
     /// The fee put in the settlement.
@@ -200,22 +208,81 @@ async fn due(
             )
             .await;
     }
-    Ok(Some(Settlement {
-        acknowledged,
-        old_signer,
-        fee,
-    }))
+    Ok(Some(Settlement { old_signer, fee }))
 }
 
-/// Signs the settlement with the TEE key, sends it, and commits `Finished` with what was charged.
+/// Settles `task` on chain and commits the outcome: `Finished` with what was charged, or `Failed`
+/// when the contract refused the settlement for good and the deliverable was abandoned.
 async fn send(
     worker: &Worker,
     task: &Task,
     d: &Deliverable,
     s: &Settlement,
 ) -> Result<(), StepError> {
+    let settled = match settle_deliverable(worker, task, d, s.fee).await? {
+        Outcome::Charged(settled) => settled,
+        Outcome::Abandoned(reason) => {
+            if let Ok(true) = worker
+                .store
+                .fail(&task.id, &reason, worker.clock.now())
+                .await
+            {
+                worker.metrics.state(TaskState::Failed);
+            }
+            return Ok(());
+        }
+        Outcome::Gone => return Ok(()),
+    };
+    record(worker, task, &settled).await?;
+    worker
+        .task_log(
+            &task.id,
+            format!(
+                "settled in {}: {} neuron charged{}",
+                settled
+                    .tx
+                    .map_or_else(|| "an earlier transaction".to_owned(), |t| t.to_string()),
+                settled.fee,
+                match (settled.acknowledged, s.old_signer) {
+                    (true, _) => "",
+                    (false, Some(_)) => " (sealed under the previous TEE signer: no charge)",
+                    (false, None) => " (penalty)",
+                }
+            ),
+        )
+        .await;
+    Ok(())
+}
+
+/// What became of a settlement sent by [`settle_deliverable`].
+pub(super) enum Outcome {
+    /// Settled: the chain's `FeesSettled` event.
+    Charged(SettledFees),
+    /// The contract refused the settlement for a reason that will not go away; the deliverable was
+    /// abandoned on chain (nothing charged, the key withheld). The reason, for the customer.
+    Abandoned(String),
+    /// The deliverable was settled meanwhile (a lost answer): the next read records it.
+    Gone,
+}
+
+/// Signs the settlement of deliverable `d` of `task` for `fee` with the TEE key (with the model key
+/// when the customer acknowledged it, else empty: the penalty path) and sends it.
+///
+/// A transport failure is retried. A revert is first checked against what can change on its own —
+/// the TEE signer on chain (not acknowledged by the owner, or changed: the caller waits for it) and
+/// the customer acknowledging between the read and the transaction — and retried then; any other
+/// revert will not go away (the account's nonce moved past the task's, the balance cannot pay what
+/// is charged, the customer revoked the signer, a mismatched root), so the deliverable is abandoned
+/// on chain: nothing is charged, the key is withheld, and the customer's next deliverable is not
+/// blocked (`addDeliverable` needs the previous one acknowledged or settled).
+pub(super) async fn settle_deliverable(
+    worker: &Worker,
+    task: &Task,
+    d: &Deliverable,
+    fee: U256,
+) -> Result<Outcome, StepError> {
     let user = task.user_address;
-    let secret = if s.acknowledged {
+    let secret = if d.acknowledged {
         task.encrypted_secret.clone().unwrap_or_default()
     } else {
         Bytes::new()
@@ -225,7 +292,7 @@ async fn send(
         encryptedSecret: secret,
         modelRootHash: d.modelRootHash.clone(),
         nonce: task.nonce,
-        taskFee: s.fee,
+        taskFee: fee,
         user,
     };
     let domain =
@@ -240,44 +307,81 @@ async fn send(
         Ok(r) => r,
         Err(e) => {
             // The chain may have settled it after all (a lost response): read before deciding.
-            if let Ok(Some(d)) = worker.chain.deliverable(user, &task.id).await
-                && d.settled
+            let now = worker.chain.deliverable(user, &task.id).await;
+            if let Ok(Some(now)) = &now
+                && now.settled
             {
-                return Ok(());
+                return Ok(Outcome::Gone);
             }
-            return Err(chain_err("settleFees", e));
+            if !crate::chain::is_permanent(&e) {
+                return Err(chain_err("settleFees", e));
+            }
+            if let Some(why) = signer_problem(worker).await {
+                return Err(StepError::Retry(format!("settleFees: {e} ({why})")));
+            }
+            match now {
+                Ok(Some(now)) if now.acknowledged == d.acknowledged => {}
+                Ok(None) => {}
+                _ => {
+                    return Err(StepError::Retry(format!(
+                        "settleFees: {e} (the deliverable changed meanwhile: settling again)"
+                    )));
+                }
+            }
+            return abandon(worker, task, &e).await;
         }
     };
     worker.crash.hit("after-settle");
-    let settled = SettledFees::from_receipt(
+    SettledFees::from_receipt(
         &receipt,
         worker.chain.serving_address(),
         &task.id,
         task.nonce,
     )
+    .map(Outcome::Charged)
     .ok_or_else(|| {
         StepError::Retry(format!(
             "the settlement {} has no FeesSettled event in its receipt; it is read from the chain next",
             receipt.transaction_hash
         ))
-    })?;
-    record(worker, task, &settled).await?;
-    worker
-        .task_log(
-            &task.id,
-            format!(
-                "settled in {}: {} neuron charged{}",
-                receipt.transaction_hash,
-                settled.fee,
-                match (settled.acknowledged, s.old_signer) {
-                    (true, _) => "",
-                    (false, Some(_)) => " (sealed under the previous TEE signer: no charge)",
-                    (false, None) => " (penalty)",
-                }
-            ),
-        )
-        .await;
-    Ok(())
+    })
+}
+
+/// Abandons `task`'s deliverable on chain after the settlement reverted with `why` (see
+/// [`settle_deliverable`]); a customer whose account is gone has nothing on chain to unblock.
+async fn abandon(
+    worker: &Worker,
+    task: &Task,
+    why: &sealtune_contracts::ContractError,
+) -> Result<Outcome, StepError> {
+    use sealtune_contracts::bindings::FineTuningServing as S;
+    let reason = format!(
+        "the settlement was refused on chain ({why}); the deliverable was abandoned: nothing is charged, the key is withheld, and the customer's next task is not blocked"
+    );
+    match worker
+        .chain
+        .abandon_deliverable(task.user_address, &task.id)
+        .await
+    {
+        Ok(receipt) => {
+            worker
+                .task_log(
+                    &task.id,
+                    format!("abandoned on chain in {}", receipt.transaction_hash),
+                )
+                .await;
+            Ok(Outcome::Abandoned(reason))
+        }
+        Err(e) if e.is::<S::AccountNotExists>() || e.is::<S::DeliverableNotExists>() => {
+            Ok(Outcome::Abandoned(format!(
+                "the settlement was refused on chain ({why}) and the customer's account or deliverable is gone: nothing is charged"
+            )))
+        }
+        Err(e) if e.is::<S::DeliverableAlreadySettled>() => Ok(Outcome::Gone),
+        Err(e) => Err(StepError::Retry(format!(
+            "abandonDeliverable after a refused settlement: {e}"
+        ))),
+    }
 }
 
 /// Commits `Finished` with what the chain charged; whether the task moved.

@@ -305,6 +305,57 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Marks `id`, which must be in `Training` and not stopped yet, as stopped during training for
+    /// `reason` (a cancel, or the funds retrieved). Returns whether it did (the first reason wins).
+    pub async fn cancel_training(
+        &self,
+        id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tasks SET cancelled = ?, updated_at = ? WHERE id = ? AND progress = ? AND cancelled IS NULL",
+        )
+        .bind(reason)
+        .bind(now)
+        .bind(id)
+        .bind(TaskState::Training.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends a task stopped during training: `Training` → `Failed` with `reason`, recording what its
+    /// settlement charged (`fee`, from the chain's `FeesSettled`; zero and no `tx` when nothing was
+    /// settled). Returns whether it moved.
+    pub async fn finish_cancelled(
+        &self,
+        id: &str,
+        reason: &str,
+        tx: Option<B256>,
+        fee: U256,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tasks SET progress = ?, fail_reason = ?, settle_tx = ?, settled_fee = ?,
+             settled_acknowledged = 0, updated_at = ? WHERE id = ? AND progress = ?",
+        )
+        .bind(TaskState::Failed.as_str())
+        .bind(reason)
+        .bind(tx.map(|t| t.to_string()))
+        .bind(fee.to_string())
+        .bind(now)
+        .bind(id)
+        .bind(TaskState::Training.as_str())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            self.log(id, &format!("task failed: {reason}"), now * 1000)
+                .await?;
+        }
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Records the setup results.
     pub async fn set_setup(
         &self,
@@ -336,12 +387,29 @@ impl Store {
         Ok(n)
     }
 
+    /// `Training` → `Trained`, unless the task was stopped during training
+    /// ([`Store::cancel_training`]): a cancel and the end of training cannot both win. Returns
+    /// whether it moved.
+    pub async fn trained(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tasks SET progress = ?, updated_at = ? WHERE id = ? AND progress = ? AND cancelled IS NULL",
+        )
+        .bind(TaskState::Trained.as_str())
+        .bind(now)
+        .bind(id)
+        .bind(TaskState::Training.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Puts a task stopped in `Training` by a graceful stop back in `SetUp`, without counting the
-    /// stopped attempt (it trains again at the next start). Returns whether it moved.
+    /// stopped attempt (it trains again at the next start). A task stopped by a cancel stays in
+    /// `Training` (its cancel is settled at the next start). Returns whether it moved.
     pub async fn requeue(&self, id: &str, now: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE tasks SET progress = ?, training_attempts = max(training_attempts - 1, 0),
-             updated_at = ? WHERE id = ? AND progress = ?",
+             updated_at = ? WHERE id = ? AND progress = ? AND cancelled IS NULL",
         )
         .bind(TaskState::SetUp.as_str())
         .bind(now)
@@ -727,6 +795,57 @@ mod tests {
         let latest = s.list_user(user(0xaa), true, Order::Asc).await.unwrap();
         assert_eq!(latest.len(), 1);
         assert_eq!(latest[0].id, "b");
+    }
+
+    /// A cancel during training and the end of training cannot both win: once stopped, the task
+    /// neither moves to `Trained` nor is requeued by a graceful stop; it ends `Failed` with the
+    /// cancel's reason and what was charged.
+    #[tokio::test]
+    async fn a_cancel_during_training_wins_over_trained_and_requeue() {
+        let (_d, s) = store().await;
+        s.insert_task(&new_task("a", 0xaa, false), 5, 1)
+            .await
+            .unwrap();
+        assert!(
+            !s.cancel_training("a", "stop", 2).await.unwrap(),
+            "not training yet"
+        );
+        assert!(
+            s.transition("a", &[TaskState::Init], TaskState::Training, 2)
+                .await
+                .unwrap()
+        );
+        assert!(s.cancel_training("a", "cancelled", 3).await.unwrap());
+        assert!(
+            !s.cancel_training("a", "funds", 3).await.unwrap(),
+            "the first reason wins"
+        );
+        assert!(!s.trained("a", 4).await.unwrap());
+        assert!(!s.requeue("a", 4).await.unwrap());
+        let t = s.get("a").await.unwrap().unwrap();
+        assert_eq!(
+            (t.progress, t.cancelled.as_deref()),
+            (TaskState::Training, Some("cancelled"))
+        );
+        assert!(
+            s.finish_cancelled("a", "cancelled; 3 charged", None, U256::from(3u64), 5)
+                .await
+                .unwrap()
+        );
+        let t = s.get("a").await.unwrap().unwrap();
+        assert_eq!(t.progress, TaskState::Failed);
+        assert_eq!(t.settled_fee, Some(U256::from(3u64)));
+        assert_eq!(t.fail_reason.as_deref(), Some("cancelled; 3 charged"));
+        // Not stopped: trained as ever.
+        s.insert_task(&new_task("b", 0xaa, false), 5, 6)
+            .await
+            .unwrap();
+        assert!(
+            s.transition("b", &[TaskState::Init], TaskState::Training, 7)
+                .await
+                .unwrap()
+        );
+        assert!(s.trained("b", 8).await.unwrap());
     }
 
     /// Upload owners are recorded per address; an upload expires once it is old and no task whose

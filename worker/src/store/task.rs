@@ -203,6 +203,9 @@ pub struct Task {
     pub settled_acknowledged: Option<bool>,
     /// When retention deleted the files.
     pub cleaned_at: Option<i64>,
+    /// Why the task was stopped during training (a cancel, or the funds retrieved), once it was:
+    /// the training lane then settles the cancel and fails the task with this reason.
+    pub cancelled: Option<String>,
 }
 
 pub(crate) fn corrupt(column: &'static str, reason: impl Into<String>) -> StoreError {
@@ -311,5 +314,6 @@ fn typed_row(row: &sqlx::sqlite::SqliteRow, id: String) -> Result<Task, StoreErr
             .try_get::<Option<i64>, _>("settled_acknowledged")?
             .map(|v| v != 0),
         cleaned_at: row.try_get("cleaned_at")?,
+        cancelled: row.try_get("cancelled")?,
     })
 }
