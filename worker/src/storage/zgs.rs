@@ -308,6 +308,19 @@ impl ZgsClient {
         path: &Path,
         tx_seq: u64,
     ) -> Result<(), StorageError> {
+        self.upload_segments_with(tree, path, tx_seq, &mut |_, _| {})
+            .await
+    }
+
+    /// [`Self::upload_segments`], calling `after_batch(sent, total)` after each batch reached
+    /// every node (the pipeline's crash point mid-upload).
+    pub async fn upload_segments_with(
+        &self,
+        tree: &SegmentTree,
+        path: &Path,
+        tx_seq: u64,
+        after_batch: &mut (dyn FnMut(u64, u64) + Send),
+    ) -> Result<(), StorageError> {
         let path_buf: PathBuf = path.to_path_buf();
         let segments = tree.layout().segments();
         let mut file = std::fs::File::open(path).map_err(|e| StorageError::io(path, e))?;
@@ -333,6 +346,7 @@ impl ZgsClient {
                 })?;
             }
             start = end;
+            after_batch(end, segments);
         }
         Ok(())
     }
