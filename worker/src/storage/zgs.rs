@@ -273,16 +273,7 @@ impl ZgsClient {
                 .map_err(|e| e.to_string())
                 .and_then(|json| SegmentWithProof::from_json(&json).map_err(|e| e.to_string()))
                 .and_then(|seg| {
-                    if seg.index != index {
-                        return Err(format!("served segment {} for {index}", seg.index));
-                    }
-                    if seg.file_size != size {
-                        return Err(format!(
-                            "segment claims a file of {} bytes, the file info says {size}",
-                            seg.file_size
-                        ));
-                    }
-                    seg.verify(*root)
+                    seg.verify_as(*root, index, size)
                         .map(<[u8]>::to_vec)
                         .map_err(|e| e.to_string())
                 });
