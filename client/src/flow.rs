@@ -28,9 +28,9 @@ use crate::api::{CreateTaskBody, ProviderApi, Task};
 use crate::attest::{ProviderVerification, VerifyProviderOptions, verify_provider};
 use crate::chain::{AccountView, Chain, DeliverableView, ServiceView, TxOutcome};
 use crate::error::{ClientError, Result};
-use crate::zgs::{DownloadMethod, DownloadSource, StorageNodes};
 use crate::model::{self, DownloadCheck};
 use crate::progress::Progress;
+use crate::zgs::{DownloadMethod, DownloadSource, StorageNodes};
 
 /// Where the dataset of a new task comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

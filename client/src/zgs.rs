@@ -135,7 +135,9 @@ async fn node_urls(http: &reqwest::Client, where_: &StorageNodes) -> Result<Vec<
         .map(|s| s.trusted.into_iter().map(|n| n.url).collect())
         .unwrap_or_default();
     if urls.is_empty() {
-        return Err(storage_err(format!("indexer {indexer} named no storage node")));
+        return Err(storage_err(format!(
+            "indexer {indexer} named no storage node"
+        )));
     }
     Ok(urls)
 }
@@ -181,17 +183,24 @@ async fn download_inner(
     let nodes = node_urls(http, where_).await?;
     let mut size = None;
     for node in &nodes {
-        let info: Option<FileInfo> =
-            call(http, node, "zgs_getFileInfo", serde_json::json!([root.to_string(), true]))
-                .await
-                .unwrap_or(None);
+        let info: Option<FileInfo> = call(
+            http,
+            node,
+            "zgs_getFileInfo",
+            serde_json::json!([root.to_string(), true]),
+        )
+        .await
+        .unwrap_or(None);
         if let Some(info) = info.filter(|i| i.finalized && i.tx.data_merkle_root == root) {
             size = Some(info.tx.size);
             break;
         }
     }
     let size = size.ok_or_else(|| {
-        storage_err(format!("no storage node has the finalized file {root} ({})", nodes.join(", ")))
+        storage_err(format!(
+            "no storage node has the finalized file {root} ({})",
+            nodes.join(", ")
+        ))
     })?;
     progress.set_total(size);
     let mut file = std::fs::OpenOptions::new()
@@ -203,7 +212,8 @@ async fn download_inner(
     for index in 0..size.div_ceil(SEGMENT_SIZE as u64) {
         let data = verified_segment(http, &nodes, root, index, size).await?;
         keccak.update(&data);
-        file.write_all(&data).map_err(|e| ClientError::io(dest, e))?;
+        file.write_all(&data)
+            .map_err(|e| ClientError::io(dest, e))?;
         progress.advance(data.len() as u64);
     }
     file.sync_all().map_err(|e| ClientError::io(dest, e))?;

@@ -5,11 +5,11 @@
 //!
 //! Nonces are fetched per transaction (alloy's cached nonce manager leaves a gap after a transaction
 //! whose gas estimation reverted); transactions are sent one at a time through a mutex.
+use alloy::eips::Encodable2718 as _;
 use alloy::network::EthereumWallet;
+use alloy::network::TransactionBuilder as _;
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
-use alloy::eips::Encodable2718 as _;
-use alloy::network::TransactionBuilder as _;
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use sealtune_contracts::ContractError;
@@ -422,7 +422,7 @@ impl Chain {
             alloy::network::Ethereum,
         >>::build(tx, &self.wallet)
         .await
-            .map_err(|e| transport_msg(&format!("signing: {e}")))?;
+        .map_err(|e| transport_msg(&format!("signing: {e}")))?;
         let hash = *envelope.tx_hash();
         let raw = Bytes::from(envelope.encoded_2718());
         record(hash, raw.clone())

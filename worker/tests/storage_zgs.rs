@@ -14,9 +14,7 @@ use sealtune_worker::storage::{
     SegmentTree, StorageConfig, StorageError, Store, SubmitAbi, ZgStorageConfig, ZgsClient,
     storage_fee, submit_calldata,
 };
-use zgs_fake::{
-    Fault, FlowStandIn, PRICE_PER_SECTOR, deploy_flow, watch_flow, zgs_fixture_node,
-};
+use zgs_fake::{Fault, FlowStandIn, PRICE_PER_SECTOR, deploy_flow, watch_flow, zgs_fixture_node};
 
 fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
@@ -282,7 +280,7 @@ async fn upload_through_flow(contract: &str) -> (bool, Address) {
 
     // The node watches the Flow stand-in and learns each new submission (root and size from the
     // chain).
-    let watcher = watch_flow(&node, provider.clone(), flow);
+    let watcher = watch_flow(&node, provider.clone(), flow, std::time::Duration::ZERO);
     let root = s.upload_to_0g(&stored.keccak, &provider, me).await.unwrap();
     assert_eq!(root, tree.root(), "the 0G root of the file");
     assert_eq!(

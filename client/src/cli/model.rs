@@ -32,7 +32,11 @@ pub struct DownloadModelArgs {
     #[arg(long, value_enum, default_value_t = DownloadMethod::Auto)]
     pub download_method: DownloadMethod,
     /// A 0G Storage node's JSON-RPC URL (repeat, or comma-separate in the variable).
-    #[arg(long = "storage-node", env = "SEALTUNE_STORAGE_NODES", value_delimiter = ',')]
+    #[arg(
+        long = "storage-node",
+        env = "SEALTUNE_STORAGE_NODES",
+        value_delimiter = ','
+    )]
     pub storage_nodes: Vec<String>,
     /// A 0G Storage indexer, asked for nodes when no --storage-node is given.
     #[arg(long, env = "SEALTUNE_STORAGE_INDEXER")]

@@ -43,7 +43,11 @@ pub(super) async fn announced_root(
     if !worker.files.uploads_to_0g() {
         return Ok(keccak);
     }
-    let upload = worker.files.zg_prepare(&keccak).await.map_err(storage_err)?;
+    let upload = worker
+        .files
+        .zg_prepare(&keccak)
+        .await
+        .map_err(storage_err)?;
     if upload.len() > MAX_ZG_FILE {
         worker
             .task_log(
@@ -85,7 +89,10 @@ pub(super) async fn announced_root(
     worker
         .task_log(
             &task.id,
-            format!("the sealed model is on 0G Storage: root {root} (Flow submission {})", info.tx.seq),
+            format!(
+                "the sealed model is on 0G Storage: root {root} (Flow submission {})",
+                info.tx.seq
+            ),
         )
         .await;
     Ok(root)

@@ -29,9 +29,7 @@ use sealtune_protocol::storage::{FileTree, RootHasher};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 
-pub use flow::{
-    SubmitAbi, storage_fee, submission_data, submit, submit_calldata, submit_request,
-};
+pub use flow::{SubmitAbi, storage_fee, submission_data, submit, submit_calldata, submit_request};
 pub use tree::{SegmentTree, segment_json};
 pub use zgs::{FileInfo, FileTx, ZgsClient};
 
@@ -660,10 +658,14 @@ impl ZgUpload {
     /// Waits (up to `sync_timeout_secs`) until a node reports the file finalized.
     pub async fn wait_finalized(&self) -> Result<(), StorageError> {
         let root = self.root();
-        wait_for(self.sync, || self.client.file_info(&root, true), |i| i.finalized)
-            .await?
-            .map(|_| ())
-            .ok_or_else(|| StorageError::Network(format!("{root} was not finalized in time")))
+        wait_for(
+            self.sync,
+            || self.client.file_info(&root, true),
+            |i| i.finalized,
+        )
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| StorageError::Network(format!("{root} was not finalized in time")))
     }
 }
 

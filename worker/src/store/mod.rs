@@ -17,9 +17,9 @@ pub mod intake;
 pub mod task;
 pub mod zg_upload;
 
-pub use zg_upload::ZgUploadRecord;
 pub use task::{DatasetHash, NewTask, StatePredicate, Task, TaskState, TrainingParams};
 use task::{address_text, corrupt, public_key_text, sql_list, sql_set, task_from_row};
+pub use zg_upload::ZgUploadRecord;
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]

@@ -91,7 +91,12 @@ impl Store {
 
     /// Sets the root a task's deliverable is announced with (the 0G Storage root once uploaded
     /// there), before it is announced.
-    pub async fn set_announced_root(&self, id: &str, root: B256, now: i64) -> Result<(), StoreError> {
+    pub async fn set_announced_root(
+        &self,
+        id: &str,
+        root: B256,
+        now: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE tasks SET model_root_hash = ?, updated_at = ? WHERE id = ?")
             .bind(root.to_string())
             .bind(now)
@@ -112,7 +117,9 @@ mod tests {
         let s = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
         assert_eq!(s.zg_upload("t").await.unwrap(), None);
         let (root, tx) = (B256::repeat_byte(1), B256::repeat_byte(2));
-        s.zg_record_submission("t", root, tx, &[9, 8, 7], 5).await.unwrap();
+        s.zg_record_submission("t", root, tx, &[9, 8, 7], 5)
+            .await
+            .unwrap();
         let got = s.zg_upload("t").await.unwrap().unwrap();
         assert_eq!(got.root, root);
         assert_eq!(got.submission, Some((tx, Bytes::from(vec![9, 8, 7]))));

@@ -230,7 +230,6 @@ pub async fn zgs_fixture_node() -> (Node, String) {
     (node, url)
 }
 
-
 alloy::sol! {
     /// The Flow stand-in's views (solidity/FlowStandIn.sol).
     #[sol(rpc)]
@@ -267,8 +266,10 @@ async fn deploy(provider: &alloy::providers::DynProvider, code: &[u8], arg: B256
 /// Deploys the market stand-in and the Flow stand-in `contract` (`FlowWithSubmitterStandIn` or
 /// `FlowLegacyStandIn`) from `provider`'s wallet; returns the Flow stand-in's address.
 pub async fn deploy_flow(provider: &alloy::providers::DynProvider, contract: &str) -> Address {
-    let compiled =
-        sealtune_e2e::compile_solidity("FlowStandIn.sol", include_str!("../solidity/FlowStandIn.sol"));
+    let compiled = sealtune_e2e::compile_solidity(
+        "FlowStandIn.sol",
+        include_str!("../solidity/FlowStandIn.sol"),
+    );
     let market = deploy(
         provider,
         &compiled["MarketStandIn"].bytecode,
@@ -279,21 +280,36 @@ pub async fn deploy_flow(provider: &alloy::providers::DynProvider, contract: &st
 }
 
 /// Makes `node` learn every Flow submission to the stand-in at `flow` (root, length, sequence), as
-/// a real node follows the Flow contract; runs until the test ends.
+/// a real node follows the Flow contract, `lag` after it first sees it mined (real nodes follow the
+/// chain some blocks behind); runs until the test ends.
 pub fn watch_flow(
     node: &Node,
     provider: alloy::providers::DynProvider,
     flow: Address,
+    lag: std::time::Duration,
 ) -> tokio::task::JoinHandle<()> {
     let node = node.clone();
     tokio::spawn(async move {
         let standin = FlowStandIn::new(flow, &provider);
         let mut seen = 0u64;
         loop {
-            let count: u64 = standin.submissions().call().await.map(|c| c.to()).unwrap_or(seen);
+            let count: u64 = standin
+                .submissions()
+                .call()
+                .await
+                .map(|c| c.to())
+                .unwrap_or(seen);
+            if seen < count {
+                tokio::time::sleep(lag).await;
+            }
             while seen < count {
                 let root = standin.rootOf(U256::from(seen)).call().await.unwrap();
-                let len: u64 = standin.lengthOf(U256::from(seen)).call().await.unwrap().to();
+                let len: u64 = standin
+                    .lengthOf(U256::from(seen))
+                    .call()
+                    .await
+                    .unwrap()
+                    .to();
                 node.expect(root, len, seen);
                 seen += 1;
             }
