@@ -234,7 +234,9 @@ fn model(im: &mut Import, key: &str, m: &Yaml, opts: &ImportOptions) -> Option<t
         im.note(
             format!("{key}.hash"),
             Outcome::Dropped,
-            format!("model `{name}`: not a 32-byte 0x hash (a placeholder?): the model is left out"),
+            format!(
+                "model `{name}`: not a 32-byte 0x hash (a placeholder?): the model is left out"
+            ),
         );
         return None;
     };
@@ -246,7 +248,9 @@ fn model(im: &mut Import, key: &str, m: &Yaml, opts: &ImportOptions) -> Option<t
             im.note(
                 format!("{key}.dataType"),
                 Outcome::Dropped,
-                format!("model `{name}`: `{data_type}` is neither text nor image: the model is left out"),
+                format!(
+                    "model `{name}`: `{data_type}` is neither text nor image: the model is left out"
+                ),
             );
             return None;
         }
@@ -261,6 +265,10 @@ fn model(im: &mut Import, key: &str, m: &Yaml, opts: &ImportOptions) -> Option<t
         "training_script".into(),
         s(&script_path.display().to_string()),
     );
+    if script == "image_classification.py" {
+        // The stock image script validates its own parameters (not the LoRA script's five).
+        t.insert("params".into(), s("free"));
+    }
     let mut weights = toml::Table::new();
     weights.insert("root".into(), s(&hash.to_string()));
     t.insert("weights".into(), toml::Value::Table(weights));
@@ -403,7 +411,10 @@ mod tests {
         let yaml = "servingUrl: \"http://x:3080\"\nprivateKeys:\n  - \"0xaaaabbbbccccddddeeeeffff0000111122223333444455556666777788889999\"\ndatabase:\n  fineTune: \"root:hunter2@tcp(db)/ft\"\n";
         let out = import_0g(yaml, &opts()).unwrap();
         let json = serde_json::to_string(&out).unwrap();
-        assert!(!json.contains("aaaabbbb") && !json.contains("hunter2"), "{json}");
+        assert!(
+            !json.contains("aaaabbbb") && !json.contains("hunter2"),
+            "{json}"
+        );
         assert_eq!(outcome(&out.notes, "privateKeys"), Some(Outcome::Dropped));
         assert_eq!(outcome(&out.notes, "database"), Some(Outcome::Dropped));
         assert_eq!(outcome(&out.notes, "private_key"), Some(Outcome::Needed));
@@ -424,7 +435,13 @@ mod tests {
             outcome(&out.notes, "service.customizedModels[1].dataType"),
             Some(Outcome::Dropped)
         );
-        assert!(Config::from_toml(&out.toml).unwrap().service.models.is_empty());
+        assert!(
+            Config::from_toml(&out.toml)
+                .unwrap()
+                .service
+                .models
+                .is_empty()
+        );
     }
 
     #[test]
