@@ -1,4 +1,5 @@
-//! The `sealtune-worker` command line: `serve`, `exec` (the executor child), `config check`, and
+//! The `sealtune-worker` command line: `serve`, `exec` (the executor child), `config check`,
+//! `config import-0g` (a 0G provider config into sealtune's, [`crate::config_import`]), and
 //! `chain deploy` / `chain ack-signer` for local chains.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
