@@ -110,6 +110,15 @@ pub enum ClientError {
         /// What is wrong with it.
         detail: String,
     },
+    /// Downloading from 0G Storage failed (`tampered`: a node served a segment that did not
+    /// verify against the on-chain root).
+    #[error("0G Storage download: {message}")]
+    Storage {
+        /// What failed.
+        message: String,
+        /// Whether a node served a segment that did not verify.
+        tampered: bool,
+    },
     /// The provider's attestation did not verify.
     #[error("provider attestation not verified: {0}")]
     Attestation(String),
@@ -213,6 +222,7 @@ impl ClientError {
             Self::NoLedger(_) => "no_ledger",
             Self::Rpc { .. } => "rpc",
             Self::Unreachable { .. } => "unreachable",
+            Self::Storage { .. } => "storage",
             Self::Http { .. } => "http",
             Self::BadResponse { .. } => "bad_response",
             Self::Attestation(_) => "attestation",
@@ -246,6 +256,8 @@ impl ClientError {
             | Self::NoLedger(_)
             | Self::BalanceTooLow { .. } => exit::CHAIN,
             Self::Rpc { .. } | Self::Unreachable { .. } => exit::UNREACHABLE,
+            Self::Storage { tampered: true, .. } => exit::VERIFICATION,
+            Self::Storage { .. } => exit::UNREACHABLE,
             Self::Http { .. } | Self::BadResponse { .. } => exit::PROVIDER,
             Self::Attestation(_)
             | Self::RootHashMismatch { .. }
@@ -286,6 +298,9 @@ impl ClientError {
             )),
             Self::NoLedger(_) => h("create the ledger first: `sealtune create-account --amount 3`"),
             Self::Rpc { .. } => h("check --rpc (is the node running and reachable?)"),
+            Self::Storage { .. } => h(
+                "download through the provider instead: `sealtune download-model --download-method tee ...`",
+            ),
             Self::Unreachable { .. } => h(
                 "the provider's URL is the one registered on chain (`sealtune list-service`); is it online?",
             ),

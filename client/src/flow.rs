@@ -31,6 +31,7 @@ use crate::chain::{AccountView, Chain, DeliverableView, ServiceView, TxOutcome};
 use crate::error::{ClientError, Result};
 use crate::model::{self, DownloadCheck};
 use crate::progress::Progress;
+use crate::zgs::{DownloadMethod, DownloadSource, StorageNodes};
 
 /// Where the dataset of a new task comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +137,11 @@ pub struct DownloadedModel {
     pub path: PathBuf,
     /// Bytes downloaded.
     pub bytes: u64,
+    /// Where the bytes came from.
+    pub source: DownloadSource,
+    /// Why 0G Storage was not used when it was tried first (`auto` fell back to the provider).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_error: Option<String>,
     /// What was checked.
     pub check: DownloadCheck,
     /// The acknowledgement transaction (none with `--no-acknowledge` or when already acknowledged).
@@ -171,6 +177,9 @@ pub struct DecryptedModel {
 pub struct Client {
     /// The chain.
     pub chain: Chain,
+    /// Where [`Client::download_model`] looks for 0G Storage nodes (none: the provider only).
+    pub storage: StorageNodes,
+    http: reqwest::Client,
 }
 
 fn is_hash(s: &str) -> bool {
@@ -236,7 +245,11 @@ impl Client {
     /// A client over `chain`, which must carry the customer's signer.
     pub fn new(chain: Chain) -> Result<Self> {
         chain.signer()?;
-        Ok(Client { chain })
+        Ok(Client {
+            chain,
+            storage: StorageNodes::default(),
+            http: reqwest::Client::new(),
+        })
     }
 
     fn key(&self) -> Result<&k256::ecdsa::SigningKey> {
@@ -499,8 +512,37 @@ impl Client {
     /// Download the encrypted model of `task_id` into `out` (a file, or a directory to put
     /// `model_<task>.enc` in), check it against the chain, then acknowledge it unless
     /// `acknowledge` is false. A file that fails a check is deleted and nothing is acknowledged.
+    /// From 0G Storage first when [`Self::storage`] names nodes, else from the provider
+    /// ([`DownloadMethod::Auto`]).
     pub async fn download_model(
         &self,
+        provider: Address,
+        task_id: &str,
+        out: &Path,
+        acknowledge: bool,
+        now_ms: u64,
+        progress: &dyn Progress,
+    ) -> Result<DownloadedModel> {
+        self.download_model_by(
+            DownloadMethod::Auto,
+            provider,
+            task_id,
+            out,
+            acknowledge,
+            now_ms,
+            progress,
+        )
+        .await
+    }
+
+    /// [`Self::download_model`] by `method`, like the official `acknowledge-model
+    /// --download-method`: `auto` tries 0G Storage (when nodes are configured) and falls back to
+    /// the provider's TEE, `tee` asks the provider only, `0g-storage` the network only. Either way
+    /// the file must match the on-chain root and carry the TEE signer's tag signature.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn download_model_by(
+        &self,
+        method: DownloadMethod,
         provider: Address,
         task_id: &str,
         out: &Path,
@@ -524,15 +566,36 @@ impl Client {
         let mut part = dest.clone().into_os_string();
         part.push(".part");
         let part = PathBuf::from(part);
-        let user = self.user()?;
-        let ts = now_ms / 1000;
-        let sig = request::sign_lora_download(self.key()?, &uuid, ts);
-        let got = api
-            .download_lora(user, task_id, &sig.to_hex_v27(), ts, &part, progress)
-            .await?;
+        let _ = std::fs::remove_file(&part);
+        let from_storage = match method {
+            DownloadMethod::Tee => None,
+            DownloadMethod::Auto if self.storage.is_empty() => None,
+            DownloadMethod::Auto | DownloadMethod::ZgStorage => {
+                let root = B256::try_from(deliverable.model_root_hash.as_ref()).map_err(|_| {
+                    ClientError::InvalidInput(format!(
+                        "the on-chain modelRootHash of task {task_id} is not 32 bytes"
+                    ))
+                })?;
+                Some(crate::zgs::download(&self.http, &self.storage, root, &part, progress).await)
+            }
+        };
+        let (keccak, bytes, source, storage_error) = match from_storage {
+            Some(Ok((bytes, keccak))) => (keccak, bytes, DownloadSource::ZgStorage, None),
+            Some(Err(e)) if method == DownloadMethod::ZgStorage => return Err(e),
+            fallback => {
+                let user = self.user()?;
+                let ts = now_ms / 1000;
+                let sig = request::sign_lora_download(self.key()?, &uuid, ts);
+                let got = api
+                    .download_lora(user, task_id, &sig.to_hex_v27(), ts, &part, progress)
+                    .await?;
+                let why = fallback.and_then(|r| r.err()).map(|e| e.to_string());
+                (got.keccak, got.bytes, DownloadSource::Tee, why)
+            }
+        };
         let check = match model::check_download(
             &part,
-            got.keccak,
+            keccak,
             &deliverable.model_root_hash,
             service.tee_signer,
         ) {
@@ -555,7 +618,9 @@ impl Client {
         Ok(DownloadedModel {
             task_id: task_id.to_owned(),
             path: dest,
-            bytes: got.bytes,
+            bytes,
+            source,
+            storage_error,
             check,
             acknowledged: deliverable.acknowledged || acknowledgement.is_some(),
             acknowledgement,

@@ -52,5 +52,6 @@ pub mod funds;
 pub mod model;
 pub mod progress;
 pub mod storage;
+pub mod zgs;
 
 pub use error::{ClientError, Result};

@@ -453,6 +453,10 @@ async fn customer_flow_through_the_binary() {
     assert_eq!(code, 0, "{all}");
     assert_eq!(json["acknowledged"], true);
     assert_eq!(json["check"]["root_kind"], "keccak");
+    assert_eq!(
+        json["source"], "tee",
+        "no storage node given: from the provider"
+    );
 
     let zip = work.path().join("model.zip");
     let out_dir = work.path().join("out");

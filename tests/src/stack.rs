@@ -36,7 +36,8 @@ pub const PARAMS: &str = r#"{"neftune_noise_alpha":5,"num_train_epochs":1,"per_d
 /// (sleeps an hour), `spawn` (starts `sleep 3600`, prints `spawned <its pid>` and hangs), `nothing`
 /// (exits 0 without writing any output), `seal` (seals the same files in
 /// the executor child through the embedded `sealtune` module, as the real script does with
-/// `seal_model`, without torch: nothing is written to the output directory).
+/// `seal_model`, without torch: nothing is written to the output directory), `big` (writes 3 MiB of
+/// random weights: a sealed file of a dozen 0G Storage segments).
 pub const QUICK_SCRIPT: &str = r#"
 import argparse, json, os, sys
 p = argparse.ArgumentParser()
@@ -69,6 +70,8 @@ if mode == "slow":
     import time
     time.sleep(6)
 weights = b"weights-" + json.dumps(params, sort_keys=True).encode()
+if mode == "big":
+    weights = os.urandom(3 << 20)
 if mode == "seal":
     from sealtune import _native
     stream = _native.SealStream.live()

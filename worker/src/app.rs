@@ -48,7 +48,7 @@ impl CrashPoints {
     /// Every crash point, in pipeline order. The sealing points (`after-seal-written`,
     /// `-committed`, `-renamed`) are hit both where the executor child sealed (execute) and where
     /// finalize seals the training output.
-    pub const ALL: [&'static str; 13] = [
+    pub const ALL: [&'static str; 17] = [
         "after-setup",
         "after-model-key",
         "during-training",
@@ -59,6 +59,10 @@ impl CrashPoints {
         "after-sign",
         "after-import",
         "after-seal",
+        "after-zg-submit-recorded",
+        "after-zg-submit",
+        "during-zg-upload",
+        "after-zg-upload",
         "after-add-deliverable",
         "before-settle",
         "after-settle",

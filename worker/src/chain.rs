@@ -5,10 +5,12 @@
 //!
 //! Nonces are fetched per transaction (alloy's cached nonce manager leaves a gap after a transaction
 //! whose gas estimation reverted); transactions are sent one at a time through a mutex.
+use alloy::eips::Encodable2718 as _;
 use alloy::network::EthereumWallet;
+use alloy::network::TransactionBuilder as _;
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
-use alloy::rpc::types::TransactionReceipt;
+use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use sealtune_contracts::ContractError;
 use sealtune_contracts::Revert;
@@ -67,6 +69,7 @@ pub struct Chain {
     /// The chain id.
     pub chain_id: u64,
     send_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    wallet: EthereumWallet,
 }
 
 impl std::fmt::Debug for Chain {
@@ -100,6 +103,7 @@ impl Chain {
         serving: Address,
     ) -> Result<Chain, ContractError> {
         let address = wallet.address();
+        let signing = EthereumWallet::from(wallet.clone());
         let url = rpc.parse().map_err(|e| {
             ContractError::Call(alloy::contract::Error::TransportError(
                 alloy::transports::TransportErrorKind::custom_str(&format!(
@@ -125,6 +129,7 @@ impl Chain {
             address,
             chain_id,
             send_lock: Default::default(),
+            wallet: signing,
         })
     }
 
@@ -383,4 +388,137 @@ pub fn is_permanent(e: &ContractError) -> bool {
         e,
         ContractError::Reverted(Revert::Serving(_) | Revert::Ledger(_))
     )
+}
+
+/// Transactions recorded before they are sent (the 0G Storage Flow submission).
+impl Chain {
+    /// Signs `tx` from the provider wallet (nonce, gas and fees filled here), hands its hash and
+    /// raw bytes to `record`, and only once `record` succeeded broadcasts it and waits for its
+    /// receipt. The send lock is held throughout, so no other transaction takes its nonce
+    /// meanwhile: after a crash, what `record` kept is sent again with [`Self::rebroadcast`] (same
+    /// nonce, same hash), so the transaction's value is paid at most once.
+    pub async fn send_recorded<Fut>(
+        &self,
+        tx: TransactionRequest,
+        record: impl FnOnce(B256, Bytes) -> Fut,
+    ) -> Result<TransactionReceipt, RecordedSendError>
+    where
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
+        let _serial = self.send_lock.lock().await;
+        let tx = tx.with_from(self.address).with_chain_id(self.chain_id);
+        let nonce = self
+            .provider
+            .get_transaction_count(self.address)
+            .pending()
+            .await
+            .map_err(transport)?;
+        let gas = self
+            .provider
+            .estimate_gas(tx.clone())
+            .await
+            .map_err(|e| ContractError::from(alloy::contract::Error::from(e)))?;
+        let fees = self
+            .provider
+            .estimate_eip1559_fees()
+            .await
+            .map_err(transport)?;
+        let tx = tx
+            .with_nonce(nonce)
+            .with_gas_limit(gas)
+            .with_max_fee_per_gas(fees.max_fee_per_gas)
+            .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas);
+        let envelope = <TransactionRequest as alloy::network::NetworkTransactionBuilder<
+            alloy::network::Ethereum,
+        >>::build(tx, &self.wallet)
+        .await
+        .map_err(|e| transport_msg(&format!("signing: {e}")))?;
+        let hash = *envelope.tx_hash();
+        let raw = Bytes::from(envelope.encoded_2718());
+        record(hash, raw.clone())
+            .await
+            .map_err(RecordedSendError::Record)?;
+        Ok(self.broadcast_locked(&raw, hash).await?)
+    }
+
+    /// A transaction [`Self::send_recorded`] recorded (`raw`, hash `hash`), after a restart: its
+    /// receipt when it was mined (sent again first when the chain does not know it), `None` when it
+    /// never can be (its nonce went to another transaction: nothing was paid for it).
+    pub async fn rebroadcast(
+        &self,
+        raw: &Bytes,
+        hash: B256,
+    ) -> Result<Option<TransactionReceipt>, ContractError> {
+        use alloy::consensus::Transaction as _;
+        use alloy::eips::Decodable2718 as _;
+        if let Some(receipt) = self.receipt(hash).await? {
+            return Ok(Some(receipt));
+        }
+        let nonce = alloy::consensus::TxEnvelope::decode_2718(&mut raw.as_ref())
+            .map_err(|e| transport_msg(&format!("recorded transaction {hash}: {e}")))?
+            .nonce();
+        let _serial = self.send_lock.lock().await;
+        let used = self
+            .provider
+            .get_transaction_count(self.address)
+            .latest()
+            .await
+            .map_err(transport)?;
+        if used > nonce {
+            // Mined by now (a receipt), or its nonce was taken by another transaction.
+            return self.receipt(hash).await;
+        }
+        self.broadcast_locked(raw, hash).await.map(Some)
+    }
+
+    /// The receipt of transaction `hash`, if mined.
+    async fn receipt(&self, hash: B256) -> Result<Option<TransactionReceipt>, ContractError> {
+        self.provider
+            .get_transaction_receipt(hash)
+            .await
+            .map_err(transport)
+    }
+
+    /// Sends the signed `raw` (hash `hash`) and waits for a successful receipt; a node that knows
+    /// it already is waited on.
+    async fn broadcast_locked(
+        &self,
+        raw: &Bytes,
+        hash: B256,
+    ) -> Result<TransactionReceipt, ContractError> {
+        let receipt = match self.provider.send_raw_transaction(raw).await {
+            Ok(pending) => pending.get_receipt().await?,
+            Err(e) if e.to_string().contains("already") => {
+                alloy::providers::PendingTransactionBuilder::new(self.provider.root().clone(), hash)
+                    .get_receipt()
+                    .await?
+            }
+            Err(e) => return Err(transport(e)),
+        };
+        if !receipt.status() {
+            return Err(ContractError::Failed(receipt.transaction_hash));
+        }
+        Ok(receipt)
+    }
+}
+
+/// Why [`Chain::send_recorded`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordedSendError {
+    /// The chain refused or failed (nothing was recorded, or what was recorded may be sent again).
+    #[error(transparent)]
+    Chain(#[from] ContractError),
+    /// Recording the signed transaction failed: it was not sent.
+    #[error("recording the transaction before sending it: {0}")]
+    Record(String),
+}
+
+fn transport(e: alloy::transports::TransportError) -> ContractError {
+    ContractError::Call(alloy::contract::Error::TransportError(e))
+}
+
+fn transport_msg(msg: &str) -> ContractError {
+    ContractError::Call(alloy::contract::Error::TransportError(
+        alloy::transports::TransportErrorKind::custom_str(msg),
+    ))
 }

@@ -1,7 +1,8 @@
-//! The `sealtune-worker` command line: `serve`, `exec` (the executor child), `config check`, and
+//! The `sealtune-worker` command line: `serve`, `exec` (the executor child), `config check`,
+//! `config import-0g` (a 0G provider config into sealtune's, [`crate::config_import`]), and
 //! `chain deploy` / `chain ack-signer` for local chains.
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use alloy::primitives::{Address, U256};
@@ -74,6 +75,38 @@ pub enum ConfigAction {
         #[arg(long)]
         json: bool,
     },
+    /// Convert a 0G provider config (`config.local.yaml`: servingUrl, privateKeys,
+    /// service.customizedModels …) into sealtune's TOML, saying for every key what was carried over,
+    /// converted or left out and why, and what is still needed. The wallet keys are never written.
+    #[command(name = "import-0g")]
+    Import0g {
+        /// The 0G provider config (YAML).
+        yaml: PathBuf,
+        /// Write the TOML here (refused if it exists); without it the TOML goes to stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Where the stock training scripts are (they replace the 0G image's scripts).
+        #[arg(long, default_value = crate::config_import::DEFAULT_SCRIPTS_DIR)]
+        scripts_dir: PathBuf,
+        /// The chain's JSON-RPC URL.
+        #[arg(long)]
+        rpc: Option<String>,
+        /// The FineTuningServing contract.
+        #[arg(long)]
+        serving: Option<alloy::primitives::Address>,
+        /// The LedgerManager contract.
+        #[arg(long)]
+        ledger: Option<alloy::primitives::Address>,
+        /// A 0G Storage indexer URL (models named by their 0G root are fetched through it).
+        #[arg(long)]
+        storage_indexer: Option<String>,
+        /// The attestation source: dstack (a dstack CVM), tappd, configfs-tsm or dev.
+        #[arg(long, default_value = "dstack")]
+        attestation: String,
+        /// Print `{"toml", "notes", "output"}` as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `chain` subcommands.
@@ -125,6 +158,30 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Config {
             action: ConfigAction::Check { config, json },
         } => config_check(config, json),
+        Command::Config {
+            action:
+                ConfigAction::Import0g {
+                    yaml,
+                    output,
+                    scripts_dir,
+                    rpc,
+                    serving,
+                    ledger,
+                    storage_indexer,
+                    attestation,
+                    json,
+                },
+        } => {
+            let opts = crate::config_import::ImportOptions {
+                scripts_dir,
+                rpc,
+                serving,
+                ledger,
+                storage_indexer,
+                attestation,
+            };
+            config_import_0g(&yaml, output, &opts, json)
+        }
         Command::Serve { config } => {
             init_tracing();
             let rt = tokio::runtime::Runtime::new()?;
@@ -215,6 +272,62 @@ fn config_check(config: PathBuf, json: bool) -> anyhow::Result<std::process::Exi
     } else {
         std::process::ExitCode::from(1)
     })
+}
+
+/// `config import-0g`: the TOML to `output` (or stdout), the notes to stderr (or all as JSON).
+fn config_import_0g(
+    yaml: &Path,
+    output: Option<PathBuf>,
+    opts: &crate::config_import::ImportOptions,
+    json: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let text =
+        std::fs::read_to_string(yaml).with_context(|| format!("cannot read {}", yaml.display()))?;
+    let imported = crate::config_import::import_0g(&text, opts)
+        .with_context(|| format!("{}", yaml.display()))?;
+    if let Some(out) = &output {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(out)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, imported.toml.as_bytes()))
+            .with_context(|| {
+                format!(
+                    "cannot write {} (an existing file is not overwritten)",
+                    out.display()
+                )
+            })?;
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "toml": imported.toml,
+                "notes": imported.notes,
+                "output": output,
+            }))?
+        );
+    } else {
+        if output.is_none() {
+            print!("{}", imported.toml);
+        }
+        for n in &imported.notes {
+            eprintln!(
+                "{:>9}  {}: {}",
+                format!("{:?}", n.outcome).to_lowercase(),
+                n.key,
+                n.why
+            );
+        }
+        if let Some(out) = &output {
+            eprintln!(
+                "wrote {}; check it with `sealtune-worker config check --config {}`",
+                out.display(),
+                out.display()
+            );
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 fn env_map() -> BTreeMap<String, String> {

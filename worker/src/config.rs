@@ -3,7 +3,8 @@
 //! Every key has a documented default except what only the provider can know (the wallet key, the
 //! chain, the public URL, the models). The 0G provider config's key names are accepted as aliases
 //! (`servingUrl`, `privateKeys`, `service.customizedModels` with `dataType`, `trainingScript`), so a
-//! 0G provider can carry its model list over. `sealtune-worker config check` loads the file, applies
+//! 0G provider can carry its model list over; `sealtune-worker config import-0g` converts a whole
+//! 0G `config.local.yaml` ([`crate::config_import`]). `sealtune-worker config check` loads the file, applies
 //! the environment, and validates everything it can without the network (model paths, scripts,
 //! tokenizers, the wallet key, the parameter schemas).
 //!

@@ -13,6 +13,7 @@ pub mod attest;
 pub mod chain;
 pub mod cli;
 pub mod config;
+pub mod config_import;
 pub mod exec;
 pub mod formats;
 pub mod intake;

@@ -1,236 +1,23 @@
-//! The 0G Storage network client against `zgs_fixture_node`: an in-process axum server speaking
-//! the storage node's JSON-RPC (`zgs_getFileInfo`, `zgs_downloadSegmentWithProof`,
-//! `zgs_uploadSegmentsByTxSeq`) and the indexer's `indexer_getShardedNodes`, over files it keeps
-//! in a temporary directory. No real storage node can run here; the proofs it serves are built
-//! by the worker's `SegmentTree` and checked by `protocol`'s verifier on both sides. Uploads submit
-//! to stand-ins of the Flow and market contracts on a real anvil (`solidity/FlowStandIn.sol`, both
-//! `submit` ABIs, the storage fee checked on chain), then send every segment to the fixture node.
+//! The 0G Storage network client against the fake storage node of `zgs_fake` (an in-process
+//! server speaking the node's JSON-RPC: no real storage node can run here). Uploads submit to
+//! stand-ins of the Flow and market contracts on a real anvil (`solidity/FlowStandIn.sol`, both
+//! `submit` ABIs, the storage fee checked on chain), then send every segment to the fake node.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+mod zgs_fake;
+
+use std::path::Path;
 
 use alloy::primitives::{Address, B256, U256, keccak256};
 use alloy::sol_types::SolCall as _;
-use axum::Json;
-use axum::extract::State;
-use base64::Engine as _;
 use sealtune_protocol::storage::{SEGMENT_SIZE, SegmentWithProof, root_hash};
 use sealtune_worker::storage::{
     SegmentTree, StorageConfig, StorageError, Store, SubmitAbi, ZgStorageConfig, ZgsClient,
     storage_fee, submit_calldata,
 };
+use zgs_fake::{Fault, FlowStandIn, PRICE_PER_SECTOR, deploy_flow, watch_flow, zgs_fixture_node};
 
 fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
-}
-
-/// How the fixture node misbehaves.
-#[derive(Clone, Copy, Default)]
-enum Fault {
-    #[default]
-    Honest,
-    /// Flip a byte of this segment's data.
-    TamperData(u64),
-    /// Serve segment 0 whatever is asked.
-    WrongIndex,
-    /// Claim another file size.
-    WrongSize,
-}
-
-struct FileEntry {
-    path: PathBuf,
-    tree: SegmentTree,
-    seq: u64,
-    finalized: bool,
-    received: Vec<bool>,
-}
-
-#[derive(Default)]
-struct NodeState {
-    files: HashMap<B256, FileEntry>,
-    fault: Fault,
-    segment_calls: u64,
-}
-
-#[derive(Clone)]
-struct Node {
-    state: Arc<Mutex<NodeState>>,
-    dir: Arc<tempfile::TempDir>,
-    url: Arc<Mutex<String>>,
-}
-
-impl Node {
-    /// Serves `data` as a finalized file.
-    fn serve(&self, data: &[u8]) -> B256 {
-        let path = self.dir.path().join(format!("{}", keccak256(data)));
-        std::fs::write(&path, data).unwrap();
-        let tree = SegmentTree::from_file(&path).unwrap();
-        let root = tree.root();
-        let segs = tree.layout().segments() as usize;
-        let seq = self.state.lock().unwrap().files.len() as u64;
-        self.state.lock().unwrap().files.insert(
-            root,
-            FileEntry {
-                path,
-                tree,
-                seq,
-                finalized: true,
-                received: vec![true; segs],
-            },
-        );
-        root
-    }
-
-    /// What the node learns from a Flow submission: a file of `size` bytes with this root,
-    /// segments still to come.
-    fn expect(&self, root: B256, size: u64, seq: u64) {
-        let path = self.dir.path().join(format!("upload-{root}"));
-        let f = std::fs::File::create(&path).unwrap();
-        f.set_len(size).unwrap();
-        let segs = size.div_ceil(SEGMENT_SIZE as u64) as usize;
-        // The tree is only used for serving once finalized; rebuilt then.
-        let tree = SegmentTree::from_file(&path).unwrap();
-        self.state.lock().unwrap().files.insert(
-            root,
-            FileEntry {
-                path,
-                tree,
-                seq,
-                finalized: false,
-                received: vec![false; segs],
-            },
-        );
-    }
-
-    fn set_fault(&self, fault: Fault) {
-        self.state.lock().unwrap().fault = fault;
-    }
-
-    fn segment_calls(&self) -> u64 {
-        self.state.lock().unwrap().segment_calls
-    }
-}
-
-fn rpc_error(id: &serde_json::Value, msg: &str) -> Json<serde_json::Value> {
-    Json(serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32602, "message": msg}}))
-}
-
-async fn rpc(
-    State(node): State<Node>,
-    Json(req): Json<serde_json::Value>,
-) -> Json<serde_json::Value> {
-    let id = req["id"].clone();
-    let params = req["params"].clone();
-    let ok = |result: serde_json::Value| {
-        Json(serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result}))
-    };
-    match req["method"].as_str().unwrap_or_default() {
-        "indexer_getShardedNodes" => {
-            let url = node.url.lock().unwrap().clone();
-            ok(
-                serde_json::json!({"trusted": [{"url": url, "config": {"numShard": 1, "shardId": 0}}], "discovered": []}),
-            )
-        }
-        "zgs_getFileInfo" => {
-            let root: B256 = params[0].as_str().unwrap().parse().unwrap();
-            let st = node.state.lock().unwrap();
-            match st.files.get(&root) {
-                None => ok(serde_json::Value::Null),
-                Some(f) => ok(serde_json::json!({
-                    "tx": {
-                        "streamIds": [], "data": "0x", "dataMerkleRoot": root.to_string(),
-                        "merkleNodes": [], "startEntryIndex": 0, "size": f.tree.layout().size(), "seq": f.seq,
-                    },
-                    "finalized": f.finalized, "isCached": false,
-                    "uploadedSegNum": f.received.iter().filter(|r| **r).count(),
-                })),
-            }
-        }
-        "zgs_downloadSegmentWithProof" => {
-            let root: B256 = params[0].as_str().unwrap().parse().unwrap();
-            let asked = params[1].as_u64().unwrap();
-            let mut st = node.state.lock().unwrap();
-            st.segment_calls += 1;
-            let fault = st.fault;
-            let Some(f) = st.files.get(&root).filter(|f| f.finalized) else {
-                return ok(serde_json::Value::Null);
-            };
-            let index = if matches!(fault, Fault::WrongIndex) {
-                0
-            } else {
-                asked
-            };
-            let mut file = std::fs::File::open(&f.path).unwrap();
-            let mut seg = f.tree.segment(&mut file, &f.path, index).unwrap();
-            match fault {
-                Fault::TamperData(i) if i == asked => {
-                    let mut data = base64::engine::general_purpose::STANDARD
-                        .decode(seg["data"].as_str().unwrap())
-                        .unwrap();
-                    data[7] ^= 1;
-                    seg["data"] = base64::engine::general_purpose::STANDARD
-                        .encode(data)
-                        .into();
-                }
-                Fault::WrongSize => seg["fileSize"] = (f.tree.layout().size() + 1).into(),
-                _ => {}
-            }
-            ok(seg)
-        }
-        "zgs_uploadSegmentsByTxSeq" => {
-            let seq = params[1].as_u64().unwrap();
-            let mut st = node.state.lock().unwrap();
-            let Some((root, f)) = st.files.iter_mut().find(|(_, f)| f.seq == seq) else {
-                return rpc_error(&id, "unknown tx seq");
-            };
-            let root = *root;
-            for seg in params[0].as_array().unwrap() {
-                let seg = SegmentWithProof::from_json(seg.to_string().as_bytes()).unwrap();
-                let Ok(data) = seg.verify(root) else {
-                    return rpc_error(&id, "invalid segment proof");
-                };
-                use std::io::{Seek, SeekFrom, Write};
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&f.path)
-                    .unwrap();
-                file.seek(SeekFrom::Start(seg.index * SEGMENT_SIZE as u64))
-                    .unwrap();
-                file.write_all(data).unwrap();
-                f.received[seg.index as usize] = true;
-            }
-            if f.received.iter().all(|r| *r) {
-                f.tree = SegmentTree::from_file(&f.path).unwrap();
-                assert_eq!(
-                    f.tree.root(),
-                    root,
-                    "the uploaded file has the submitted root"
-                );
-                f.finalized = true;
-            }
-            ok(serde_json::Value::Null)
-        }
-        other => rpc_error(&id, &format!("method {other} not found")),
-    }
-}
-
-/// Starts a `zgs_fixture_node`; returns it and its URL.
-async fn zgs_fixture_node() -> (Node, String) {
-    let node = Node {
-        state: Arc::default(),
-        dir: Arc::new(tempfile::tempdir().unwrap()),
-        url: Arc::default(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    *node.url.lock().unwrap() = url.clone();
-    let app = axum::Router::new()
-        .route("/", axum::routing::post(rpc))
-        .with_state(node.clone())
-        .layer(axum::extract::DefaultBodyLimit::max(64 << 20));
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (node, url)
 }
 
 fn zg(nodes: Vec<String>) -> ZgStorageConfig {
@@ -471,57 +258,16 @@ fn flow_submit_calldata_for_both_abis() {
 // every segment to the fixture node, which learns of the submission by watching the stand-in as a
 // real node watches the Flow contract.
 
-alloy::sol! {
-    #[sol(rpc)]
-    interface FlowStandIn {
-        function submissions() external view returns (uint256);
-        function lastLength() external view returns (uint256);
-        function lastNodes() external view returns (uint256);
-        function lastSubmitter() external view returns (address);
-        function lastWasLegacy() external view returns (bool);
-    }
-}
-
-const PRICE_PER_SECTOR: u64 = 1_000_000_000;
-
-async fn deploy(
-    provider: &alloy::providers::DynProvider,
-    code: &[u8],
-    arg: alloy::primitives::B256,
-) -> Address {
-    use alloy::network::TransactionBuilder as _;
-    use alloy::providers::Provider as _;
-    let tx = alloy::rpc::types::TransactionRequest::default()
-        .with_deploy_code([code, arg.as_slice()].concat());
-    let receipt = provider
-        .send_transaction(tx)
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    assert!(receipt.status());
-    receipt.contract_address.unwrap()
-}
-
 /// Uploads a 3.2-segment file through `Store::upload_to_0g` against a Flow stand-in (`contract`)
 /// and checks the chain and the node; returns whether the legacy ABI was used, and the submitter
 /// the stand-in recorded.
 async fn upload_through_flow(contract: &str) -> (bool, Address) {
     use alloy::providers::Provider as _;
     let anvil = sealtune_e2e::Anvil::start(16602);
-    let compiled =
-        sealtune_e2e::compile_solidity("FlowStandIn.sol", include_str!("solidity/FlowStandIn.sol"));
     let signer = sealtune_e2e::signer(0);
     let me = signer.address();
     let provider = anvil.wallet(&signer);
-    let market = deploy(
-        &provider,
-        &compiled["MarketStandIn"].bytecode,
-        U256::from(PRICE_PER_SECTOR).into(),
-    )
-    .await;
-    let flow = deploy(&provider, &compiled[contract].bytecode, market.into_word()).await;
+    let flow = deploy_flow(&provider, contract).await;
 
     let (node, url) = zgs_fixture_node().await;
     let dir = tempfile::tempdir().unwrap();
@@ -532,24 +278,10 @@ async fn upload_through_flow(contract: &str) -> (bool, Address) {
     let stored = s.put_upload(data.as_slice(), 64 << 20).await.unwrap();
     let tree = sealtune_protocol::storage::root_hash(&data).unwrap();
 
-    // The node watches the Flow stand-in and learns each new submission (size from the chain).
-    let watcher = {
-        let (node, provider) = (node.clone(), provider.clone());
-        let root = tree.root();
-        tokio::spawn(async move {
-            let flow = FlowStandIn::new(flow, &provider);
-            loop {
-                if flow.submissions().call().await.unwrap() > U256::ZERO {
-                    let len: u64 = flow.lastLength().call().await.unwrap().to();
-                    node.expect(root, len, 7);
-                    return;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        })
-    };
+    // The node watches the Flow stand-in and learns each new submission (root and size from the
+    // chain).
+    let watcher = watch_flow(&node, provider.clone(), flow, std::time::Duration::ZERO);
     let root = s.upload_to_0g(&stored.keccak, &provider, me).await.unwrap();
-    watcher.await.unwrap();
     assert_eq!(root, tree.root(), "the 0G root of the file");
     assert_eq!(
         s.path_of(&root),
@@ -559,6 +291,11 @@ async fn upload_through_flow(contract: &str) -> (bool, Address) {
 
     let standin = FlowStandIn::new(flow, &provider);
     assert_eq!(standin.submissions().call().await.unwrap(), U256::from(1));
+    assert_eq!(
+        standin.rootOf(U256::ZERO).call().await.unwrap(),
+        root,
+        "the stand-in folds the submission nodes into the file's root"
+    );
     assert_eq!(
         standin.lastLength().call().await.unwrap(),
         U256::from(data.len())
@@ -586,6 +323,7 @@ async fn upload_through_flow(contract: &str) -> (bool, Address) {
         root
     );
     assert_eq!(standin.submissions().call().await.unwrap(), U256::from(1));
+    watcher.abort();
     (
         standin.lastWasLegacy().call().await.unwrap(),
         standin.lastSubmitter().call().await.unwrap(),

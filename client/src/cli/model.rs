@@ -13,6 +13,7 @@ use crate::error::Result;
 use crate::flow::{DecryptedModel, DownloadedModel};
 use crate::progress::bar;
 use crate::storage::root_hash;
+use crate::zgs::{DownloadMethod, DownloadSource, StorageNodes};
 
 /// Arguments of `sealtune download-model`.
 #[derive(Debug, Args)]
@@ -26,15 +27,34 @@ pub struct DownloadModelArgs {
     /// Download and check only; acknowledge later with `acknowledge-model`.
     #[arg(long)]
     pub no_acknowledge: bool,
+    /// Where from: `auto` (0G Storage first when a node or an indexer is given, then the
+    /// provider's TEE), `tee` or `0g-storage`. The file is checked against the chain either way.
+    #[arg(long, value_enum, default_value_t = DownloadMethod::Auto)]
+    pub download_method: DownloadMethod,
+    /// A 0G Storage node's JSON-RPC URL (repeat, or comma-separate in the variable).
+    #[arg(
+        long = "storage-node",
+        env = "SEALTUNE_STORAGE_NODES",
+        value_delimiter = ','
+    )]
+    pub storage_nodes: Vec<String>,
+    /// A 0G Storage indexer, asked for nodes when no --storage-node is given.
+    #[arg(long, env = "SEALTUNE_STORAGE_INDEXER")]
+    pub storage_indexer: Option<String>,
 }
 
 impl DownloadModelArgs {
     pub(super) async fn run(&self, ctx: &Ctx<'_>) -> Result<Output> {
         let provider = parse_address("--provider", &self.task.provider)?;
-        let c = ctx.client()?;
+        let mut c = ctx.client()?;
+        c.storage = StorageNodes {
+            nodes: self.storage_nodes.clone(),
+            indexer: self.storage_indexer.clone(),
+        };
         let pb = bar("download", ctx.show_progress());
         let d = c
-            .download_model(
+            .download_model_by(
+                self.download_method,
                 provider,
                 &self.task.task_id,
                 &self.output,
@@ -62,8 +82,15 @@ fn render_downloaded(d: &DownloadedModel, provider: Address) -> String {
             d.path.display()
         ),
     };
+    let source = match (d.source, &d.storage_error) {
+        (DownloadSource::ZgStorage, _) => "from 0G Storage (every segment verified)".to_owned(),
+        (DownloadSource::Tee, None) => "from the provider".to_owned(),
+        (DownloadSource::Tee, Some(why)) => {
+            format!("from the provider (0G Storage failed: {why})")
+        }
+    };
     format!(
-        "downloaded {} bytes to {}\n  hash matches the on-chain modelRootHash ({:?})\n  tag signature by the TEE signer {}\n{next}",
+        "downloaded {} bytes {source} to {}\n  hash matches the on-chain modelRootHash ({:?})\n  tag signature by the TEE signer {}\n{next}",
         d.bytes,
         d.path.display(),
         d.check.root_kind,

@@ -91,6 +91,22 @@ pub enum ProofError {
     /// Hashing the lemma along the path does not give the root.
     #[error("proof hashes do not lead to the root")]
     HashMismatch,
+    /// The answer is another segment than the one asked for.
+    #[error("served segment {got} when asked for {asked}")]
+    WrongSegment {
+        /// The index asked for.
+        asked: u64,
+        /// The index in the answer.
+        got: u64,
+    },
+    /// The answer claims another file size than the file info.
+    #[error("the segment claims a file of {got} bytes, the file info says {expected}")]
+    WrongFileSize {
+        /// The size from the file info.
+        expected: u64,
+        /// The size in the answer.
+        got: u64,
+    },
 }
 
 /// A Merkle proof `{lemma, path}` of one leaf (see the module docs of `storage::proof`).
@@ -294,6 +310,25 @@ impl SegmentWithProof {
     pub fn from_json(json: &[u8]) -> Result<Self, ProofError> {
         let raw: RawSegment = serde_json::from_slice(json)?;
         raw.try_into()
+    }
+
+    /// Verifies the segment as the answer to "segment `index` of the file `root`, `file_size`
+    /// bytes" (what a downloader asked a node for) and returns the file's bytes in it: the one rule
+    /// every 0G Storage download of sealtune (the worker's and the customer's) applies.
+    pub fn verify_as(&self, root: B256, index: u64, file_size: u64) -> Result<&[u8], ProofError> {
+        if self.index != index {
+            return Err(ProofError::WrongSegment {
+                asked: index,
+                got: self.index,
+            });
+        }
+        if self.file_size != file_size {
+            return Err(ProofError::WrongFileSize {
+                expected: file_size,
+                got: self.file_size,
+            });
+        }
+        self.verify(root)
     }
 
     /// Verifies the segment against the root the caller expects and returns the file's bytes in

@@ -1,6 +1,6 @@
 //! Finalize (`Trained` → `Delivering` → `Delivered`): seal the output (or take the file the child
-//! sealed), sign its tags with the TEE key, hash and store it, commit the seal, then announce it on
-//! chain. After a crash the committed seal is reused, and the chain is read before announcing: a
+//! sealed), sign its tags with the TEE key, hash and store it, commit the seal, upload it to 0G
+//! Storage when configured ([`super::publish`]), then announce it on chain. After a crash the committed seal is reused, and the chain is read before announcing: a
 //! deliverable already on chain is never announced or trained again.
 //!
 //! A sealed file is used only when it matches the committed key ([`super::sealing`]); one that does
@@ -50,8 +50,9 @@ pub(super) async fn finalize(worker: &Arc<Worker>, task: &Task) -> Result<(), St
         ));
     }
 
-    // Announce, unless the chain already has it.
+    // Announce, unless the chain already has it: with its 0G Storage root once uploaded there.
     if !on_chain(worker, user, &task.id).await? {
+        let root = super::publish::announced_root(worker, &task, root).await?;
         worker
             .chain
             .add_deliverable(user, &task.id, root)

@@ -33,6 +33,7 @@ use crate::store::{StatePredicate, StoreError, Task, TaskState};
 pub mod cancel;
 pub mod execute;
 pub mod finalize;
+pub mod publish;
 pub mod retention;
 pub mod sealing;
 pub mod settle;

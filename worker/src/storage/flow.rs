@@ -103,6 +103,33 @@ pub async fn submit<P: Provider>(
     submitter: Address,
 ) -> Result<B256, StorageError> {
     let chain = |what: &str, e: &dyn std::fmt::Display| StorageError::Chain(format!("{what}: {e}"));
+    let receipt = provider
+        .send_transaction(submit_request(provider, flow, tree, abi, submitter).await?)
+        .await
+        .map_err(|e| chain("Flow.submit", &e))?
+        .get_receipt()
+        .await
+        .map_err(|e| chain("Flow.submit receipt", &e))?;
+    if !receipt.status() {
+        return Err(StorageError::Chain(format!(
+            "Flow.submit {} reverted",
+            receipt.transaction_hash
+        )));
+    }
+    Ok(receipt.transaction_hash)
+}
+
+/// The `submit` transaction of `tree` to the Flow contract at `flow` from `submitter`, unsigned:
+/// the storage fee (read from the market) as its value, in the ABI `abi` (`Auto`: the newer one
+/// when the node estimates it, else the legacy one).
+pub async fn submit_request<P: Provider>(
+    provider: &P,
+    flow: Address,
+    tree: &FileTree,
+    abi: SubmitAbi,
+    submitter: Address,
+) -> Result<TransactionRequest, StorageError> {
+    let chain = |what: &str, e: &dyn std::fmt::Display| StorageError::Chain(format!("{what}: {e}"));
     let market = FlowWithSubmitter::new(flow, provider)
         .market()
         .call()
@@ -134,18 +161,5 @@ pub async fn submit<P: Provider>(
         },
         other => other,
     };
-    let receipt = provider
-        .send_transaction(request(chosen))
-        .await
-        .map_err(|e| chain("Flow.submit", &e))?
-        .get_receipt()
-        .await
-        .map_err(|e| chain("Flow.submit receipt", &e))?;
-    if !receipt.status() {
-        return Err(StorageError::Chain(format!(
-            "Flow.submit {} reverted",
-            receipt.transaction_hash
-        )));
-    }
-    Ok(receipt.transaction_hash)
+    Ok(request(chosen))
 }

@@ -29,7 +29,7 @@ use sealtune_protocol::storage::{FileTree, RootHasher};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 
-pub use flow::{SubmitAbi, storage_fee, submission_data, submit, submit_calldata};
+pub use flow::{SubmitAbi, storage_fee, submission_data, submit, submit_calldata, submit_request};
 pub use tree::{SegmentTree, segment_json};
 pub use zgs::{FileInfo, FileTx, ZgsClient};
 
@@ -482,16 +482,14 @@ impl Store {
         Ok(())
     }
 
-    /// Uploads the stored object `hash` to 0G Storage: Flow `submit` from `submitter` (signed by
-    /// `provider`), wait until the nodes see it, send every segment with its proof, wait until a
-    /// node reports it finalized. Returns the 0G root (also indexed locally). A file the network
-    /// already has finalized is not submitted again.
-    pub async fn upload_to_0g<P: Provider>(
-        &self,
-        hash: &B256,
-        provider: &P,
-        submitter: Address,
-    ) -> Result<B256, StorageError> {
+    /// Whether sealed deliverables go to 0G Storage: `[storage.zg]` with a `flow_contract`.
+    pub fn uploads_to_0g(&self) -> bool {
+        self.zg.as_ref().is_some_and(|z| z.flow_contract.is_some())
+    }
+
+    /// Prepares the upload of the stored object `hash` to 0G Storage: its trees (one read of the
+    /// file), the node client and the Flow contract. Nothing is sent.
+    pub async fn zg_prepare(&self, hash: &B256) -> Result<ZgUpload, StorageError> {
         let zg = self.zg.as_ref().ok_or_else(|| {
             StorageError::Config("the 0G storage network is not configured".into())
         })?;
@@ -514,37 +512,70 @@ impl Store {
         })
         .await
         .map_err(|e| StorageError::Invalid(format!("hashing task failed: {e}")))??;
-        let root = file_tree.root();
-        if seg_tree.root() != root {
+        if seg_tree.root() != file_tree.root() {
             return Err(StorageError::Invalid(format!(
-                "segment tree root {} != protocol root {root}",
-                seg_tree.root()
+                "segment tree root {} != protocol root {}",
+                seg_tree.root(),
+                file_tree.root()
             )));
         }
-        let sync = Duration::from_secs(zg.sync_timeout_secs);
-        let info = match client.file_info(&root, false).await? {
+        Ok(ZgUpload {
+            file_tree,
+            seg_tree,
+            path,
+            flow,
+            abi: zg.submit_abi,
+            sync: Duration::from_secs(zg.sync_timeout_secs),
+            client,
+        })
+    }
+
+    /// Records locally that the object of `upload` has the 0G root it was uploaded with.
+    pub fn index_uploaded(&self, upload: &ZgUpload) -> Result<(), StorageError> {
+        self.alias_root(&upload.path, upload.root())
+    }
+
+    /// Uploads the stored object `hash` to 0G Storage in one go: Flow `submit` from `submitter`
+    /// (signed by `provider`), wait until the nodes see it, send every segment with its proof, wait
+    /// until a node reports it finalized. Returns the 0G root (also indexed locally). A file the
+    /// network already knows is not submitted again. Not crash-safe (a crash between the submission
+    /// and the segments pays again): the pipeline records the submission first
+    /// (`pipeline::publish`).
+    pub async fn upload_to_0g<P: Provider>(
+        &self,
+        hash: &B256,
+        provider: &P,
+        submitter: Address,
+    ) -> Result<B256, StorageError> {
+        let upload = self.zg_prepare(hash).await?;
+        let info = match upload.network_info().await? {
             Some(info) if info.finalized => {
-                self.alias_root(&path, root)?;
-                return Ok(root);
+                self.index_uploaded(&upload)?;
+                return Ok(upload.root());
             }
             Some(info) => info,
             None => {
-                submit(provider, flow, &file_tree, zg.submit_abi, submitter).await?;
-                wait_for(sync, || client.file_info(&root, false), |_| true)
-                    .await?
-                    .ok_or_else(|| {
-                        StorageError::Network(format!("no node saw the Flow submission of {root}"))
-                    })?
+                let tx = upload.submit_request(provider, submitter).await?;
+                let receipt = provider
+                    .send_transaction(tx)
+                    .await
+                    .map_err(|e| StorageError::Chain(format!("Flow.submit: {e}")))?
+                    .get_receipt()
+                    .await
+                    .map_err(|e| StorageError::Chain(format!("Flow.submit receipt: {e}")))?;
+                if !receipt.status() {
+                    return Err(StorageError::Chain(format!(
+                        "Flow.submit {} reverted",
+                        receipt.transaction_hash
+                    )));
+                }
+                upload.wait_seen().await?
             }
         };
-        client
-            .upload_segments(&seg_tree, &path, info.tx.seq)
-            .await?;
-        wait_for(sync, || client.file_info(&root, true), |i| i.finalized)
-            .await?
-            .ok_or_else(|| StorageError::Network(format!("{root} was not finalized in time")))?;
-        self.alias_root(&path, root)?;
-        Ok(root)
+        upload.send_segments(info.tx.seq, &mut |_, _| {}).await?;
+        upload.wait_finalized().await?;
+        self.index_uploaded(&upload)?;
+        Ok(upload.root())
     }
 
     fn alias_root(&self, path: &Path, root: B256) -> Result<(), StorageError> {
@@ -557,6 +588,84 @@ impl Store {
         std::fs::write(&meta, hex_name(&root)).map_err(|e| StorageError::io(&meta, e))?;
         let alias = self.dir.join("roots").join(hex_name(&root));
         std::fs::write(&alias, hex_name(&keccak)).map_err(|e| StorageError::io(&alias, e))
+    }
+}
+
+/// A stored object on its way to 0G Storage ([`Store::zg_prepare`]): its trees, the node client
+/// and the Flow contract. Each step is safe to repeat.
+#[derive(Debug)]
+pub struct ZgUpload {
+    file_tree: FileTree,
+    seg_tree: SegmentTree,
+    path: PathBuf,
+    flow: Address,
+    abi: SubmitAbi,
+    sync: Duration,
+    client: Arc<ZgsClient>,
+}
+
+impl ZgUpload {
+    /// The file's 0G root.
+    pub fn root(&self) -> B256 {
+        self.file_tree.root()
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> u64 {
+        self.file_tree.size()
+    }
+
+    /// Always false: an empty file has no 0G root and is never prepared.
+    pub fn is_empty(&self) -> bool {
+        self.file_tree.size() == 0
+    }
+
+    /// What the nodes know of the file (its Flow submission, whether finalized), if anything.
+    pub async fn network_info(&self) -> Result<Option<FileInfo>, StorageError> {
+        self.client.file_info(&self.root(), false).await
+    }
+
+    /// The unsigned Flow `submit` transaction (value: the storage fee) from `submitter`.
+    pub async fn submit_request<P: Provider>(
+        &self,
+        provider: &P,
+        submitter: Address,
+    ) -> Result<alloy::rpc::types::TransactionRequest, StorageError> {
+        submit_request(provider, self.flow, &self.file_tree, self.abi, submitter).await
+    }
+
+    /// Waits (up to `sync_timeout_secs`) until a node saw the Flow submission of the file.
+    pub async fn wait_seen(&self) -> Result<FileInfo, StorageError> {
+        let root = self.root();
+        wait_for(self.sync, || self.client.file_info(&root, false), |_| true)
+            .await?
+            .ok_or_else(|| {
+                StorageError::Network(format!("no node saw the Flow submission of {root}"))
+            })
+    }
+
+    /// Sends every segment with its proof for submission `seq`, calling `after_batch(sent, total)`.
+    pub async fn send_segments(
+        &self,
+        seq: u64,
+        after_batch: &mut (dyn FnMut(u64, u64) + Send),
+    ) -> Result<(), StorageError> {
+        self.client
+            .upload_segments_with(&self.seg_tree, &self.path, seq, after_batch)
+            .await
+    }
+
+    /// Waits (up to `sync_timeout_secs`) until a node reports the file finalized.
+    pub async fn wait_finalized(&self) -> Result<(), StorageError> {
+        let root = self.root();
+        wait_for(
+            self.sync,
+            || self.client.file_info(&root, true),
+            |i| i.finalized,
+        )
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| StorageError::Network(format!("{root} was not finalized in time")))
     }
 }
 

@@ -273,16 +273,7 @@ impl ZgsClient {
                 .map_err(|e| e.to_string())
                 .and_then(|json| SegmentWithProof::from_json(&json).map_err(|e| e.to_string()))
                 .and_then(|seg| {
-                    if seg.index != index {
-                        return Err(format!("served segment {} for {index}", seg.index));
-                    }
-                    if seg.file_size != size {
-                        return Err(format!(
-                            "segment claims a file of {} bytes, the file info says {size}",
-                            seg.file_size
-                        ));
-                    }
-                    seg.verify(*root)
+                    seg.verify_as(*root, index, size)
                         .map(<[u8]>::to_vec)
                         .map_err(|e| e.to_string())
                 });
@@ -307,6 +298,19 @@ impl ZgsClient {
         tree: &SegmentTree,
         path: &Path,
         tx_seq: u64,
+    ) -> Result<(), StorageError> {
+        self.upload_segments_with(tree, path, tx_seq, &mut |_, _| {})
+            .await
+    }
+
+    /// [`Self::upload_segments`], calling `after_batch(sent, total)` after each batch reached
+    /// every node (the pipeline's crash point mid-upload).
+    pub async fn upload_segments_with(
+        &self,
+        tree: &SegmentTree,
+        path: &Path,
+        tx_seq: u64,
+        after_batch: &mut (dyn FnMut(u64, u64) + Send),
     ) -> Result<(), StorageError> {
         let path_buf: PathBuf = path.to_path_buf();
         let segments = tree.layout().segments();
@@ -333,6 +337,7 @@ impl ZgsClient {
                 })?;
             }
             start = end;
+            after_batch(end, segments);
         }
         Ok(())
     }

@@ -16,9 +16,11 @@ use sqlx::{Row, SqlitePool};
 
 pub mod intake;
 pub mod task;
+pub mod zg_upload;
 
 pub use task::{DatasetHash, NewTask, StatePredicate, Task, TaskState, TrainingParams};
 use task::{address_text, corrupt, public_key_text, sql_list, sql_set, task_from_row};
+pub use zg_upload::ZgUploadRecord;
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,10 @@
 // TEST STAND-INS for 0G Storage's Flow and market contracts (the real ones are not on a registry and
 // cannot be deployed here). They implement only what a submitter sees: `market()`,
 // `pricePerSector()` and the two `submit` ABIs, and they check what the real Flow charges: the value
-// must be pricePerSector × Σ 2^height over the submission nodes. Used by worker/tests/storage_zgs.rs.
+// must be pricePerSector × Σ 2^height over the submission nodes. Each submission's file root (the
+// submission nodes folded from the right, as the node derives it) and length are kept by sequence
+// number, which is what the fake storage node (worker/tests/zgs_fake) watches. Used by
+// worker/tests/storage_zgs.rs and worker/tests/deliver_zgs.rs.
 pragma solidity ^0.8.0;
 
 struct SubmissionNode { bytes32 root; uint256 height; }
@@ -21,6 +24,8 @@ abstract contract FlowBase {
     uint256 public lastNodes;
     address public lastSubmitter;
     bool public lastWasLegacy;
+    mapping(uint256 => bytes32) public rootOf;
+    mapping(uint256 => uint256) public lengthOf;
 
     constructor(address m) { market = m; }
 
@@ -39,6 +44,12 @@ abstract contract FlowBase {
         lastNodes = d.nodes.length;
         lastSubmitter = submitter;
         lastWasLegacy = legacy;
+        bytes32 root = d.nodes[d.nodes.length - 1].root;
+        for (uint256 i = d.nodes.length - 1; i > 0; i--) {
+            root = keccak256(abi.encodePacked(d.nodes[i - 1].root, root));
+        }
+        rootOf[seq] = root;
+        lengthOf[seq] = d.length;
         return (seq, keccak256(abi.encode(d.nodes)), 0, sectors);
     }
 }
