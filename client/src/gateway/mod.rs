@@ -167,6 +167,8 @@ pub struct Gateway {
     pub config: GatewayConfig,
     /// Time and randomness.
     pub clock: Arc<dyn Clock>,
+    /// The job runners, stopped with the gateway.
+    runners: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -186,6 +188,24 @@ pub struct Running {
     pub gateway: Arc<Gateway>,
     /// The server task (ends on error only).
     pub serve: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stop serving and stop every job runner where it is (as a crash would: each job's stage is
+    /// in the database and the next start resumes it).
+    pub fn stop(self) {
+        self.serve.abort();
+        let runners = std::mem::take(
+            &mut *self
+                .gateway
+                .runners
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for r in runners {
+            r.abort();
+        }
+    }
 }
 
 /// A new id with `prefix` (`file`, `ftjob`, `ftevent`).
@@ -220,6 +240,7 @@ impl Gateway {
             client,
             config,
             clock,
+            runners: std::sync::Mutex::new(Vec::new()),
         });
         for job in gateway
             .store
@@ -230,7 +251,7 @@ impl Gateway {
             gateway
                 .event(&job.id, "info", "the gateway restarted: resuming", None)
                 .await;
-            tokio::spawn(runner::run(gateway.clone(), job.id));
+            gateway.spawn_runner(job.id);
         }
         let app = routes::router(gateway.clone());
         let serve = tokio::spawn(async move { axum::serve(listener, app).await });
@@ -239,6 +260,14 @@ impl Gateway {
             gateway,
             serve,
         })
+    }
+
+    /// Start the runner of job `id`.
+    pub fn spawn_runner(self: &Arc<Self>, id: String) {
+        let handle = tokio::spawn(runner::run(self.clone(), id)).abort_handle();
+        let mut runners = self.runners.lock().unwrap_or_else(|p| p.into_inner());
+        runners.retain(|r| !r.is_finished());
+        runners.push(handle);
     }
 
     /// Append a `message` event to job `id`.

@@ -471,7 +471,7 @@ async fn create_job(
         )
         .await;
     }
-    tokio::spawn(runner::run(gw.clone(), row.id.clone()));
+    gw.spawn_runner(row.id.clone());
     Ok(Ok200(openai::job(&row)))
 }
 
