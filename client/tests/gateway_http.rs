@@ -46,15 +46,20 @@ async fn error_of(resp: reqwest::Response, status: u16, code: &str) -> Value {
     let body: Value = resp.json().await.unwrap();
     let e = &body["error"];
     assert_eq!(e["code"], code, "{body:#}");
-    assert!(e["type"].is_string() && e["message"].is_string(), "{body:#}");
+    assert!(
+        e["type"].is_string() && e["message"].is_string(),
+        "{body:#}"
+    );
     e.clone()
 }
 
 fn upload(text: &'static str, purpose: &'static str) -> reqwest::multipart::Form {
-    reqwest::multipart::Form::new().text("purpose", purpose).part(
-        "file",
-        reqwest::multipart::Part::bytes(text.as_bytes()).file_name("../../train.jsonl"),
-    )
+    reqwest::multipart::Form::new()
+        .text("purpose", purpose)
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(text.as_bytes()).file_name("../../train.jsonl"),
+        )
 }
 
 #[tokio::test]
@@ -118,9 +123,17 @@ async fn bad_inputs_are_refused_in_openai_shape_before_anything_is_sent() {
         .send()
         .await
         .unwrap();
-    assert_eq!(error_of(r, 400, "invalid_purpose").await["param"], "purpose");
+    assert_eq!(
+        error_of(r, 400, "invalid_purpose").await["param"],
+        "purpose"
+    );
     // Nothing refused was kept.
-    assert_eq!(std::fs::read_dir(state.path().join("files")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(state.path().join("files"))
+            .unwrap()
+            .count(),
+        0
+    );
     // A good file is stored under its id, whatever name it was sent with.
     let f: Value = http
         .post(format!("{base}/v1/files"))
@@ -142,7 +155,11 @@ async fn bad_inputs_are_refused_in_openai_shape_before_anything_is_sent() {
         .unwrap();
     error_of(r, 400, "invalid_request").await;
     // A job on a file that does not exist, and hyperparameters the provider refuses.
-    let job = |body: Value| http.post(format!("{base}/v1/fine_tuning/jobs")).json(&body).send();
+    let job = |body: Value| {
+        http.post(format!("{base}/v1/fine_tuning/jobs"))
+            .json(&body)
+            .send()
+    };
     let r = job(serde_json::json!({"model": "m", "training_file": "file-nope"}))
         .await
         .unwrap();
@@ -150,9 +167,11 @@ async fn bad_inputs_are_refused_in_openai_shape_before_anything_is_sent() {
         error_of(r, 400, "invalid_training_file").await["param"],
         "training_file"
     );
-    let r = job(serde_json::json!({"model": "m", "training_file": id, "hyperparameters": {"n_epochs": 50}}))
-        .await
-        .unwrap();
+    let r = job(
+        serde_json::json!({"model": "m", "training_file": id, "hyperparameters": {"n_epochs": 50}}),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         error_of(r, 400, "invalid_hyperparameters").await["param"],
         "hyperparameters.n_epochs"

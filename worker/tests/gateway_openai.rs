@@ -257,6 +257,7 @@ async fn openai_package_and_seed_curls_fine_tune_through_the_gateway_without_sen
     assert_eq!(job["object"], "fine_tuning.job");
     assert_eq!(job["hyperparameters"]["n_epochs"], 1);
     assert_eq!(job["hyperparameters"]["batch_size"], "auto");
+    assert!(job["trained_tokens"].as_u64().unwrap() > 0, "{job:#}");
     assert_eq!(report["file"]["purpose"], "fine-tune");
     assert!(
         report["first_page_has_more"].as_bool().unwrap(),

@@ -273,8 +273,16 @@ async fn follow(
         }
     }
     let changed = job.last_state.as_deref() != Some(state.as_str());
+    // OpenAI's trained_tokens: the dataset's tokens (the provider's count) × the epochs.
+    let epochs =
+        sealtune_protocol::fee::epochs_from_training_params(&job.training_params).unwrap_or(1);
+    let trained_tokens = t
+        .extra
+        .get("tokens")
+        .and_then(serde_json::Value::as_u64)
+        .map(|n| n.saturating_mul(epochs));
     gw.store
-        .set_progress(&job.id, lines.len() as u64, Some(&state), None)
+        .set_progress(&job.id, lines.len() as u64, Some(&state), trained_tokens)
         .await?;
     if changed {
         gw.event(
@@ -288,9 +296,12 @@ async fn follow(
     let parsed = state.parse::<TaskState>().ok();
     match parsed {
         Some(TaskState::Failed) => {
-            let why = lines
-                .last()
-                .map(|l| openai::log_message(l).to_owned())
+            let why = t
+                .extra
+                .get("failReason")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+                .or_else(|| lines.last().map(|l| openai::log_message(l).to_owned()))
                 .unwrap_or_else(|| "no reason logged".into());
             Err(failure(
                 "training_failed",
