@@ -343,20 +343,30 @@ impl Store {
         Ok(rows.iter().map(job_row).collect::<Result<_, _>>()?)
     }
 
-    /// Move job `id` to `status` and `stage`.
+    /// Move job `id` to `status` and `stage`, unless it ended (a cancel between the runner's
+    /// read and this write stays cancelled).
     pub async fn set_stage(&self, id: &str, status: &str, stage: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE jobs SET status = ?, stage = ? WHERE id = ?")
-            .bind(status)
-            .bind(stage)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE jobs SET status = ?, stage = ?
+             WHERE id = ? AND status NOT IN ('succeeded', 'failed', 'cancelled')",
+        )
+        .bind(status)
+        .bind(stage)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
-    /// Record the provider's task id (the task exists from now on).
+    /// Record the provider's task id (the task exists from now on); the job is `queued` at `stage`
+    /// unless it ended meanwhile (cancelled while the task was created: the id is kept).
     pub async fn set_task(&self, id: &str, task_id: &str, stage: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE jobs SET task_id = ?, stage = ?, status = 'queued' WHERE id = ?")
+        sqlx::query(
+            "UPDATE jobs SET task_id = ?1,
+                stage = CASE WHEN status IN ('succeeded', 'failed', 'cancelled') THEN stage ELSE ?2 END,
+                status = CASE WHEN status IN ('succeeded', 'failed', 'cancelled') THEN status ELSE 'queued' END
+             WHERE id = ?3",
+        )
             .bind(task_id)
             .bind(stage)
             .bind(id)
@@ -461,5 +471,84 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.as_ref().map(event_row).transpose()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn job(id: &str) -> JobRow {
+        JobRow {
+            id: id.into(),
+            created_at: 1,
+            model: "m".into(),
+            provider: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".into(),
+            provider_model: "m".into(),
+            training_file: "file-1".into(),
+            validation_file: None,
+            hyperparameters: "{}".into(),
+            training_params: "{}".into(),
+            seed: 0,
+            status: "validating_files".into(),
+            stage: "new".into(),
+            task_id: None,
+            fine_tuned_model: None,
+            result_file: None,
+            error: None,
+            finished_at: None,
+            trained_tokens: None,
+            log_lines: 0,
+            last_state: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_job_cancelled_while_its_task_is_created_stays_cancelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.sqlite")).await.unwrap();
+        store.insert_job(&job("ftjob-a")).await.unwrap();
+        assert!(
+            store
+                .finish("ftjob-a", "cancelled", None, None, None, 2)
+                .await
+                .unwrap()
+        );
+        store
+            .set_stage("ftjob-a", "validating_files", "creating")
+            .await
+            .unwrap();
+        store
+            .set_task("ftjob-a", "task-1", "following")
+            .await
+            .unwrap();
+        let j = store.job("ftjob-a").await.unwrap().unwrap();
+        assert_eq!(j.status, "cancelled");
+        assert_eq!(j.task_id.as_deref(), Some("task-1"));
+        assert!(
+            !store
+                .finish("ftjob-a", "succeeded", None, None, None, 3)
+                .await
+                .unwrap()
+        );
+        assert!(store.unfinished_jobs().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn pages_go_newest_first_after_the_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.sqlite")).await.unwrap();
+        for id in ["ftjob-1", "ftjob-2", "ftjob-3"] {
+            store.insert_job(&job(id)).await.unwrap();
+        }
+        let p = store.jobs(None, 2).await.unwrap();
+        let ids: Vec<_> = p.rows.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(ids, ["ftjob-3", "ftjob-2"]);
+        assert!(p.has_more);
+        let p = store.jobs(Some("ftjob-2"), 2).await.unwrap();
+        assert_eq!(p.rows.len(), 1);
+        assert_eq!(p.rows[0].id, "ftjob-1");
+        assert!(!p.has_more);
     }
 }
