@@ -81,13 +81,24 @@ fn addr_of(url: &str) -> SocketAddr {
 }
 
 async fn start_gateway(stack: &Stack, rpc: &str, state: &Path) -> Running {
+    start_gateway_as(stack, rpc, state, 2, OPEA_PORT).await
+}
+
+/// A gateway holding dev account `who`'s key, on `port` (0: any).
+async fn start_gateway_as(
+    stack: &Stack,
+    rpc: &str,
+    state: &Path,
+    who: usize,
+    port: u16,
+) -> Running {
     let chain = Chain::connect(
         rpc,
         Contracts {
             ledger: stack.deployment.ledger,
             serving: stack.deployment.serving,
         },
-        Some(signer(2)),
+        Some(signer(who)),
     )
     .unwrap();
     let verify = VerifyProviderOptions {
@@ -100,7 +111,7 @@ async fn start_gateway(stack: &Stack, rpc: &str, state: &Path) -> Running {
         ..Default::default()
     };
     let mut config = GatewayConfig::new(
-        SocketAddr::from(([127, 0, 0, 1], OPEA_PORT)),
+        SocketAddr::from(([127, 0, 0, 1], port)),
         state.to_path_buf(),
         verify,
     );
@@ -115,7 +126,7 @@ async fn start_gateway(stack: &Stack, rpc: &str, state: &Path) -> Running {
     config.poll_interval = Duration::from_millis(500);
     Gateway::start(Client::new(chain).unwrap(), config, Arc::new(SystemClock))
         .await
-        .unwrap_or_else(|e| panic!("gateway on port {OPEA_PORT}: {e}"))
+        .unwrap_or_else(|e| panic!("gateway on port {port}: {e}"))
 }
 
 fn gw_url(path: &str) -> String {
@@ -337,6 +348,47 @@ async fn openai_package_and_seed_curls_fine_tune_through_the_gateway_without_sen
         None,
     );
     stack_settled(&stack, &http, job_id).await;
+
+    // A customer without a sub-account with the provider: refused before anything is sent, with
+    // the command that funds it.
+    let broke_state = work.path().join("broke");
+    let broke = start_gateway_as(&stack, &stack.anvil.endpoint, &broke_state, 4, 0).await;
+    let base = format!("http://{}", broke.addr);
+    let f: Value = http
+        .post(format!("{base}/v1/files"))
+        .multipart(
+            reqwest::multipart::Form::new()
+                .text("purpose", "fine-tune")
+                .part(
+                    "file",
+                    reqwest::multipart::Part::bytes(dataset_jsonl(3)).file_name("t.jsonl"),
+                ),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = http
+        .post(format!("{base}/v1/fine_tuning/jobs"))
+        .json(&serde_json::json!({ "model": "quick-test-model", "training_file": f["id"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "insufficient_balance", "{e:#}");
+    assert_eq!(e["error"]["type"], "insufficient_quota", "{e:#}");
+    let message = e["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "sealtune transfer-fund --provider {}",
+            stack.provider_address()
+        )),
+        "{message}"
+    );
+    broke.stop();
 
     // 2. A job survives a gateway restart: stopped once its task exists, resumed by a new gateway.
     let file: Value = http
