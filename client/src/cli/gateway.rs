@@ -23,7 +23,7 @@ pub struct GatewayArgs {
     /// Where to listen. Loopback by default: whoever reaches the gateway spends your funds.
     #[arg(long, default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
-    /// Accept a non-loopback --listen address (then also set --api-key).
+    /// Accept a non-loopback --listen address (needs --api-key).
     #[arg(long)]
     pub allow_remote: bool,
     /// Require `Authorization: Bearer <KEY>` on every request (the `api_key` of OpenAI clients).

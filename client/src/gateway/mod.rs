@@ -15,7 +15,7 @@
 //! | [`error`] | the one error type, in OpenAI's error shape |
 //!
 //! It listens on loopback by default, refuses a non-loopback address unless told
-//! ([`GatewayConfig::allow_remote`]), refuses requests whose `Host` is not a loopback name while on
+//! ([`GatewayConfig::allow_remote`], with an API key), refuses requests whose `Host` is not a loopback name while on
 //! loopback (a web page cannot reach it through DNS rebinding), and checks an API key when one is
 //! configured.
 //!
@@ -145,13 +145,22 @@ impl GatewayConfig {
         }
     }
 
-    /// The listening rule: loopback, unless [`GatewayConfig::allow_remote`].
+    /// The listening rule: loopback, unless [`GatewayConfig::allow_remote`] with an API key.
     pub fn check_listen(&self) -> Result<(), ClientError> {
-        if self.listen.ip().is_loopback() || self.allow_remote {
+        if self.listen.ip().is_loopback() {
             return Ok(());
         }
+        if self.allow_remote && self.api_key.is_some() {
+            return Ok(());
+        }
+        if self.allow_remote {
+            return Err(ClientError::InvalidInput(format!(
+                "listening on {} needs --api-key (SEALTUNE_GATEWAY_API_KEY): without one anyone who reaches it spends your funds",
+                self.listen
+            )));
+        }
         Err(ClientError::InvalidInput(format!(
-            "refusing to listen on {}: the gateway spends your funds for whoever reaches it; keep it on loopback (127.0.0.1) or pass --allow-remote (and --api-key)",
+            "refusing to listen on {}: the gateway spends your funds for whoever reaches it; keep it on loopback (127.0.0.1) or pass --allow-remote with --api-key",
             self.listen
         )))
     }
@@ -337,6 +346,9 @@ mod tests {
             "{e}"
         );
         c.allow_remote = true;
+        let e = c.check_listen().unwrap_err();
+        assert!(e.to_string().contains("needs --api-key"), "{e}");
+        c.api_key = Some("k".into());
         c.check_listen().unwrap();
         c.allow_remote = false;
         c.listen = "[::1]:8015".parse().unwrap();
