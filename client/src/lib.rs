@@ -13,6 +13,7 @@
 //! | [`model`] | hash and tag-signature checks, key unwrap, streaming decryption |
 //! | [`estimate`] | token count and fee before paying |
 //! | [`storage`] | 0G Storage root hashes of local files |
+//! | [`gateway`] | `sealtune gateway`: the OpenAI-compatible fine-tuning API on the customer's side |
 //! | [`amount`], [`config`] | amounts of 0G, settings and keys |
 //! | [`cli`] | the `sealtune` commands |
 //!
@@ -49,6 +50,7 @@ pub mod error;
 pub mod estimate;
 pub mod flow;
 pub mod funds;
+pub mod gateway;
 pub mod model;
 pub mod progress;
 pub mod storage;

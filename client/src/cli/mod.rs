@@ -9,6 +9,7 @@
 //! | `estimate.rs` | estimate |
 //! | `task.rs` | upload-dataset, create-task, query-progress, get-log, cancel-task |
 //! | `model.rs` | download-model, acknowledge-model, decrypt-model, root-hash |
+//! | `gateway.rs` | gateway (the OpenAI-compatible fine-tuning API) |
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,7 @@ use crate::flow::Client;
 
 mod account;
 mod estimate;
+mod gateway;
 mod model;
 mod provider;
 mod task;
@@ -31,6 +33,7 @@ pub use account::{
     CreateAccountArgs, DepositFundArgs, RefundArgs, RetrieveFundArgs, TransferFundArgs,
 };
 pub use estimate::EstimateArgs;
+pub use gateway::{DEFAULT_LISTEN, GatewayArgs};
 pub use model::{AcknowledgeModelArgs, DecryptModelArgs, DownloadModelArgs, RootHashArgs};
 pub use provider::{ListServiceArgs, VerifyArgs, VerifyProviderArgs};
 pub use task::{
@@ -167,6 +170,12 @@ pub enum Command {
     DecryptModel(DecryptModelArgs),
     /// Print the 0G Storage root hash of each file (one 0x… per line).
     RootHash(RootHashArgs),
+    /// Serve an OpenAI-compatible fine-tuning API on loopback: each job runs this flow with your key,
+    /// which never leaves this process.
+    #[command(
+        after_help = "Example: sealtune gateway --provider 0x7099… --model gpt-4o-mini-2024-07-18=SmolLM2-135M-Instruct\nThen: OpenAI(base_url=\"http://127.0.0.1:8015/v1\", api_key=\"unused\").fine_tuning.jobs.create(...)"
+    )]
+    Gateway(GatewayArgs),
 }
 
 /// What a command produced.
@@ -223,6 +232,7 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
         Command::AcknowledgeModel(a) => a.run(&ctx).await,
         Command::DecryptModel(a) => a.run(&ctx).await,
         Command::RootHash(a) => a.run(),
+        Command::Gateway(a) => a.run(&ctx).await,
     }
 }
 
