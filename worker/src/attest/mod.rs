@@ -35,7 +35,9 @@ use sealtune_protocol::attestation::AttestationDocument;
 use sealtune_protocol::deliverable::TeeSigningKey;
 use serde::{Deserialize, Serialize};
 
-pub use dev::{DEV_APP_COMPOSE, dev_event_log, runtime_event_digest};
+#[cfg(feature = "dev-app-compose")]
+pub use dev::DEV_APP_COMPOSE;
+pub use dev::{dev_event_log, runtime_event_digest};
 pub use dstack::{DstackSource, TappdSource};
 pub use tsm::TsmSource;
 
@@ -50,7 +52,7 @@ pub const DEFAULT_KEY_PATH: &str = "sealtune/tee-signer";
 /// File (in the data directory) recording the last TEE signer address.
 pub const SIGNER_RECORD_FILE: &str = "tee-signer.json";
 /// Environment variable that, set to anything but `0` or empty, refuses the `dev` source. The
-/// release image (`deploy/Dockerfile`) sets it; unsetting it would show in the measured compose.
+/// release image (`deploy/image.toml`) sets it; unsetting it would show in the measured compose.
 pub const FORBID_DEV_ENV: &str = "SEALTUNE_FORBID_DEV_ATTESTATION";
 
 /// Which attestation source the worker uses.
