@@ -110,7 +110,8 @@ pub struct AttestConfig {
     #[serde(default = "default_key_path")]
     pub key_path: String,
     /// dev only: the app-compose document served in `tcb_info` and hashed into the dev event log
-    /// (default: the shipped `deploy/app-compose.json`, embedded at build time).
+    /// (default: the shipped `deploy/app-compose.json`, embedded at build time by the default feature
+    /// `dev-app-compose`; the image's worker is built without it and needs this set).
     #[serde(default)]
     pub app_compose: Option<PathBuf>,
     /// Seconds to wait for one agent call or one configfs report (default 30).
