@@ -277,7 +277,21 @@ fn shipped_app_compose_wraps_the_shipped_docker_compose() {
     assert_eq!(app["runner"], "docker-compose");
     assert_eq!(app["kms_enabled"], true);
     assert!(compose.contains("/var/run/dstack.sock:/var/run/dstack.sock"));
-    assert!(compose.contains("config.toml:/etc/sealtune/config.toml:ro"));
+    // The config arrives in the encrypted environment, not from a host file (worker/tests/deploy_files.rs
+    // runs the entrypoint); the image is pinned by digest, so the compose hash pins the image.
+    assert!(compose.contains("> /etc/sealtune/config.toml "));
+    assert!(!compose.contains("./config.toml"));
+    let image = compose
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("image: "))
+        .unwrap();
+    let (_, digest) = image
+        .split_once("@sha256:")
+        .expect("image pinned by digest");
+    assert!(
+        digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{image}"
+    );
 }
 
 #[test]

@@ -12,6 +12,9 @@ use sha2::{Digest as _, Sha256};
 use super::{AttestConfig, AttestError, QuoteSource, RawQuote, SourceKind, write_atomic};
 
 /// The shipped `deploy/app-compose.json`, byte for byte (what the dev source serves by default).
+/// Not in the image's worker (feature `dev-app-compose` off, scripts/build-worker-release): that file
+/// pins the image's digest, so a binary embedding it would change with every pin.
+#[cfg(feature = "dev-app-compose")]
 pub const DEV_APP_COMPOSE: &str = include_str!("../../../deploy/app-compose.json");
 
 /// File (in the data directory) holding the dev root secret in clear (hex): the dev stand-in for
@@ -99,7 +102,17 @@ impl DevSource {
         let root = load_or_create_key(&root_file, rng)?;
         let key = derive_dev_key(&root, key_path)?;
         let app_compose = match &config.app_compose {
+            #[cfg(feature = "dev-app-compose")]
             None => DEV_APP_COMPOSE.to_string(),
+            #[cfg(not(feature = "dev-app-compose"))]
+            None => {
+                return Err(AttestError::File {
+                    path: "attestation.app_compose".into(),
+                    reason: "this worker does not embed deploy/app-compose.json (built without the \
+                             `dev-app-compose` feature, as in the image): set attestation.app_compose"
+                        .into(),
+                });
+            }
             Some(p) => std::fs::read_to_string(p).map_err(|e| AttestError::file(p, e))?,
         };
         let signer = alloy::primitives::Address::from_private_key(&key);

@@ -35,7 +35,9 @@ use sealtune_protocol::attestation::AttestationDocument;
 use sealtune_protocol::deliverable::TeeSigningKey;
 use serde::{Deserialize, Serialize};
 
-pub use dev::{DEV_APP_COMPOSE, dev_event_log, runtime_event_digest};
+#[cfg(feature = "dev-app-compose")]
+pub use dev::DEV_APP_COMPOSE;
+pub use dev::{dev_event_log, runtime_event_digest};
 pub use dstack::{DstackSource, TappdSource};
 pub use tsm::TsmSource;
 
@@ -50,7 +52,7 @@ pub const DEFAULT_KEY_PATH: &str = "sealtune/tee-signer";
 /// File (in the data directory) recording the last TEE signer address.
 pub const SIGNER_RECORD_FILE: &str = "tee-signer.json";
 /// Environment variable that, set to anything but `0` or empty, refuses the `dev` source. The
-/// release image (`deploy/Dockerfile`) sets it; unsetting it would show in the measured compose.
+/// release image (`deploy/image.toml`) sets it; unsetting it would show in the measured compose.
 pub const FORBID_DEV_ENV: &str = "SEALTUNE_FORBID_DEV_ATTESTATION";
 
 /// Which attestation source the worker uses.
@@ -108,7 +110,8 @@ pub struct AttestConfig {
     #[serde(default = "default_key_path")]
     pub key_path: String,
     /// dev only: the app-compose document served in `tcb_info` and hashed into the dev event log
-    /// (default: the shipped `deploy/app-compose.json`, embedded at build time).
+    /// (default: the shipped `deploy/app-compose.json`, embedded at build time by the default feature
+    /// `dev-app-compose`; the image's worker is built without it and needs this set).
     #[serde(default)]
     pub app_compose: Option<PathBuf>,
     /// Seconds to wait for one agent call or one configfs report (default 30).
