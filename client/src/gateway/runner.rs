@@ -187,6 +187,7 @@ async fn create(gw: &Arc<Gateway>, job: &JobRow, provider: Address) -> Result<Ne
         model: job.provider_model.clone(),
         dataset,
         training_params: job.training_params.clone(),
+        dataset_type: None,
         max_fee: None,
         wait: true,
         verify: VerifyMode::Verify(verify),
