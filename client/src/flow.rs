@@ -422,6 +422,7 @@ impl Client {
             nonce: task.nonce.to_string(),
             signature: signature.to_hex_v27(),
             wait: req.wait,
+            request_version: None,
         };
         api.create_task(task.user, &body).await
     }

@@ -35,6 +35,18 @@ pub struct CreateTaskBody {
     /// Queue behind other tasks when the provider is busy.
     #[serde(default)]
     pub wait: bool,
+    /// `2` for sealtune's request v2 (`crate::request_v2`): then `signature` is the EIP-712
+    /// signature over every field; absent for the official forms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_version: Option<u32>,
+}
+
+impl CreateTaskBody {
+    /// sealtune's extra request options (beyond 0G's fields), as the object whose
+    /// `request_v2::options_hash` a v2 request signs. None exist yet: `{}`.
+    pub fn extra_options(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
+    }
 }
 
 /// The body of the signed task requests: `…/cancel` (`signature`) and `…/lora` (`signature` and
@@ -64,6 +76,7 @@ mod tests {
             nonce: "1".into(),
             signature: "0x4d".into(),
             wait: true,
+            request_version: None,
         };
         let text = serde_json::to_string(&body).unwrap();
         assert_eq!(
