@@ -169,6 +169,29 @@ pub fn options_hash(options: &Map<String, Value>) -> B256 {
 }
 
 impl TaskRequest {
+    /// The v2 request of a create-task `body` whose 0G fields parsed as `wire`, to `provider`, with
+    /// the model hash `preTrainedModelHash` names and the dataset hash: the one rule the client
+    /// (signing) and the worker (checking) share. The options hash is over
+    /// [`CreateTaskBody::extra_options`](crate::api::CreateTaskBody::extra_options).
+    pub fn for_body(
+        body: &crate::api::CreateTaskBody,
+        wire: &crate::request::CreateTask,
+        provider: Address,
+        model_hash: B256,
+        dataset_hash: B256,
+    ) -> Self {
+        TaskRequest {
+            user: wire.user,
+            provider,
+            modelHash: model_hash,
+            trainingParamsHash: training_params_hash(&body.training_params),
+            optionsHash: options_hash(&body.extra_options()),
+            datasetHash: dataset_hash,
+            feeCeiling: wire.fee,
+            nonce: wire.nonce,
+        }
+    }
+
     /// The EIP-712 digest under `domain`.
     pub fn digest(&self, domain: &Eip712Domain) -> B256 {
         self.eip712_signing_hash(domain)

@@ -13,6 +13,7 @@ pub mod attest;
 pub mod chain;
 pub mod cli;
 pub mod config;
+pub mod confidential;
 pub mod exec;
 pub mod intake;
 pub mod measured;

@@ -77,7 +77,9 @@ pub(super) async fn execute(
             ),
         )
         .await;
-    match run_child(worker, task, &spec_dir, &spec, shutdown).await {
+    let ran = run_child(worker, task, &spec_dir, &spec, shutdown).await;
+    crate::confidential::discard_plaintext(&spec_dir, Some(&spec.data_path));
+    match ran {
         Ok(outcome) => {
             if let Some(sealed) = &outcome.sealed {
                 commit_child_seal(worker, task, &spec_dir, &secret, sealed).await?;
@@ -214,7 +216,7 @@ struct Inputs {
 /// parameters and fetches the dataset. An earlier attempt's script owned the directory: it is taken
 /// back first, and every file is removed (never followed) before it is written.
 async fn prepare_inputs(
-    worker: &Worker,
+    worker: &Arc<Worker>,
     task: &Task,
     dir: &std::path::Path,
 ) -> Result<Inputs, StepError> {
@@ -253,6 +255,7 @@ async fn prepare_inputs(
         .fetch(&dataset_hash, dir)
         .await
         .map_err(|e| StepError::fail(format!("dataset {dataset_hash}: {e}")))?;
+    let dataset = super::setup::open_dataset(worker, task, dataset, dir).await?;
     Ok(Inputs {
         dataset,
         data_path,
