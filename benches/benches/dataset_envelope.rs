@@ -36,7 +36,11 @@ impl Text {
             );
             i += 1;
         }
-        Text { pattern, at: 0, left: len }
+        Text {
+            pattern,
+            at: 0,
+            left: len,
+        }
     }
 }
 
@@ -101,15 +105,26 @@ fn main() {
     let owner = k256::ecdsa::SigningKey::from_slice(&[0x11; 32]).unwrap();
     let worker = k256::SecretKey::from_slice(&[0x22; 32]).unwrap();
     let user = address_of(owner.verifying_key());
-    println!("dataset envelope, {mib} MiB, chunk 2^{DEFAULT_CHUNK_LOG2}, one thread; VmHWM at start {}", vm_hwm());
+    println!(
+        "dataset envelope, {mib} MiB, chunk 2^{DEFAULT_CHUNK_LOG2}, one thread; VmHWM at start {}",
+        vm_hwm()
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let sealed = dir.path().join("dataset.sealed");
     {
         let out = io::BufWriter::new(std::fs::File::create(&sealed).unwrap());
-        envelope::seal(&mut Text::new(bytes), out, &owner, &worker.public_key(), &mut rand_core_os()).unwrap();
+        envelope::seal(
+            &mut Text::new(bytes),
+            out,
+            &owner,
+            &worker.public_key(),
+            &mut rand_core_os(),
+        )
+        .unwrap();
     }
-    let (mut seal_wall, mut seal_cpu, mut open_wall, mut open_cpu) = (vec![], vec![], vec![], vec![]);
+    let (mut seal_wall, mut seal_cpu, mut open_wall, mut open_cpu) =
+        (vec![], vec![], vec![], vec![]);
     for _ in 0..rounds {
         let (w, c) = timed(bytes, || {
             let mut wtr = EnvelopeWriter::new(
@@ -126,7 +141,8 @@ fn main() {
         seal_wall.push(w);
         seal_cpu.push(c);
         let (w, c) = timed(bytes, || {
-            let mut input = BufReader::with_capacity(1 << 16, std::fs::File::open(&sealed).unwrap());
+            let mut input =
+                BufReader::with_capacity(1 << 16, std::fs::File::open(&sealed).unwrap());
             envelope::open(&mut input, &mut io::sink(), &worker, user).unwrap();
         });
         open_wall.push(w);

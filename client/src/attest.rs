@@ -124,6 +124,11 @@ impl ProviderVerification {
             out.push_str("note: the answer carries no attestation document for our nonce: it could be a replay\n");
         }
         out.push_str(&self.report.render_human());
+        if let Some(key) = &self.dataset_key {
+            out.push_str(&format!(
+                "dataset key {key} (signed by the TEE signer, bound by the attestation document): create-task seals datasets to it\n"
+            ));
+        }
         out
     }
 

@@ -47,7 +47,9 @@ pub fn tee_keys_of(raw: &[u8], signer: Address, nonce: &[u8; 32]) -> Result<Opti
             "the attestation document is not for this nonce and the on-chain signer".into(),
         ));
     }
-    let dataset_key = keys.verify_bound(&document).map_err(|e| bad(e.to_string()))?;
+    let dataset_key = keys
+        .verify_bound(&document)
+        .map_err(|e| bad(e.to_string()))?;
     Ok(Some(ProviderKeys {
         dataset_key,
         tls_spki_sha256: keys.tls_spki_sha256,

@@ -378,7 +378,13 @@ impl Client {
             (DatasetSource::Hash(h), _) => (h.clone(), None),
             (DatasetSource::File(p), Some(keys)) => {
                 let up = self
-                    .upload_sealed_dataset(req.provider, p, &keys.dataset_key, now_ms, upload_progress)
+                    .upload_sealed_dataset(
+                        req.provider,
+                        p,
+                        &keys.dataset_key,
+                        now_ms,
+                        upload_progress,
+                    )
                     .await?;
                 (up.dataset_hash.clone(), Some(up))
             }

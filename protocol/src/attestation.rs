@@ -142,7 +142,9 @@ pub enum TeeKeysError {
     #[error("the published TEE keys are not signed by the TEE signer {0}")]
     Signature(Address),
     /// The attestation document binds other keys (or none).
-    #[error("the attestation document's dataset_key_hash is {bound}, not the hash {served} of the keys served beside it")]
+    #[error(
+        "the attestation document's dataset_key_hash is {bound}, not the hash {served} of the keys served beside it"
+    )]
     NotBound {
         /// What the document binds (`none` when the slot is empty).
         bound: String,
@@ -434,15 +436,22 @@ mod tests {
     fn tee_keys_are_signed_by_the_signer_and_bound_by_the_document() {
         let tee = k256::ecdsa::SigningKey::from_slice(&[5u8; 32]).unwrap();
         let signer = crate::sig::address_of(tee.verifying_key());
-        let ds = k256::SecretKey::from_slice(&[6u8; 32]).unwrap().public_key();
+        let ds = k256::SecretKey::from_slice(&[6u8; 32])
+            .unwrap()
+            .public_key();
         let keys = TeeKeys::sign(&tee, &ds, Some(B256::repeat_byte(9)));
         assert_eq!(keys.verify(signer).unwrap(), ds);
         let mut doc = AttestationDocument::new(signer, B256::ZERO, B256::ZERO);
-        assert!(matches!(keys.verify_bound(&doc), Err(TeeKeysError::NotBound { .. })));
+        assert!(matches!(
+            keys.verify_bound(&doc),
+            Err(TeeKeysError::NotBound { .. })
+        ));
         doc.dataset_key_hash = Some(keys.hash());
         assert_eq!(keys.verify_bound(&doc).unwrap(), ds);
         // Another key, or another TLS key, under the same signature.
-        let other = k256::SecretKey::from_slice(&[7u8; 32]).unwrap().public_key();
+        let other = k256::SecretKey::from_slice(&[7u8; 32])
+            .unwrap()
+            .public_key();
         let mut swapped = keys.clone();
         swapped.dataset_key = crate::envelope::compressed(&other).into();
         assert_eq!(swapped.verify(signer), Err(TeeKeysError::Signature(signer)));

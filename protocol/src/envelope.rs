@@ -95,13 +95,17 @@ pub enum EnvelopeError {
     #[error("not a sealtune dataset envelope (version {VERSION}): {0}")]
     Format(String),
     /// The owner's signature over the header does not recover to the owner it names.
-    #[error("the envelope's owner signature is not {owner}'s: the header was changed or signed by another key")]
+    #[error(
+        "the envelope's owner signature is not {owner}'s: the header was changed or signed by another key"
+    )]
     OwnerSignature {
         /// The owner the header names.
         owner: Address,
     },
     /// The envelope belongs to another address than the one using it.
-    #[error("the dataset envelope belongs to {owner}, not {user}: an encrypted dataset is usable only by the address that sealed it")]
+    #[error(
+        "the dataset envelope belongs to {owner}, not {user}: an encrypted dataset is usable only by the address that sealed it"
+    )]
     NotOwner {
         /// The owner the header names (and signed).
         owner: Address,
@@ -109,7 +113,9 @@ pub enum EnvelopeError {
         user: Address,
     },
     /// Sealed to another dataset key.
-    #[error("the dataset was encrypted to dataset key {found}, not this worker's {expected}: the provider's configuration (so its dataset key) changed, or it is another provider's; encrypt it again to the key the provider attests now and upload it again")]
+    #[error(
+        "the dataset was encrypted to dataset key {found}, not this worker's {expected}: the provider's configuration (so its dataset key) changed, or it is another provider's; encrypt it again to the key the provider attests now and upload it again"
+    )]
     WrongRecipient {
         /// The key the envelope names (SEC1 compressed, hex).
         found: String,
@@ -120,7 +126,9 @@ pub enum EnvelopeError {
     #[error("the envelope's wrapped data key does not open with this worker's dataset key")]
     WrappedKey,
     /// A chunk failed authentication: the ciphertext was changed, swapped, reordered or truncated.
-    #[error("chunk {index} of the dataset envelope does not authenticate: the ciphertext was changed, swapped, reordered or truncated")]
+    #[error(
+        "chunk {index} of the dataset envelope does not authenticate: the ciphertext was changed, swapped, reordered or truncated"
+    )]
     Chunk {
         /// 0-based chunk index.
         index: u64,
@@ -160,7 +168,12 @@ pub fn compressed(key: &PublicKey) -> [u8; 33] {
 
 impl EnvelopeHeader {
     fn unsigned_bytes(&self) -> Vec<u8> {
-        unsigned_bytes(self.chunk_log2, self.owner, &self.recipient, &self.wrapped_key)
+        unsigned_bytes(
+            self.chunk_log2,
+            self.owner,
+            &self.recipient,
+            &self.wrapped_key,
+        )
     }
 
     /// `keccak256(HEADER_DOMAIN ‖ the header bytes before the signature)`: what the owner signs,
@@ -358,7 +371,9 @@ impl<W: Write> EnvelopeWriter<W> {
         let wrapped_vec = crate::ecies::encrypt(rng, recipient, data_key.as_slice());
         let mut wrapped = [0u8; WRAPPED_KEY_LEN];
         if wrapped_vec.len() != WRAPPED_KEY_LEN {
-            return Err(EnvelopeError::Format("ECIES wrap of the wrong length".into()));
+            return Err(EnvelopeError::Format(
+                "ECIES wrap of the wrong length".into(),
+            ));
         }
         wrapped.copy_from_slice(&wrapped_vec);
         let owner_address = sig::address_of(owner.verifying_key());
@@ -410,7 +425,8 @@ impl<W: Write> Write for EnvelopeWriter<W> {
         }
         let room = self.chunk_len.saturating_sub(self.buf.len());
         let take = room.min(data.len());
-        self.buf.extend_from_slice(data.get(..take).unwrap_or_default());
+        self.buf
+            .extend_from_slice(data.get(..take).unwrap_or_default());
         Ok(take)
     }
 
@@ -473,10 +489,7 @@ pub fn open(
     let mut have = 0usize;
     let mut index = 0u64;
     loop {
-        have = have.saturating_add(read_full(
-            input,
-            buf.get_mut(have..).unwrap_or_default(),
-        )?);
+        have = have.saturating_add(read_full(input, buf.get_mut(have..).unwrap_or_default())?);
         let last = have <= sealed_len;
         let this = have.min(sealed_len);
         if this < TAG_LEN || (!last && this != sealed_len) {
@@ -551,12 +564,17 @@ mod tests {
     }
 
     fn seal_bytes(owner: &SigningKey, to: &PublicKey, plain: &[u8], log2: u8) -> Vec<u8> {
-        let mut w = EnvelopeWriter::new(Vec::new(), owner, to, &mut rand_core::OsRng, log2).unwrap();
+        let mut w =
+            EnvelopeWriter::new(Vec::new(), owner, to, &mut rand_core::OsRng, log2).unwrap();
         w.write_all(plain).unwrap();
         w.finish().unwrap()
     }
 
-    fn open_bytes(sealed: &[u8], secret: &SecretKey, user: Address) -> Result<Vec<u8>, EnvelopeError> {
+    fn open_bytes(
+        sealed: &[u8],
+        secret: &SecretKey,
+        user: Address,
+    ) -> Result<Vec<u8>, EnvelopeError> {
         let mut out = Vec::new();
         open(&mut &sealed[..], &mut out, secret, user).map(|_| out)
     }
@@ -585,26 +603,41 @@ mod tests {
         // A chunk of another envelope of the same owner, same key, same plaintext.
         let mut swapped = a.clone();
         swapped[HEADER_LEN..HEADER_LEN + c].copy_from_slice(&b[HEADER_LEN..HEADER_LEN + c]);
-        assert!(matches!(open_bytes(&swapped, &worker, user), Err(EnvelopeError::Chunk { index: 0 })));
+        assert!(matches!(
+            open_bytes(&swapped, &worker, user),
+            Err(EnvelopeError::Chunk { index: 0 })
+        ));
         // The whole body of another envelope under this header.
         let mut body = a[..HEADER_LEN].to_vec();
         body.extend_from_slice(&b[HEADER_LEN..]);
-        assert!(matches!(open_bytes(&body, &worker, user), Err(EnvelopeError::Chunk { index: 0 })));
+        assert!(matches!(
+            open_bytes(&body, &worker, user),
+            Err(EnvelopeError::Chunk { index: 0 })
+        ));
         // Two chunks reordered.
         let mut reordered = a.clone();
         let (x, y) = (HEADER_LEN, HEADER_LEN + c);
         let first = a[x..x + c].to_vec();
         reordered[x..x + c].copy_from_slice(&a[y..y + c]);
         reordered[y..y + c].copy_from_slice(&first);
-        assert!(matches!(open_bytes(&reordered, &worker, user), Err(EnvelopeError::Chunk { index: 0 })));
+        assert!(matches!(
+            open_bytes(&reordered, &worker, user),
+            Err(EnvelopeError::Chunk { index: 0 })
+        ));
         // Truncated after a full chunk: that chunk was not sealed as the last.
         let truncated = &a[..HEADER_LEN + 2 * c];
-        assert!(matches!(open_bytes(truncated, &worker, user), Err(EnvelopeError::Chunk { index: 1 })));
+        assert!(matches!(
+            open_bytes(truncated, &worker, user),
+            Err(EnvelopeError::Chunk { index: 1 })
+        ));
         // One flipped bit anywhere in the body.
         let mut flipped = a.clone();
         let at = a.len() - 5;
         flipped[at] ^= 1;
-        assert!(matches!(open_bytes(&flipped, &worker, user), Err(EnvelopeError::Chunk { index: 2 })));
+        assert!(matches!(
+            open_bytes(&flipped, &worker, user),
+            Err(EnvelopeError::Chunk { index: 2 })
+        ));
         // Appended bytes.
         let mut longer = a.clone();
         longer.push(0);
@@ -673,7 +706,10 @@ mod tests {
         std::fs::write(&src, &sealed).unwrap();
         let dst2 = dir.path().join("plain2");
         assert!(open_file(&src, &dst2, &worker, user).is_err());
-        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(left.len(), 2, "{left:?}");
     }
 }

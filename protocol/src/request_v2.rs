@@ -271,18 +271,48 @@ mod tests {
         assert_eq!(ok.fee_ceiling, Some(U256::from(6u64)));
         assert_eq!(ok.public_key, *key.verifying_key());
         let variants = [
-            TaskRequest { provider: Address::repeat_byte(9), ..r.clone() },
-            TaskRequest { modelHash: B256::repeat_byte(9), ..r.clone() },
-            TaskRequest { trainingParamsHash: B256::repeat_byte(9), ..r.clone() },
-            TaskRequest { optionsHash: B256::repeat_byte(9), ..r.clone() },
-            TaskRequest { datasetHash: B256::repeat_byte(9), ..r.clone() },
-            TaskRequest { feeCeiling: U256::ZERO, ..r.clone() },
-            TaskRequest { nonce: U256::from(8u64), ..r.clone() },
+            TaskRequest {
+                provider: Address::repeat_byte(9),
+                ..r.clone()
+            },
+            TaskRequest {
+                modelHash: B256::repeat_byte(9),
+                ..r.clone()
+            },
+            TaskRequest {
+                trainingParamsHash: B256::repeat_byte(9),
+                ..r.clone()
+            },
+            TaskRequest {
+                optionsHash: B256::repeat_byte(9),
+                ..r.clone()
+            },
+            TaskRequest {
+                datasetHash: B256::repeat_byte(9),
+                ..r.clone()
+            },
+            TaskRequest {
+                feeCeiling: U256::ZERO,
+                ..r.clone()
+            },
+            TaskRequest {
+                nonce: U256::from(8u64),
+                ..r.clone()
+            },
         ];
         for v in variants {
-            assert!(matches!(v.verify(&domain, &s), Err(RequestV2Error::NotSignedOver { .. })), "{v:?}");
+            assert!(
+                matches!(
+                    v.verify(&domain, &s),
+                    Err(RequestV2Error::NotSignedOver { .. })
+                ),
+                "{v:?}"
+            );
         }
-        for d in [super::domain(2, Address::repeat_byte(1)), super::domain(1, Address::repeat_byte(3))] {
+        for d in [
+            super::domain(2, Address::repeat_byte(1)),
+            super::domain(1, Address::repeat_byte(3)),
+        ] {
             assert!(r.verify(&d, &s).is_err());
         }
     }

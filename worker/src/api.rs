@@ -250,8 +250,15 @@ async fn create_task(
             (v.signer.public_key, v.fee_ceiling)
         }
         Some(2) => {
-            let request = crate::intake::task_request_v2(&worker, &body, &wire, model.hash, dataset_hash.hash());
-            let v = request.verify(&crate::intake::request_v2_domain(&worker), &signature)
+            let request = crate::intake::task_request_v2(
+                &worker,
+                &body,
+                &wire,
+                model.hash,
+                dataset_hash.hash(),
+            );
+            let v = request
+                .verify(&crate::intake::request_v2_domain(&worker), &signature)
                 .map_err(|e| ApiError::Client(StatusCode::UNAUTHORIZED, e.to_string()))?;
             (v.public_key, v.fee_ceiling)
         }

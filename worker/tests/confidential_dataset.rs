@@ -47,8 +47,8 @@ fn marked_dataset(records: usize) -> Vec<u8> {
 
 /// `plain` sealed by customer `who` to `key`, in 1 KiB chunks (several chunks for small data).
 fn sealed(who: usize, key: &k256::PublicKey, plain: &[u8]) -> Vec<u8> {
-    let mut w = EnvelopeWriter::new(Vec::new(), &k256_key(who), key, &mut rand_core::OsRng, 10)
-        .unwrap();
+    let mut w =
+        EnvelopeWriter::new(Vec::new(), &k256_key(who), key, &mut rand_core::OsRng, 10).unwrap();
     std::io::Write::write_all(&mut w, plain).unwrap();
     w.finish().unwrap()
 }
@@ -69,8 +69,7 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
             if meta.is_dir() {
                 stack.push(p);
             } else if meta.is_file()
-                && std::fs::read(&p)
-                    .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+                && std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
             {
                 found.push(p.display().to_string());
             }
@@ -98,9 +97,20 @@ async fn an_encrypted_dataset_is_ciphertext_in_the_data_dir_and_trains() {
     let key = dataset_key(&stack).await;
     let data_dir = stack.dir.path().join("data");
     // Control: the scan finds a plaintext upload.
-    let control = uploaded(&stack, 3, format!("{{\"text\":\"{MARKER}-control\"}}\n").into_bytes()).await;
-    assert_eq!(files_containing(&data_dir, MARKER.as_bytes()).len(), 1, "{control}");
-    let control_path = data_dir.join("store/objects").join(control.trim_start_matches("0x"));
+    let control = uploaded(
+        &stack,
+        3,
+        format!("{{\"text\":\"{MARKER}-control\"}}\n").into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        files_containing(&data_dir, MARKER.as_bytes()).len(),
+        1,
+        "{control}"
+    );
+    let control_path = data_dir
+        .join("store/objects")
+        .join(control.trim_start_matches("0x"));
     std::fs::remove_file(control_path).unwrap();
 
     let r = upload(&stack, 2, sealed(2, &key, &marked_dataset(6))).await;
@@ -108,11 +118,17 @@ async fn an_encrypted_dataset_is_ciphertext_in_the_data_dir_and_trains() {
     let answer: Value = r.json().await.unwrap();
     assert_eq!(answer["encrypted"], true, "{answer}");
     let hash = answer["datasetHash"].as_str().unwrap().to_owned();
-    assert_eq!(files_containing(&data_dir, MARKER.as_bytes()), Vec::<String>::new());
+    assert_eq!(
+        files_containing(&data_dir, MARKER.as_bytes()),
+        Vec::<String>::new()
+    );
 
     let id = created(&stack, 2, &task_body(2, &hash, 1, PARAMS)).await;
     let t = wait_state(&stack, 2, &id, &["Delivered"], Duration::from_secs(120)).await;
-    assert!(t["tokens"].as_u64().unwrap() > 0, "counted from the plaintext: {t}");
+    assert!(
+        t["tokens"].as_u64().unwrap() > 0,
+        "counted from the plaintext: {t}"
+    );
     assert_eq!(
         files_containing(&data_dir, MARKER.as_bytes()),
         Vec::<String>::new(),
@@ -145,7 +161,10 @@ async fn a_swapped_ciphertext_is_refused() {
         "{reason}"
     );
     let data_dir = stack.dir.path().join("data");
-    assert_eq!(files_containing(&data_dir, MARKER.as_bytes()), Vec::<String>::new());
+    assert_eq!(
+        files_containing(&data_dir, MARKER.as_bytes()),
+        Vec::<String>::new()
+    );
 }
 
 /// Customer 3 uploads customer 2's envelope (seen on 0G Storage or in transit): refused at upload.
@@ -265,4 +284,65 @@ async fn a_v2_request_rewritten_after_signing_is_refused() {
     }
     let id = created(&stack, 2, &signed).await;
     wait_state(&stack, 2, &id, &["Delivered"], Duration::from_secs(120)).await;
+}
+
+/// A figure, not a rule: the create-task → `SetUp` latency of a funded task on a 100 MiB zip
+/// sealed to the dataset key (fetch, open, checks, token count); the plaintext figure is
+/// `worker_intake.rs`'s `figure_create_task_to_setup_latency_100mib`. Run with `--ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+async fn figure_create_task_to_setup_latency_100mib_sealed() {
+    let stack = Stack::start(
+        env!("CARGO_BIN_EXE_sealtune-worker"),
+        StackOptions {
+            max_upload_bytes: 128 << 20,
+            ..Default::default()
+        },
+    )
+    .await;
+    stack.fund(2, 10, 5).await;
+    let key = dataset_key(&stack).await;
+    // The same dataset as the plaintext figure: one JSONL of ~1 KiB text records, stored in a zip.
+    let line = format!(
+        "{{\"text\":\"{}\"}}\n",
+        "the quick brown fox jumps over the lazy dog ".repeat(24)
+    );
+    let jsonl = line.repeat((100 << 20) / line.len() + 1);
+    let mut zip = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut zip);
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .large_file(true);
+        z.start_file("data/train.jsonl", opts).unwrap();
+        std::io::Write::write_all(&mut z, jsonl.as_bytes()).unwrap();
+        z.finish().unwrap();
+    }
+    let mut envelope = Vec::new();
+    sealtune_protocol::envelope::seal(
+        &mut zip.get_ref().as_slice(),
+        &mut envelope,
+        &k256_key(2),
+        &key,
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
+    let hash = uploaded(&stack, 2, envelope).await;
+    let started = std::time::Instant::now();
+    let id = created(&stack, 2, &task_body(2, &hash, 1, PARAMS)).await;
+    let t = loop {
+        let t = get_task(&stack, 2, &id).await;
+        if !["Init", "SettingUp"].contains(&t["progress"].as_str().unwrap_or("")) {
+            break t;
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "{t}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!(
+        "FIGURE create-task -> {} for a 100 MiB zip sealed ({} tokens): {:.2} s",
+        t["progress"],
+        t["tokens"],
+        started.elapsed().as_secs_f64()
+    );
+    assert_ne!(t["progress"], "Failed", "{t}");
 }

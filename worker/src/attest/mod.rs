@@ -371,7 +371,11 @@ impl Attestation {
                      so every restart changes the signer (the owner must acknowledge it again on chain, and \
                      deliverables of earlier runs keep the old signer). Use dstack for a stable signer."
                 );
-                (Source::Tsm(s), SigningKey::random(rng), SigningKey::random(rng))
+                (
+                    Source::Tsm(s),
+                    SigningKey::random(rng),
+                    SigningKey::random(rng),
+                )
             }
         };
         let dataset_key = k256::SecretKey::from(dataset_key.as_nonzero_scalar());
@@ -421,11 +425,7 @@ impl Attestation {
     /// Publishes the SHA-256 of the worker's own TLS key (SubjectPublicKeyInfo) in the TEE keys,
     /// signed again by the TEE signer.
     pub fn with_tls_key(mut self, spki_sha256: B256) -> Self {
-        self.tee_keys = TeeKeys::sign(
-            &self.key,
-            &self.dataset_key.public_key(),
-            Some(spki_sha256),
-        );
+        self.tee_keys = TeeKeys::sign(&self.key, &self.dataset_key.public_key(), Some(spki_sha256));
         self
     }
 
