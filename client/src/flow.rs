@@ -4,8 +4,10 @@
 //!
 //! * [`Client::create_task`] verifies the provider's attestation first (unless told not to), checks
 //!   the sub-account (acknowledging the TEE signer where the official client does, and that it can
-//!   pay), resolves the model, uploads the dataset when given a file, and signs the request (the
-//!   fee-bound form when a fee ceiling is given, else the 0G form).
+//!   pay), resolves the model, uploads the dataset when given a file, and signs the request. A
+//!   provider whose verified attestation publishes a dataset key gets the dataset sealed to that
+//!   key (`crate::confidential`) and request v2 (EIP-712 over everything the task buys); other
+//!   providers get the file as is and the fee-bound form when a fee ceiling is given, else the 0G form.
 //! * [`Client::download_model`] checks the downloaded file's hash against the on-chain
 //!   `modelRootHash` and its tag signature against the service's TEE signer **before**
 //!   acknowledging.

@@ -19,6 +19,11 @@
 //! and the measured config hash under a domain tag. The worker checks that the quote a source
 //! returns carries exactly the report_data it asked for. The TEE signer's key path includes the
 //! config hash ([`signer_key_path`]).
+//!
+//! Beside the signer, every source yields the **dataset key** ([`dataset_key_path`], derived the same
+//! way, so a changed config changes it too): customers seal datasets to its public key
+//! (`sealtune_protocol::envelope`). It is published as `tee_keys`, signed by the TEE signer, and its
+//! hash fills the attestation document's `dataset_key_hash` slot ([`Attestation::tee_keys`]).
 
 mod dev;
 mod dstack;
