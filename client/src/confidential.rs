@@ -77,3 +77,61 @@ pub fn seal_dataset(
         .map_err(|e| ClientError::InvalidInput(format!("sealing {}: {e}", path.display())))?;
     Ok(sealed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(keys: &TeeKeys, doc: &AttestationDocument) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "tee_keys": keys,
+            "attestation_document": doc,
+        }))
+        .unwrap()
+    }
+
+    /// A relay (or the host) that swaps in its own dataset key, or serves keys the document does not
+    /// bind, or an answer for another nonce, is refused: the customer never seals to that key.
+    #[test]
+    fn only_keys_signed_by_the_signer_and_bound_for_our_nonce_are_used() {
+        let tee = SigningKey::from_slice(&[5u8; 32]).unwrap();
+        let signer = sealtune_protocol::sig::address_of(tee.verifying_key());
+        let nonce = [7u8; 32];
+        let real = k256::SecretKey::from_slice(&[6u8; 32])
+            .unwrap()
+            .public_key();
+        let keys = TeeKeys::sign(&tee, &real, None);
+        let doc = AttestationDocument {
+            dataset_key_hash: Some(keys.hash()),
+            ..AttestationDocument::new(signer, nonce.into(), B256::ZERO)
+        };
+        let got = tee_keys_of(&body(&keys, &doc), signer, &nonce)
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.dataset_key, real);
+
+        let attacker = SigningKey::from_slice(&[8u8; 32]).unwrap();
+        let theirs = k256::SecretKey::from_slice(&[9u8; 32])
+            .unwrap()
+            .public_key();
+        // Their key under the TEE's signature; their key signed by themselves.
+        let mut swapped = keys.clone();
+        swapped.dataset_key = sealtune_protocol::envelope::compressed(&theirs).into();
+        let self_signed = TeeKeys::sign(&attacker, &theirs, None);
+        for forged in [swapped, self_signed] {
+            assert!(tee_keys_of(&body(&forged, &doc), signer, &nonce).is_err());
+        }
+        // Keys the document does not bind, and a document for another nonce.
+        let unbound = AttestationDocument {
+            dataset_key_hash: None,
+            ..doc
+        };
+        assert!(tee_keys_of(&body(&keys, &unbound), signer, &nonce).is_err());
+        assert!(tee_keys_of(&body(&keys, &doc), signer, &[1u8; 32]).is_err());
+        // An official broker publishes none.
+        assert_eq!(
+            tee_keys_of(b"{\"quote\":\"00\"}", signer, &nonce).unwrap(),
+            None
+        );
+    }
+}
