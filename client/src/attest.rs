@@ -100,6 +100,14 @@ pub struct ProviderVerification {
     /// The raw `/v1/quote` body (for `sealtune-verify quote --file`).
     #[serde(skip)]
     pub raw_quote: Vec<u8>,
+    /// The dataset key the provider's TEE publishes (SEC1 compressed, hex), signed by the on-chain
+    /// TEE signer and bound by the attestation document for our nonce; datasets are sealed to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset_key: Option<String>,
+    /// The published keys, checked ([`crate::confidential::tee_keys_of`]); `None` when the
+    /// provider publishes none.
+    #[serde(skip)]
+    pub keys: Option<crate::confidential::ProviderKeys>,
 }
 
 impl ProviderVerification {
@@ -116,6 +124,11 @@ impl ProviderVerification {
             out.push_str("note: the answer carries no attestation document for our nonce: it could be a replay\n");
         }
         out.push_str(&self.report.render_human());
+        if let Some(key) = &self.dataset_key {
+            out.push_str(&format!(
+                "dataset key {key} (signed by the TEE signer, bound by the attestation document): create-task seals datasets to it\n"
+            ));
+        }
         out
     }
 
@@ -235,7 +248,12 @@ pub async fn verify_provider(
     let collateral = collateral_for(&doc, opts).await?;
     let (report, fresh) =
         verify_quote_document(&service, chain.contracts().serving, &doc, collateral, opts)?;
+    let keys = crate::confidential::tee_keys_of(&quote.body, service.tee_signer, &opts.nonce)?;
     Ok(ProviderVerification {
+        dataset_key: keys
+            .as_ref()
+            .map(|k| hex::encode(sealtune_protocol::envelope::compressed(&k.dataset_key))),
+        keys,
         provider,
         url: service.url.clone(),
         tee_signer: service.tee_signer,

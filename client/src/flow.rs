@@ -4,8 +4,10 @@
 //!
 //! * [`Client::create_task`] verifies the provider's attestation first (unless told not to), checks
 //!   the sub-account (acknowledging the TEE signer where the official client does, and that it can
-//!   pay), resolves the model, uploads the dataset when given a file, and signs the request (the
-//!   fee-bound form when a fee ceiling is given, else the 0G form).
+//!   pay), resolves the model, uploads the dataset when given a file, and signs the request. A
+//!   provider whose verified attestation publishes a dataset key gets the dataset sealed to that
+//!   key (`crate::confidential`) and request v2 (EIP-712 over everything the task buys); other
+//!   providers get the file as is and the fee-bound form when a fee ceiling is given, else the 0G form.
 //! * [`Client::download_model`] checks the downloaded file's hash against the on-chain
 //!   `modelRootHash` and its tag signature against the service's TEE signer **before**
 //!   acknowledging.
@@ -40,6 +42,16 @@ pub enum DatasetSource {
     Hash(String),
     /// A local file, uploaded to the provider's TEE first.
     File(PathBuf),
+}
+
+/// Which create-task signature is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SignedForm {
+    /// 0G's digest, or sealtune's fee-bound one.
+    Official(CreateTaskForm),
+    /// sealtune's request v2 (EIP-712 over everything the task buys), for providers that attest
+    /// a dataset key.
+    V2,
 }
 
 /// Whether [`Client::create_task`] verifies the provider first.
@@ -93,7 +105,7 @@ pub struct CreatedTask {
         serialize_with = "ser_opt_dec"
     )]
     pub max_fee: Option<U256>,
-    /// Which digest was signed: `"0g"` or `"fee-bound"`.
+    /// Which digest was signed: `"0g"`, `"fee-bound"` or `"v2"` (sealtune's EIP-712 request).
     pub signature_form: &'static str,
     /// Tasks queued or running at the provider when this one was sent.
     pub queued_behind: u64,
@@ -126,6 +138,9 @@ pub struct UploadedDataset {
     pub dataset_hash: String,
     /// Bytes uploaded.
     pub bytes: u64,
+    /// Whether the upload was the dataset sealed to the provider's dataset key (an envelope), not
+    /// the plaintext.
+    pub encrypted: bool,
 }
 
 /// A downloaded, checked (and by default acknowledged) model.
@@ -311,6 +326,32 @@ impl Client {
         Ok(UploadedDataset {
             dataset_hash: local.to_string(),
             bytes: meta.len(),
+            encrypted: false,
+        })
+    }
+
+    /// Seal the dataset at `path` to the provider's attested `dataset_key` (an envelope owned and
+    /// signed by this customer, `crate::confidential::seal_dataset`) and upload the ciphertext.
+    pub async fn upload_sealed_dataset(
+        &self,
+        provider: Address,
+        path: &Path,
+        dataset_key: &k256::PublicKey,
+        now_ms: u64,
+        progress: Arc<dyn Progress>,
+    ) -> Result<UploadedDataset> {
+        let (src, key, recipient) = (path.to_owned(), self.key()?.clone(), *dataset_key);
+        let sealed = tokio::task::spawn_blocking(move || {
+            crate::confidential::seal_dataset(&src, &key, &recipient)
+        })
+        .await
+        .map_err(|e| ClientError::InvalidInput(format!("sealing the dataset: {e}")))??;
+        let up = self
+            .upload_dataset(provider, sealed.path(), now_ms, progress)
+            .await?;
+        Ok(UploadedDataset {
+            encrypted: true,
+            ..up
         })
     }
 
@@ -350,9 +391,22 @@ impl Client {
                 "{queued_behind} task(s) are queued or running at the provider: pass --wait to queue behind them"
             )));
         }
-        let (dataset_hash, upload) = match &req.dataset {
-            DatasetSource::Hash(h) => (h.clone(), None),
-            DatasetSource::File(p) => {
+        let keys = verification.as_ref().and_then(|v| v.keys.clone());
+        let (dataset_hash, upload) = match (&req.dataset, &keys) {
+            (DatasetSource::Hash(h), _) => (h.clone(), None),
+            (DatasetSource::File(p), Some(keys)) => {
+                let up = self
+                    .upload_sealed_dataset(
+                        req.provider,
+                        p,
+                        &keys.dataset_key,
+                        now_ms,
+                        upload_progress,
+                    )
+                    .await?;
+                (up.dataset_hash.clone(), Some(up))
+            }
+            (DatasetSource::File(p), None) => {
                 let up = self
                     .upload_dataset(req.provider, p, now_ms, upload_progress)
                     .await?;
@@ -365,10 +419,13 @@ impl Client {
             dataset_hash,
             fee: req.max_fee.unwrap_or(U256::ZERO),
         };
-        let form = if req.max_fee.is_some() {
-            CreateTaskForm::WithFee
+        let form = if keys.is_some() {
+            // The provider attests a dataset key: a sealtune worker that checks v2 requests.
+            SignedForm::V2
+        } else if req.max_fee.is_some() {
+            SignedForm::Official(CreateTaskForm::WithFee)
         } else {
-            CreateTaskForm::WithoutFee
+            SignedForm::Official(CreateTaskForm::WithoutFee)
         };
         let task_id = self.send_task(&api, req, &task, form, &model_hash).await?;
         Ok(CreatedTask {
@@ -379,8 +436,9 @@ impl Client {
             model_hash,
             max_fee: req.max_fee,
             signature_form: match form {
-                CreateTaskForm::WithFee => "fee-bound",
-                CreateTaskForm::WithoutFee => "0g",
+                SignedForm::V2 => "v2",
+                SignedForm::Official(CreateTaskForm::WithFee) => "fee-bound",
+                SignedForm::Official(CreateTaskForm::WithoutFee) => "0g",
             },
             queued_behind,
             provider_verified: verification.as_ref().is_some_and(|v| v.verified),
@@ -425,21 +483,45 @@ impl Client {
         api: &ProviderApi,
         req: &CreateTaskRequest,
         task: &CreateTask,
-        form: CreateTaskForm,
+        form: SignedForm,
         model_hash: &str,
     ) -> Result<String> {
-        let signature = task.sign(self.key()?, form);
-        let body = CreateTaskBody {
+        let mut body = CreateTaskBody {
             user_address: task.user.to_checksum(None),
             pre_trained_model_hash: model_hash.to_owned(),
             dataset_hash: task.dataset_hash.clone(),
             training_params: req.training_params.clone(),
             fee: Some(task.fee.to_string()),
             nonce: task.nonce.to_string(),
-            signature: signature.to_hex_v27(),
+            signature: String::new(),
             wait: req.wait,
             dataset_type: req.dataset_type.clone(),
+            request_version: None,
         };
+        let signature = match form {
+            SignedForm::Official(form) => task.sign(self.key()?, form),
+            SignedForm::V2 => {
+                body.request_version = Some(sealtune_protocol::request_v2::REQUEST_VERSION);
+                let hash = |what: &str, text: &str| {
+                    text.parse::<B256>().map_err(|_| {
+                        ClientError::InvalidInput(format!("{what} {text} is not a 32-byte hash"))
+                    })
+                };
+                let request = sealtune_protocol::request_v2::TaskRequest::for_body(
+                    &body,
+                    task,
+                    req.provider,
+                    hash("model hash", model_hash)?,
+                    hash("dataset hash", &task.dataset_hash)?,
+                );
+                let domain = sealtune_protocol::request_v2::domain(
+                    self.chain.chain_id().await?,
+                    self.chain.contracts().serving,
+                );
+                request.sign(self.key()?, &domain)
+            }
+        };
+        body.signature = signature.to_hex_v27();
         api.create_task(task.user, &body).await
     }
 

@@ -45,6 +45,7 @@ pub mod api;
 pub mod attest;
 pub mod chain;
 pub mod cli;
+pub mod confidential;
 pub mod config;
 pub mod error;
 pub mod estimate;

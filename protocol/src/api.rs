@@ -38,10 +38,30 @@ pub struct CreateTaskBody {
     #[serde(default)]
     pub wait: bool,
     /// sealtune: how the dataset's rows become records ([`crate::dataset_type`]); absent: 0G's
-    /// three shapes. Not covered by the 0G signature: a request v2 signature binds
-    /// [`DatasetType::hash`].
+    /// three shapes. Not covered by the 0G signature: a request v2 signature binds it through
+    /// [`CreateTaskBody::extra_options`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset_type: Option<DatasetType>,
+    /// `2` for sealtune's request v2 (`crate::request_v2`): then `signature` is the EIP-712
+    /// signature over every field; absent for the official forms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_version: Option<u32>,
+}
+
+impl CreateTaskBody {
+    /// sealtune's extra request options (beyond 0G's fields), as the object whose
+    /// `request_v2::options_hash` a v2 request signs: `datasetType` (its canonical JSON,
+    /// [`DatasetType::canonical_json`]) when set; `{}` otherwise.
+    pub fn extra_options(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut options = serde_json::Map::new();
+        if let Some(t) = &self.dataset_type {
+            // The canonical form is JSON written by this crate: it always parses.
+            let value = serde_json::from_str(&t.canonical_json())
+                .unwrap_or_else(|_| serde_json::Value::String(t.canonical_json()));
+            options.insert("datasetType".into(), value);
+        }
+        options
+    }
 }
 
 /// The body of the signed task requests: `…/cancel` (`signature`) and `…/lora` (`signature` and
@@ -72,6 +92,7 @@ mod tests {
             signature: "0x4d".into(),
             wait: true,
             dataset_type: None,
+            request_version: None,
         };
         let text = serde_json::to_string(&body).unwrap();
         assert_eq!(

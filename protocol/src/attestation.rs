@@ -55,8 +55,8 @@ pub struct AttestationDocument {
     pub nonce: B256,
     /// The worker's config hash ([`ConfigDocument::hash`]).
     pub config_hash: B256,
-    /// Slot: hash of the dataset-encryption public key the TEE signer vouches for (a later version
-    /// of the worker fills it); `None` is bound as 32 zero bytes.
+    /// Slot: [`TeeKeys::hash`] of the keys the TEE signer publishes (the dataset-encryption key, and
+    /// the TLS key when the worker serves HTTPS); `None` is bound as 32 zero bytes.
     #[serde(default)]
     pub dataset_key_hash: Option<B256>,
     /// Slot: hash of the GPU attestation evidence; `None` is bound as 32 zero bytes.
@@ -109,6 +109,104 @@ impl AttestationDocument {
         h.update(slot(self.dataset_key_hash).as_slice());
         h.update(slot(self.gpu_evidence_hash).as_slice());
         h.finalize().into()
+    }
+}
+
+/// Domain tag of the TEE keys digest ([`TeeKeys::hash`]).
+pub const TEE_KEYS_DOMAIN: &[u8] = b"sealtune/tee-keys/v1";
+
+/// The keys the worker publishes for customers (served as `tee_keys` in `/v1/quote`, docs/PROTOCOL.md
+/// §8): the **dataset key** customers seal datasets to ([`crate::envelope`]) and, when the worker
+/// serves HTTPS itself, the SHA-256 of its TLS certificate's SubjectPublicKeyInfo. Signed by the TEE
+/// signer; its [`TeeKeys::hash`] is the attestation document's `dataset_key_hash` slot, so a nonce
+/// quote binds both keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeeKeys {
+    /// The dataset public key, SEC1 compressed (33 bytes, `0x…` hex).
+    pub dataset_key: alloy_primitives::FixedBytes<33>,
+    /// SHA-256 of the DER SubjectPublicKeyInfo of the worker's own TLS key, when it serves HTTPS.
+    #[serde(default)]
+    pub tls_spki_sha256: Option<B256>,
+    /// The TEE signer's signature (`r ‖ s ‖ v`, raw digest) over [`TeeKeys::hash`].
+    pub signature: alloy_primitives::Bytes,
+}
+
+/// Keys that are not what the TEE signer published.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TeeKeysError {
+    /// The dataset key is not a secp256k1 public key.
+    #[error("the published dataset key is not a secp256k1 public key")]
+    DatasetKey,
+    /// The signature is malformed or by another key than the TEE signer.
+    #[error("the published TEE keys are not signed by the TEE signer {0}")]
+    Signature(Address),
+    /// The attestation document binds other keys (or none).
+    #[error(
+        "the attestation document's dataset_key_hash is {bound}, not the hash {served} of the keys served beside it"
+    )]
+    NotBound {
+        /// What the document binds (`none` when the slot is empty).
+        bound: String,
+        /// The hash of the served keys.
+        served: B256,
+    },
+}
+
+impl TeeKeys {
+    /// `SHA-256(TEE_KEYS_DOMAIN ‖ dataset key (33) ‖ TLS SPKI hash (32, zeros when absent))`.
+    pub fn hash(&self) -> B256 {
+        let mut h = Sha256::new();
+        h.update(TEE_KEYS_DOMAIN);
+        h.update(self.dataset_key.as_slice());
+        h.update(self.tls_spki_sha256.unwrap_or(B256::ZERO).as_slice());
+        B256::from(<[u8; 32]>::from(h.finalize()))
+    }
+
+    /// The keys signed by the TEE signer `tee`.
+    pub fn sign(
+        tee: &k256::ecdsa::SigningKey,
+        dataset_key: &k256::PublicKey,
+        tls_spki_sha256: Option<B256>,
+    ) -> Self {
+        let mut keys = TeeKeys {
+            dataset_key: crate::envelope::compressed(dataset_key).into(),
+            tls_spki_sha256,
+            signature: Default::default(),
+        };
+        let signature = crate::sig::sign_prehash(tee, &keys.hash());
+        keys.signature = signature.to_bytes_v27().to_vec().into();
+        keys
+    }
+
+    /// Checks the signature is the TEE `signer`'s and returns the dataset key.
+    pub fn verify(&self, signer: Address) -> Result<k256::PublicKey, TeeKeysError> {
+        let key = k256::PublicKey::from_sec1_bytes(self.dataset_key.as_slice())
+            .map_err(|_| TeeKeysError::DatasetKey)?;
+        let recovered = crate::sig::Signature::from_bytes(&self.signature)
+            .and_then(|s| s.recover_address(&self.hash()))
+            .map_err(|_| TeeKeysError::Signature(signer))?;
+        if recovered != signer {
+            return Err(TeeKeysError::Signature(signer));
+        }
+        Ok(key)
+    }
+
+    /// [`Self::verify`], and the attestation document binds exactly these keys.
+    pub fn verify_bound(
+        &self,
+        document: &AttestationDocument,
+    ) -> Result<k256::PublicKey, TeeKeysError> {
+        let key = self.verify(document.signer)?;
+        if document.dataset_key_hash != Some(self.hash()) {
+            return Err(TeeKeysError::NotBound {
+                bound: document
+                    .dataset_key_hash
+                    .map_or_else(|| "none".to_owned(), |h| h.to_string()),
+                served: self.hash(),
+            });
+        }
+        Ok(key)
     }
 }
 
@@ -344,6 +442,36 @@ mod tests {
             AttestationDocument::from_json(&extra),
             Err(DocumentError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn tee_keys_are_signed_by_the_signer_and_bound_by_the_document() {
+        let tee = k256::ecdsa::SigningKey::from_slice(&[5u8; 32]).unwrap();
+        let signer = crate::sig::address_of(tee.verifying_key());
+        let ds = k256::SecretKey::from_slice(&[6u8; 32])
+            .unwrap()
+            .public_key();
+        let keys = TeeKeys::sign(&tee, &ds, Some(B256::repeat_byte(9)));
+        assert_eq!(keys.verify(signer).unwrap(), ds);
+        let mut doc = AttestationDocument::new(signer, B256::ZERO, B256::ZERO);
+        assert!(matches!(
+            keys.verify_bound(&doc),
+            Err(TeeKeysError::NotBound { .. })
+        ));
+        doc.dataset_key_hash = Some(keys.hash());
+        assert_eq!(keys.verify_bound(&doc).unwrap(), ds);
+        // Another key, or another TLS key, under the same signature.
+        let other = k256::SecretKey::from_slice(&[7u8; 32])
+            .unwrap()
+            .public_key();
+        let mut swapped = keys.clone();
+        swapped.dataset_key = crate::envelope::compressed(&other).into();
+        assert_eq!(swapped.verify(signer), Err(TeeKeysError::Signature(signer)));
+        let mut tls = keys.clone();
+        tls.tls_spki_sha256 = None;
+        assert_eq!(tls.verify(signer), Err(TeeKeysError::Signature(signer)));
+        let json = serde_json::to_value(&keys).unwrap();
+        assert_eq!(serde_json::from_value::<TeeKeys>(json).unwrap(), keys);
     }
 
     #[test]

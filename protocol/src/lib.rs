@@ -8,12 +8,14 @@
 //! |---|---|---|
 //! | [`sig`] | §2, §4 | strict secp256k1 signature parsing, recovery, EIP-191 |
 //! | [`request`] | §2 | customer request digests and signer recovery, timestamp window |
+//! | [`request_v2`] | §2.1 | sealtune's create-task request v2 (EIP-712, binds model, params, options, fee ceiling) |
 //! | [`api`] | §2 | the JSON bodies of the signed API requests |
 //! | [`eip712`] | §1 | the EIP-712 `VerifierMessage` settled on chain |
 //! | [`fee`] | §3 | the task fee formula |
 //! | [`params`] | §3 | the stock LoRA `trainingParams` and their ranges |
 //! | [`deliverable`] | §4 | sealing and opening the encrypted model, tag signature |
 //! | [`ecies`] | §4 | the eciesjs-compatible wrap of the model key |
+//! | [`envelope`] | §8 | confidential datasets: the envelope a customer seals a dataset in to the worker's dataset key |
 //! | [`storage`] | §6 | 0G Storage root hash, submission nodes, segment proofs |
 //! | [`dstack`] | §5 | dstack runtime events: their digest and how they extend RTMR3 |
 //! | [`attestation`] | §5.1–5.3 | the attestation document v2, the measured config document, tree digests |
@@ -46,11 +48,13 @@ pub mod deliverable;
 pub mod dstack;
 pub mod ecies;
 pub mod eip712;
+pub mod envelope;
 pub mod events;
 pub mod fee;
 pub mod gpu;
 pub mod params;
 pub mod request;
+pub mod request_v2;
 pub mod sig;
 pub mod storage;
 pub mod task;

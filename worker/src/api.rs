@@ -244,7 +244,30 @@ async fn create_task(
         ))
     })?;
     let signature = request::parse_signature(&body.signature).map_err(request_err)?;
-    let verified = wire.verify(&signature).map_err(request_err)?;
+    let (public_key, fee_ceiling) = match body.request_version {
+        None => {
+            let v = wire.verify(&signature).map_err(request_err)?;
+            (v.signer.public_key, v.fee_ceiling)
+        }
+        Some(2) => {
+            let request = crate::intake::task_request_v2(
+                &worker,
+                &body,
+                &wire,
+                model.hash,
+                dataset_hash.hash(),
+            );
+            let v = request
+                .verify(&crate::intake::request_v2_domain(&worker), &signature)
+                .map_err(|e| ApiError::Client(StatusCode::UNAUTHORIZED, e.to_string()))?;
+            (v.public_key, v.fee_ceiling)
+        }
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "requestVersion {other} is not supported: send 2 (sealtune's EIP-712 request) or leave it out (0G's request)"
+            )));
+        }
+    };
     crate::intake::check_dataset_owner(&worker.store, &worker.files, url_user, dataset_hash.hash())
         .await
         .map_err(|e| match e {
@@ -270,8 +293,8 @@ async fn create_task(
         fee: wire.fee,
         nonce: wire.nonce,
         signature: body.signature.clone(),
-        user_public_key: (&verified.signer.public_key).into(),
-        fee_ceiling: verified.fee_ceiling,
+        user_public_key: (&public_key).into(),
+        fee_ceiling,
         wait: body.wait,
         model_type: model.data_type,
         dataset_type: body.dataset_type.clone(),
@@ -499,8 +522,16 @@ async fn upload_dataset(
     let Some(received) = form.file else {
         return Err(ApiError::bad("file field missing"));
     };
-    let owner = match check_upload_signature(&worker, &addr, &form.signature, &form.timestamp) {
-        Ok(owner) => owner,
+    let checked = check_upload_signature(&worker, &addr, &form.signature, &form.timestamp)
+        .and_then(|owner| {
+            let path = received.path().to_owned();
+            let key = worker.attest.dataset_key().public_key();
+            crate::confidential::check_upload(&path, owner, &key)
+                .map(|sealed| (owner, sealed))
+                .map_err(|e| ApiError::Client(StatusCode::FORBIDDEN, e.to_string()))
+        });
+    let (owner, sealed) = match checked {
+        Ok(ok) => ok,
         Err(e) => {
             worker.files.discard(received).await;
             return Err(e);
@@ -518,7 +549,12 @@ async fn upload_dataset(
         "datasetHash": stored.keccak.to_string(),
         "rootHash": stored.root.to_string(),
         "size": stored.len,
-        "message": "dataset uploaded to the TEE",
+        "encrypted": sealed,
+        "message": if sealed {
+            "encrypted dataset stored (ciphertext; opened only inside the TEE for its owner's tasks)"
+        } else {
+            "dataset uploaded to the TEE"
+        },
     })))
 }
 

@@ -13,6 +13,10 @@
 //!   are never read; macOS `__MACOSX/._*` metadata is tolerated): a saved `DatasetDict`, a dot-file
 //!   or any other file beside them is refused. The count and the preparation read the dataset
 //!   through the one reader, `crate::formats::read_dataset`, under the task's `dataset_type`.
+//! - **A v2 request binds what it buys.** With `requestVersion: 2` the create-task signature is
+//!   EIP-712 typed data over chain, serving contract, provider, model hash, training-params hash,
+//!   options hash, dataset hash, fee ceiling and nonce ([`task_request_v2`]); the official forms stay
+//!   accepted without it.
 //! - **Bounded unpacking.** A dataset zip may declare at most `limits.max_dataset_unpacked_bytes()`
 //!   unpacked and `limits.max_dataset_entries()` entries (both in proportion to the upload limit).
 use std::io::Read;
@@ -61,6 +65,31 @@ pub async fn check_dataset_owner(
         return Ok(());
     }
     Err(IntakeError::NotYours { hash, user })
+}
+
+/// The EIP-712 domain of v2 requests to this worker: its chain and serving contract.
+pub fn request_v2_domain(worker: &crate::app::Worker) -> alloy::sol_types::Eip712Domain {
+    sealtune_protocol::request_v2::domain(worker.chain.chain_id, worker.chain.serving_address())
+}
+
+/// The v2 request (`sealtune_protocol::request_v2`) this worker would execute for `body`: the
+/// provider is this worker's, the model hash the one `preTrainedModelHash` resolved to, the
+/// parameters and extra options as received. Its signature must be the customer's over exactly
+/// this, so a field rewritten on the way (by the host, a gateway) is refused.
+pub fn task_request_v2(
+    worker: &crate::app::Worker,
+    body: &sealtune_protocol::api::CreateTaskBody,
+    wire: &sealtune_protocol::request::CreateTask,
+    model_hash: B256,
+    dataset_hash: B256,
+) -> sealtune_protocol::request_v2::TaskRequest {
+    sealtune_protocol::request_v2::TaskRequest::for_body(
+        body,
+        wire,
+        worker.chain.address,
+        model_hash,
+        dataset_hash,
+    )
 }
 
 /// Whether a file starts like a zip.

@@ -12,6 +12,7 @@ pub mod app;
 pub mod attest;
 pub mod chain;
 pub mod cli;
+pub mod confidential;
 pub mod config;
 pub mod config_import;
 pub mod exec;

@@ -389,7 +389,11 @@ async fn tappd_signer_and_raw_quote() {
     let rd = quote_report_data(&doc.quote).unwrap();
     assert_eq!(
         rd,
-        AttestationDocument::new(a.signer(), [3; 32].into(), CONFIG).report_data()
+        AttestationDocument {
+            dataset_key_hash: Some(a.tee_keys().hash()),
+            ..AttestationDocument::new(a.signer(), [3; 32].into(), CONFIG)
+        }
+        .report_data()
     );
     assert!(!a.config_in_rtmr3(), "tappd has no runtime events");
     assert_eq!(doc.tcb_info.as_deref(), Some(tcb_info().as_str()));
@@ -475,7 +479,11 @@ async fn configfs_tsm_quote_through_fake_configfs() {
     att.quote_body(Some(nonce)).await.unwrap();
     assert_eq!(
         fake.inblob(),
-        AttestationDocument::new(att.signer(), nonce.into(), CONFIG).report_data()
+        AttestationDocument {
+            dataset_key_hash: Some(att.tee_keys().hash()),
+            ..AttestationDocument::new(att.signer(), nonce.into(), CONFIG)
+        }
+        .report_data()
     );
 }
 

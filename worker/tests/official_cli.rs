@@ -4,7 +4,9 @@
 //! `create-task --dataset-path`, `get-task`/`get-log` until delivered, `acknowledge-model`, the worker's
 //! settlement, `decrypt-model` — and the decrypted zip is what the worker's script produced. Then
 //! sealtune's own client (the `sealtune` command line, run in-process) does the same on the same stack,
-//! and the on-chain results of both (deliverable, `FeesSettled`, sub-account, ledger) have the same shape.
+//! and the on-chain results of both (deliverable, `FeesSettled`, sub-account, ledger) have the same shape
+//! (sealtune's client seals the dataset to the attested dataset key and signs request v2; the tokens
+//! and the fee are the same as the official CLI's plaintext upload).
 //!
 //! What the official CLI assumes and how this test meets it (details in docs/compatibility.md):
 //! - the key comes only from `$HOME/.0g-compute-cli/config.json` (no environment variable): the test
@@ -616,10 +618,13 @@ async fn official_cli_drives_a_whole_task_and_sealtune_client_matches() {
         .as_str()
         .unwrap_or_else(|| panic!("{created}"))
         .to_owned();
-    assert_eq!(created["dataset_hash"], dataset_hash.as_str());
+    // The worker attests a dataset key: sealtune's client seals the dataset to it (so the hash is
+    // the envelope's, not the plaintext's the official CLI uploaded) and signs request v2.
+    assert_eq!(created["upload"]["encrypted"], true, "{created}");
+    assert_ne!(created["dataset_hash"], dataset_hash.as_str());
     assert_eq!(
-        created["signature_form"], "0g",
-        "without --max-fee sealtune signs the official digest"
+        created["signature_form"], "v2",
+        "a provider that attests a dataset key gets the v2 request"
     );
     wait_state(
         &stack,

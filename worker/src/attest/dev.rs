@@ -86,14 +86,15 @@ pub struct DevSource {
 
 impl DevSource {
     /// Loads (or creates once, from `rng`) the dev root secret, derives the signer for `key_path`
-    /// and prepares the event log recording `config_hash`.
+    /// and the dataset key for [`super::dataset_key_path`] of it (the dev stand-in for the KMS), and
+    /// prepares the event log recording `config_hash`.
     pub(super) fn open(
         config: &AttestConfig,
         data_dir: &Path,
         key_path: &str,
         config_hash: alloy::primitives::B256,
         rng: &mut impl CryptoRngCore,
-    ) -> Result<(Self, SigningKey), AttestError> {
+    ) -> Result<(Self, SigningKey, SigningKey), AttestError> {
         tracing::warn!(
             "INSECURE: the `dev` attestation source is in use: no TEE, the TEE signer key is a cleartext \
              file in the data directory, /v1/quote serves no quote. Never run a real provider like this."
@@ -101,6 +102,7 @@ impl DevSource {
         let root_file = data_dir.join(DEV_KEY_FILE);
         let root = load_or_create_key(&root_file, rng)?;
         let key = derive_dev_key(&root, key_path)?;
+        let dataset_key = derive_dev_key(&root, &super::dataset_key_path(key_path))?;
         let app_compose = match &config.app_compose {
             #[cfg(feature = "dev-app-compose")]
             None => DEV_APP_COMPOSE.to_string(),
@@ -132,6 +134,7 @@ impl DevSource {
                 tcb_info,
             },
             key,
+            dataset_key,
         ))
     }
 }

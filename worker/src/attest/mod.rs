@@ -19,6 +19,11 @@
 //! and the measured config hash under a domain tag. The worker checks that the quote a source
 //! returns carries exactly the report_data it asked for. The TEE signer's key path includes the
 //! config hash ([`signer_key_path`]).
+//!
+//! Beside the signer, every source yields the **dataset key** ([`dataset_key_path`], derived the same
+//! way, so a changed config changes it too): customers seal datasets to its public key
+//! (`sealtune_protocol::envelope`). It is published as `tee_keys`, signed by the TEE signer, and its
+//! hash fills the attestation document's `dataset_key_hash` slot ([`Attestation::tee_keys`]).
 
 mod dev;
 mod dstack;
@@ -31,7 +36,7 @@ use alloy::primitives::{Address, B256};
 use base64::Engine as _;
 use k256::ecdsa::SigningKey;
 use rand_core::CryptoRngCore;
-use sealtune_protocol::attestation::AttestationDocument;
+use sealtune_protocol::attestation::{AttestationDocument, TeeKeys};
 use sealtune_protocol::deliverable::TeeSigningKey;
 use serde::{Deserialize, Serialize};
 
@@ -289,6 +294,8 @@ pub struct Attestation {
     previous: Option<Address>,
     record_path: PathBuf,
     gpu: std::sync::Arc<dyn gpu::EvidenceSource>,
+    dataset_key: k256::SecretKey,
+    tee_keys: TeeKeys,
 }
 
 impl std::fmt::Debug for Attestation {
@@ -343,22 +350,26 @@ impl Attestation {
         rng: &mut impl CryptoRngCore,
     ) -> Result<Attestation, AttestError> {
         let key_path = signer_key_path(&config.key_path, config_hash);
-        let (source, key) = match config.source {
+        let data_path = dataset_key_path(&key_path);
+        let (source, key, dataset_key) = match config.source {
             SourceKind::Dev if dev_forbidden() => return Err(AttestError::DevForbidden),
             SourceKind::Dev => {
-                let (s, key) = dev::DevSource::open(config, data_dir, &key_path, config_hash, rng)?;
-                (Source::Dev(s), key)
+                let (s, key, dk) =
+                    dev::DevSource::open(config, data_dir, &key_path, config_hash, rng)?;
+                (Source::Dev(s), key, dk)
             }
             SourceKind::Dstack => {
                 let s = DstackSource::new(&config.dstack_socket, config.timeout_secs)?;
                 let key = s.get_key(&key_path).await?;
+                let dk = s.get_key(&data_path).await?;
                 s.record_config(config_hash).await?;
-                (Source::Dstack(s), key)
+                (Source::Dstack(s), key, dk)
             }
             SourceKind::Tappd => {
                 let s = TappdSource::new(&config.tappd_socket, config.timeout_secs)?;
                 let key = s.derive_key(&key_path).await?;
-                (Source::Tappd(s), key)
+                let dk = s.derive_key(&data_path).await?;
+                (Source::Tappd(s), key, dk)
             }
             SourceKind::ConfigfsTsm => {
                 let s = TsmSource::open(&config.tsm_dir, config.timeout_secs)?;
@@ -368,9 +379,15 @@ impl Attestation {
                      so every restart changes the signer (the owner must acknowledge it again on chain, and \
                      deliverables of earlier runs keep the old signer). Use dstack for a stable signer."
                 );
-                (Source::Tsm(s), SigningKey::random(rng))
+                (
+                    Source::Tsm(s),
+                    SigningKey::random(rng),
+                    SigningKey::random(rng),
+                )
             }
         };
+        let dataset_key = k256::SecretKey::from(dataset_key.as_nonzero_scalar());
+        let tee_keys = TeeKeys::sign(&key, &dataset_key.public_key(), None);
         let signer = Address::from_private_key(&key);
         let record_path = data_dir.join(SIGNER_RECORD_FILE);
         let previous = match read_record(&record_path)? {
@@ -396,7 +413,28 @@ impl Attestation {
             previous,
             record_path,
             gpu: config.gpu.open().into(),
+            dataset_key,
+            tee_keys,
         })
+    }
+
+    /// The dataset key's secret half: opens the dataset envelopes customers seal to it
+    /// (`sealtune_protocol::envelope`). Never give it to the executor child or write it anywhere.
+    pub fn dataset_key(&self) -> &k256::SecretKey {
+        &self.dataset_key
+    }
+
+    /// The keys published beside the quote (`tee_keys`), signed by the TEE signer; their hash is the
+    /// attestation document's `dataset_key_hash`.
+    pub fn tee_keys(&self) -> &TeeKeys {
+        &self.tee_keys
+    }
+
+    /// Publishes the SHA-256 of the worker's own TLS key (SubjectPublicKeyInfo) in the TEE keys,
+    /// signed again by the TEE signer.
+    pub fn with_tls_key(mut self, spki_sha256: B256) -> Self {
+        self.tee_keys = TeeKeys::sign(&self.key, &self.dataset_key.public_key(), Some(spki_sha256));
+        self
     }
 
     /// The TEE signer address (bound into report_data, registered as `teeSignerAddress`).
@@ -475,9 +513,13 @@ impl Attestation {
             })
     }
 
-    /// The attestation document v2 a quote over `nonce` binds.
+    /// The attestation document v2 a quote over `nonce` binds (its `dataset_key_hash` the hash of
+    /// [`Self::tee_keys`]).
     pub fn document(&self, nonce: [u8; 32]) -> AttestationDocument {
-        AttestationDocument::new(self.signer, B256::from(nonce), self.config_hash)
+        AttestationDocument {
+            dataset_key_hash: Some(self.tee_keys.hash()),
+            ..AttestationDocument::new(self.signer, B256::from(nonce), self.config_hash)
+        }
     }
 
     /// The report_data this worker puts in its quotes: 0G's layout (a) without a nonce, the
@@ -523,6 +565,7 @@ impl Attestation {
             "source": self.source().as_str(),
             "config_hash": self.config_hash.to_string(),
             "config_in_rtmr3": self.config_in_rtmr3(),
+            "tee_keys": serde_json::to_value(&self.tee_keys).unwrap_or_default(),
         });
         let Some(obj) = body.as_object_mut() else {
             return Ok(body);
@@ -545,6 +588,12 @@ impl Attestation {
         }
         Ok(body)
     }
+}
+
+/// The key derivation path of the dataset key: `<signer key path>/dataset`, so it changes with the
+/// config hash as the signer does (a changed config cannot open datasets sealed to the old key).
+pub fn dataset_key_path(signer_key_path: &str) -> String {
+    format!("{signer_key_path}/dataset")
 }
 
 /// The key derivation path of the TEE signer for the config `config_hash`:

@@ -87,6 +87,7 @@ pub(super) async fn execute(
         )
         .await;
     let outcome = run_child(worker, task, &spec_dir, &spec, model.ranks, shutdown).await;
+    crate::confidential::discard_plaintext(&spec_dir, Some(&spec.data_path));
     if let Some(stopped) = worker
         .store
         .get(&task.id)
@@ -251,7 +252,7 @@ struct Inputs {
 /// parameters and fetches the dataset. An earlier attempt's script owned the directory: it is taken
 /// back first, and every file is removed (never followed) before it is written.
 async fn prepare_inputs(
-    worker: &Worker,
+    worker: &Arc<Worker>,
     task: &Task,
     dir: &std::path::Path,
 ) -> Result<Inputs, StepError> {
@@ -290,6 +291,7 @@ async fn prepare_inputs(
         .fetch(&dataset_hash, dir)
         .await
         .map_err(|e| StepError::fail(format!("dataset {dataset_hash}: {e}")))?;
+    let dataset = super::setup::open_dataset(worker, task, dataset, dir).await?;
     Ok(Inputs {
         dataset,
         data_path,

@@ -60,19 +60,10 @@ pub(super) async fn setup(worker: &Arc<Worker>, task: &Task) -> Result<(), StepE
         .fetch(&dataset_hash, &dir)
         .await
         .map_err(|e| StepError::fail(format!("dataset {dataset_hash}: {e}")))?;
-    let (path, data_type, limits) = (
-        dataset.clone(),
-        model.data_type,
-        worker.config.limits.clone(),
-    );
-    tokio::task::spawn_blocking(move || intake::check_dataset_file(&path, data_type, &limits))
-        .await
-        .map_err(StepError::retry)?
-        .map_err(|e| StepError::fail(format!("dataset rejected: {e}")))?;
-    worker
-        .task_log(&task.id, "dataset found; counting tokens")
-        .await;
-    let (records, tokens) = count_tokens(worker, model, task, dataset).await?;
+    let dataset = open_dataset(worker, task, dataset, &dir).await?;
+    let counted = check_and_count(worker, task, model, dataset).await;
+    crate::confidential::discard_plaintext(&dir, None);
+    let (records, tokens) = counted?;
     sealtune_protocol::fee::check_max_steps(task.training_params.as_str(), epochs, records)
         .map_err(|e| StepError::fail(e.to_string()))?;
     let fee = model
@@ -99,6 +90,45 @@ pub(super) async fn setup(worker: &Arc<Worker>, task: &Task) -> Result<(), StepE
         )
         .await;
     Ok(())
+}
+
+/// The plaintext of the fetched dataset: an envelope opened for the task's user
+/// (`crate::confidential`), else the file itself.
+pub(super) async fn open_dataset(
+    worker: &Arc<Worker>,
+    task: &Task,
+    fetched: PathBuf,
+    dir: &Path,
+) -> Result<PathBuf, StepError> {
+    let (worker2, dir, user) = (worker.clone(), dir.to_owned(), task.user_address);
+    tokio::task::spawn_blocking(move || {
+        crate::confidential::plaintext(&fetched, &dir, user, worker2.attest.dataset_key())
+    })
+    .await
+    .map_err(StepError::retry)?
+    .map_err(|e| StepError::fail(format!("dataset rejected: {e}")))
+}
+
+/// The intake checks of the (plaintext) dataset file, then its count.
+async fn check_and_count(
+    worker: &Worker,
+    task: &Task,
+    model: &ModelConfig,
+    dataset: PathBuf,
+) -> Result<(u64, u64), StepError> {
+    let (path, data_type, limits) = (
+        dataset.clone(),
+        model.data_type,
+        worker.config.limits.clone(),
+    );
+    tokio::task::spawn_blocking(move || intake::check_dataset_file(&path, data_type, &limits))
+        .await
+        .map_err(StepError::retry)?
+        .map_err(|e| StepError::fail(format!("dataset rejected: {e}")))?;
+    worker
+        .task_log(&task.id, "dataset found; counting tokens")
+        .await;
+    count_tokens(worker, model, task, dataset).await
 }
 
 /// The dataset's records and its size for the fee: its tokens (text), or its files (image datasets

@@ -161,6 +161,13 @@ pub struct Received {
     pub len: u64,
 }
 
+impl Received {
+    /// Where the received bytes are until they are committed or discarded.
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+}
+
 /// The storage façade the pipeline uses.
 #[derive(Debug)]
 pub struct Store {
