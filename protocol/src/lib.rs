@@ -21,6 +21,7 @@
 //! | [`tokens`] | §3 | the token-counting rule behind the fee (feature `tokenizer`) |
 //! | [`events`] | — | the events the executor streams to the worker |
 //! | [`task`] | §2 | the task states and the rules on them |
+//! | [`report`] | §8 | the signed training report |
 #![deny(missing_docs)]
 // Everything here parses or computes over untrusted bytes (requests, datasets, sealed files, quotes,
 // storage proofs): no unwrap/expect/panic, no unchecked indexing or arithmetic in library code.
@@ -49,6 +50,7 @@ pub mod events;
 pub mod fee;
 pub mod gpu;
 pub mod params;
+pub mod report;
 pub mod request;
 pub mod sig;
 pub mod storage;
