@@ -554,6 +554,19 @@ pub fn is_jsonl_entry(name: &str) -> bool {
     !skipped && name.to_ascii_lowercase().ends_with(".jsonl")
 }
 
+/// Whether a JSONL zip entry holds validation records (sealtune; PROTOCOL.md §8): its file name
+/// starts with `validation` (`validation.jsonl`, `data/validation-2.jsonl`), case-insensitively.
+/// The sealtune worker gives those records to the script as a `validation` split instead of
+/// training on them; they are counted and billed like every record (the fee the official tooling
+/// predicts counts every JSONL file of the zip).
+pub fn is_validation_entry(name: &str) -> bool {
+    is_jsonl_entry(name)
+        && name
+            .rsplit('/')
+            .next()
+            .is_some_and(|file| file.to_ascii_lowercase().starts_with("validation"))
+}
+
 /// Read a zip of JSONL files record by record (see the module docs for which entries count).
 pub fn read_zip<R, F, E>(reader: R, limits: &ReadLimits, mut f: F) -> Result<DatasetSummary, E>
 where

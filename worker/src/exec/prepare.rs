@@ -89,24 +89,57 @@ fn normalised(record: Record) -> Value {
     Value::Object(map)
 }
 
-/// Validate and normalise a JSONL (or zip of JSONL) dataset into `out`; returns the record count.
+/// The validation records' file beside the normalised training file `out` (written only when the
+/// zip has `validation*.jsonl` entries: `protocol::dataset::is_validation_entry`).
+pub fn validation_path(out: &Path) -> PathBuf {
+    out.with_extension("validation.jsonl")
+}
+
+/// Validate and normalise a JSONL (or zip of JSONL) dataset into `out`, its validation entries into
+/// [`validation_path`]; returns the record count (both together).
 pub fn normalise_jsonl(dataset: &Path, out: &Path) -> Result<u64, String> {
     let file = File::create(out).map_err(|e| e.to_string())?;
     let mut w = BufWriter::new(file);
-    let result = dataset::read_dataset(dataset, &ReadLimits::default(), |_loc, record| {
-        serde_json::to_writer(&mut w, &normalised(record))
+    let mut validation: Option<BufWriter<File>> = None;
+    let validation_out = validation_path(out);
+    let mut train_records = 0u64;
+    let result = dataset::read_dataset(dataset, &ReadLimits::default(), |loc, record| {
+        let target = match loc.entry.as_deref() {
+            Some(entry) if dataset::is_validation_entry(entry) => {
+                if validation.is_none() {
+                    validation = Some(BufWriter::new(
+                        File::create(&validation_out).map_err(DatasetError::Io)?,
+                    ));
+                }
+                validation.as_mut().unwrap_or(&mut w)
+            }
+            _ => {
+                train_records += 1;
+                &mut w
+            }
+        };
+        serde_json::to_writer(&mut *target, &normalised(record))
             .map_err(|e| DatasetError::Io(e.into()))?;
-        w.write_all(b"\n").map_err(DatasetError::Io)
+        target.write_all(b"\n").map_err(DatasetError::Io)
     });
-    let flushed = w.flush();
+    let flushed = w
+        .flush()
+        .and_then(|()| validation.as_mut().map_or(Ok(()), Write::flush));
     match (result, flushed) {
+        (Ok(_), Ok(())) if train_records == 0 => {
+            let _ = fs::remove_file(out);
+            let _ = fs::remove_file(&validation_out);
+            Err("invalid dataset: it holds validation records only (validation*.jsonl), nothing to train on".into())
+        }
         (Ok(summary), Ok(())) => Ok(summary.records),
         (Err(e), _) => {
             let _ = fs::remove_file(out);
+            let _ = fs::remove_file(&validation_out);
             Err(format!("invalid dataset: {e}"))
         }
         (_, Err(e)) => {
             let _ = fs::remove_file(out);
+            let _ = fs::remove_file(&validation_out);
             Err(format!("writing the prepared dataset: {e}"))
         }
     }

@@ -17,6 +17,7 @@ use sealtune_protocol::deliverable::{DeliverableKey, OsRng};
 use sealtune_protocol::events::Event;
 use tokio_util::sync::CancellationToken;
 
+use super::report::Observed;
 use super::{StepError, enter, model_dir, model_of, sealing};
 use crate::app::Worker;
 use crate::exec::{self, ChildSealed, ExecLimits, ExecSpec, SealSpec};
@@ -77,8 +78,10 @@ pub(super) async fn execute(
             ),
         )
         .await;
-    match run_child(worker, task, &spec_dir, &spec, shutdown).await {
+    let (result, observed) = run_child(worker, task, &spec_dir, &spec, shutdown).await;
+    match result {
         Ok(outcome) => {
+            super::report::record_observed(worker, task, &observed).await?;
             if let Some(sealed) = &outcome.sealed {
                 commit_child_seal(worker, task, &spec_dir, &secret, sealed).await?;
             }
@@ -261,20 +264,24 @@ async fn prepare_inputs(
     })
 }
 
-/// Runs the executor child for `spec`, with the task's events written to its log, the provider
-/// marked occupied on chain meanwhile, and its cancel token (a child of `shutdown`) published.
+/// Runs the executor child for `spec`, with the task's events written to its log (and observed for
+/// the report), the provider marked occupied on chain meanwhile, and its cancel token (a child of
+/// `shutdown`) published.
 async fn run_child(
     worker: &Arc<Worker>,
     task: &Task,
     dir: &std::path::Path,
     spec: &ExecSpec,
     shutdown: &CancellationToken,
-) -> Result<exec::ExecOutcome, exec::ExecError> {
+) -> (Result<exec::ExecOutcome, exec::ExecError>, Observed) {
     let limits = ExecLimits {
         timeout: worker.config.limits.training_timeout.0,
         memory_limit_bytes: exec::sandbox::memory_limit(&worker.config.limits),
     };
-    let jail = worker.sandbox.jail().map_err(exec::ExecError::Sandbox)?;
+    let jail = match worker.sandbox.jail() {
+        Ok(jail) => jail,
+        Err(e) => return (Err(exec::ExecError::Sandbox(e)), Observed::default()),
+    };
     worker
         .task_log(
             &task.id,
@@ -292,8 +299,11 @@ async fn run_child(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(256);
     let log_worker = worker.clone();
     let log_id = task.id.clone();
+    let started = std::time::Instant::now();
+    let mut observed = Observed::starting(worker.clock.now());
     let logger = tokio::spawn(async move {
         while let Some(event) = rx.recv().await {
+            observed.see(&event);
             if matches!(event, Event::Progress { .. }) {
                 log_worker.metrics.training_steps.inc();
             }
@@ -301,6 +311,7 @@ async fn run_child(
                 log_worker.task_log(&log_id, line).await;
             }
         }
+        observed
     });
     if worker.crash.armed() == Some("during-training") {
         let crash = worker.crash.clone();
@@ -313,8 +324,9 @@ async fn run_child(
     let result = exec::spawn(&worker.exe, dir, spec, &limits, &jail, tx, cancel).await;
     let _ = worker.chain.set_occupied(false).await;
     *worker.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    let _ = logger.await;
-    result
+    let mut observed = logger.await.unwrap_or_default();
+    observed.wall_time_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    (result, observed)
 }
 
 /// The task-log line of a child event (none for the chunk-by-chunk seal events).

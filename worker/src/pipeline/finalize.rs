@@ -50,6 +50,9 @@ pub(super) async fn finalize(worker: &Arc<Worker>, task: &Task) -> Result<(), St
         ));
     }
 
+    // The signed training report, before the deliverable is announced (docs/PROTOCOL.md §8).
+    super::report::ensure_signed(worker, &task, root).await?;
+
     // Announce, unless the chain already has it.
     if !on_chain(worker, user, &task.id).await? {
         worker

@@ -31,6 +31,7 @@ use crate::store::{StatePredicate, StoreError, Task, TaskState};
 
 pub mod execute;
 pub mod finalize;
+pub mod report;
 pub mod retention;
 pub mod sealing;
 pub mod settle;

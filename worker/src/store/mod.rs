@@ -14,6 +14,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 pub mod intake;
+pub mod report;
 pub mod task;
 
 pub use task::{DatasetHash, NewTask, StatePredicate, Task, TaskState, TrainingParams};
