@@ -51,6 +51,7 @@ pub mod flow;
 pub mod funds;
 pub mod model;
 pub mod progress;
+pub mod report;
 pub mod storage;
 
 pub use error::{ClientError, Result};
