@@ -99,3 +99,34 @@ impl Client {
         Ok(CheckedReport { report, signed })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(metrics: &[(&str, f64)]) -> TrainingReport {
+        let mut r = TrainingReport::example();
+        r.metrics = metrics.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+        r
+    }
+
+    #[test]
+    fn thresholds_refuse_a_worse_or_silent_report() {
+        let max = Thresholds {
+            max_eval_loss: Some(2.0),
+            require_improvement: false,
+        };
+        assert!(max.check(&with(&[("eval_loss", 1.5)])).is_ok());
+        assert!(max.check(&with(&[("eval_loss", 2.5)])).unwrap_err().contains("above"));
+        assert!(max.check(&with(&[])).unwrap_err().contains("no eval_loss"));
+
+        let better = Thresholds {
+            max_eval_loss: None,
+            require_improvement: true,
+        };
+        assert!(better.check(&with(&[("base_eval_loss", 3.0), ("eval_loss", 1.5)])).is_ok());
+        assert!(better.check(&with(&[("base_eval_loss", 1.0), ("eval_loss", 1.5)])).is_err());
+        assert!(better.check(&with(&[("eval_loss", 1.5)])).is_err(), "no base: no improvement shown");
+        assert!(!Thresholds::default().any());
+    }
+}
