@@ -37,9 +37,17 @@ impl Thresholds {
         let get = |name: &str| report.metrics.get(name).copied();
         if let Some(max) = self.max_eval_loss {
             match get(metric::EVAL_LOSS) {
-                None => return Err(format!("the report has no {} (the script computed none)", metric::EVAL_LOSS)),
+                None => {
+                    return Err(format!(
+                        "the report has no {} (the script computed none)",
+                        metric::EVAL_LOSS
+                    ));
+                }
                 Some(loss) if loss > max => {
-                    return Err(format!("{} {loss} is above the threshold {max}", metric::EVAL_LOSS));
+                    return Err(format!(
+                        "{} {loss} is above the threshold {max}",
+                        metric::EVAL_LOSS
+                    ));
                 }
                 Some(_) => {}
             }
@@ -74,8 +82,10 @@ impl Client {
         let (service, api) = self.provider_api(provider).await?;
         let signed = api.report(user, task_id).await?;
         let deliverable = self.deliverable(provider, task_id).await?;
-        let domain =
-            sealtune_protocol::eip712::domain(self.chain.chain_id().await?, self.chain.serving_address());
+        let domain = sealtune_protocol::eip712::domain(
+            self.chain.chain_id().await?,
+            self.chain.serving_address(),
+        );
         let bad = |detail: String| ClientError::BadReport(detail);
         let (report, signer) = signed.verify(&domain).map_err(|e| bad(e.to_string()))?;
         if signer != service.tee_signer {
@@ -90,7 +100,8 @@ impl Client {
                 report.task_id, report.user, report.provider
             )));
         }
-        if B256::try_from(deliverable.model_root_hash.as_ref()).ok() != Some(report.model_root_hash) {
+        if B256::try_from(deliverable.model_root_hash.as_ref()).ok() != Some(report.model_root_hash)
+        {
             return Err(bad(format!(
                 "its model root {} is not the deliverable's on chain",
                 report.model_root_hash
@@ -117,16 +128,31 @@ mod tests {
             require_improvement: false,
         };
         assert!(max.check(&with(&[("eval_loss", 1.5)])).is_ok());
-        assert!(max.check(&with(&[("eval_loss", 2.5)])).unwrap_err().contains("above"));
+        assert!(
+            max.check(&with(&[("eval_loss", 2.5)]))
+                .unwrap_err()
+                .contains("above")
+        );
         assert!(max.check(&with(&[])).unwrap_err().contains("no eval_loss"));
 
         let better = Thresholds {
             max_eval_loss: None,
             require_improvement: true,
         };
-        assert!(better.check(&with(&[("base_eval_loss", 3.0), ("eval_loss", 1.5)])).is_ok());
-        assert!(better.check(&with(&[("base_eval_loss", 1.0), ("eval_loss", 1.5)])).is_err());
-        assert!(better.check(&with(&[("eval_loss", 1.5)])).is_err(), "no base: no improvement shown");
+        assert!(
+            better
+                .check(&with(&[("base_eval_loss", 3.0), ("eval_loss", 1.5)]))
+                .is_ok()
+        );
+        assert!(
+            better
+                .check(&with(&[("base_eval_loss", 1.0), ("eval_loss", 1.5)]))
+                .is_err()
+        );
+        assert!(
+            better.check(&with(&[("eval_loss", 1.5)])).is_err(),
+            "no base: no improvement shown"
+        );
         assert!(!Thresholds::default().any());
     }
 }

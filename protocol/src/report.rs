@@ -227,7 +227,10 @@ impl TrainingReport {
             wall_time_ms: 11_500,
             loss_curve: vec![
                 LossPoint { step: 1, loss: 3.5 },
-                LossPoint { step: 8, loss: 0.75 },
+                LossPoint {
+                    step: 8,
+                    loss: 0.75,
+                },
             ],
             metrics: [
                 (metric::BASE_EVAL_LOSS.to_owned(), 3.25),

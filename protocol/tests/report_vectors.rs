@@ -68,7 +68,9 @@ fn the_vector_verifies_and_fails_once_edited() {
     };
     assert_eq!(signed.verify(&domain).unwrap().1, v.signer);
     let edited = SignedReport {
-        document: v.document.replace("\"eval_loss\":1.5", "\"eval_loss\":1.25"),
+        document: v
+            .document
+            .replace("\"eval_loss\":1.5", "\"eval_loss\":1.25"),
         signature: v.signature,
     };
     assert_ne!(edited.document, v.document);

@@ -38,7 +38,12 @@ pub fn check_report(
         "report signature",
         verified
             .as_ref()
-            .map(|(r, s)| format!("EIP-712 TrainingReport of task {} recovers to {s}", r.task_id))
+            .map(|(r, s)| {
+                format!(
+                    "EIP-712 TrainingReport of task {} recovers to {s}",
+                    r.task_id
+                )
+            })
             .map_err(|e| e.to_string()),
     );
     let Ok((report, recovered)) = verified else {

@@ -8,10 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use clap::Parser;
+use sealtune_e2e::signer;
 use sealtune_e2e::stack::{
     PARAMS, Stack, StackOptions, created, dataset_jsonl, task_body, uploaded, wait_state,
 };
-use sealtune_e2e::signer;
 use sealtune_protocol::report::SignedReport;
 
 /// A dataset zip: `data/train.jsonl` and, when `validation`, `data/validation.jsonl`.
@@ -69,7 +69,11 @@ async fn verify_cli(stack: &Stack, signed: &SignedReport) -> (i32, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_report_carries_what_the_script_computed_and_verifies_against_the_chain() {
-    let mut stack = Stack::start(env!("CARGO_BIN_EXE_sealtune-worker"), StackOptions::default()).await;
+    let mut stack = Stack::start(
+        env!("CARGO_BIN_EXE_sealtune-worker"),
+        StackOptions::default(),
+    )
+    .await;
     std::fs::copy(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/eval_standin.py"),
         stack.dir.path().join("quick_train.py"),
@@ -85,7 +89,14 @@ async fn the_report_carries_what_the_script_computed_and_verifies_against_the_ch
     // With validation data: the stand-in reports steps and known metrics.
     let hash = uploaded(&stack, 2, dataset_zip(true)).await;
     let id = created(&stack, 2, &task_body(2, &hash, 1, PARAMS)).await;
-    let task = wait_state(&stack, 2, &id, &["Delivered", "Failed"], Duration::from_secs(120)).await;
+    let task = wait_state(
+        &stack,
+        2,
+        &id,
+        &["Delivered", "Failed"],
+        Duration::from_secs(120),
+    )
+    .await;
     assert_eq!(task["progress"], "Delivered", "{task}");
 
     // Only the owner is served the report.
@@ -123,7 +134,11 @@ async fn the_report_carries_what_the_script_computed_and_verifies_against_the_ch
         ("\"steps\":4", "\"steps\":40"),
         ("\"tokens_billed\":", "\"tokens_billed\":1"),
     ] {
-        assert!(signed.document.contains(from), "{from} in {}", signed.document);
+        assert!(
+            signed.document.contains(from),
+            "{from} in {}",
+            signed.document
+        );
         let edited = SignedReport {
             document: signed.document.replacen(from, to, 1),
             ..signed.clone()
@@ -136,7 +151,14 @@ async fn the_report_carries_what_the_script_computed_and_verifies_against_the_ch
     // A script that reports nothing: the report says what the worker saw and nothing more.
     let hash = uploaded(&stack, 3, dataset_zip(false)).await;
     let id = created(&stack, 3, &task_body(3, &hash, 1, PARAMS)).await;
-    let task = wait_state(&stack, 3, &id, &["Delivered", "Failed"], Duration::from_secs(120)).await;
+    let task = wait_state(
+        &stack,
+        3,
+        &id,
+        &["Delivered", "Failed"],
+        Duration::from_secs(120),
+    )
+    .await;
     assert_eq!(task["progress"], "Delivered", "{task}");
     let signed: SignedReport = report_of(&stack, 3, &id).await.json().await.unwrap();
     for absent in ["\"metrics\":", "eval_loss", "\"steps\":", "\"loss_curve\":"] {

@@ -46,7 +46,8 @@ impl GetReportArgs {
             "  tokens billed {}, fee {} neuron, steps {}, wall time {:.1} s\n",
             r.tokens_billed,
             r.fee,
-            r.steps.map_or_else(|| "not reported".to_owned(), |s| s.to_string()),
+            r.steps
+                .map_or_else(|| "not reported".to_owned(), |s| s.to_string()),
             r.wall_time_ms as f64 / 1000.0
         ));
         if let (Some(first), Some(last)) = (r.loss_curve.first(), r.loss_curve.last()) {

@@ -61,7 +61,10 @@ impl Observed {
     pub fn see(&mut self, event: &Event) {
         match event {
             Event::Progress {
-                step, loss, metrics, ..
+                step,
+                loss,
+                metrics,
+                ..
             } => {
                 self.steps = Some(self.steps.map_or(*step, |s| s.max(*step)));
                 if let Some(loss) = loss {
@@ -73,7 +76,7 @@ impl Observed {
                         let mut i = 0usize;
                         self.curve.retain(|_| {
                             i += 1;
-                            i % 2 == 0
+                            i.is_multiple_of(2)
                         });
                     }
                 }
