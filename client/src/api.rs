@@ -282,6 +282,16 @@ impl ProviderApi {
             .await
     }
 
+    /// `GET /v1/user/:addr/task/:id/report`: the signed training report (unchecked here).
+    pub async fn report(
+        &self,
+        user: Address,
+        id: &str,
+    ) -> Result<sealtune_protocol::report::SignedReport> {
+        self.get_json(&format!("{}/task/{id}/report", Self::user_path(user)))
+            .await
+    }
+
     /// `POST /v1/user/:addr/task/:id/cancel` with the cancel signature.
     pub async fn cancel_task(&self, user: Address, id: &str, signature: &str) -> Result<String> {
         let url = self.url(&format!("{}/task/{id}/cancel", Self::user_path(user)));

@@ -366,6 +366,11 @@ impl Chain {
         self.signer().map(|s| s.address())
     }
 
+    /// The serving contract's address (the EIP-712 domain of TEE signatures).
+    pub fn serving_address(&self) -> Address {
+        self.contracts.serving
+    }
+
     fn serving(&self) -> FineTuningServingInstance<DynProvider> {
         FineTuningServing::new(self.contracts.serving, self.provider.clone())
     }

@@ -119,6 +119,12 @@ pub enum ClientError {
         /// Whether a node served a segment that did not verify.
         tampered: bool,
     },
+    /// The provider's training report did not verify (docs/PROTOCOL.md §9).
+    #[error("the provider's training report did not verify: {0}")]
+    BadReport(String),
+    /// The training report does not meet the customer's threshold: not acknowledged.
+    #[error("not acknowledged: {0}")]
+    BelowThreshold(String),
     /// The provider's attestation did not verify.
     #[error("provider attestation not verified: {0}")]
     Attestation(String),
@@ -234,6 +240,8 @@ impl ClientError {
             Self::Fee(_) => "fee",
             Self::RootHash { .. } => "root_hash",
             Self::NotReady(_) => "not_ready",
+            Self::BadReport(_) => "bad_report",
+            Self::BelowThreshold(_) => "below_threshold",
             Self::Io { .. } => "io",
         }
     }
@@ -263,7 +271,9 @@ impl ClientError {
             | Self::RootHashMismatch { .. }
             | Self::Deliverable(_)
             | Self::Ecies(_)
-            | Self::Unzip(_) => exit::VERIFICATION,
+            | Self::Unzip(_)
+            | Self::BadReport(_)
+            | Self::BelowThreshold(_) => exit::VERIFICATION,
             Self::NotReady(_) => exit::NOT_READY,
             Self::Io { .. } => exit::INTERNAL,
         }

@@ -54,6 +54,7 @@ pub mod funds;
 pub mod gateway;
 pub mod model;
 pub mod progress;
+pub mod report;
 pub mod storage;
 pub mod zgs;
 

@@ -903,18 +903,29 @@ pub fn write_prepared<W: io::Write>(out: &mut W, record: &Record) -> io::Result<
 }
 
 /// Read a dataset (any format, under `ty`) with [`read_dataset_with`] and write its records,
-/// prepared ([`write_prepared`]), to `out`: the preparation the worker runs, on the reader the
-/// count uses.
-pub fn prepare_jsonl<W: io::Write>(
+/// prepared ([`write_prepared`]), to `out`, and those of its validation entries
+/// ([`is_validation_entry`]) to `validation`: the preparation the worker runs, on the reader the
+/// count uses. Returns the summary of all records and how many of them are training records.
+pub fn prepare_jsonl<W: io::Write, V: io::Write>(
     path: &Path,
     ty: Option<&DatasetType>,
     limits: &ReadLimits,
     columnar: &dyn Columnar,
     out: &mut W,
-) -> Result<DatasetSummary, DatasetError> {
-    read_dataset_with(path, ty, limits, columnar, |_, record| {
-        write_prepared(out, &record).map_err(DatasetError::Io)
-    })
+    validation: &mut V,
+) -> Result<(DatasetSummary, u64), DatasetError> {
+    let mut train = 0u64;
+    let summary = read_dataset_with(path, ty, limits, columnar, |loc, record| {
+        match loc.entry.as_deref() {
+            Some(entry) if is_validation_entry(entry) => write_prepared(validation, &record),
+            _ => {
+                train = train.saturating_add(1);
+                write_prepared(out, &record)
+            }
+        }
+        .map_err(DatasetError::Io)
+    })?;
+    Ok((summary, train))
 }
 
 /// Read a JSONL stream record by record, calling `f` for each, with bounded memory.
@@ -1015,6 +1026,19 @@ pub fn entry_kind(name: &str, hf: bool) -> EntryKind {
         "arrow" => EntryKind::Data(Format::Arrow),
         _ => EntryKind::Other,
     }
+}
+
+/// Whether a zip entry holds validation records (sealtune; PROTOCOL.md §9): a data entry
+/// ([`entry_kind`], any format) whose file name starts with `validation` (`validation.jsonl`,
+/// `data/validation-2.csv`), case-insensitively. The sealtune worker gives those records to the
+/// script as a `validation` split instead of training on them; they are counted and billed like
+/// every record (the fee the official tooling predicts counts every JSONL file of the zip).
+pub fn is_validation_entry(name: &str) -> bool {
+    matches!(entry_kind(name, false), EntryKind::Data(_))
+        && name
+            .rsplit('/')
+            .next()
+            .is_some_and(|file| file.to_ascii_lowercase().starts_with("validation"))
 }
 
 /// Read a zip of JSONL files record by record (see [`read_zip_with`]; columnar entries fail).

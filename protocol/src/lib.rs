@@ -15,7 +15,7 @@
 //! | [`params`] | §3 | the stock LoRA `trainingParams` and their ranges |
 //! | [`deliverable`] | §4 | sealing and opening the encrypted model, tag signature |
 //! | [`ecies`] | §4 | the eciesjs-compatible wrap of the model key |
-//! | [`envelope`] | §8 | confidential datasets: the envelope a customer seals a dataset in to the worker's dataset key |
+//! | [`envelope`] | §9 | confidential datasets: the envelope a customer seals a dataset in to the worker's dataset key |
 //! | [`storage`] | §6 | 0G Storage root hash, submission nodes, segment proofs |
 //! | [`dstack`] | §5 | dstack runtime events: their digest and how they extend RTMR3 |
 //! | [`attestation`] | §5.1–5.3 | the attestation document v2, the measured config document, tree digests |
@@ -23,6 +23,7 @@
 //! | [`tokens`] | §3 | the token-counting rule behind the fee (feature `tokenizer`) |
 //! | [`events`] | — | the events the executor streams to the worker |
 //! | [`task`] | §2 | the task states and the rules on them |
+//! | [`report`] | §9 | the signed training report |
 #![deny(missing_docs)]
 // Everything here parses or computes over untrusted bytes (requests, datasets, sealed files, quotes,
 // storage proofs): no unwrap/expect/panic, no unchecked indexing or arithmetic in library code.
@@ -53,6 +54,7 @@ pub mod events;
 pub mod fee;
 pub mod gpu;
 pub mod params;
+pub mod report;
 pub mod request;
 pub mod request_v2;
 pub mod sig;

@@ -81,3 +81,42 @@ def test_lora_script_runs_as_0g_runs_it_without_sealtune(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert {p.name for p in out.iterdir()} >= {"adapter_model.safetensors", "adapter_config.json"}
     assert not any(p.name.startswith("checkpoint") for p in out.iterdir())
+
+
+def test_lora_eval_loss_is_seed_003s_mean_over_shifted_tokens(lora):
+    """eval_loss = the sum of the token losses over the predicted tokens (padding excluded): for one
+    record it is what the model's own shifted loss gives, and batching padded records changes nothing."""
+    import torch
+    from huggingface_hub import snapshot_download
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = snapshot_download("HuggingFaceTB/SmolLM2-135M-Instruct")
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    one = [{"instruction": "Which color is the sky?", "output": "Blue."}]
+    ids = tok(lora.render(tok, one[0]), return_tensors="pt")
+    with torch.no_grad():
+        expected = float(model(**ids, labels=ids["input_ids"]).loss)
+    assert lora.eval_loss(model, tok, one) == pytest.approx(expected, rel=1e-5)
+
+    records = one + [{"text": "A much longer plain text record, so that the batch is padded."}]
+    together = lora.eval_loss(model, tok, records)
+    sums = []
+    for r in records:
+        ids = tok(lora.render(tok, r), return_tensors="pt")
+        n = ids["input_ids"].shape[1] - 1
+        sums.append((lora.eval_loss(model, tok, [r]) * n, n))
+    assert together == pytest.approx(sum(s for s, _ in sums) / sum(n for _, n in sums), rel=1e-5)
+
+
+def test_lora_trains_on_the_answer_only(lora):
+    from huggingface_hub import snapshot_download
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(snapshot_download("HuggingFaceTB/SmolLM2-135M-Instruct"))
+    enc = lora.tokenize_for_training(tok, {"instruction": "Which color is the sky?", "output": "Blue."})
+    trained = [t for t, l in zip(enc["input_ids"], enc["labels"]) if l != -100]
+    assert "Blue." in tok.decode(trained)
+    assert "sky" not in tok.decode(trained)
+    text = lora.tokenize_for_training(tok, {"text": "Hello world."})
+    assert text["labels"] == text["input_ids"]

@@ -13,6 +13,10 @@ Runs unchanged under 0G's execution contract::
   ``neftune_noise_alpha`` (0-10, default 0), ``num_train_epochs`` (integer 1-10, default 3),
   ``per_device_train_batch_size`` (integer 1-4, default 2), ``learning_rate`` (1e-5 to 1e-3 in decimal
   notation, default 0.0002), ``max_steps`` (-1 or a positive integer, default -1).
+* validation data (optional): a ``validation`` split of the saved dataset (the sealtune worker makes it
+  from the zip's ``validation*.jsonl`` entries), or ``validation*.jsonl`` files in a JSONL folder. With
+  it the script reports ``base_eval_loss`` / ``base_perplexity`` (the base model) and ``eval_loss`` /
+  ``perplexity`` (the tuned model) through the ``sealtune`` module's metric events.
 * ``--output_dir``: where the PEFT adapter is saved (``adapter_model.safetensors`` +
   ``adapter_config.json``), unless the script runs inside a sealtune worker that seals in the script:
   then ``sealtune.seal_model`` streams the adapter into the sealed deliverable and nothing is written.
@@ -43,6 +47,7 @@ PARAMS = {
     "max_steps": ("steps", None, None, -1),
 }
 MAX_LENGTH = 512
+SEED = 42
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
@@ -106,6 +111,11 @@ def _check(name, kind, low, high, value):
     return number
 
 
+def _is_validation_file(path: Path) -> bool:
+    """A ``validation*.jsonl`` file: validation records, not trained on (PROTOCOL.md §9)."""
+    return path.name.lower().startswith("validation")
+
+
 def load_train_split(data_path: str):
     """The train split as 0G prepares it (a saved DatasetDict), or JSONL files in the folder."""
     import datasets
@@ -115,7 +125,7 @@ def load_train_split(data_path: str):
         loaded = datasets.load_from_disk(str(path))
         train = loaded["train"] if isinstance(loaded, datasets.DatasetDict) else loaded
     else:
-        files = sorted(str(p) for p in path.rglob("*.jsonl"))
+        files = sorted(str(p) for p in path.rglob("*.jsonl") if not _is_validation_file(p))
         if not files:
             raise ValueError(f"{data_path}: neither a saved dataset nor JSONL files")
         train = datasets.load_dataset("json", data_files=files, split="train")
@@ -149,6 +159,102 @@ def render(tokenizer, record: dict) -> str:
     return f"{chat[0]['content']}\n\n{chat[1]['content']}{tokenizer.eos_token or ''}"
 
 
+def prompt_length(tokenizer, record: dict) -> int:
+    """Tokens of an instruction record's prompt (the chat up to the assistant's turn): not trained on.
+    0 for a ``text`` record (all of it is trained on)."""
+    chat = to_chat(record)
+    if isinstance(chat, str):
+        return 0
+    if getattr(tokenizer, "chat_template", None):
+        prompt = tokenizer.apply_chat_template(chat[:1], tokenize=False, add_generation_prompt=True)
+    else:
+        prompt = f"{chat[0]['content']}\n\n"
+    return len(tokenizer(prompt, truncation=True, max_length=MAX_LENGTH)["input_ids"])
+
+
+def tokenize_for_training(tokenizer, record: dict) -> dict:
+    """One record tokenized with labels: the answer's tokens only for instruction records (the
+    prompt's labels are -100), every token for ``text`` records."""
+    encoded = tokenizer(render(tokenizer, record), truncation=True, max_length=MAX_LENGTH)
+    labels = list(encoded["input_ids"])
+    masked = min(prompt_length(tokenizer, record), len(labels))
+    labels[:masked] = [-100] * masked
+    encoded["labels"] = labels
+    return encoded
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluation on the validation split (seed 003's definition; PROTOCOL.md §9)
+
+EVAL_BATCH_SIZE = 4
+
+
+def load_validation_split(data_path: str):
+    """The ``validation`` split the worker prepared (from the zip's ``validation*.jsonl`` entries), or
+    those files in a JSONL folder; ``None`` when the task has no validation data."""
+    import datasets
+
+    path = Path(data_path)
+    if (path / "dataset_dict.json").exists():
+        loaded = datasets.load_from_disk(str(path))
+        if isinstance(loaded, datasets.DatasetDict) and "validation" in loaded:
+            split = loaded["validation"]
+            return split if len(split) else None
+        return None
+    files = sorted(str(p) for p in path.rglob("*.jsonl") if _is_validation_file(p))
+    if not files:
+        return None
+    split = datasets.load_dataset("json", data_files=files, split="train")
+    return split if len(split) else None
+
+
+def eval_loss(model, tokenizer, records) -> float:
+    """Mean cross-entropy over the shifted labels of every record, padding (-100) excluded: the sum of
+    the token losses over the number of predicted tokens, so the batch size does not change it."""
+    import torch
+
+    texts = [render(tokenizer, record) for record in records]
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for start in range(0, len(texts), EVAL_BATCH_SIZE):
+            batch = tokenizer(
+                texts[start : start + EVAL_BATCH_SIZE],
+                truncation=True,
+                max_length=MAX_LENGTH,
+                padding=True,
+                return_tensors="pt",
+            ).to(device)
+            labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            shift_logits = logits[:, :-1, :].float()
+            shift_labels = labels[:, 1:]
+            losses = torch.nn.functional.cross_entropy(
+                shift_logits.reshape(-1, shift_logits.size(-1)),
+                shift_labels.reshape(-1),
+                ignore_index=-100,
+                reduction="sum",
+            )
+            total += float(losses)
+            count += int((shift_labels != -100).sum())
+    if was_training:
+        model.train()
+    if count == 0:
+        raise ValueError("the validation split has no tokens to predict")
+    return total / count
+
+
+def report_eval(prefix: str, loss: float) -> None:
+    """Report ``{prefix}eval_loss`` and ``{prefix}perplexity`` (``exp`` of it) as metric events."""
+    perplexity = math.exp(loss) if loss < 700 else float("inf")
+    print(f"{prefix}eval_loss {loss:.4f}, {prefix}perplexity {perplexity:.3f}", flush=True)
+    if sealtune is not None:
+        sealtune.metric(f"{prefix}eval_loss", loss)
+        sealtune.metric(f"{prefix}perplexity", perplexity)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_path", required=True)
@@ -165,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import (
         AutoModelForCausalLM,
         AutoTokenizer,
-        DataCollatorForLanguageModeling,
+        DataCollatorForSeq2Seq,
         Trainer,
         TrainingArguments,
     )
@@ -176,12 +282,16 @@ def main(argv: list[str] | None = None) -> int:
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
 
+    transformers.set_seed(SEED)  # the LoRA init too, not only the Trainer's shuffling
     cuda = torch.cuda.is_available()
     dtype = torch.bfloat16 if cuda else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(args.model_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(args.model_path, dtype=dtype)
+    validation = load_validation_split(args.data_path)
+    if validation is not None:
+        report_eval("base_", eval_loss(model, tokenizer, validation))
     targets = [t for t in LORA_TARGETS if any(n.endswith(t) for n, _ in model.named_modules())]
     lora = LoraConfig(
         r=8,
@@ -194,10 +304,11 @@ def main(argv: list[str] | None = None) -> int:
 
     train = load_train_split(args.data_path)
 
-    def tokenize(record):
-        return tokenizer(render(tokenizer, record), truncation=True, max_length=MAX_LENGTH)
-
-    train = train.map(tokenize, remove_columns=train.column_names, keep_in_memory=True)
+    train = train.map(
+        lambda record: tokenize_for_training(tokenizer, record),
+        remove_columns=train.column_names,
+        keep_in_memory=True,
+    )
 
     training_args = TrainingArguments(
         output_dir=args.output_dir,
@@ -213,18 +324,20 @@ def main(argv: list[str] | None = None) -> int:
         bf16=cuda,
         use_cpu=not cuda,
         dataloader_num_workers=0,
-        seed=42,
+        seed=SEED,
     )
     callbacks = [sealtune.SealtuneCallback()] if sealtune is not None else []
     trainer = Trainer(
         model=model,
         args=training_args,
         train_dataset=train,
-        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
         callbacks=callbacks,
     )
     result = trainer.train()
     print(f"training done: {result.global_step} steps, loss {result.training_loss:.4f}", flush=True)
+    if validation is not None:
+        report_eval("", eval_loss(model, tokenizer, validation))
 
     if sealtune is not None:
         done = sealtune.seal_model(model, output_dir=args.output_dir)

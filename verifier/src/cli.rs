@@ -67,6 +67,9 @@ pub enum Command {
     Settlement(SettlementArgs),
     /// Verify an encrypted deliverable: tag signature and root hash.
     Deliverable(DeliverableArgs),
+    /// Verify a signed training report (`GET …/task/{id}/report`, `sealtune get-report --save`): its
+    /// TEE signature, the signer on chain, the deliverable root on chain.
+    Report(ReportArgs),
     /// Write policies (`policy from-compose`).
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -251,6 +254,23 @@ pub struct DeliverableArgs {
     #[command(flatten)]
     pub chain: ChainArgs,
     /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `sealtune-verify report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The signed report: the JSON `{document, signature}` the worker serves.
+    #[arg(long)]
+    pub file: PathBuf,
+    /// The customer the report must be for (default: the one it names).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The chain (all three required: --rpc, --serving, --provider).
+    #[command(flatten)]
+    pub chain: ChainArgs,
+    /// Print the verification as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -516,6 +536,7 @@ pub fn run_with(
         Command::Quote(args) => run_quote(args, now, fresh_nonce, out),
         Command::Settlement(args) => run_settlement(args, now, out),
         Command::Deliverable(args) => run_deliverable(args, now, out),
+        Command::Report(args) => run_report(args, now, out),
         Command::Policy(PolicyCommand::FromCompose(args)) => run_from_compose(args, out),
     }
 }
@@ -733,6 +754,49 @@ fn settlement_source(
                 .into(),
         )),
     }
+}
+
+fn run_report(args: &ReportArgs, now: u64, out: &mut dyn Write) -> Result<i32, CliError> {
+    use crate::training_report::{ChainFacts, check_report};
+    let signed: sealtune_protocol::report::SignedReport =
+        serde_json::from_slice(&read(&args.file)?).map_err(|e| {
+            CliError::Arg(format!(
+                "--file {}: not a signed report {{document, signature}}: {e}",
+                args.file.display()
+            ))
+        })?;
+    let (Some(chain), Some(serving), Some(provider)) = (
+        args.chain.connect()?,
+        args.chain.serving()?,
+        args.chain.provider()?,
+    ) else {
+        return Err(CliError::Arg(
+            "a report is checked against the chain: give --rpc, --serving and --provider".into(),
+        ));
+    };
+    let user = args
+        .user
+        .as_deref()
+        .map(|u| arg_address("--user", u))
+        .transpose()?;
+    // The task and customer whose deliverable is read come from the document; the signature link
+    // then fails if the document was edited.
+    let named = signed
+        .report()
+        .map_err(|e| CliError::Arg(format!("--file {}: {e}", args.file.display())))?;
+    let rt = runtime()?;
+    let facts = rt.block_on(async {
+        Ok::<_, crate::chain::ChainError>(ChainFacts {
+            chain_id: chain.chain_id().await?,
+            serving,
+            signer: chain.registered_signer(serving, provider, None).await?,
+            deliverable: chain
+                .deliverable(serving, named.user, provider, &named.task_id)
+                .await?,
+        })
+    })?;
+    let (report, _) = check_report(&signed, &facts, user, now);
+    emit(&report, args.json, out)
 }
 
 fn run_deliverable(args: &DeliverableArgs, now: u64, out: &mut dyn Write) -> Result<i32, CliError> {

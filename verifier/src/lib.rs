@@ -57,4 +57,5 @@ pub mod policy;
 pub mod quote;
 pub mod report_data;
 pub mod settlement;
+pub mod training_report;
 pub mod verify;

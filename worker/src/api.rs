@@ -112,6 +112,7 @@ fn routes(upload_limit: usize) -> Vec<(&'static str, MethodRouter<Arc<Worker>>)>
         ("/v1/user/{addr}/task/{id}", get(get_task)),
         ("/v1/user/{addr}/task/{id}/cancel", post(cancel_task)),
         ("/v1/user/{addr}/task/{id}/log", get(task_log)),
+        ("/v1/user/{addr}/task/{id}/report", get(task_report)),
         ("/v1/user/{addr}/task/{id}/lora", post(download_lora)),
         (
             "/v1/user/{addr}/dataset",
@@ -417,6 +418,21 @@ async fn task_log(
         text.push_str(&format!("[{ts}] {message}\n"));
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+/// The task's signed training report (docs/PROTOCOL.md §9), to its owner, once the model is sealed.
+async fn task_report(
+    State(worker): State<Arc<Worker>>,
+    Path((addr, id)): Path<(String, String)>,
+) -> ApiResult<Json<sealtune_protocol::report::SignedReport>> {
+    let task = own_task(&worker, &addr, &id).await?;
+    match worker.store.report(&id).await? {
+        Some(report) => Ok(Json(report)),
+        None => Err(ApiError::not_found(format!(
+            "task {id} has no training report yet (state {}): it is signed when the model is sealed",
+            task.progress
+        ))),
+    }
 }
 
 fn parse_ts(v: Option<&Value>) -> ApiResult<u64> {

@@ -133,9 +133,17 @@ fn main() {
         let out = dir.path().join("prepared.jsonl");
         let start = Instant::now();
         let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(&out).unwrap());
-        let n = prepare_jsonl(&path, ty, &ReadLimits::default(), &NoColumnar, &mut w)
-            .unwrap()
-            .records;
+        let n = prepare_jsonl(
+            &path,
+            ty,
+            &ReadLimits::default(),
+            &NoColumnar,
+            &mut w,
+            &mut std::io::sink(),
+        )
+        .unwrap()
+        .0
+        .records;
         w.flush().unwrap();
         drop(w);
         let secs = start.elapsed().as_secs_f64();

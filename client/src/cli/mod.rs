@@ -27,6 +27,7 @@ mod estimate;
 mod gateway;
 mod model;
 mod provider;
+mod report;
 mod task;
 
 pub use account::{
@@ -156,6 +157,12 @@ pub enum Command {
     QueryProgress(QueryProgressArgs),
     /// Print a task's progress log.
     GetLog(GetLogArgs),
+    /// Show a task's signed training report (eval loss before/after, tokens, steps), checked against
+    /// the chain: the TEE signer's signature and the deliverable's root.
+    #[command(
+        after_help = "Example: sealtune get-report --provider 0x7099… --task-id 6f1c… --save report.json"
+    )]
+    GetReport(report::GetReportArgs),
     /// Cancel a task that has not started training.
     CancelTask(CancelTaskArgs),
     /// Download the encrypted model, check its hash and TEE tag signature against the chain, then
@@ -227,6 +234,7 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
         Command::CreateTask(a) => a.run(&ctx).await,
         Command::QueryProgress(a) => a.run(&ctx).await,
         Command::GetLog(a) => a.run(&ctx).await,
+        Command::GetReport(a) => a.run(&ctx).await,
         Command::CancelTask(a) => a.run(&ctx).await,
         Command::DownloadModel(a) => a.run(&ctx).await,
         Command::AcknowledgeModel(a) => a.run(&ctx).await,

@@ -107,6 +107,14 @@ pub struct AcknowledgeModelArgs {
     /// The downloaded encrypted model to check before acknowledging.
     #[arg(long)]
     pub data_path: Option<PathBuf>,
+    /// Refuse to acknowledge (and so to pay) unless the signed training report's tuned `eval_loss`
+    /// is at most this (a report without one is refused).
+    #[arg(long)]
+    pub max_eval_loss: Option<f64>,
+    /// Refuse to acknowledge unless the report's tuned `eval_loss` is below the base model's
+    /// `base_eval_loss` (both computed in the TEE on the task's validation data).
+    #[arg(long)]
+    pub require_improvement: bool,
 }
 
 impl AcknowledgeModelArgs {
@@ -116,6 +124,16 @@ impl AcknowledgeModelArgs {
         let c = ctx.client()?;
         if self.data_path.is_none() {
             eprintln!("note: acknowledging without --data-path: the model file is not checked");
+        }
+        let thresholds = crate::report::Thresholds {
+            max_eval_loss: self.max_eval_loss,
+            require_improvement: self.require_improvement,
+        };
+        if thresholds.any() {
+            let checked = c.report(provider, &task.task_id).await?;
+            thresholds
+                .check(&checked.report)
+                .map_err(crate::error::ClientError::BelowThreshold)?;
         }
         let (check, tx) = c
             .acknowledge_model(provider, &task.task_id, self.data_path.as_deref())

@@ -25,12 +25,17 @@ def setup(venv):
 
 
 def prepare_jsonl(jsonl, data_path, cache_dir):
-    """Turn the normalised JSONL into a DatasetDict with a `train` split, as 0G's setup does."""
+    """Turn the normalised JSONL into a DatasetDict with a `train` split, as 0G's setup does, plus a
+    `validation` split from the zip's `validation*.jsonl` entries when prepare.rs wrote them beside it
+    (`<name>.validation.jsonl`)."""
     import datasets
 
     datasets.disable_progress_bars()
-    train = datasets.Dataset.from_json(jsonl, cache_dir=cache_dir)
-    datasets.DatasetDict({"train": train}).save_to_disk(data_path)
+    splits = {"train": datasets.Dataset.from_json(jsonl, cache_dir=cache_dir)}
+    validation = os.path.splitext(jsonl)[0] + ".validation.jsonl"
+    if os.path.exists(validation):
+        splits["validation"] = datasets.Dataset.from_json(validation, cache_dir=cache_dir)
+    datasets.DatasetDict(splits).save_to_disk(data_path)
 
 
 def _flush():

@@ -76,9 +76,38 @@ fn unzip_to(zip: &Path, data_path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Validate and normalise a dataset (any format, under `ty`) into the JSONL file `out`
-/// (`protocol::dataset::prepare_jsonl` with the worker's columnar reader); returns the record
-/// count. A zip entry that must be seeked is spilled beside `out`.
+/// The validation records' file beside the normalised training file `out` (written only when the
+/// dataset has validation entries: `protocol::dataset::is_validation_entry`).
+pub fn validation_path(out: &Path) -> PathBuf {
+    out.with_extension("validation.jsonl")
+}
+
+/// A file created on the first write (the validation records' file exists only when there are some).
+struct CreatedOnWrite {
+    path: PathBuf,
+    file: Option<BufWriter<File>>,
+}
+
+impl Write for CreatedOnWrite {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.file.is_none() {
+            self.file = Some(BufWriter::new(File::create(&self.path)?));
+        }
+        match self.file.as_mut() {
+            Some(f) => f.write(buf),
+            None => Ok(0),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.as_mut().map_or(Ok(()), Write::flush)
+    }
+}
+
+/// Validate and normalise a dataset (any format, under `ty`) into the JSONL file `out`, its
+/// validation entries into [`validation_path`] (`protocol::dataset::prepare_jsonl` with the
+/// worker's columnar reader); returns the record count (both together). A zip entry that must be
+/// seeked is spilled beside `out`.
 pub fn normalise_jsonl(
     dataset: &Path,
     ty: Option<&DatasetType>,
@@ -86,19 +115,38 @@ pub fn normalise_jsonl(
 ) -> Result<u64, String> {
     let file = File::create(out).map_err(|e| e.to_string())?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
+    let validation_out = validation_path(out);
+    let mut validation = CreatedOnWrite {
+        path: validation_out.clone(),
+        file: None,
+    };
     let columnar = crate::formats::WorkerColumnar {
         spill_dir: out.parent().unwrap_or(Path::new(".")).to_path_buf(),
     };
-    let result = dataset::prepare_jsonl(dataset, ty, &ReadLimits::default(), &columnar, &mut w);
-    let flushed = w.flush();
+    let result = dataset::prepare_jsonl(
+        dataset,
+        ty,
+        &ReadLimits::default(),
+        &columnar,
+        &mut w,
+        &mut validation,
+    );
+    let flushed = w.flush().and_then(|()| validation.flush());
     match (result, flushed) {
-        (Ok(summary), Ok(())) => Ok(summary.records),
+        (Ok((_, 0)), Ok(())) => {
+            let _ = fs::remove_file(out);
+            let _ = fs::remove_file(&validation_out);
+            Err("invalid dataset: it holds validation records only (validation*), nothing to train on".into())
+        }
+        (Ok((summary, _)), Ok(())) => Ok(summary.records),
         (Err(e), _) => {
             let _ = fs::remove_file(out);
+            let _ = fs::remove_file(&validation_out);
             Err(format!("invalid dataset: {e}"))
         }
         (_, Err(e)) => {
             let _ = fs::remove_file(out);
+            let _ = fs::remove_file(&validation_out);
             Err(format!("writing the prepared dataset: {e}"))
         }
     }

@@ -20,6 +20,7 @@ use sealtune_protocol::deliverable::{DeliverableKey, OsRng};
 use sealtune_protocol::events::Event;
 use tokio_util::sync::CancellationToken;
 
+use super::report::Observed;
 use super::{StepError, enter, model_dir, model_of, sealing};
 use crate::app::Worker;
 use crate::exec::{self, ChildSealed, ExecLimits, ExecSpec, SealSpec};
@@ -86,7 +87,7 @@ pub(super) async fn execute(
             ),
         )
         .await;
-    let outcome = run_child(worker, task, &spec_dir, &spec, model.ranks, shutdown).await;
+    let (outcome, observed) = run_child(worker, task, &spec_dir, &spec, model.ranks, shutdown).await;
     crate::confidential::discard_plaintext(&spec_dir, Some(&spec.data_path));
     if let Some(stopped) = worker
         .store
@@ -103,6 +104,7 @@ pub(super) async fn execute(
     }
     match outcome {
         Ok(outcome) => {
+            super::report::record_observed(worker, task, &observed).await?;
             if let Some(sealed) = &outcome.sealed {
                 commit_child_seal(worker, task, &spec_dir, &secret, sealed).await?;
             }
@@ -300,8 +302,9 @@ async fn prepare_inputs(
     })
 }
 
-/// Runs the executor child for `spec`, with the task's events written to its log, the provider
-/// marked occupied on chain meanwhile, and its cancel token (a child of `shutdown`) published.
+/// Runs the executor child for `spec`, with the task's events written to its log (and observed for
+/// the report), the provider marked occupied on chain meanwhile, and its cancel token (a child of
+/// `shutdown`) published.
 async fn run_child(
     worker: &Arc<Worker>,
     task: &Task,
@@ -309,12 +312,15 @@ async fn run_child(
     spec: &ExecSpec,
     ranks: u32,
     shutdown: &CancellationToken,
-) -> Result<exec::ExecOutcome, exec::ExecError> {
+) -> (Result<exec::ExecOutcome, exec::ExecError>, Observed) {
     let limits = ExecLimits {
         timeout: worker.config.limits.training_timeout.0,
         memory_limit_bytes: exec::sandbox::memory_limit(&worker.config.limits),
     };
-    let jail = worker.sandbox.jail().map_err(exec::ExecError::Sandbox)?;
+    let jail = match worker.sandbox.jail() {
+        Ok(jail) => jail,
+        Err(e) => return (Err(exec::ExecError::Sandbox(e)), Observed::default()),
+    };
     worker
         .task_log(
             &task.id,
@@ -335,8 +341,11 @@ async fn run_child(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(256);
     let log_worker = worker.clone();
     let log_id = task.id.clone();
+    let started = std::time::Instant::now();
+    let mut observed = Observed::starting(worker.clock.now());
     let logger = tokio::spawn(async move {
         while let Some(event) = rx.recv().await {
+            observed.see(&event);
             if matches!(event, Event::Progress { .. }) {
                 log_worker.metrics.training_steps.inc();
             }
@@ -344,6 +353,7 @@ async fn run_child(
                 log_worker.task_log(&log_id, line).await;
             }
         }
+        observed
     });
     if worker.crash.armed() == Some("during-training") {
         let crash = worker.crash.clone();
@@ -371,8 +381,9 @@ async fn run_child(
     watcher.abort();
     let _ = worker.chain.set_occupied(false).await;
     *worker.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    let _ = logger.await;
-    result
+    let mut observed = logger.await.unwrap_or_default();
+    observed.wall_time_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    (result, observed)
 }
 
 /// The task-log line of a child event (none for the chunk-by-chunk seal events).

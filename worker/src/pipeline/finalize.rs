@@ -50,9 +50,11 @@ pub(super) async fn finalize(worker: &Arc<Worker>, task: &Task) -> Result<(), St
         ));
     }
 
-    // Announce, unless the chain already has it: with its 0G Storage root once uploaded there.
+    // Announce, unless the chain already has it: with its 0G Storage root once uploaded there,
+    // after the signed training report names that root (docs/PROTOCOL.md §9).
     if !on_chain(worker, user, &task.id).await? {
         let root = super::publish::announced_root(worker, &task, root).await?;
+        super::report::ensure_signed(worker, &task, root).await?;
         worker
             .chain
             .add_deliverable(user, &task.id, root)

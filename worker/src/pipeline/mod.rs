@@ -34,6 +34,7 @@ pub mod cancel;
 pub mod execute;
 pub mod finalize;
 pub mod publish;
+pub mod report;
 pub mod retention;
 pub mod sealing;
 pub mod settle;
