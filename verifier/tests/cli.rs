@@ -173,10 +173,12 @@ fn the_dev_policy_pins_the_dev_answers_compose_hash_and_only_dev_answers() {
     assert_eq!(code, 0, "{out}");
 
     // Another compose than the published one: the policy app link names its pin.
-    let other = dev_answer(
-        dir.path(),
-        &published.replace("sealtune-worker:0.1.0", "evil:1"),
+    let evil = published.replace("sealtune/sealtune-worker@sha256:", "evil/worker@sha256:");
+    assert_ne!(
+        evil, published,
+        "the published compose names the image by digest"
     );
+    let other = dev_answer(dir.path(), &evil);
     let (code, out) = run_with_policy(&other, "dev");
     assert!(
         out.contains("✗ policy app")

@@ -205,11 +205,13 @@ async fn dev_policy_pins_the_compose_and_config_hashes_of_a_real_worker() {
     let compose = stack.dir.path().join("other-app-compose.json");
     let published_compose =
         std::fs::read_to_string(sealtune_e2e::repo_root().join("deploy/app-compose.json")).unwrap();
-    std::fs::write(
-        &compose,
-        published_compose.replace("sealtune-worker:0.1.0", "sealtune-worker:evil"),
-    )
-    .unwrap();
+    let other =
+        published_compose.replace("sealtune/sealtune-worker@sha256:", "evil/worker@sha256:");
+    assert_ne!(
+        other, published_compose,
+        "the published compose names the image by digest"
+    );
+    std::fs::write(&compose, other).unwrap();
     let mut toml = std::fs::read_to_string(&stack.config_path).unwrap();
     toml.push_str(&format!("app_compose = \"{}\"\n", compose.display()));
     std::fs::write(&stack.config_path, toml).unwrap();

@@ -241,6 +241,7 @@ async fn stock_lora_script_trains_smollm2_and_seals_the_adapter_in_the_child() {
 #[tokio::test]
 async fn stock_lora_script_trains_as_two_gloo_ranks_and_seals_once() {
     let mut task = Task::new("", &dataset()).with_seal();
+    task.spec.dataset_type = Some(dataset_type());
     task.spec.script = lora_script();
     task.spec.model_path = smollm2_dir();
     std::fs::write(

@@ -291,8 +291,19 @@ async fn openai_package_and_seed_curls_fine_tune_through_the_gateway_without_sen
         messages.iter().any(|m| m.contains("clamped to 0.00001")),
         "{messages:?}"
     );
+    // A sealtune worker attests a dataset key: the training file travels sealed to it.
     assert!(
-        messages.iter().any(|m| m.contains("plaintext")),
+        messages
+            .iter()
+            .any(|m| m.contains("sealed to the provider's attested dataset key")),
+        "{messages:?}"
+    );
+    // The signed training report was checked before acknowledging (the stand-in script computes
+    // no eval loss: absent, not invented).
+    assert!(
+        messages.iter().any(|m| m.contains(
+            "training report is signed by its on-chain TEE signer and names the delivered root: eval loss absent"
+        )),
         "{messages:?}"
     );
     assert!(

@@ -43,6 +43,15 @@ pub struct GatewayArgs {
     /// How often running jobs poll the provider and the chain, in seconds.
     #[arg(long, default_value_t = 5)]
     pub poll_secs: u64,
+    /// Fail a job instead of acknowledging (and so paying for) its model unless the provider's
+    /// signed training report shows a tuned `eval_loss` of at most this (a provider that serves no
+    /// report, or a report without one, fails the job too).
+    #[arg(long)]
+    pub max_eval_loss: Option<f64>,
+    /// Fail a job instead of acknowledging unless the report's tuned `eval_loss` is below the base
+    /// model's `base_eval_loss` (both computed in the TEE on the training file's validation entries).
+    #[arg(long)]
+    pub require_improvement: bool,
     /// The provider check of every job (never skipped: a local dev stack needs
     /// `--allow-dev-quote --policy dev`).
     #[command(flatten)]
@@ -108,6 +117,10 @@ impl GatewayArgs {
             .map(|m| parse_alias(m))
             .collect::<Result<BTreeMap<_, _>>>()?;
         config.poll_interval = Duration::from_secs(self.poll_secs.max(1));
+        config.thresholds = crate::report::Thresholds {
+            max_eval_loss: self.max_eval_loss,
+            require_improvement: self.require_improvement,
+        };
         config.check_listen()?;
         Ok(config)
     }

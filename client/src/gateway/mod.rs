@@ -126,6 +126,8 @@ pub struct GatewayConfig {
     pub poll_interval: Duration,
     /// The largest training file accepted.
     pub max_upload_bytes: u64,
+    /// What the provider's training report must show before a job's model is acknowledged.
+    pub thresholds: crate::report::Thresholds,
 }
 
 impl GatewayConfig {
@@ -142,6 +144,7 @@ impl GatewayConfig {
             api_key: None,
             poll_interval: Duration::from_secs(2),
             max_upload_bytes: 1 << 30,
+            thresholds: crate::report::Thresholds::default(),
         }
     }
 

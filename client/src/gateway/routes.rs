@@ -648,7 +648,7 @@ mod tests {
             std::fs::read_to_string(&p).unwrap(),
             "{\"instruction\":\"a\",\"input\":\"\",\"output\":\"b\"}\n{\"text\":\"c\"}\n"
         );
-        std::fs::write(&p, "not json\n").unwrap();
+        std::fs::write(&p, "{not json\n").unwrap();
         let e = check_training_file(&p).unwrap_err();
         let (status, _, obj) = e.to_openai();
         assert_eq!(status, axum::http::StatusCode::BAD_REQUEST);

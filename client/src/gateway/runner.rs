@@ -9,13 +9,15 @@
 //! | `delivered` | download, check against the chain, the evaluation gate, acknowledge | `running` |
 //! | `acknowledged` | wait for the settlement, decrypt, extract, publish the result file | `running` → `succeeded` |
 //!
-//! Two hooks for the work in flight elsewhere: [`dataset_source`] (encrypted datasets, issue 19)
-//! and [`evaluation_gate`] (the evaluation report's threshold before acknowledging, issue 21).
+//! The training file is sealed to the provider's attested dataset key where it publishes one
+//! ([`dataset_source`]), and the signed training report is held to the gateway's thresholds before
+//! acknowledging ([`evaluation_gate`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use alloy::primitives::Address;
+use sealtune_protocol::report::{TrainingReport, metric};
 use sealtune_protocol::task::TaskState;
 use serde_json::json;
 
@@ -24,8 +26,9 @@ use super::openai;
 use super::store::{FileRow, JobRow};
 use super::{Gateway, new_id};
 use crate::error::ClientError;
-use crate::flow::{CreateTaskRequest, DatasetSource, DownloadedModel, VerifyMode};
+use crate::flow::{CreateTaskRequest, DatasetSource, VerifyMode};
 use crate::progress::NoProgress;
+use crate::report::Thresholds;
 
 /// The stages (see the module docs).
 pub mod stage {
@@ -90,21 +93,62 @@ fn failure(code: &str, message: impl Into<String>) -> StepError {
     })
 }
 
-/// HOOK (issue 19, encrypted datasets): what is sent to the provider for the training file. Today
-/// the file itself, uploaded to the provider's TEE over its HTTP API (plaintext at the provider's
-/// endpoint, as with official 0G providers); an encrypted dataset changes only this function.
-pub fn dataset_source(file: &FileRow) -> (DatasetSource, &'static str) {
-    (
-        DatasetSource::File(PathBuf::from(&file.path)),
-        "the training file is uploaded to the provider's TEE as it is (plaintext at the provider's endpoint, the path official 0G providers take)",
-    )
+/// What is sent to the provider for the training file: the file itself. `create_task` seals it to
+/// the provider's attested dataset key when the provider publishes one (a sealtune worker: the
+/// worker stores ciphertext, docs/PROTOCOL.md §8) and uploads it as it is otherwise (an official 0G
+/// provider: plaintext at the provider's endpoint); the job's events say which ([`upload_note`]).
+pub fn dataset_source(file: &FileRow) -> DatasetSource {
+    DatasetSource::File(PathBuf::from(&file.path))
 }
 
-/// HOOK (issue 21, evaluation report): the gate between a checked download and the on-chain
-/// acknowledgement. `Ok` acknowledges; an `Err` fails the job and leaves the deliverable
-/// unacknowledged. Today no provider reports an evaluation, so it passes.
-pub fn evaluation_gate(_job: &JobRow, _downloaded: &DownloadedModel) -> Result<(), ErrorObject> {
-    Ok(())
+/// The event line saying how the training file reached the provider.
+fn upload_note(encrypted: Option<bool>) -> &'static str {
+    match encrypted {
+        Some(true) => {
+            "the training file was sealed to the provider's attested dataset key before upload (the provider stores ciphertext) and the task request signed as request v2"
+        }
+        Some(false) => {
+            "the training file was uploaded to the provider's TEE as it is (plaintext at the provider's endpoint: the provider publishes no dataset key, as official 0G providers do not)"
+        }
+        None => "the training file was already at the provider",
+    }
+}
+
+/// The gate between a checked download and the on-chain acknowledgement: the provider's signed
+/// training report (docs/PROTOCOL.md §9; `None` when the provider serves none, as official 0G
+/// providers do not) held to the gateway's thresholds. `Ok` names what was checked, for the job's
+/// events; an `Err` fails the job and leaves the deliverable unacknowledged (nothing is paid).
+pub fn evaluation_gate(
+    report: Option<&TrainingReport>,
+    thresholds: &Thresholds,
+) -> Result<String, ErrorObject> {
+    let refuse = |message: String| ErrorObject {
+        code: "below_threshold".into(),
+        message,
+        param: None,
+    };
+    let Some(report) = report else {
+        if thresholds.any() {
+            return Err(refuse(
+                "not acknowledged: the provider serves no training report to hold to the gateway's thresholds".into(),
+            ));
+        }
+        return Ok("the provider serves no training report; acknowledged without one".into());
+    };
+    thresholds
+        .check(report)
+        .map_err(|why| refuse(format!("not acknowledged: {why}")))?;
+    let metric = |name: &str| {
+        report
+            .metrics
+            .get(name)
+            .map_or_else(|| "absent".to_owned(), |v| format!("{v:.4}"))
+    };
+    Ok(format!(
+        "the provider's training report is signed by its on-chain TEE signer and names the delivered root: eval loss {} (base {})",
+        metric(metric::EVAL_LOSS),
+        metric(metric::BASE_EVAL_LOSS)
+    ))
 }
 
 /// Run job `id` until it ends (or the process stops: the stage is in the database).
@@ -178,7 +222,7 @@ async fn create(gw: &Arc<Gateway>, job: &JobRow, provider: Address) -> Result<Ne
     gw.store
         .set_stage(&job.id, "validating_files", stage::CREATING)
         .await?;
-    let (dataset, how) = dataset_source(&file);
+    let dataset = dataset_source(&file);
     let mut verify = gw.config.verify.clone();
     verify.now = gw.clock.now_ms() / 1000;
     verify.nonce = gw.clock.random();
@@ -215,7 +259,11 @@ async fn create(gw: &Arc<Gateway>, job: &JobRow, provider: Address) -> Result<Ne
     gw.event(
         &job.id,
         "info",
-        &format!("{how}; dataset hash {}", created.dataset_hash),
+        &format!(
+            "{}; dataset hash {}",
+            upload_note(created.upload.as_ref().map(|u| u.encrypted)),
+            created.dataset_hash
+        ),
         None,
     )
     .await;
@@ -350,7 +398,14 @@ async fn deliver(
         None,
     )
     .await;
-    evaluation_gate(job, &downloaded).map_err(StepError::Fail)?;
+    let report = match gw.client.report(provider, task).await {
+        Ok(checked) => Some(checked.report),
+        Err(ClientError::Http { status: 404, .. }) => None,
+        Err(e) => return Err(StepError::Fail(client_error_object(&e))),
+    };
+    let checked =
+        evaluation_gate(report.as_ref(), &gw.config.thresholds).map_err(StepError::Fail)?;
+    gw.event(&job.id, "info", &checked, None).await;
     let (_, tx) = gw
         .client
         .acknowledge_model(provider, task, Some(&enc))
@@ -433,5 +488,59 @@ fn remove_dir_if_present(dir: &Path) -> Result<(), ClientError> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(ClientError::io(dir, e)),
+    }
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use super::*;
+
+    fn report(metrics: &[(&str, f64)]) -> TrainingReport {
+        let mut r = TrainingReport::example();
+        r.metrics = metrics.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+        r
+    }
+
+    #[test]
+    fn the_gate_holds_the_report_to_the_thresholds() {
+        let none = Thresholds::default();
+        let improve = Thresholds {
+            require_improvement: true,
+            ..Thresholds::default()
+        };
+        let better = report(&[(metric::EVAL_LOSS, 4.0), (metric::BASE_EVAL_LOSS, 4.3)]);
+        let worse = report(&[(metric::EVAL_LOSS, 4.5), (metric::BASE_EVAL_LOSS, 4.3)]);
+        let silent = report(&[]);
+        assert!(
+            evaluation_gate(Some(&better), &improve)
+                .unwrap()
+                .contains("eval loss 4.0000 (base 4.3000)")
+        );
+        assert!(
+            evaluation_gate(Some(&silent), &none)
+                .unwrap()
+                .contains("eval loss absent")
+        );
+        assert!(
+            evaluation_gate(None, &none)
+                .unwrap()
+                .contains("serves no training report")
+        );
+        for (r, why) in [
+            (Some(&worse), "is not below the base model's 4.3"),
+            (
+                Some(&silent),
+                "the report lacks base_eval_loss or eval_loss",
+            ),
+            (None, "serves no training report"),
+        ] {
+            let e = evaluation_gate(r, &improve).unwrap_err();
+            assert_eq!(e.code, "below_threshold");
+            assert!(
+                e.message.starts_with("not acknowledged: ") && e.message.contains(why),
+                "{}",
+                e.message
+            );
+        }
     }
 }

@@ -87,7 +87,8 @@ pub(super) async fn execute(
             ),
         )
         .await;
-    let (outcome, observed) = run_child(worker, task, &spec_dir, &spec, model.ranks, shutdown).await;
+    let (outcome, observed) =
+        run_child(worker, task, &spec_dir, &spec, model.ranks, shutdown).await;
     crate::confidential::discard_plaintext(&spec_dir, Some(&spec.data_path));
     if let Some(stopped) = worker
         .store
