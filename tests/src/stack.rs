@@ -128,6 +128,10 @@ pub struct StackOptions {
     pub training_timeout: &'static str,
     /// More `[limits]` lines (TOML), e.g. `retention = "1s"`.
     pub extra_limits: &'static str,
+    /// `sandbox.uid_base`: a test that watches what happens to its task uid's processes takes a
+    /// range of its own, since the lease directory is machine-wide and a parallel test's worker
+    /// leasing the same uid kills that uid's leftovers first. `None`: the worker's default.
+    pub uid_base: Option<u32>,
 }
 
 impl Default for StackOptions {
@@ -140,6 +144,7 @@ impl Default for StackOptions {
             deployer_nonce: None,
             training_timeout: "60s",
             extra_limits: "",
+            uid_base: None,
         }
     }
 }
@@ -409,6 +414,7 @@ training_timeout = "{train}"
 
 [sandbox]
 env_allow = ["QUICK_SCRIPT_MODE", "QUICK_SCRIPT_MODE_FILE"]
+{uid_base}
 
 [attestation]
 source = "dev"
@@ -424,6 +430,9 @@ source = "dev"
         upload = opts.max_upload_bytes,
         train = opts.training_timeout,
         extra_limits = opts.extra_limits,
+        uid_base = opts
+            .uid_base
+            .map_or_else(String::new, |b| format!("uid_base = {b}\nuid_count = 16")),
     )
 }
 

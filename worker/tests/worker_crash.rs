@@ -331,7 +331,11 @@ async fn sigterm_during_training_requeues_the_task_and_a_stalled_client_cannot_h
 async fn a_restarted_worker_kills_what_its_predecessor_left_running() {
     let mut stack = Stack::start(
         env!("CARGO_BIN_EXE_sealtune-worker"),
-        StackOptions::default(),
+        StackOptions {
+            // Its own uids: another test's worker leasing uid 61000 would kill the orphan first.
+            uid_base: Some(62_000),
+            ..Default::default()
+        },
     )
     .await;
     let mode = stack.dir.path().join("script-mode");
