@@ -86,3 +86,33 @@ pub fn processes_mentioning(needle: &str) -> Vec<String> {
     }
     found
 }
+
+/// Live (not zombie) processes whose real uid is `uid`.
+pub fn live_processes_of(uid: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .map(|l| l[name.len()..].trim().to_owned())
+                .unwrap_or_default()
+        };
+        let real_uid = field("Uid:")
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        if real_uid == uid.to_string() && !field("State:").starts_with('Z') {
+            out.push(format!(
+                "{} {}",
+                entry.file_name().to_string_lossy(),
+                field("Name:")
+            ));
+        }
+    }
+    out
+}

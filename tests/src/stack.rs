@@ -699,3 +699,34 @@ pub async fn download_ack_decrypt(stack: &Stack, who: usize, id: &str) -> Vec<u8
     std::fs::read(out.join("output_model/adapter_model.safetensors"))
         .unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// A zip of the given entries, stored (not compressed).
+pub fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut out = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut out);
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .large_file(true);
+        for (name, bytes) in entries {
+            z.start_file(*name, opts).unwrap();
+            z.write_all(bytes).unwrap();
+        }
+        z.finish().unwrap();
+    }
+    out.into_inner()
+}
+
+/// A zip of at least 100 MiB: one JSONL file of ~1 KiB text records, stored (the dataset of the
+/// create-task → `SetUp` figures).
+pub fn zip_of_100mib() -> Vec<u8> {
+    let line = format!(
+        "{{\"text\":\"{}\"}}\n",
+        "the quick brown fox jumps over the lazy dog ".repeat(24)
+    );
+    let jsonl = line.repeat((100 << 20) / line.len() + 1);
+    let zip = zip_of(&[("data/train.jsonl", jsonl.as_bytes())]);
+    assert!(zip.len() >= 100 << 20);
+    zip
+}

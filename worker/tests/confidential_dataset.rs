@@ -311,25 +311,11 @@ async fn figure_create_task_to_setup_latency_100mib_sealed() {
     .await;
     stack.fund(2, 10, 5).await;
     let key = dataset_key(&stack).await;
-    // The same dataset as the plaintext figure: one JSONL of ~1 KiB text records, stored in a zip.
-    let line = format!(
-        "{{\"text\":\"{}\"}}\n",
-        "the quick brown fox jumps over the lazy dog ".repeat(24)
-    );
-    let jsonl = line.repeat((100 << 20) / line.len() + 1);
-    let mut zip = std::io::Cursor::new(Vec::new());
-    {
-        let mut z = zip::ZipWriter::new(&mut zip);
-        let opts = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Stored)
-            .large_file(true);
-        z.start_file("data/train.jsonl", opts).unwrap();
-        std::io::Write::write_all(&mut z, jsonl.as_bytes()).unwrap();
-        z.finish().unwrap();
-    }
+    // The same dataset as the plaintext figure.
+    let zip = zip_of_100mib();
     let mut envelope = Vec::new();
     sealtune_protocol::envelope::seal(
-        &mut zip.get_ref().as_slice(),
+        &mut zip.as_slice(),
         &mut envelope,
         &k256_key(2),
         &key,

@@ -9,6 +9,7 @@ mod exec_support;
 use std::time::{Duration, Instant};
 
 use exec_support::*;
+use sealtune_e2e::process::live_processes_of;
 use sealtune_protocol::events::Event;
 use sealtune_worker::exec::ExecError;
 use tokio_util::sync::CancellationToken;

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sealtune_e2e::chain::DEV_KEYS;
+use sealtune_e2e::process::live_processes_of;
 use sealtune_e2e::stack::*;
 use serde_json::Value;
 
@@ -67,36 +68,6 @@ fn fake_guest_agent(path: &std::path::Path) -> Arc<AtomicUsize> {
         }
     });
     accepted
-}
-
-/// Live (not zombie) processes whose real uid is `uid`.
-fn live_processes_of(uid: u32) -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
-            continue;
-        };
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .map(|l| l[name.len()..].trim().to_owned())
-                .unwrap_or_default()
-        };
-        let real_uid = field("Uid:")
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .to_owned();
-        if real_uid == uid.to_string() && !field("State:").starts_with('Z') {
-            out.push(format!(
-                "{} {}",
-                entry.file_name().to_string_lossy(),
-                field("Name:")
-            ));
-        }
-    }
-    out
 }
 
 fn hostile_report(log: &str) -> Value {

@@ -2,7 +2,6 @@
 //! contracts: a dataset belongs to its uploader, the fee counts what is trained, an account that
 //! cannot pay gets no free work, a create-task request is usable once, and uploads are checked before
 //! anything is stored and expire when no task uses them.
-use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::U256;
@@ -17,35 +16,6 @@ fn object_path(stack: &Stack, hash: &str) -> std::path::PathBuf {
         .path()
         .join("data/store/objects")
         .join(hash.trim_start_matches("0x"))
-}
-
-/// A zip of `entries` (stored, not compressed).
-fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut out = std::io::Cursor::new(Vec::new());
-    {
-        let mut z = zip::ZipWriter::new(&mut out);
-        let opts = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Stored)
-            .large_file(true);
-        for (name, bytes) in entries {
-            z.start_file(*name, opts).unwrap();
-            z.write_all(bytes).unwrap();
-        }
-        z.finish().unwrap();
-    }
-    out.into_inner()
-}
-
-/// A zip of at least 100 MiB: one JSONL file of ~1 KiB text records, stored.
-fn zip_of_100mib() -> Vec<u8> {
-    let line = format!(
-        "{{\"text\":\"{}\"}}\n",
-        "the quick brown fox jumps over the lazy dog ".repeat(24)
-    );
-    let jsonl = line.repeat((100 << 20) / line.len() + 1);
-    let zip = zip_of(&[("data/train.jsonl", jsonl.as_bytes())]);
-    assert!(zip.len() >= 100 << 20);
-    zip
 }
 
 /// Customer `who` cancels task `id` (signed); returns the status.
