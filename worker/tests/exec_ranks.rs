@@ -180,3 +180,102 @@ time.sleep(600)
     assert!(matches!(result, Err(ExecError::Cancelled)), "{result:?}");
     none_left(printed_uid(&events));
 }
+
+/// A process in a network namespace of its own (`unshare -n sleep 60`), once it is in it.
+fn spawn_in_own_netns() -> std::process::Child {
+    let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let mut child = std::process::Command::new("unshare")
+        .args(["-n", "sleep", "60"])
+        .spawn()
+        .expect("unshare (util-linux)");
+    for _ in 0..100 {
+        if std::fs::read_link(format!("/proc/{}/ns/net", child.id())).is_ok_and(|ns| ns != ours) {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("unshare -n never left our network namespace");
+}
+
+/// The attack on a join by pid: rank 0 ends, the kernel hands its pid to another process in a
+/// network namespace with a network (another container of the CVM), and a rank that joins "the
+/// namespace of pid N" enters that one. The ranks join through a pidfd opened on rank 0 instead:
+/// the pid is reused here for real (`ns_last_pid`), and the join through the pidfd is refused.
+#[test]
+fn a_rank_joins_rank_0_by_pidfd_never_whoever_reuses_its_pid() {
+    require_root();
+    let mut rank0 = spawn_in_own_netns();
+    let pid = rank0.id();
+    let pidfd = rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .unwrap();
+    rank0.kill().unwrap();
+    rank0.wait().unwrap();
+    // Another process takes the pid (other processes of the machine may take it first: retry).
+    let stranger = (0..50)
+        .find_map(|_| {
+            std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
+            let mut child = spawn_in_own_netns();
+            if child.id() == pid {
+                return Some(child);
+            }
+            child.kill().unwrap();
+            child.wait().unwrap();
+            None
+        })
+        .expect("could not get the pid reused in 50 tries");
+    let strangers_ns = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    assert_ne!(
+        strangers_ns,
+        std::fs::read_link("/proc/self/ns/net").unwrap(),
+        "a join by pid {pid} would now enter the stranger's namespace"
+    );
+
+    let raw = std::os::fd::IntoRawFd::into_raw_fd(pidfd);
+    let joined = std::thread::spawn(move || {
+        let result = sealtune_worker::exec::sandbox::net::join(raw);
+        (
+            result,
+            std::fs::read_link("/proc/thread-self/ns/net").unwrap(),
+        )
+    })
+    .join()
+    .unwrap();
+    let mut stranger = stranger;
+    stranger.kill().unwrap();
+    stranger.wait().unwrap();
+    assert_eq!(
+        joined.0,
+        Err("rank 0 ended before this rank joined its network namespace".to_string())
+    );
+    assert_ne!(
+        joined.1, strangers_ns,
+        "the rank entered the stranger's namespace"
+    );
+
+    // The same join through the pidfd of a live rank 0 enters its namespace.
+    let mut live = spawn_in_own_netns();
+    let live_ns = std::fs::read_link(format!("/proc/{}/ns/net", live.id())).unwrap();
+    let pidfd = rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(live.id() as i32).unwrap(),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .unwrap();
+    let raw = std::os::fd::IntoRawFd::into_raw_fd(pidfd);
+    let joined = std::thread::spawn(move || {
+        let result = sealtune_worker::exec::sandbox::net::join(raw);
+        (
+            result,
+            std::fs::read_link("/proc/thread-self/ns/net").unwrap(),
+        )
+    })
+    .join()
+    .unwrap();
+    live.kill().unwrap();
+    live.wait().unwrap();
+    assert_eq!(joined, (Ok(()), live_ns));
+}

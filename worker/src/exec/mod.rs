@@ -44,7 +44,7 @@ pub mod ranks;
 pub mod sandbox;
 
 use std::io::Write as _;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -415,12 +415,12 @@ impl Launch<'_> {
 
     /// Starts one child (one rank of a world, or the only process): the event pipe, the key on
     /// stdin for the process that seals, the readers of its streams.
-    /// `rank0_pid` is rank 0's process for the other ranks of a world: they join its network
-    /// namespace (`sandbox::net`).
+    /// `rank0` is a pidfd of rank 0 for the other ranks of a world: they join its network
+    /// namespace through it (`sandbox::net::join`).
     async fn start(
         &self,
         rank: Option<Rank>,
-        rank0_pid: Option<i32>,
+        rank0: Option<&OwnedFd>,
         memory_limit_bytes: Option<u64>,
         events: &Sender<Event>,
     ) -> Result<Running, ExecError> {
@@ -428,7 +428,7 @@ impl Launch<'_> {
         let mut plan = self.jail.plan(memory_limit_bytes);
         if rank.is_some() {
             plan.loopback = true;
-            plan.join_network_of = rank0_pid;
+            plan.join_network_fd = rank0.map(|fd| fd.as_raw_fd());
         }
         let main = rank.is_none_or(|r| r.is_main());
         let env = rank.map_or_else(Vec::new, |r| r.env(ranks::threads_per_rank(r.world)));
@@ -440,7 +440,10 @@ impl Launch<'_> {
             &env,
             &plan,
             self.jail,
-            writer,
+            Inherited {
+                writer,
+                rank0: rank0.map(|fd| fd.as_fd()),
+            },
         )?;
         let pid = child
             .id()
@@ -485,12 +488,19 @@ impl Launch<'_> {
         ranks::clear_prepared(self.task_dir).map_err(ExecError::Spawn)?;
         let memory = self.limits.memory_limit_bytes.map(|m| m / u64::from(world));
         let mut running: Vec<Running> = Vec::new();
+        let mut rank0: Option<OwnedFd> = None;
         for rank in Rank::world(world, port) {
-            let rank0_pid = running
-                .first()
-                .and_then(|r| r.pid)
-                .map(|p| p.as_raw_nonzero().get());
-            match self.start(Some(rank), rank0_pid, memory, &events).await {
+            let started = match self
+                .start(Some(rank), rank0.as_ref(), memory, &events)
+                .await
+            {
+                Ok(r) if rank.is_main() => rank0_pidfd(&r).map(|fd| {
+                    rank0 = Some(fd);
+                    r
+                }),
+                other => other,
+            };
+            match started {
                 Ok(r) => running.push(r),
                 Err(e) => {
                     for r in &running {
@@ -614,6 +624,13 @@ impl Running {
     }
 }
 
+/// The descriptors a child inherits: the write end of its event pipe, and for a rank other than 0
+/// the pidfd of rank 0 (`sandbox::net::join`).
+struct Inherited<'a> {
+    writer: std::io::PipeWriter,
+    rank0: Option<BorrowedFd<'a>>,
+}
+
 /// Spawns `<worker_exe> exec <task_dir>` in its own process group, with the event pipe's write end
 /// `writer` inherited (made inheritable only under the process-wide spawn lock, then closed here), a
 /// cleared environment refilled from `jail`'s allowlist, and `jail`'s plan for the child.
@@ -629,8 +646,9 @@ fn start_child(
     rank_env: &[(&str, String)],
     plan: &sandbox::ChildPlan,
     jail: &sandbox::Jail,
-    writer: std::io::PipeWriter,
+    fds: Inherited<'_>,
 ) -> Result<tokio::process::Child, ExecError> {
+    let Inherited { writer, rank0 } = fds;
     let plan = serde_json::to_string(plan).map_err(|e| ExecError::Sandbox(e.to_string()))?;
     let mut cmd = tokio::process::Command::new(worker_exe);
     cmd.arg("exec")
@@ -661,11 +679,30 @@ fn start_child(
         let _guard = SPAWN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         rustix::io::fcntl_setfd(&writer, rustix::io::FdFlags::empty())
             .map_err(|e| ExecError::Spawn(e.into()))?;
+        if let Some(fd) = rank0 {
+            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())
+                .map_err(|e| ExecError::Spawn(e.into()))?;
+        }
         let spawned = cmd.spawn();
         drop(writer);
+        if let Some(fd) = rank0 {
+            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)
+                .map_err(|e| ExecError::Spawn(e.into()))?;
+        }
         spawned
     };
     spawned.map_err(ExecError::Spawn)
+}
+
+/// A pidfd of rank 0, opened right after its spawn: the child is not reaped before it is awaited,
+/// so its pid still names it here, and from then on the descriptor names it even if the pid is
+/// reused (the other ranks join its network namespace through it).
+fn rank0_pidfd(running: &Running) -> Result<OwnedFd, ExecError> {
+    let pid = running
+        .pid
+        .ok_or_else(|| ExecError::Sandbox("rank 0 has no process id".into()))?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .map_err(|e| ExecError::Sandbox(format!("opening a pidfd of rank 0: {e}")))
 }
 
 /// Writes the model key to the child's stdin (one hex line, zeroized after) and closes it; kills

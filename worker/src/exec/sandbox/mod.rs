@@ -263,7 +263,7 @@ impl Sandbox {
             no_new_privs: self.report.stands(Layer::NoNewPrivs),
             network_namespace: self.report.stands(Layer::NetworkNamespace),
             loopback: false,
-            join_network_of: None,
+            join_network_fd: None,
             memory_limit_bytes: None,
         };
         Ok(Jail {
@@ -372,10 +372,10 @@ pub struct ChildPlan {
     /// talk over it; a single process has no use for it).
     #[serde(default)]
     pub loopback: bool,
-    /// With `network_namespace`: join the namespace of this process (rank 0 of the same task)
-    /// instead of making one ([`net::join`]).
+    /// With `network_namespace`: join the namespace of rank 0 of the same task, whose pidfd the
+    /// parent passes at this descriptor number, instead of making one ([`net::join`]).
     #[serde(default)]
-    pub join_network_of: Option<i32>,
+    pub join_network_fd: Option<i32>,
     /// Cap the data segment (`RLIMIT_DATA`) at this many bytes, set by the child on itself before
     /// the uid switch (lowering a limit needs no privilege, unlike the parent's `prlimit` on a child
     /// that already switched uid, which needs `CAP_SYS_RESOURCE`: not in a default Docker container).
@@ -407,8 +407,8 @@ pub fn enter(plan: &ChildPlan) -> Result<(), String> {
         rustix::process::setrlimit(rustix::process::Resource::Data, rlimit)
             .map_err(|e| format!("setting RLIMIT_DATA to {limit} bytes: {e}"))?;
     }
-    match (plan.network_namespace, plan.join_network_of) {
-        (true, Some(pid)) => net::join(pid)?,
+    match (plan.network_namespace, plan.join_network_fd) {
+        (true, Some(pidfd)) => net::join(pidfd)?,
         (true, None) => net::enter_new(plan.loopback)?,
         (false, _) => {}
     }

@@ -3,7 +3,7 @@
 //! (`exec::ranks`) share one, its loopback up, so `torch.distributed` (gloo's TCP, NCCL's sockets)
 //! reaches the other ranks at `127.0.0.1` and nothing else: rank 0 creates it, the others join it.
 //! Every step runs in the child as root, before the uid switch and seccomp.
-use std::os::fd::AsRawFd as _;
+use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// How long a rank waits for rank 0's namespace to exist.
@@ -28,40 +28,46 @@ pub fn enter_new(loopback: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Joins the network namespace of `pid` (rank 0 of the same task), once it has left this one: a
-/// rank never joins the worker's own namespace.
-pub fn join(pid: i32) -> Result<(), String> {
-    let ours = namespace_of("self")?;
+/// Joins the network namespace of rank 0 of the same task, given as a pidfd the parent opened on
+/// rank 0 right after spawning it (inherited as descriptor `pidfd`; closed here). A pidfd names that
+/// one process for good: were rank 0 to end and its pid be reused by another process (another
+/// container's, in its own namespace with a network), a join by pid would enter *that* namespace;
+/// a join by pidfd fails instead. The rank waits until rank 0 has left the worker's namespace, and
+/// never stays in it.
+pub fn join(pidfd: i32) -> Result<(), String> {
+    // SAFETY: the parent passes an open pidfd at this number, inherited for this purpose only and
+    // used nowhere else in this process; taking ownership closes it when the join is done.
+    #[allow(unsafe_code)]
+    let pidfd = {
+        rustix::io::fcntl_getfd(unsafe { BorrowedFd::borrow_raw(pidfd) })
+            .map_err(|e| format!("rank 0's process descriptor {pidfd} is not open: {e}"))?;
+        unsafe { OwnedFd::from_raw_fd(pidfd) }
+    };
+    // thread-self: the calling thread's namespace (the child is single-threaded; a test is not).
+    let ours = namespace_of("thread-self")?;
     let deadline = Instant::now() + JOIN_WAIT;
-    let target = loop {
-        let theirs = namespace_of(&pid.to_string())?;
-        if theirs != ours {
-            break theirs;
+    loop {
+        match rustix::thread::move_into_thread_name_spaces(
+            pidfd.as_fd(),
+            rustix::thread::ThreadNameSpaceType::NETWORK,
+        ) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::SRCH) => {
+                return Err("rank 0 ended before this rank joined its network namespace".into());
+            }
+            Err(e) => return Err(format!("joining rank 0's network namespace: {e}")),
+        }
+        if namespace_of("thread-self")? != ours {
+            return Ok(());
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "rank 0 (pid {pid}) did not enter its network namespace within {} s",
+                "rank 0 did not enter its network namespace within {} s",
                 JOIN_WAIT.as_secs()
             ));
         }
         std::thread::sleep(Duration::from_millis(20));
-    };
-    let file = std::fs::File::open(format!("/proc/{pid}/ns/net"))
-        .map_err(|e| format!("opening rank 0's network namespace: {e}"))?;
-    // SAFETY: setns takes a descriptor we own (open for the call's duration) and a namespace type;
-    // the process is single-threaded here, which setns(CLONE_NEWNET) needs no more than that.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        return Err(format!(
-            "joining rank 0's network namespace: {}",
-            std::io::Error::last_os_error()
-        ));
     }
-    if namespace_of("self")? != target {
-        return Err("joined a network namespace other than rank 0's".into());
-    }
-    Ok(())
 }
 
 /// The identity of a process's network namespace (`net:[inode]`).
