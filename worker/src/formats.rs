@@ -1,6 +1,7 @@
 //! The columnar dataset formats, read worker-side (the framework-free `protocol` crate leaves them
 //! to a [`Columnar`] reader, so that only the worker pays Arrow's build time): Parquet (the
-//! `parquet` crate: Snappy, Zstd and gzip pages) and Arrow IPC, stream or file (the shards of a
+//! `parquet` crate: uncompressed, Snappy and Zstd pages, each page's header checked first by
+//! [`crate::parquet_pages`]) and Arrow IPC, stream or file (the shards of a
 //! Hugging Face `Dataset.save_to_disk`). Each row becomes a JSON object — strings, numbers,
 //! booleans, `null`, lists as arrays and structs as objects (a `messages` column of
 //! `list<struct<role, content>>` reads as the chat shape) — and goes through the same
@@ -108,8 +109,11 @@ impl WorkerColumnar {
 }
 
 fn parquet_rows(file: File, emit: &mut dyn FnMut(Value) -> ControlFlow<()>) -> Result<(), String> {
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| format!("not a readable Parquet file: {e}"))?
+    let pages = file.try_clone().map_err(|e| e.to_string())?;
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| format!("not a readable Parquet file: {e}"))?;
+    crate::parquet_pages::check(&pages, builder.metadata())?;
+    let reader = builder
         .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(|e| e.to_string())?;

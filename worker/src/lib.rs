@@ -21,6 +21,7 @@ pub mod intake;
 pub mod measured;
 pub mod metrics;
 pub mod models;
+pub mod parquet_pages;
 pub mod pipeline;
 pub mod storage;
 pub mod store;

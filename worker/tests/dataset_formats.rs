@@ -220,3 +220,112 @@ fn every_format_counts_like_python_transformers_under_every_dataset_type() {
         );
     }
 }
+
+/// A one-column (`text`) Parquet file of `rows`, written by the `parquet` crate with `compression`,
+/// no dictionary and one data page per row group.
+fn write_parquet(path: &Path, rows: &[String], compression: parquet::basic::Compression) {
+    use std::sync::Arc;
+    let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+        "text",
+        arrow_schema::DataType::Utf8,
+        false,
+    )]));
+    let column = arrow_array::StringArray::from_iter_values(rows);
+    let batch = arrow_array::RecordBatch::try_new(schema.clone(), vec![Arc::new(column)]).unwrap();
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(compression)
+        .set_dictionary_enabled(false)
+        .set_data_page_size_limit(usize::MAX)
+        .build();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, Some(props)).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+fn read_all(path: &Path) -> Result<u64, DatasetError> {
+    let mut n = 0;
+    sealtune_worker::formats::read_dataset(
+        path,
+        None,
+        &ReadLimits::default(),
+        path.parent().unwrap(),
+        |_, _| {
+            n += 1;
+            Ok::<(), DatasetError>(())
+        },
+    )?;
+    Ok(n)
+}
+
+/// The Thrift-compact varint of `value` zigzag-encoded (an i32 field of a page header).
+fn zigzag_varint(value: i64) -> Vec<u8> {
+    let mut z = ((value << 1) ^ (value >> 63)) as u64;
+    let mut out = vec![];
+    loop {
+        let b = (z & 0x7f) as u8;
+        z >>= 7;
+        if z == 0 {
+            out.push(b);
+            return out;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// The Parquet decoder allocates what a page *declares* (Snappy zero-fills it), so a small file
+/// declaring huge pages would take the worker's memory, and a gzip page decompresses to its end
+/// whatever it declares. Every page header is checked first: a real file's page whose declared
+/// size is forged up to 100 MiB (the same varint length, so the file stays consistent) is refused
+/// naming the page before anything is decoded (without the check the forged file reads, after
+/// zero-filling 100 MiB), and gzip pages are refused; the unforged file reads.
+#[test]
+fn a_parquet_page_declaring_more_than_the_limit_is_refused_before_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    // ~1.5 MiB of text in one row: one data page whose size needs a 4-byte varint, like 100 MiB.
+    let big: String = (0..300_000).map(|i| format!("w{} ", i % 997)).collect();
+    assert!((1 << 20..1 << 27).contains(&big.len()), "{}", big.len());
+    let rows = vec![big.clone(), "a short row".to_string()];
+    let good = dir.path().join("good.parquet");
+    write_parquet(&good, &rows, parquet::basic::Compression::SNAPPY);
+    assert_eq!(read_all(&good).unwrap(), 2);
+
+    // Forge the page's declared uncompressed size.
+    let mut bytes = std::fs::read(&good).unwrap();
+    let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&std::fs::File::open(&good).unwrap())
+        .unwrap();
+    let column = &meta.row_groups()[0].columns()[0];
+    let start = column.data_page_offset() as usize;
+    let sizes = sealtune_worker::parquet_pages::page_sizes(&bytes[start..]).unwrap();
+    let real = zigzag_varint(sizes.uncompressed);
+    let forged = zigzag_varint(100 << 20);
+    assert_eq!(real.len(), forged.len());
+    let header = &mut bytes[start..start + sizes.len as usize];
+    let at = header
+        .windows(real.len() + 1)
+        .position(|w| w[0] == 0x15 && w[1..] == real[..])
+        .expect("field 2 of the header");
+    header[at + 1..at + 1 + real.len()].copy_from_slice(&forged);
+    let bomb = dir.path().join("bomb.parquet");
+    std::fs::write(&bomb, &bytes).unwrap();
+    let e = read_all(&bomb).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!(
+            "row group 0, column 0 (text): the page at byte {start} declares 104857600 uncompressed bytes, over the 67108864 accepted"
+        )),
+        "{e}"
+    );
+
+    let gzip = dir.path().join("gzip.parquet");
+    write_parquet(
+        &gzip,
+        &rows,
+        parquet::basic::Compression::GZIP(Default::default()),
+    );
+    let e = read_all(&gzip).unwrap_err().to_string();
+    assert!(
+        e.contains("pages are not accepted (their decoder is not bounded); save the file with Snappy or Zstd compression"),
+        "{e}"
+    );
+}
