@@ -213,7 +213,11 @@ pub fn is_finetune(base: &Value, tuned: Option<&Value>, adapter_config: Option<&
     let Some(tuned) = tuned else {
         return false;
     };
-    let named = |v: &Value| v.get("_name_or_path").and_then(Value::as_str).map(str::to_owned);
+    let named = |v: &Value| {
+        v.get("_name_or_path")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
     if named(base).is_some() && named(base) == named(tuned) {
         return true;
     }
@@ -328,7 +332,11 @@ impl EvaluationReport {
             started_at: 1_780_000_000,
             wall_time_ms: 2_500,
             is_finetune: true,
-            metrics: [("base_eval_loss".to_owned(), 3.25), ("eval_loss".to_owned(), 1.5)].into(),
+            metrics: [
+                ("base_eval_loss".to_owned(), 3.25),
+                ("eval_loss".to_owned(), 1.5),
+            ]
+            .into(),
         }
     }
 }
@@ -359,7 +367,10 @@ impl SignedEvaluation {
 
     /// Parse the report and check its signature recovers to the document's `tee_signer`. Returns the
     /// report and the signer; the caller checks the signer and the roots against the chain.
-    pub fn verify(&self, domain: &Eip712Domain) -> Result<(EvaluationReport, Address), ReportError> {
+    pub fn verify(
+        &self,
+        domain: &Eip712Domain,
+    ) -> Result<(EvaluationReport, Address), ReportError> {
         let report = self.report()?;
         let digest = report
             .message(self.document.as_bytes())
@@ -476,7 +487,11 @@ mod tests {
             Some(&json!({"model_type": "llama", "hidden_size": 576})),
             None
         ));
-        assert!(is_finetune(&base, Some(&json!({"_name_or_path": "base"})), None));
+        assert!(is_finetune(
+            &base,
+            Some(&json!({"_name_or_path": "base"})),
+            None
+        ));
         assert!(!is_finetune(
             &base,
             Some(&json!({"model_type": "llama", "hidden_size": 1024})),

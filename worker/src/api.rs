@@ -238,6 +238,18 @@ async fn create_task(
     training_params
         .epochs(model.params)
         .map_err(ApiError::bad)?;
+    crate::pipeline::evaluate::check_request(
+        &worker,
+        url_user,
+        &training_params,
+        model,
+        body.request_version,
+    )
+    .await
+    .map_err(|e| match e {
+        crate::pipeline::evaluate::Refused::NotFound(m) => ApiError::not_found(m),
+        crate::pipeline::evaluate::Refused::Bad(m) => ApiError::bad(m),
+    })?;
     let dataset_hash = DatasetHash::parse(&body.dataset_hash).ok_or_else(|| {
         ApiError::bad(format!(
             "datasetHash {} is not a 0x-prefixed 32-byte hash",
