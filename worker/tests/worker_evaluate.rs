@@ -10,6 +10,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256, U256};
+use sealtune_client::attest::VerifyProviderOptions;
+use sealtune_client::chain::{Chain, Contracts};
+use sealtune_client::evaluate::{EvaluateRequest, read_signed};
+use sealtune_client::flow::{Client, DatasetSource};
+use sealtune_client::progress::NoProgress;
 use sealtune_e2e::chain::*;
 use sealtune_e2e::stack::*;
 use sealtune_protocol::attestation::{AttestationDocument, TeeKeys};
@@ -285,4 +290,90 @@ async fn a_delivered_model_is_evaluated_for_its_owner_only_and_the_signed_report
             "{from} → {to} verified"
         );
     }
+
+    // The customer library does the same: evaluates its own delivered model, checks the report
+    // against the chain, and refuses an edited one.
+    let trained = submit(&stack, 3, 1).await;
+    wait_state(
+        &stack,
+        3,
+        &trained,
+        &["Delivered"],
+        Duration::from_secs(120),
+    )
+    .await;
+    download_ack_decrypt(&stack, 3, &trained).await;
+    let c = customer(&stack, 3);
+    let data = stack.dir.path().join("eval-3.jsonl");
+    std::fs::write(&data, dataset_jsonl(4)).unwrap();
+    let req = EvaluateRequest {
+        provider: stack.provider_address(),
+        task_id: trained.clone(),
+        dataset: DatasetSource::File(data),
+        max_fee: None,
+        wait: true,
+        verify: VerifyProviderOptions {
+            now: now(),
+            nonce: [3; 32],
+            collateral: None,
+            allow_dev_quote: true,
+            policy: Some(Box::new(
+                sealtune_verifier::policy::shipped::named("dev")
+                    .unwrap()
+                    .unwrap(),
+            )),
+            ..Default::default()
+        },
+    };
+    let created = c
+        .evaluate(&req, now() * 1000, std::sync::Arc::new(NoProgress))
+        .await
+        .expect("evaluate");
+    assert_eq!(created.signature_form, "v2");
+    wait_state(
+        &stack,
+        3,
+        &created.task_id,
+        &["Delivered"],
+        Duration::from_secs(120),
+    )
+    .await;
+    let out = download_ack_unpack(&stack, 3, &created.task_id).await;
+    let signed = read_signed(&out.path().join("out")).unwrap();
+    let report = c
+        .check_evaluation(stack.provider_address(), &signed)
+        .await
+        .unwrap();
+    assert_eq!(report.evaluated_task_id, trained);
+    assert_eq!(report.metrics["eval_loss"], 1.25);
+    let edited = SignedEvaluation {
+        document: signed
+            .document
+            .replacen("\"eval_loss\":1.25", "\"eval_loss\":0.5", 1),
+        ..signed.clone()
+    };
+    let e = c
+        .check_evaluation(stack.provider_address(), &edited)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("signed by"), "{e}");
+    // Another customer's report does not pass as mine.
+    let e = customer(&stack, 2)
+        .check_evaluation(stack.provider_address(), &signed)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not 0x"), "{e}");
+}
+
+fn customer(stack: &Stack, who: usize) -> Client {
+    let chain = Chain::connect(
+        &stack.anvil.endpoint,
+        Contracts {
+            ledger: stack.deployment.ledger,
+            serving: stack.deployment.serving,
+        },
+        Some(signer(who)),
+    )
+    .unwrap();
+    Client::new(chain).unwrap()
 }
