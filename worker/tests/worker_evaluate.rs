@@ -274,7 +274,18 @@ async fn a_delivered_model_is_evaluated_for_its_owner_only_and_the_signed_report
         report.evaluated_root_hash.as_slice(),
         evaluated.modelRootHash.as_ref()
     );
-    // Any edited field fails.
+    let (code, out_) = verify_cli(&stack, &signed).await;
+    assert_eq!(code, 0, "{out_}");
+    // Any edited field fails (here and in `sealtune-verify report`).
+    let edited = SignedEvaluation {
+        document: signed
+            .document
+            .replacen("\"eval_loss\":1.25", "\"eval_loss\":1.0", 1),
+        ..signed.clone()
+    };
+    let (code, out_) = verify_cli(&stack, &edited).await;
+    assert_eq!(code, 1, "{out_}");
+    assert!(out_.contains("report signature"), "{out_}");
     for (from, to) in [
         ("\"eval_loss\":1.25", "\"eval_loss\":1.0"),
         ("\"is_finetune\":true", "\"is_finetune\":false"),
@@ -363,6 +374,34 @@ async fn a_delivered_model_is_evaluated_for_its_owner_only_and_the_signed_report
         .await
         .unwrap_err();
     assert!(e.to_string().contains("not 0x"), "{e}");
+}
+
+/// `sealtune-verify report` on `signed`: its exit code and output.
+async fn verify_cli(stack: &Stack, signed: &SignedEvaluation) -> (i32, String) {
+    use clap::Parser as _;
+    let file = stack.dir.path().join("evaluation-under-test.json");
+    std::fs::write(&file, serde_json::to_vec(signed).unwrap()).unwrap();
+    let args = [
+        "sealtune-verify".to_owned(),
+        "report".to_owned(),
+        "--file".to_owned(),
+        file.to_str().unwrap().to_owned(),
+        "--rpc".to_owned(),
+        stack.anvil.endpoint.clone(),
+        "--serving".to_owned(),
+        stack.deployment.serving.to_string(),
+        "--provider".to_owned(),
+        stack.provider_address().to_string(),
+    ];
+    tokio::task::spawn_blocking(move || {
+        let cli = sealtune_verifier::cli::Cli::parse_from(args);
+        let mut out = Vec::new();
+        let code = sealtune_verifier::cli::run(&cli, now(), &mut out)
+            .unwrap_or_else(|e| panic!("sealtune-verify report: {e}"));
+        (code, String::from_utf8_lossy(&out).into_owned())
+    })
+    .await
+    .unwrap()
 }
 
 fn customer(stack: &Stack, who: usize) -> Client {
