@@ -141,7 +141,7 @@ pub enum ModelKeyError {
 
 /// The plaintext inside the envelope: the key, the customer, the evaluated task's id.
 fn model_key_plaintext(key: &DeliverableKey, user: Address, task: &str) -> Vec<u8> {
-    let mut plain = Vec::with_capacity(52 + task.len());
+    let mut plain = Vec::with_capacity(task.len().saturating_add(52));
     plain.extend_from_slice(key.as_bytes());
     plain.extend_from_slice(user.as_slice());
     plain.extend_from_slice(task.as_bytes());
@@ -221,16 +221,16 @@ pub fn is_finetune(base: &Value, tuned: Option<&Value>, adapter_config: Option<&
     if named(base).is_some() && named(base) == named(tuned) {
         return true;
     }
-    let mut compared = 0;
+    let mut compared = false;
     for field in ARCHITECTURE_FIELDS {
         if let Some(b) = base.get(field) {
             if tuned.get(field) != Some(b) {
                 return false;
             }
-            compared += 1;
+            compared = true;
         }
     }
-    compared > 0
+    compared
 }
 
 /// What the TEE computed evaluating a delivered model (PROTOCOL.md §10).
