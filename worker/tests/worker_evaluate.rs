@@ -167,6 +167,15 @@ async fn a_delivered_model_is_evaluated_for_its_owner_only_and_the_signed_report
     let theirs = eval_params(&tee, &key, other, &trained, &trained);
     let (status, e) = refused(&stack, 3, &v2_body(&stack, 3, &data3, 1, &theirs)).await;
     assert_eq!((status, e.contains("not found")), (404, true), "{e}");
+    // Someone else posing as me (my address, their signature) learns nothing about my tasks.
+    let probe = eval_params(&tee, &key, owner, "another-task", &trained);
+    let mut posing = v2_body(&stack, 3, &data, 2, &probe);
+    posing["userAddress"] = owner.to_checksum(None).into();
+    let r = create(&stack, 2, &posing).await;
+    let status = r.status().as_u16();
+    let e = r.text().await.unwrap();
+    assert_eq!(status, 401, "{e}");
+    assert!(!e.contains(&trained), "{e}");
     // The official form does not bind the parameters: refused.
     let official = task_body(2, &data, 2, &good);
     let (status, e) = refused(&stack, 2, &official).await;
