@@ -145,3 +145,29 @@ pub fn read_signed(path: &Path) -> Result<SignedEvaluation> {
         ))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_is_read_from_its_file_or_a_decrypted_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let signed = SignedEvaluation {
+            document: "{}".into(),
+            signature: "0x00".into(),
+        };
+        let inner = dir.path().join("eval/output_model");
+        std::fs::create_dir_all(&inner).unwrap();
+        std::fs::write(inner.join(REPORT_FILE), serde_json::to_vec(&signed).unwrap()).unwrap();
+        assert_eq!(read_signed(&dir.path().join("eval")).unwrap(), signed);
+        assert_eq!(read_signed(&inner.join(REPORT_FILE)).unwrap(), signed);
+        let e = read_signed(dir.path()).unwrap_err();
+        assert!(e.to_string().contains(REPORT_FILE), "{e}");
+        std::fs::write(dir.path().join("bad.json"), b"not json").unwrap();
+        assert!(matches!(
+            read_signed(&dir.path().join("bad.json")),
+            Err(ClientError::BadReport(_))
+        ));
+    }
+}
