@@ -159,7 +159,11 @@ mod tests {
         };
         let inner = dir.path().join("eval/output_model");
         std::fs::create_dir_all(&inner).unwrap();
-        std::fs::write(inner.join(REPORT_FILE), serde_json::to_vec(&signed).unwrap()).unwrap();
+        std::fs::write(
+            inner.join(REPORT_FILE),
+            serde_json::to_vec(&signed).unwrap(),
+        )
+        .unwrap();
         assert_eq!(read_signed(&dir.path().join("eval")).unwrap(), signed);
         assert_eq!(read_signed(&inner.join(REPORT_FILE)).unwrap(), signed);
         let e = read_signed(dir.path()).unwrap_err();
