@@ -214,10 +214,15 @@ pub(super) async fn run(
             return Err(e);
         }
     };
-    write_config(&inputs_.config_path, &tuned)?;
     // The executor takes an empty output with no seal for a failed training: an evaluation writes
     // no model, so the worker marks its output (replaced by the report after the run).
-    std::fs::write(inputs_.output_dir.join("evaluating"), b"").map_err(StepError::retry)?;
+    let ready = write_config(&inputs_.config_path, &tuned).and_then(|()| {
+        std::fs::write(inputs_.output_dir.join("evaluating"), b"").map_err(StepError::retry)
+    });
+    if let Err(e) = ready {
+        discard(&dir, &tuned, &inputs_.data_path);
+        return Err(e);
+    }
     let spec = ExecSpec {
         script: script.clone(),
         dataset: inputs_.dataset,
