@@ -267,7 +267,7 @@ impl Client {
         })
     }
 
-    fn key(&self) -> Result<&k256::ecdsa::SigningKey> {
+    pub(crate) fn key(&self) -> Result<&k256::ecdsa::SigningKey> {
         Ok(self.chain.signer()?.credential())
     }
 

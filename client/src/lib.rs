@@ -49,6 +49,7 @@ pub mod confidential;
 pub mod config;
 pub mod error;
 pub mod estimate;
+pub mod evaluate;
 pub mod flow;
 pub mod funds;
 pub mod gateway;

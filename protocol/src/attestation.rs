@@ -307,6 +307,10 @@ pub struct MeasuredModel {
     /// document, so a single-process configuration hashes as it did before ranks existed.
     #[serde(default = "one_rank", skip_serializing_if = "is_one_rank")]
     pub ranks: u32,
+    /// The script that evaluates a delivered model (PROTOCOL.md §10); left out when the model
+    /// offers no evaluation, so such a configuration hashes as it did before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation_script: Option<FileDigest>,
 }
 
 fn one_rank() -> u32 {

@@ -24,6 +24,7 @@
 //! | [`events`] | — | the events the executor streams to the worker |
 //! | [`task`] | §2 | the task states and the rules on them |
 //! | [`report`] | §9 | the signed training report |
+//! | [`evaluation`] | §10 | evaluating a delivered model: its parameters, the re-wrapped model key, the signed evaluation report |
 #![deny(missing_docs)]
 // Everything here parses or computes over untrusted bytes (requests, datasets, sealed files, quotes,
 // storage proofs): no unwrap/expect/panic, no unchecked indexing or arithmetic in library code.
@@ -50,6 +51,7 @@ pub mod dstack;
 pub mod ecies;
 pub mod eip712;
 pub mod envelope;
+pub mod evaluation;
 pub mod events;
 pub mod fee;
 pub mod gpu;

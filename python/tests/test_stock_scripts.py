@@ -120,3 +120,38 @@ def test_lora_trains_on_the_answer_only(lora):
     assert "sky" not in tok.decode(trained)
     text = lora.tokenize_for_training(tok, {"text": "Hello world."})
     assert text["labels"] == text["input_ids"]
+
+
+def test_lora_evaluate_mode_reports_base_and_tuned_loss_with_the_one_eval_loss(tmp_path):
+    """Evaluate mode (PROTOCOL.md §10): a freshly initialised LoRA adapter (B = 0) changes nothing, so
+    the delivered model's eval_loss is the base's, on every record of the dataset; nothing is trained
+    or written."""
+    import datasets
+    from huggingface_hub import snapshot_download
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = snapshot_download("HuggingFaceTB/SmolLM2-135M-Instruct")
+    adapter = tmp_path / "tuned"
+    get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base),
+        LoraConfig(r=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
+    ).save_pretrained(str(adapter))
+    recs = [{"instruction": "Which color is the sky?", "output": "Blue."}]
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list(recs), "validation": datasets.Dataset.from_list(recs)}
+    ).save_to_disk(str(tmp_path / "data"))
+    cfg = write(tmp_path, json.dumps({"evaluate": {"tuned_model_path": str(adapter)}}))
+    runner = "import sys, runpy; sys.modules['sealtune'] = None; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-c", runner, str(LORA), "--data_path", str(tmp_path / "data"),
+         "--model_path", base, "--config_path", str(cfg), "--output_dir", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = {l.split(" ")[0]: l for l in proc.stdout.splitlines() if "eval_loss" in l}
+    base_loss = float(lines["base_eval_loss"].split()[1].rstrip(","))
+    tuned_loss = float(lines["eval_loss"].split()[1].rstrip(","))
+    assert base_loss > 0 and tuned_loss == pytest.approx(base_loss, abs=1e-4)
+    assert not out.exists()

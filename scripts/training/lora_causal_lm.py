@@ -17,6 +17,10 @@ Runs unchanged under 0G's execution contract::
   from the zip's ``validation*.jsonl`` entries), or ``validation*.jsonl`` files in a JSONL folder. With
   it the script reports ``base_eval_loss`` / ``base_perplexity`` (the base model) and ``eval_loss`` /
   ``perplexity`` (the tuned model) through the ``sealtune`` module's metric events.
+* evaluate mode (docs/PROTOCOL.md §10): when the config is ``{"evaluate": {"tuned_model_path": DIR}}``
+  the script trains nothing: it reports, on every record of the dataset (its train and validation
+  splits), the base model's ``base_eval_loss`` / ``base_perplexity`` and those of the delivered model
+  in ``DIR`` (a PEFT adapter of the base, or a whole model) as ``eval_loss`` / ``perplexity``.
 * ``--output_dir``: where the PEFT adapter is saved (``adapter_model.safetensors`` +
   ``adapter_config.json``), unless the script runs inside a sealtune worker that seals in the script:
   then ``sealtune.seal_model`` streams the adapter into the sealed deliverable and nothing is written.
@@ -255,6 +259,43 @@ def report_eval(prefix: str, loss: float) -> None:
         sealtune.metric(f"{prefix}perplexity", perplexity)
 
 
+def evaluation_spec(path: str | os.PathLike) -> dict | None:
+    """The evaluate mode's settings when the config asks for it, else ``None``."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return raw.get("evaluate") if isinstance(raw, dict) and isinstance(raw.get("evaluate"), dict) else None
+
+
+def evaluate(args, spec: dict) -> int:
+    """Evaluate mode: the base model's and the delivered model's eval loss on every record."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    tuned = Path(spec["tuned_model_path"])
+    tokenizer = AutoTokenizer.from_pretrained(args.model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    records = list(load_train_split(args.data_path)) + list(load_validation_split(args.data_path) or [])
+    model = AutoModelForCausalLM.from_pretrained(args.model_path, dtype=dtype)
+    report_eval("base_", eval_loss(model, tokenizer, records))
+    if (tuned / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(tuned))
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(tuned), dtype=dtype)
+    report_eval("", eval_loss(model, tokenizer, records))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_path", required=True)
@@ -263,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output_dir", required=True)
     args = parser.parse_args(argv)
 
+    spec = evaluation_spec(args.config_path)
+    if spec is not None:
+        return evaluate(args, spec)
     params = load_params(args.config_path)
     print(f"training params: {json.dumps(params, sort_keys=True)}", flush=True)
 

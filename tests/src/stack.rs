@@ -650,6 +650,17 @@ pub async fn settlements(stack: &Stack, id: &str) -> Vec<FineTuningServing::Fees
 /// it, waits for the settlement, unwraps the key from the chain, decrypts (the tag signature must be
 /// the TEE signer's) and unzips; returns the adapter the quick script wrote.
 pub async fn download_ack_decrypt(stack: &Stack, who: usize, id: &str) -> Vec<u8> {
+    let out = download_ack_unpack(stack, who, id).await;
+    std::fs::read(
+        out.path()
+            .join("out/output_model/adapter_model.safetensors"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`download_ack_decrypt`]'s whole check, returning the directory the deliverable was unpacked
+/// into (its `out/output_model/` holds the delivered files).
+pub async fn download_ack_unpack(stack: &Stack, who: usize, id: &str) -> tempfile::TempDir {
     let user = signer(who).address();
     let r = download(stack, who, id).await;
     assert_eq!(r.status(), 200);
@@ -696,8 +707,31 @@ pub async fn download_ack_decrypt(stack: &Stack, who: usize, id: &str) -> Vec<u8
     let out = dir.path().join("out");
     sealtune_protocol::deliverable::unzip_safely(&zip, &out, &Default::default())
         .unwrap_or_else(|e| panic!("{e}"));
-    std::fs::read(out.join("output_model/adapter_model.safetensors"))
-        .unwrap_or_else(|e| panic!("{e}"))
+    dir
+}
+
+/// The model key of task `id` of customer `who`, unwrapped from the settled deliverable on chain.
+pub async fn settled_model_key(
+    stack: &Stack,
+    who: usize,
+    id: &str,
+) -> sealtune_protocol::deliverable::DeliverableKey {
+    let d = stack
+        .serving(who)
+        .getDeliverable(
+            signer(who).address(),
+            stack.provider_address(),
+            id.to_owned(),
+        )
+        .call()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let secret = k256::SecretKey::from_slice(
+        &hex::decode(&DEV_KEYS[who][2..]).unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    sealtune_protocol::ecies::unwrap_key(&secret, &d.encryptedSecret)
+        .unwrap_or_else(|e| panic!("unwrapping the model key: {e}"))
 }
 
 /// A zip of the given entries, stored (not compressed).

@@ -9,6 +9,7 @@ use crate::dcap::{TcbPolicy, parse_collateral};
 use crate::event_log::EventPolicy;
 use crate::report_data::{BindingExpectations, parse_address};
 use crate::verify::{ExpectedTee, QuoteDocument, VerifyOptions, verify_document};
+use sealtune_protocol::evaluation::SignedEvaluation;
 
 /// Errors of the command line (bad arguments, unreadable files, unreachable services).
 #[derive(Debug, thiserror::Error)]
@@ -261,7 +262,8 @@ pub struct DeliverableArgs {
 /// Arguments of `sealtune-verify report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// The signed report: the JSON `{document, signature}` the worker serves.
+    /// The signed report: the JSON `{document, signature}` the worker serves (a training report), or
+    /// the `evaluation_report.json` of a decrypted evaluation (docs/PROTOCOL.md §10).
     #[arg(long)]
     pub file: PathBuf,
     /// The customer the report must be for (default: the one it names).
@@ -758,8 +760,14 @@ fn settlement_source(
 
 fn run_report(args: &ReportArgs, now: u64, out: &mut dyn Write) -> Result<i32, CliError> {
     use crate::training_report::{ChainFacts, check_report};
+    let bytes = read(&args.file)?;
+    if let Ok(evaluation) = serde_json::from_slice::<SignedEvaluation>(&bytes)
+        && evaluation.report().is_ok()
+    {
+        return run_evaluation_report(args, &evaluation, now, out);
+    }
     let signed: sealtune_protocol::report::SignedReport =
-        serde_json::from_slice(&read(&args.file)?).map_err(|e| {
+        serde_json::from_slice(&bytes).map_err(|e| {
             CliError::Arg(format!(
                 "--file {}: not a signed report {{document, signature}}: {e}",
                 args.file.display()
@@ -796,6 +804,46 @@ fn run_report(args: &ReportArgs, now: u64, out: &mut dyn Write) -> Result<i32, C
         })
     })?;
     let (report, _) = check_report(&signed, &facts, user, now);
+    emit(&report, args.json, out)
+}
+
+/// [`run_report`] for an evaluation report (docs/PROTOCOL.md §10): the root read from the chain is
+/// the evaluated task's.
+fn run_evaluation_report(
+    args: &ReportArgs,
+    signed: &SignedEvaluation,
+    now: u64,
+    out: &mut dyn Write,
+) -> Result<i32, CliError> {
+    use crate::training_report::ChainFacts;
+    let (Some(chain), Some(serving), Some(provider)) = (
+        args.chain.connect()?,
+        args.chain.serving()?,
+        args.chain.provider()?,
+    ) else {
+        return Err(CliError::Arg(
+            "a report is checked against the chain: give --rpc, --serving and --provider".into(),
+        ));
+    };
+    let user = args
+        .user
+        .as_deref()
+        .map(|u| arg_address("--user", u))
+        .transpose()?;
+    let named = signed
+        .report()
+        .map_err(|e| CliError::Arg(format!("--file {}: {e}", args.file.display())))?;
+    let facts = runtime()?.block_on(async {
+        Ok::<_, crate::chain::ChainError>(ChainFacts {
+            chain_id: chain.chain_id().await?,
+            serving,
+            signer: chain.registered_signer(serving, provider, None).await?,
+            deliverable: chain
+                .deliverable(serving, named.user, provider, &named.evaluated_task_id)
+                .await?,
+        })
+    })?;
+    let (report, _) = crate::evaluation_report::check_evaluation(signed, &facts, user, now);
     emit(&report, args.json, out)
 }
 

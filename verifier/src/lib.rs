@@ -50,6 +50,7 @@ pub mod collateral;
 pub mod crosscheck;
 pub mod dcap;
 pub mod deliverable;
+pub mod evaluation_report;
 pub mod event_log;
 pub mod gpu;
 pub mod pck;

@@ -269,6 +269,19 @@ async fn create_task(
             )));
         }
     };
+    // After the signature: nothing about the customer's tasks is told to anyone else.
+    crate::pipeline::evaluate::check_request(
+        &worker,
+        url_user,
+        &training_params,
+        model,
+        body.request_version,
+    )
+    .await
+    .map_err(|e| match e {
+        crate::pipeline::evaluate::Refused::NotFound(m) => ApiError::not_found(m),
+        crate::pipeline::evaluate::Refused::Bad(m) => ApiError::bad(m),
+    })?;
     crate::intake::check_dataset_owner(&worker.store, &worker.files, url_user, dataset_hash.hash())
         .await
         .map_err(|e| match e {

@@ -294,6 +294,15 @@ fn measure_model(
         rules,
         keep,
     )?;
+    let evaluation = match &model.evaluation_script {
+        Some(p) => Some(measure_file(
+            &format!("{key}.evaluation_script"),
+            p,
+            rules,
+            keep,
+        )?),
+        None => None,
+    };
     let usage = match &model.usage_file {
         Some(p) => Some(measure_file(&format!("{key}.usage_file"), p, rules, keep)?),
         None => None,
@@ -325,10 +334,14 @@ fn measure_model(
         price_coefficient: model.price_coefficient.to_string(),
         storage_fee: model.storage_fee,
         ranks: model.ranks,
+        evaluation_script: evaluation.as_ref().map(|e| e.0),
     };
     if keep.is_some() {
         if let Some(p) = script_copy {
             model.training_script = p;
+        }
+        if let Some((_, Some(p))) = evaluation {
+            model.evaluation_script = Some(p);
         }
         if let Some((_, Some(p))) = usage {
             model.usage_file = Some(p);

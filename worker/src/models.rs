@@ -92,6 +92,10 @@ pub struct ModelConfig {
     /// ranks on CPU. Default 1 (one process). At most [`crate::exec::MAX_RANKS`].
     #[serde(default = "one_rank")]
     pub ranks: u32,
+    /// The script that evaluates a delivered model of this base (docs/PROTOCOL.md §10; the stock
+    /// LoRA script has an evaluate mode). Absent: evaluations of this model are refused.
+    #[serde(default, alias = "evaluationScript")]
+    pub evaluation_script: Option<PathBuf>,
 }
 
 fn one_rank() -> u32 {
@@ -156,6 +160,9 @@ impl ModelConfig {
             }
         };
         fix(&mut self.training_script);
+        if let Some(p) = self.evaluation_script.as_mut() {
+            fix(p);
+        }
         if let Some(Weights::Path(p)) = self.weights.as_mut() {
             fix(p);
         }
@@ -177,6 +184,13 @@ impl ModelConfig {
                 self.name,
                 crate::exec::MAX_RANKS,
                 self.ranks
+            ));
+        }
+        if let Some(p) = self.evaluation_script.as_ref().filter(|p| !p.is_file()) {
+            problems.push(format!(
+                "model `{}`: evaluation script {} not found",
+                self.name,
+                p.display()
             ));
         }
         if !self.training_script.is_file() {

@@ -24,6 +24,7 @@ use crate::flow::Client;
 
 mod account;
 mod estimate;
+mod evaluate;
 mod gateway;
 mod model;
 mod provider;
@@ -163,6 +164,16 @@ pub enum Command {
         after_help = "Example: sealtune get-report --provider 0x7099… --task-id 6f1c… --save report.json"
     )]
     GetReport(report::GetReportArgs),
+    /// Evaluate a delivered model on your own dataset inside the provider's TEE (base vs tuned eval
+    /// loss, is_finetune): an ordinary task billed for the dataset's tokens once; its deliverable is
+    /// the signed evaluation report.
+    #[command(
+        after_help = "Example: sealtune evaluate --provider 0x7099… --task-id 6f1c… --dataset-path eval.jsonl --max-fee 0.1
+Then download-model, decrypt-model --unzip eval, check-evaluation --file eval"
+    )]
+    Evaluate(evaluate::EvaluateArgs),
+    /// Show a decrypted evaluation report, checked against the chain (TEE signer, evaluated root).
+    CheckEvaluation(evaluate::CheckEvaluationArgs),
     /// Cancel a task that has not started training.
     CancelTask(CancelTaskArgs),
     /// Download the encrypted model, check its hash and TEE tag signature against the chain, then
@@ -235,6 +246,8 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
         Command::QueryProgress(a) => a.run(&ctx).await,
         Command::GetLog(a) => a.run(&ctx).await,
         Command::GetReport(a) => a.run(&ctx).await,
+        Command::Evaluate(a) => a.run(&ctx).await,
+        Command::CheckEvaluation(a) => a.run(&ctx).await,
         Command::CancelTask(a) => a.run(&ctx).await,
         Command::DownloadModel(a) => a.run(&ctx).await,
         Command::AcknowledgeModel(a) => a.run(&ctx).await,

@@ -46,6 +46,9 @@ pub(super) async fn execute(
     let Some(attempts) = start_attempt(worker, task).await? else {
         return Ok(());
     };
+    if let Some(eval) = task.training_params.evaluation() {
+        return super::evaluate::run(worker, task, eval, shutdown).await;
+    }
     let model = model_of(worker, task)?;
     let spec_dir = worker.task_dir(&task.id);
     let model_path = model_dir(worker, model).await?;
@@ -156,7 +159,7 @@ async fn sealed_before_restart(worker: &Worker, task: &Task) -> Result<bool, Ste
 
 /// `Training` → `Trained`, unless the task was stopped during training meanwhile (a cancel that
 /// came after the child finished): then nothing is delivered and the cancel is settled instead.
-async fn enter_trained(worker: &Worker, task: &Task) -> Result<(), StepError> {
+pub(super) async fn enter_trained(worker: &Worker, task: &Task) -> Result<(), StepError> {
     if worker.store.trained(&task.id, worker.clock.now()).await? {
         worker.metrics.state(TaskState::Trained);
         return Ok(());
@@ -244,17 +247,17 @@ async fn start_attempt(worker: &Worker, task: &Task) -> Result<Option<i64>, Step
 }
 
 /// What the child reads and writes, laid out afresh in the task directory.
-struct Inputs {
-    dataset: PathBuf,
-    data_path: PathBuf,
-    config_path: PathBuf,
-    output_dir: PathBuf,
+pub(super) struct Inputs {
+    pub(super) dataset: PathBuf,
+    pub(super) data_path: PathBuf,
+    pub(super) config_path: PathBuf,
+    pub(super) output_dir: PathBuf,
 }
 
 /// Clears what an earlier attempt left (output, unpacked data, sealed files), writes the training
 /// parameters and fetches the dataset. An earlier attempt's script owned the directory: it is taken
 /// back first, and every file is removed (never followed) before it is written.
-async fn prepare_inputs(
+pub(super) async fn prepare_inputs(
     worker: &Arc<Worker>,
     task: &Task,
     dir: &std::path::Path,
@@ -306,7 +309,7 @@ async fn prepare_inputs(
 /// Runs the executor child for `spec`, with the task's events written to its log (and observed for
 /// the report), the provider marked occupied on chain meanwhile, and its cancel token (a child of
 /// `shutdown`) published.
-async fn run_child(
+pub(super) async fn run_child(
     worker: &Arc<Worker>,
     task: &Task,
     dir: &std::path::Path,
@@ -342,6 +345,8 @@ async fn run_child(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(256);
     let log_worker = worker.clone();
     let log_id = task.id.clone();
+    // An evaluation's numbers are released by its settlement (pipeline::evaluate): not logged.
+    let quiet = task.training_params.evaluation().is_some();
     let started = std::time::Instant::now();
     let mut observed = Observed::starting(worker.clock.now());
     let logger = tokio::spawn(async move {
@@ -349,6 +354,9 @@ async fn run_child(
             observed.see(&event);
             if matches!(event, Event::Progress { .. }) {
                 log_worker.metrics.training_steps.inc();
+            }
+            if quiet && matches!(event, Event::Log { .. } | Event::Metric { .. }) {
+                continue;
             }
             if let Some(line) = event_line(&event) {
                 log_worker.task_log(&log_id, line).await;

@@ -54,7 +54,9 @@ pub(super) async fn finalize(worker: &Arc<Worker>, task: &Task) -> Result<(), St
     // after the signed training report names that root (docs/PROTOCOL.md §9).
     if !on_chain(worker, user, &task.id).await? {
         let root = super::publish::announced_root(worker, &task, root).await?;
-        super::report::ensure_signed(worker, &task, root).await?;
+        if task.training_params.evaluation().is_none() {
+            super::report::ensure_signed(worker, &task, root).await?;
+        }
         worker
             .chain
             .add_deliverable(user, &task.id, root)

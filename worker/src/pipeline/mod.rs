@@ -31,6 +31,7 @@ use crate::models::{ModelConfig, Weights};
 use crate::store::{StatePredicate, StoreError, Task, TaskState};
 
 pub mod cancel;
+pub mod evaluate;
 pub mod execute;
 pub mod finalize;
 pub mod publish;

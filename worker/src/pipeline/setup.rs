@@ -48,6 +48,9 @@ pub(super) async fn setup(worker: &Arc<Worker>, task: &Task) -> Result<(), StepE
         None => Need::Deposit(worker.config.limits.min_deposit),
     };
     check_chain(worker, task, upfront).await?;
+    if let Some(eval) = task.training_params.evaluation() {
+        super::evaluate::check_model_key(worker, task, eval).await?;
+    }
     worker
         .task_log(&task.id, "account checked; fetching the dataset")
         .await;

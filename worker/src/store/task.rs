@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use alloy::primitives::{Address, B256, Bytes, U256};
 use k256::elliptic_curve::sec1::ToEncodedPoint;
 use sealtune_protocol::ecies::PublicKey;
+use sealtune_protocol::evaluation::EvaluationParams;
 use sealtune_protocol::fee::FeeError;
 use sealtune_protocol::params::{LoraParams, ParamsError};
 use sqlx::Row;
@@ -76,6 +77,7 @@ pub struct TrainingParams {
     text: String,
     lora: Result<LoraParams, ParamsError>,
     free_epochs: Result<u64, FeeError>,
+    evaluation: Option<Result<EvaluationParams, String>>,
 }
 
 impl TrainingParams {
@@ -85,16 +87,30 @@ impl TrainingParams {
             text: text.to_owned(),
             lora: LoraParams::parse(text),
             free_epochs: sealtune_protocol::fee::epochs_from_training_params(text),
+            evaluation: EvaluationParams::parse(text),
         }
     }
     /// The JSON text as sent.
     pub fn as_str(&self) -> &str {
         &self.text
     }
+    /// The evaluation this task asks for (its parameters are an evaluation's and well-formed), if
+    /// it is one.
+    pub fn evaluation(&self) -> Option<&EvaluationParams> {
+        self.evaluation.as_ref().and_then(|e| e.as_ref().ok())
+    }
     /// The epoch count under the model's `schema`, or why the parameters do not fit it: the stock
     /// LoRA script's five keys in range (`lora`), any JSON object with a valid `num_train_epochs`
     /// (`free`).
+    ///
+    /// An evaluation (docs/PROTOCOL.md §10) is billed as one pass over its dataset, whatever the
+    /// schema.
     pub fn epochs(&self, schema: ParamsSchema) -> Result<u64, String> {
+        match &self.evaluation {
+            Some(Ok(_)) => return Ok(1),
+            Some(Err(e)) => return Err(e.clone()),
+            None => {}
+        }
         match schema {
             ParamsSchema::Lora => self
                 .lora

@@ -183,6 +183,9 @@ impl RuntimeNeeds {
                 format!("model `{}`'s training script", m.name),
                 m.training_script.clone(),
             ));
+            if let Some(p) = &m.evaluation_script {
+                read.push((format!("model `{}`'s evaluation script", m.name), p.clone()));
+            }
             if let Ok(Some(dir)) = crate::models::local_weights_dir(m) {
                 read.push((format!("model `{}`'s weights", m.name), dir));
             }
