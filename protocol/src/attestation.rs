@@ -307,6 +307,11 @@ pub struct MeasuredModel {
     /// document, so a single-process configuration hashes as it did before ranks existed.
     #[serde(default = "one_rank", skip_serializing_if = "is_one_rank")]
     pub ranks: u32,
+    /// The LoRA options the provider offers for this model (`lora_ranges`); absent when it declares
+    /// none ([`crate::params::LoraRanges::default`] applies), so such a configuration hashes as it
+    /// did before LoRA options existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora_ranges: Option<crate::params::LoraRanges>,
 }
 
 fn one_rank() -> u32 {

@@ -17,7 +17,7 @@ use sealtune_protocol::params::{LoraParams, ParamsError};
 use sqlx::Row;
 
 use super::StoreError;
-use crate::models::{DataType, ModelRef, ParamsSchema};
+use crate::models::{DataType, ModelConfig, ModelRef, ParamsSchema};
 
 pub use sealtune_protocol::task::{StatePredicate, TaskState};
 
@@ -91,16 +91,17 @@ impl TrainingParams {
     pub fn as_str(&self) -> &str {
         &self.text
     }
-    /// The epoch count under the model's `schema`, or why the parameters do not fit it: the stock
-    /// LoRA script's five keys in range (`lora`), any JSON object with a valid `num_train_epochs`
-    /// (`free`).
-    pub fn epochs(&self, schema: ParamsSchema) -> Result<u64, String> {
-        match schema {
-            ParamsSchema::Lora => self
-                .lora
-                .as_ref()
-                .map(|p| p.num_train_epochs)
-                .map_err(ToString::to_string),
+    /// The epoch count under `model`'s schema, or why the parameters do not fit it: the stock
+    /// LoRA script's five keys in range and its LoRA options within the model's declared
+    /// `lora_ranges` (`lora`), any JSON object with a valid `num_train_epochs` (`free`).
+    pub fn epochs(&self, model: &ModelConfig) -> Result<u64, String> {
+        match model.params {
+            ParamsSchema::Lora => {
+                let lora = self.lora.as_ref().map_err(ToString::to_string)?;
+                lora.check_offered(&model.lora_ranges())
+                    .map_err(|e| e.to_string())?;
+                Ok(lora.num_train_epochs)
+            }
             ParamsSchema::Free => self.free_epochs.clone().map_err(|e| e.to_string()),
         }
     }
