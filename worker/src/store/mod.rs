@@ -626,7 +626,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::{DataType, ParamsSchema};
+    use crate::models::DataType;
 
     /// A dataset hash: 32 bytes of `byte`, written as `0x` + `hex` repeated.
     fn dataset(hex: &str) -> DatasetHash {
