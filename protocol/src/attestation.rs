@@ -311,6 +311,11 @@ pub struct MeasuredModel {
     /// offers no evaluation, so such a configuration hashes as it did before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluation_script: Option<FileDigest>,
+    /// The LoRA options the provider offers for this model (`lora_ranges`); absent when it declares
+    /// none ([`crate::params::LoraRanges::default`] applies), so such a configuration hashes as it
+    /// did before LoRA options existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora_ranges: Option<crate::params::LoraRanges>,
 }
 
 fn one_rank() -> u32 {

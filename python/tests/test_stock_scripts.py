@@ -62,6 +62,54 @@ def test_lora_params_rejected(lora, tmp_path, text, message):
         lora.load_params(write(tmp_path, text))
 
 
+def test_lora_options_top_level_or_lora_config(lora, tmp_path):
+    top = lora.load_params(write(tmp_path, '{"r": 16, "lora_alpha": 32, "lora_dropout": 0.1, '
+                                           '"target_modules": ["q_proj", "v_proj"], "merge_adapter": true}'))
+    opea = lora.load_params(write(tmp_path, '{"lora_config": {"r": 16, "lora_alpha": 32, "lora_dropout": 0.1, '
+                                            '"target_modules": ["q_proj", "v_proj"]}, "merge_adapter": true}'))
+    assert top == opea
+    assert {k: top[k] for k in ("r", "lora_alpha", "lora_dropout", "target_modules", "merge_adapter")} == {
+        "r": 16, "lora_alpha": 32, "lora_dropout": 0.1, "target_modules": ["q_proj", "v_proj"], "merge_adapter": True}
+    names = ["model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj", "model.layers.0.mlp.up_proj"]
+    assert lora.lora_settings(top, names) == {"r": 16, "lora_alpha": 32, "lora_dropout": 0.1,
+                                              "target_modules": ["q_proj", "v_proj"], "task_type": "CAUSAL_LM"}
+    # Absent options: the defaults, and the attention projections the model has.
+    assert lora.lora_settings({}, names) == {"r": 8, "lora_alpha": 16, "lora_dropout": 0.05,
+                                             "target_modules": ["q_proj", "v_proj"], "task_type": "CAUSAL_LM"}
+    with pytest.raises(lora.ParamError, match=r"\['o_proj'\] are not modules"):
+        lora.lora_settings({"target_modules": ["q_proj", "o_proj"]}, names)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"r": 0}', "r must be between 1 and 256"),
+        ('{"r": 257}', "r must be between 1 and 256"),
+        ('{"lora_alpha": 513}', "lora_alpha must be between 1 and 512"),
+        ('{"lora_dropout": 1}', "lora_dropout must be from 0 up to"),
+        ('{"lora_dropout": true}', "lora_dropout must be a number"),
+        ('{"target_modules": []}', "target_modules must be 1 to 16"),
+        ('{"target_modules": ["../x"]}', "target_modules must be 1 to 16"),
+        ('{"target_modules": ["q_proj", "q_proj"]}', "target_modules must be 1 to 16"),
+        ('{"merge_adapter": 1}', "merge_adapter must be true or false"),
+        ('{"r": 8, "lora_config": {"r": 16}}', "both at the top level and inside lora_config"),
+        ('{"lora_config": {"sparse_adapter": true}}', r"unknown lora_config keys \['sparse_adapter'\]"),
+        ('{"lora_config": 8}', "lora_config must be an object"),
+        ('{"lora_rank": 8}', "allowed: .*'lora_alpha'.*'lora_config'.*'merge_adapter'.*'r'.*'target_modules'"),
+    ],
+)
+def test_lora_options_rejected(lora, tmp_path, text, message):
+    with pytest.raises(lora.ParamError, match=message):
+        lora.load_params(write(tmp_path, text))
+
+
+def test_tokenizer_files_are_the_base_models_own(lora, tmp_path):
+    for name in ("tokenizer.json", "tokenizer_config.json", "model.safetensors", "config.json"):
+        (tmp_path / name).write_text("{}")
+    assert lora.tokenizer_files(tmp_path) == {
+        "tokenizer.json": tmp_path / "tokenizer.json", "tokenizer_config.json": tmp_path / "tokenizer_config.json"}
+
+
 def test_lora_script_runs_as_0g_runs_it_without_sealtune(tmp_path):
     import datasets
     from huggingface_hub import snapshot_download

@@ -12,7 +12,12 @@ Runs unchanged under 0G's execution contract::
 * ``--config_path``: the training params, exactly these keys (PROTOCOL.md §3), each optional:
   ``neftune_noise_alpha`` (0-10, default 0), ``num_train_epochs`` (integer 1-10, default 3),
   ``per_device_train_batch_size`` (integer 1-4, default 2), ``learning_rate`` (1e-5 to 1e-3 in decimal
-  notation, default 0.0002), ``max_steps`` (-1 or a positive integer, default -1).
+  notation, default 0.0002), ``max_steps`` (-1 or a positive integer, default -1); and the optional
+  LoRA options, at the top level or inside OPEA's ``lora_config`` object (not both): ``r`` (integer
+  1-256, default 8), ``lora_alpha`` (integer 1-512, default 16), ``lora_dropout`` (0 <= d < 1, default
+  0.05), ``target_modules`` (1-16 module names, default the attention projections the model has),
+  and ``merge_adapter`` (boolean, default false). The worker has already checked them against the
+  ranges the provider declares for the model; these are the ceilings every provider's ranges lie in.
 * validation data (optional): a ``validation`` split of the saved dataset (the sealtune worker makes it
   from the zip's ``validation*.jsonl`` entries), or ``validation*.jsonl`` files in a JSONL folder. With
   it the script reports ``base_eval_loss`` / ``base_perplexity`` (the base model) and ``eval_loss`` /
@@ -24,6 +29,10 @@ Runs unchanged under 0G's execution contract::
 * ``--output_dir``: where the PEFT adapter is saved (``adapter_model.safetensors`` +
   ``adapter_config.json``), unless the script runs inside a sealtune worker that seals in the script:
   then ``sealtune.seal_model`` streams the adapter into the sealed deliverable and nothing is written.
+  With ``merge_adapter`` the adapter is merged into the base weights (``merge_and_unload``) and the
+  whole model is delivered the same way (``model.safetensors``, ``config.json``,
+  ``generation_config.json`` and the base model's tokenizer files): it loads with plain
+  ``transformers.AutoModelForCausalLM.from_pretrained``.
 
 fp32 on CPU, bf16 on CUDA. No checkpoint is ever written (``save_strategy="no"``).
 """
@@ -34,6 +43,8 @@ import argparse
 import json
 import math
 import os
+import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -50,6 +61,28 @@ PARAMS = {
     "learning_rate": ("decimal", 1e-5, 1e-3, 2e-4),
     "max_steps": ("steps", None, None, -1),
 }
+LORA_OPTIONS = {
+    # name: (kind, low, high, default): the ceilings of PROTOCOL.md §3 (a provider declares narrower
+    # ranges per model; the worker checks those before the script runs)
+    "r": ("integer", 1, 256, 8),
+    "lora_alpha": ("integer", 1, 512, 16),
+    "lora_dropout": ("fraction", 0, 1, 0.05),
+    "target_modules": ("modules", 1, 16, None),
+}
+LORA_CONFIG = "lora_config"  # OPEA's object for the LoRA options (seed 004)
+MERGE_ADAPTER = "merge_adapter"
+_MODULE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+# The base model's tokenizer files delivered beside a merged model (those that exist).
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+)
 MAX_LENGTH = 512
 SEED = 42
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -72,14 +105,91 @@ def load_params(path: str | os.PathLike) -> dict:
         raise ParamError(f"training params are not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise ParamError("training params must be a JSON object")
-    unknown = sorted(set(raw) - set(PARAMS))
+    allowed = set(PARAMS) | set(LORA_OPTIONS) | {LORA_CONFIG, MERGE_ADAPTER}
+    unknown = sorted(set(raw) - allowed)
     if unknown:
-        raise ParamError(f"unknown training params {unknown}; allowed: {sorted(PARAMS)}")
+        raise ParamError(f"unknown training params {unknown}; allowed: {sorted(allowed)}")
     params = {}
     for name, (kind, low, high, default) in PARAMS.items():
         value = raw.get(name, default)
         params[name] = _check(name, kind, low, high, value)
+    params.update(_lora_options(raw))
     return params
+
+
+def _lora_options(raw: dict) -> dict:
+    """The LoRA options that were given (top level or ``lora_config``, never both) and
+    ``merge_adapter``, each checked; absent ones are left out (their defaults apply)."""
+    nested = raw.get(LORA_CONFIG, {})
+    if not isinstance(nested, dict):
+        raise ParamError(f"{LORA_CONFIG} must be an object of LoRA options {sorted(LORA_OPTIONS)}")
+    unknown = sorted(set(nested) - set(LORA_OPTIONS))
+    if unknown:
+        raise ParamError(f"unknown {LORA_CONFIG} keys {unknown}; allowed: {sorted(LORA_OPTIONS)}")
+    out = {}
+    for name, (kind, low, high, _default) in LORA_OPTIONS.items():
+        if name in raw and name in nested:
+            raise ParamError(f"{name} is given both at the top level and inside {LORA_CONFIG}")
+        if name in raw or name in nested:
+            out[name] = _check_option(name, kind, low, high, raw[name] if name in raw else nested[name])
+    if MERGE_ADAPTER in raw:
+        if not isinstance(raw[MERGE_ADAPTER], bool):
+            raise ParamError(f"{MERGE_ADAPTER} must be true or false, not {raw[MERGE_ADAPTER]!r}")
+        out[MERGE_ADAPTER] = raw[MERGE_ADAPTER]
+    return out
+
+
+def _check_option(name, kind, low, high, value):
+    if kind == "integer":
+        return _check(name, kind, low, high, value)
+    if kind == "fraction":
+        if isinstance(value, bool) or not isinstance(value, (int, float, _RawFloat)):
+            raise ParamError(f"{name} must be a number, not {value!r}")
+        number = float(value)
+        if not (math.isfinite(number) and low <= number < high):
+            raise ParamError(f"{name} must be from {low} up to (not including) {high}, got {value}")
+        return number
+    names = value
+    valid = (
+        isinstance(names, list)
+        and low <= len(names) <= high
+        and all(isinstance(n, str) and _MODULE_NAME.fullmatch(n) for n in names)
+        and len(set(names)) == len(names)
+    )
+    if not valid:
+        raise ParamError(
+            f"{name} must be {low} to {high} distinct module names of letters, digits and _, got {value!r}"
+        )
+    return list(names)
+
+
+def lora_settings(params: dict, module_names: list[str]) -> dict:
+    """``peft.LoraConfig`` arguments: the options given, else their defaults. Named target modules
+    must exist in the model; by default the attention projections it has (else ``all-linear``)."""
+    def has(target: str) -> bool:
+        return any(n == target or n.endswith("." + target) for n in module_names)
+
+    targets = params.get("target_modules")
+    if targets is None:
+        targets = [t for t in LORA_TARGETS if has(t)] or "all-linear"
+    else:
+        missing = [t for t in targets if not has(t)]
+        if missing:
+            raise ParamError(f"target_modules {missing} are not modules of this model")
+    return {
+        "r": params.get("r", LORA_OPTIONS["r"][3]),
+        "lora_alpha": params.get("lora_alpha", LORA_OPTIONS["lora_alpha"][3]),
+        "lora_dropout": params.get("lora_dropout", LORA_OPTIONS["lora_dropout"][3]),
+        "target_modules": targets,
+        "task_type": "CAUSAL_LM",
+    }
+
+
+def tokenizer_files(model_path: str | os.PathLike) -> dict[str, Path]:
+    """The base model's tokenizer files, by name: delivered beside a merged model so it loads
+    (and tokenizes) with plain ``transformers`` (copied as they are: no file is written to get them)."""
+    base = Path(model_path)
+    return {name: base / name for name in TOKENIZER_FILES if (base / name).is_file()}
 
 
 def _check(name, kind, low, high, value):
@@ -336,14 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     validation = load_validation_split(args.data_path)
     if validation is not None:
         report_eval("base_", eval_loss(model, tokenizer, validation))
-    targets = [t for t in LORA_TARGETS if any(n.endswith(t) for n, _ in model.named_modules())]
-    lora = LoraConfig(
-        r=8,
-        lora_alpha=16,
-        lora_dropout=0.05,
-        target_modules=targets or "all-linear",
-        task_type="CAUSAL_LM",
-    )
+    lora = LoraConfig(**lora_settings(params, [n for n, _ in model.named_modules()]))
     model = get_peft_model(model, lora)
 
     train = load_train_split(args.data_path)
@@ -383,16 +486,28 @@ def main(argv: list[str] | None = None) -> int:
     if validation is not None:
         report_eval("", eval_loss(model, tokenizer, validation))
 
-    if sealtune is not None:
-        done = sealtune.seal_model(model, output_dir=args.output_dir)
-        if done["sealed"]:
-            print("model sealed in the worker", flush=True)
-        elif not done.get("skipped"):  # skipped: not rank 0 of a data-parallel run
-            print(f"adapter saved to {done['path']}", flush=True)
-    else:
-        model.save_pretrained(args.output_dir)
-        print(f"adapter saved to {args.output_dir}", flush=True)
+    deliver(model, params, args)
     return 0
+
+
+def deliver(model, params: dict, args) -> None:
+    """Seal (inside a sealtune worker) or save the adapter, or with ``merge_adapter`` the base model
+    with the adapter merged in plus the base tokenizer files."""
+    what, extra = "adapter", {}
+    if params.get(MERGE_ADAPTER):
+        model = model.merge_and_unload()  # in place, in memory: nothing is written
+        what, extra = "merged model", tokenizer_files(args.model_path)
+    if sealtune is not None:
+        done = sealtune.seal_model(model, output_dir=args.output_dir, extra_files=extra)
+        if done["sealed"]:
+            print(f"{what} sealed in the worker", flush=True)
+        elif not done.get("skipped"):  # skipped: not rank 0 of a data-parallel run
+            print(f"{what} saved to {done['path']}", flush=True)
+        return
+    model.save_pretrained(args.output_dir)
+    for name, path in extra.items():
+        shutil.copyfile(path, Path(args.output_dir) / name)
+    print(f"{what} saved to {args.output_dir}", flush=True)
 
 
 if __name__ == "__main__":

@@ -132,6 +132,8 @@ pub struct StackOptions {
     /// range of its own, since the lease directory is machine-wide and a parallel test's worker
     /// leasing the same uid kills that uid's leftovers first. `None`: the worker's default.
     pub uid_base: Option<u32>,
+    /// More lines of the model entry (TOML), e.g. `lora_ranges = { r = [1, 16] }`.
+    pub model_extra: &'static str,
 }
 
 impl Default for StackOptions {
@@ -145,6 +147,7 @@ impl Default for StackOptions {
             training_timeout: "60s",
             extra_limits: "",
             uid_base: None,
+            model_extra: "",
         }
     }
 }
@@ -404,6 +407,7 @@ data_type = "text"
 training_script = "{script}"
 description = "SmolLM2-135M tokenizer with a quick test script"
 weights = {{ hf = "HuggingFaceTB/SmolLM2-135M-Instruct" }}
+{model_extra}
 
 [limits]
 ack_timeout = "{ack}"
@@ -430,6 +434,7 @@ source = "dev"
         upload = opts.max_upload_bytes,
         train = opts.training_timeout,
         extra_limits = opts.extra_limits,
+        model_extra = opts.model_extra,
         uid_base = opts
             .uid_base
             .map_or_else(String::new, |b| format!("uid_base = {b}\nuid_count = 16")),

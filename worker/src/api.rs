@@ -235,9 +235,7 @@ async fn create_task(
         ))
     })?;
     let training_params = TrainingParams::new(&body.training_params);
-    training_params
-        .epochs(model.params)
-        .map_err(ApiError::bad)?;
+    training_params.epochs(model).map_err(ApiError::bad)?;
     let dataset_hash = DatasetHash::parse(&body.dataset_hash).ok_or_else(|| {
         ApiError::bad(format!(
             "datasetHash {} is not a 0x-prefixed 32-byte hash",

@@ -79,8 +79,17 @@ impl Columnar for WorkerColumnar {
                 parquet_rows(File::open(path).map_err(|e| e.to_string())?, emit)
             }
             (Format::Parquet, Source::Stream(stream)) => parquet_rows(self.spill(stream)?, emit),
+            // Both forms, by their head: a `save_to_disk` shard is an IPC *stream*, bare or zipped.
             (Format::Arrow, Source::File(path)) => {
-                arrow_rows(File::open(path).map_err(|e| e.to_string())?, emit)
+                let mut reader = BufReader::new(File::open(path).map_err(|e| e.to_string())?);
+                let head = reader.fill_buf().map_err(|e| e.to_string())?;
+                if head.starts_with(b"ARROW1") {
+                    let mut file = reader.into_inner();
+                    file.rewind().map_err(|e| e.to_string())?;
+                    arrow_rows(file, emit)
+                } else {
+                    arrow_stream_rows(reader, emit)
+                }
             }
             (Format::Arrow, Source::Stream(stream)) => {
                 let mut reader = BufReader::new(stream);
@@ -221,4 +230,58 @@ fn list(values: &dyn Array, depth: usize) -> Result<Value, String> {
         .map(|j| to_json(values, j, depth.saturating_add(1)))
         .collect::<Result<Vec<_>, _>>()
         .map(Value::Array)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::StringArray;
+    use arrow_schema::{Field, Schema};
+
+    use super::*;
+
+    fn batch() -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "text",
+            ArrowType::Utf8,
+            false,
+        )]));
+        let column = Arc::new(StringArray::from(vec!["one", "two"]));
+        RecordBatch::try_new(schema, vec![column]).unwrap()
+    }
+
+    fn texts(path: &Path, dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        read_dataset(path, None, &ReadLimits::default(), dir, |_, record| {
+            out.push(format!("{record:?}"));
+            Ok::<(), DatasetError>(())
+        })
+        .unwrap();
+        out
+    }
+
+    /// The shard `Dataset.save_to_disk` writes (`data-00000-of-00001.arrow`) is an Arrow IPC
+    /// *stream*; uploaded bare (not zipped) it is read like the zipped one, and so is the file form.
+    #[test]
+    fn a_bare_arrow_stream_shard_and_an_arrow_file_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = batch();
+        let stream = dir.path().join("data-00000-of-00001.arrow");
+        let mut w =
+            arrow_ipc::writer::StreamWriter::try_new(File::create(&stream).unwrap(), &b.schema())
+                .unwrap();
+        w.write(&b).unwrap();
+        w.finish().unwrap();
+        let file = dir.path().join("file.arrow");
+        let mut w =
+            arrow_ipc::writer::FileWriter::try_new(File::create(&file).unwrap(), &b.schema())
+                .unwrap();
+        w.write(&b).unwrap();
+        w.finish().unwrap();
+        let from_stream = texts(&stream, dir.path());
+        assert_eq!(from_stream.len(), 2, "{from_stream:?}");
+        assert!(from_stream[1].contains("two"), "{from_stream:?}");
+        assert_eq!(texts(&file, dir.path()), from_stream);
+    }
 }

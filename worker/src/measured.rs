@@ -335,6 +335,7 @@ fn measure_model(
         storage_fee: model.storage_fee,
         ranks: model.ranks,
         evaluation_script: evaluation.as_ref().map(|e| e.0),
+        lora_ranges: model.lora_ranges.clone(),
     };
     if keep.is_some() {
         if let Some(p) = script_copy {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use alloy::primitives::{B256, U256};
 use sealtune_protocol::fee::{FeeSchedule, PriceCoefficient};
+use sealtune_protocol::params::LoraRanges;
 use serde::{Deserialize, Serialize};
 
 /// Where a model's weights come from.
@@ -96,6 +97,10 @@ pub struct ModelConfig {
     /// LoRA script has an evaluate mode). Absent: evaluations of this model are refused.
     #[serde(default, alias = "evaluationScript")]
     pub evaluation_script: Option<PathBuf>,
+    /// The LoRA options offered for this model (`r`, `lora_alpha`, `lora_dropout`,
+    /// `target_modules`, `merge`; PROTOCOL.md §3); absent: [`LoraRanges::default`]. Measured.
+    #[serde(default)]
+    pub lora_ranges: Option<LoraRanges>,
 }
 
 fn one_rank() -> u32 {
@@ -193,6 +198,11 @@ impl ModelConfig {
                 p.display()
             ));
         }
+        if let Some(ranges) = &self.lora_ranges {
+            for p in ranges.problems() {
+                problems.push(format!("model `{}`: `lora_ranges` {p}", self.name));
+            }
+        }
         if !self.training_script.is_file() {
             problems.push(format!(
                 "model `{}`: training script {} not found",
@@ -218,6 +228,11 @@ impl ModelConfig {
             _ => {}
         }
         problems
+    }
+
+    /// The LoRA options offered for this model: the declared ranges, else the defaults.
+    pub fn lora_ranges(&self) -> LoraRanges {
+        self.lora_ranges.clone().unwrap_or_default()
     }
 
     /// The fee schedule of this model under `price_per_token`.

@@ -248,7 +248,7 @@ fn v2_body(
     value
 }
 
-/// Under v2, a body whose `trainingParams` (10 epochs: ten times the fee), fee ceiling or
+/// Under v2, a body whose `trainingParams` (10 epochs: ten times the fee; a LoRA `r`), fee ceiling or
 /// `preTrainedModelHash` (the customer signed another model; the body names the stack's) was
 /// rewritten after signing is refused with a clear error; the body as signed is accepted (the
 /// official form stays accepted: every other test of the suite uses it).
@@ -273,8 +273,14 @@ async fn a_v2_request_rewritten_after_signing_is_refused() {
     // `datasetType` is sealtune's option: its canonical form is in the options hash.
     let mut dataset_type = signed.clone();
     dataset_type["datasetType"] = "pretrain".into();
+    // A LoRA option is part of `trainingParams`: a relay raising the signed `r` (within the
+    // provider's range, so only the signature stops it) is refused.
+    let with_r = PARAMS.replace('}', r#","lora_config":{"r":8}}"#);
+    let mut lora_r = v2_body(&stack, 2, &hash, offered, &with_r);
+    lora_r["trainingParams"] = with_r.replace(r#""r":8"#, r#""r":64"#).into();
     for (what, body) in [
         ("trainingParams", params),
+        ("trainingParams r", lora_r),
         ("model", model),
         ("fee", fee),
         ("datasetType", dataset_type),

@@ -295,3 +295,90 @@ async fn stock_lora_script_trains_as_two_gloo_ranks_and_seals_once() {
     let out = sign_open_unzip(&task, &sealed, 0x12);
     assert!(out.join("output_model/adapter_model.safetensors").is_file());
 }
+
+/// `merge_adapter` with LoRA options (OPEA's `lora_config`): the stock script merges the adapter into
+/// the base weights inside the child (`merge_and_unload`, in memory) and seals the whole model — its
+/// safetensors, `config.json`, `generation_config.json` and the base tokenizer's files — with nothing
+/// written in plaintext; the customer's decrypted folder loads with plain `transformers`
+/// (`AutoModelForCausalLM` + `AutoTokenizer`, no peft) and generates. The merged weights differ from
+/// the base only in the projections named by `target_modules`, so the options reached PEFT.
+#[tokio::test]
+async fn stock_lora_script_merges_the_adapter_and_seals_a_model_that_loads_with_plain_transformers()
+{
+    let mut task = Task::new("", &dataset()).with_seal();
+    task.spec.dataset_type = Some(dataset_type());
+    task.spec.script = lora_script();
+    task.spec.model_path = smollm2_dir();
+    std::fs::write(
+        &task.spec.config_path,
+        r#"{"neftune_noise_alpha": 0, "num_train_epochs": 1, "per_device_train_batch_size": 2,
+            "learning_rate": 0.001, "max_steps": 2, "merge_adapter": true,
+            "lora_config": {"r": 4, "lora_alpha": 32, "lora_dropout": 0, "target_modules": ["q_proj", "v_proj"]}}"#,
+    )
+    .unwrap();
+    let before: Vec<PathBuf> = files_under(task.root());
+
+    let (result, events) =
+        run_with(&task, Duration::from_secs(900), CancellationToken::new()).await;
+    let outcome = result.unwrap_or_else(|e| panic!("{e}\n{:#?}", logs(&events)));
+    let sealed = outcome.sealed.expect("the script sealed the merged model");
+
+    // Nothing in plaintext: only the prepared dataset, the spec and the sealed file are new.
+    assert_eq!(std::fs::read_dir(&task.spec.output_dir).unwrap().count(), 0);
+    for path in files_under(task.root()) {
+        let rel = path.strip_prefix(task.root()).unwrap().to_string_lossy();
+        assert!(
+            before.contains(&path)
+                || ["exec.json", "model.sealed", "output", "data"].contains(&rel.as_ref())
+                || rel.starts_with("data/"),
+            "unexpected file written during the run: {rel}"
+        );
+    }
+
+    let out = sign_open_unzip(&task, &sealed, 0x13).join("output_model");
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "chat_template.jinja",
+            "config.json",
+            "generation_config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "tokenizer_config.json"
+        ]
+    );
+    let check = std::process::Command::new(venv_python())
+        .args([
+            "-c",
+            r#"
+import sys, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+merged_dir, base_dir = sys.argv[1], sys.argv[2]
+model = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32)
+tok = AutoTokenizer.from_pretrained(merged_dir)
+assert not any("lora_" in k for k in model.state_dict()), "adapter tensors left"
+base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).state_dict()
+got = model.state_dict()
+changed = sorted({k.split(".")[-2] for k in got if not torch.equal(got[k], base[k])})
+assert changed == ["q_proj", "v_proj"], changed
+ids = tok("The capital of France is", return_tensors="pt")
+new = model.generate(**ids, max_new_tokens=5, do_sample=False)[0][ids["input_ids"].shape[1]:]
+assert len(new) == 5, new
+print("generated:", repr(tok.decode(new)))
+"#,
+        ])
+        .arg(&out)
+        .arg(smollm2_dir())
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}

@@ -12,6 +12,7 @@ async fn routes_and_their_errors() {
         env!("CARGO_BIN_EXE_sealtune-worker"),
         StackOptions {
             max_upload_bytes: 64 << 10,
+            model_extra: r#"lora_ranges = { r = [1, 16], target_modules = ["q_proj", "v_proj"], merge = false }"#,
             ..Default::default()
         },
     )
@@ -172,6 +173,49 @@ async fn routes_and_their_errors() {
     .await;
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("learning_rate"));
+    // LoRA options: within the model's declared `lora_ranges` (attested: GET /v1/config shows
+    // them), else refused with the key, the value and the range; an unknown key names them all.
+    let config: Value = stack
+        .http
+        .get(stack.url("/v1/config"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        config["document"]["models"][0]["lora_ranges"]["r"],
+        serde_json::json!([1, 16])
+    );
+    for (extra, error) in [
+        (
+            r#","lora_config":{"r":32}}"#,
+            "`r` = 32: this provider allows 1 to 16 for this model",
+        ),
+        (
+            r#","target_modules":["q_proj","o_proj"]}"#,
+            "`target_modules` = o_proj: this provider allows only the modules q_proj, v_proj",
+        ),
+        (
+            r#","merge_adapter":true}"#,
+            "`merge_adapter` = true: this provider allows only the adapter",
+        ),
+        (
+            r#","r":300}"#,
+            "`r` = 300: must be an integer from 1 to 256",
+        ),
+        (
+            r#","lora_rank":8}"#,
+            "unknown key `lora_rank`; the allowed keys are neftune_noise_alpha",
+        ),
+    ] {
+        let params = PARAMS.replace('}', extra);
+        let r = create(&stack, 2, &task_body(2, &dataset_hash, 1, &params)).await;
+        assert_eq!(r.status(), 400, "{params}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(error), "{params}: {text}");
+    }
     // A datasetType with a key it does not know is refused, naming the allowed ones.
     let mut typed = task_body(2, &dataset_hash, 1, PARAMS);
     typed["datasetType"] = serde_json::json!({"field_instruction": "q", "fromat": "{instruction}"});

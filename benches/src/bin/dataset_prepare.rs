@@ -17,53 +17,10 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::Instant;
 
+use sealtune_benches::dataset_gen::{self, csv_field, peak_rss_mb};
 use sealtune_protocol::dataset::{NoColumnar, ReadLimits, prepare_jsonl};
 use sealtune_protocol::dataset_type::DatasetType;
 use serde_json::json;
-
-const WORDS: &[&str] = &[
-    "the",
-    "model",
-    "learns",
-    "from",
-    "examples",
-    "and",
-    "a",
-    "provider",
-    "runs",
-    "training",
-    "inside",
-    "confidential",
-    "virtual",
-    "machine",
-    "naïve",
-    "café",
-    "日本語",
-    "\"quoted\"",
-    "a,b",
-];
-
-fn sentence(seed: &mut u64, words: usize) -> String {
-    let mut out = String::with_capacity(words * 7);
-    for i in 0..words {
-        *seed ^= *seed << 13;
-        *seed ^= *seed >> 7;
-        *seed ^= *seed << 17;
-        if i > 0 {
-            out.push(' ');
-        }
-        out.push_str(WORDS[(*seed % WORDS.len() as u64) as usize]);
-    }
-    out
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
-}
 
 /// Write JSONL, JSON array and CSV of about `bytes` each.
 fn generate(dir: &Path, bytes: u64) -> u64 {
@@ -72,15 +29,8 @@ fn generate(dir: &Path, bytes: u64) -> u64 {
     let mut csv = BufWriter::new(std::fs::File::create(dir.join("d.csv")).unwrap());
     array.write_all(b"[\n").unwrap();
     csv.write_all(b"instruction,input,output\n").unwrap();
-    let (mut seed, mut written, mut records) = (0x9e37_79b9_7f4a_7c15u64, 0u64, 0u64);
-    while written < bytes {
-        let (i, x, o) = (
-            sentence(&mut seed, 12),
-            sentence(&mut seed, 8),
-            sentence(&mut seed, 60),
-        );
-        let line = json!({"instruction": i, "input": x, "output": o}).to_string();
-        written += line.len() as u64 + 1;
+    let mut records = 0u64;
+    for ((i, x, o), line) in dataset_gen::records(bytes) {
         writeln!(jsonl, "{line}").unwrap();
         if records > 0 {
             array.write_all(b",\n").unwrap();
@@ -91,15 +41,6 @@ fn generate(dir: &Path, bytes: u64) -> u64 {
     }
     array.write_all(b"\n]\n").unwrap();
     records
-}
-
-fn peak_rss_mb() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb / 1024)
 }
 
 fn main() {

@@ -29,7 +29,7 @@ pub(super) async fn setup(worker: &Arc<Worker>, task: &Task) -> Result<(), StepE
     let model = model_of(worker, task)?;
     let epochs = task
         .training_params
-        .epochs(model.params)
+        .epochs(model)
         .map_err(StepError::Fail)?;
     let dataset_hash = task.dataset_hash.hash();
     intake::check_dataset_owner(

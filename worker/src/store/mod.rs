@@ -626,7 +626,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::{DataType, ParamsSchema};
+    use crate::models::DataType;
 
     /// A dataset hash: 32 bytes of `byte`, written as `0x` + `hex` repeated.
     fn dataset(hex: &str) -> DatasetHash {
@@ -1102,16 +1102,53 @@ mod tests {
         assert_eq!(task::address_text(a), a.to_string().to_lowercase());
     }
 
+    /// A model entry as a provider writes it in its config.
+    fn model(toml_lines: &str) -> crate::models::ModelConfig {
+        toml::from_str(&format!(
+            "name = \"m\"\nhash = \"0x{}\"\ntraining_script = \"s.py\"\n{toml_lines}",
+            "11".repeat(32)
+        ))
+        .unwrap()
+    }
+
     #[test]
     fn training_params_are_checked_against_the_models_schema() {
         let lora = TrainingParams::new(
             r#"{"neftune_noise_alpha":5,"num_train_epochs":3,"per_device_train_batch_size":2,"learning_rate":0.0002,"max_steps":-1}"#,
         );
-        assert_eq!(lora.epochs(ParamsSchema::Lora), Ok(3));
-        assert_eq!(lora.epochs(ParamsSchema::Free), Ok(3));
+        let (lora_model, free_model) = (model(""), model("params = \"free\""));
+        assert_eq!(lora.epochs(&lora_model), Ok(3));
+        assert_eq!(lora.epochs(&free_model), Ok(3));
         let free = TrainingParams::new(r#"{"num_train_epochs":2,"other":1}"#);
-        assert_eq!(free.epochs(ParamsSchema::Free), Ok(2));
-        assert!(free.epochs(ParamsSchema::Lora).is_err());
+        assert_eq!(free.epochs(&free_model), Ok(2));
+        assert!(free.epochs(&lora_model).is_err());
         assert_eq!(free.as_str(), r#"{"num_train_epochs":2,"other":1}"#);
+    }
+
+    /// The model's declared `lora_ranges` decide which LoRA options a task may carry: an `r` the
+    /// provider does not offer is refused with the key, the value and the declared range, while
+    /// the same `r` passes on a model without a declaration (the defaults).
+    #[test]
+    fn an_r_outside_the_models_declared_range_is_refused() {
+        let params = TrainingParams::new(
+            r#"{"neftune_noise_alpha":0,"num_train_epochs":2,"per_device_train_batch_size":2,"learning_rate":0.0002,"max_steps":-1,"lora_config":{"r":32}}"#,
+        );
+        let narrow = model("[lora_ranges]\nr = [1, 16]\ntarget_modules = [\"q_proj\", \"v_proj\"]");
+        assert!(narrow.problems().iter().all(|p| !p.contains("lora_ranges")));
+        let e = params.epochs(&narrow).unwrap_err();
+        assert!(
+            e.contains("`r` = 32: this provider allows 1 to 16 for this model"),
+            "{e}"
+        );
+        assert_eq!(params.epochs(&model("")), Ok(2));
+        let reversed = model("[lora_ranges]\nr = [16, 1]");
+        assert!(
+            reversed
+                .problems()
+                .iter()
+                .any(|p| p.contains("`lora_ranges` `r`")),
+            "{:?}",
+            reversed.problems()
+        );
     }
 }

@@ -18,7 +18,7 @@ use sealtune_protocol::params::{LoraParams, ParamsError};
 use sqlx::Row;
 
 use super::StoreError;
-use crate::models::{DataType, ModelRef, ParamsSchema};
+use crate::models::{DataType, ModelConfig, ModelRef, ParamsSchema};
 
 pub use sealtune_protocol::task::{StatePredicate, TaskState};
 
@@ -99,24 +99,25 @@ impl TrainingParams {
     pub fn evaluation(&self) -> Option<&EvaluationParams> {
         self.evaluation.as_ref().and_then(|e| e.as_ref().ok())
     }
-    /// The epoch count under the model's `schema`, or why the parameters do not fit it: the stock
-    /// LoRA script's five keys in range (`lora`), any JSON object with a valid `num_train_epochs`
-    /// (`free`).
+    /// The epoch count under `model`'s schema, or why the parameters do not fit it: the stock
+    /// LoRA script's five keys in range and its LoRA options within the model's declared
+    /// `lora_ranges` (`lora`), any JSON object with a valid `num_train_epochs` (`free`).
     ///
     /// An evaluation (docs/PROTOCOL.md §10) is billed as one pass over its dataset, whatever the
     /// schema.
-    pub fn epochs(&self, schema: ParamsSchema) -> Result<u64, String> {
+    pub fn epochs(&self, model: &ModelConfig) -> Result<u64, String> {
         match &self.evaluation {
             Some(Ok(_)) => return Ok(1),
             Some(Err(e)) => return Err(e.clone()),
             None => {}
         }
-        match schema {
-            ParamsSchema::Lora => self
-                .lora
-                .as_ref()
-                .map(|p| p.num_train_epochs)
-                .map_err(ToString::to_string),
+        match model.params {
+            ParamsSchema::Lora => {
+                let lora = self.lora.as_ref().map_err(ToString::to_string)?;
+                lora.check_offered(&model.lora_ranges())
+                    .map_err(|e| e.to_string())?;
+                Ok(lora.num_train_epochs)
+            }
             ParamsSchema::Free => self.free_epochs.clone().map_err(|e| e.to_string()),
         }
     }
