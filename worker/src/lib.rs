@@ -24,3 +24,4 @@ pub mod models;
 pub mod pipeline;
 pub mod storage;
 pub mod store;
+pub mod tls;
