@@ -258,7 +258,8 @@ impl TlsPins {
         }
     }
 
-    /// Records (or, with `None`, forgets) the verified TLS key of `provider`, and saves the file.
+    /// Records (or, with `None`, forgets) the verified TLS key of `provider`, and saves the file
+    /// when that changed anything (a plain-HTTP provider writes nothing).
     pub fn record(
         &self,
         serving: Address,
@@ -270,10 +271,13 @@ impl TlsPins {
                 .pins
                 .lock()
                 .map_err(|_| ClientError::Config("TLS pins: poisoned lock".into()))?;
-            match pin {
-                Some(p) => map.insert((serving, provider), p),
-                None => map.remove(&(serving, provider)),
+            let changed = match pin {
+                Some(p) => map.insert((serving, provider), p.clone()) != Some(p),
+                None => map.remove(&(serving, provider)).is_some(),
             };
+            if !changed {
+                return Ok(());
+            }
         }
         self.save()
     }
