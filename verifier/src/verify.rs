@@ -49,6 +49,9 @@ pub struct QuoteDocument {
     /// The `tee_keys` a sealtune provider publishes (dataset key, TLS key hash; checked by the
     /// `TEE keys` link).
     pub tee_keys: Option<serde_json::Value>,
+    /// SHA-256 of the SubjectPublicKeyInfo of every key the HTTPS connection the document was
+    /// fetched over presented (`--url https://…`, [`crate::tls_key`]); empty otherwise.
+    pub tls_keys_seen: Vec<[u8; 32]>,
 }
 
 impl QuoteDocument {
@@ -85,6 +88,7 @@ impl QuoteDocument {
                     .cloned(),
                 nvidia_payload: v.get("nvidia_payload").filter(|d| !d.is_null()).cloned(),
                 tee_keys: v.get("tee_keys").filter(|d| !d.is_null()).cloned(),
+                tls_keys_seen: Vec::new(),
             });
         }
         let is_hex = !trimmed.is_empty()
@@ -711,6 +715,7 @@ fn push_report_data_links(
 /// the document's `dataset_key_hash` is their hash (docs/PROTOCOL.md §5.4). The document itself is
 /// the `signer binding` link's to check against report_data.
 fn tee_keys(keys: &serde_json::Value, doc: &QuoteDocument) -> Entry {
+    use sealtune_protocol::B256;
     use sealtune_protocol::attestation::{AttestationDocument, TeeKeys};
     let keys: TeeKeys = serde_json::from_value(keys.clone())
         .map_err(|e| format!("the published tee_keys are malformed: {e}"))?;
@@ -720,10 +725,27 @@ fn tee_keys(keys: &serde_json::Value, doc: &QuoteDocument) -> Entry {
         .ok_or_else(|| "no attestation document binds the published tee_keys".to_owned())
         .and_then(|d| AttestationDocument::from_json(d).map_err(|e| e.to_string()))?;
     keys.verify_bound(&document).map_err(|e| e.to_string())?;
+    let seen = &doc.tls_keys_seen;
     let tls = match keys.tls_spki_sha256 {
-        Some(h) => format!(
-            "the worker's own HTTPS key (SubjectPublicKeyInfo SHA-256 {h}: pin it)"
-        ),
+        Some(h) => {
+            if let Some(other) = seen.iter().find(|k| k.as_slice() != h.as_slice()) {
+                return Err(format!(
+                    "the HTTPS connection this answer came over ended at TLS key {}, not at the \
+                     attested one {h}: its TLS ends outside the TEE (a terminating proxy, or a man \
+                     in the middle)",
+                    B256::from(*other)
+                ));
+            }
+            let ended = if seen.is_empty() {
+                ""
+            } else {
+                ", where this HTTPS connection ended"
+            };
+            format!("the worker's own HTTPS key (SubjectPublicKeyInfo SHA-256 {h}: pin it{ended})")
+        }
+        None if !seen.is_empty() => "no TLS key: this HTTPS connection's key is not attested (its \
+                                     TLS may end outside the TEE)"
+            .to_owned(),
         None => "no TLS key (the worker serves no HTTPS of its own)".to_owned(),
     };
     Ok(format!(

@@ -9,7 +9,8 @@
 //!   gateway's passthrough) the key verifies and is pinned; terminating TLS with its own key (a
 //!   man in the middle, or a TLS-terminating gateway) it is refused with the specific error, both
 //!   by later requests and by `verify-provider`; publishing its own key in `tee_keys` breaks the TEE
-//!   signer's signature, refused by the client and by the verifier's `TEE keys` link;
+//!   signer's signature, refused by the client and by the verifier's `TEE keys` link, which also
+//!   refuses a quote fetched (`--url https://…`) over a connection that ended at another key;
 //! * the key is the same after a restart with the same config and another with a changed config.
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -338,6 +339,36 @@ async fn the_customer_works_over_the_pinned_key_and_every_other_tls_key_is_refus
         &c.verify_provider(provider, &verify_opts(4)).await.unwrap_err(),
         &relay,
     );
+    // `sealtune-verify quote --url https://…`: the TEE keys link compares the connection's key too.
+    let tee_keys_link = |doc: &sealtune_verifier::verify::QuoteDocument| {
+        sealtune_verifier::verify::verify_document(
+            doc,
+            &sealtune_verifier::verify::VerifyOptions {
+                allow_dev_quote: true,
+                ..Default::default()
+            },
+        )
+        .link("TEE keys")
+        .cloned()
+        .unwrap()
+    };
+    let nonce = [9u8; 32];
+    let direct = sealtune_verifier::cli::fetch_quote(&url, Some(&nonce))
+        .await
+        .unwrap();
+    let link = tee_keys_link(&direct);
+    assert!(
+        link.ok && link.detail.contains("where this HTTPS connection ended"),
+        "{link:?}"
+    );
+    let relayed = sealtune_verifier::cli::fetch_quote(&relay.url(), Some(&nonce))
+        .await
+        .unwrap();
+    let link = tee_keys_link(&relayed);
+    assert!(
+        !link.ok && link.detail.contains("not at the attested one"),
+        "{link:?}"
+    );
     // Publishing its own key in tee_keys: the TEE signer never signed it.
     relay.set(Mode::Rewrite);
     let err = c
@@ -383,7 +414,15 @@ async fn the_tls_key_survives_a_restart_and_changes_with_the_config() {
     .await;
     let port = stack.tls_port.unwrap();
     let first = attested_tls_key(&stack).await.unwrap();
+    // Clients that open a connection and never start (or finish) their handshake hold no one else.
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        stalled.push(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+    }
+    let t = std::time::Instant::now();
     assert_eq!(served_tls_key(port).await, first);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    drop(stalled);
     // No key file anywhere in the data directory holds it: derived at every start.
     restart_with(&mut stack, |t| t).await;
     assert_eq!(attested_tls_key(&stack).await, Some(first));
@@ -424,4 +463,56 @@ fn stack_port(t: &str) -> String {
         .find_map(|l| l.strip_prefix("listen = \"127.0.0.1:"))
         .map(|p| p.trim_end_matches('"').to_owned())
         .unwrap()
+}
+
+/// BENCHMARKS.md "Pinned TLS": a new connection (TCP, handshake, one request) and a request on a
+/// kept-alive connection, plain HTTP vs HTTPS to the pinned key, interleaved. Not run in CI:
+/// `cargo test --workspace --features sealtune-worker/torch --test tls_pinning -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement (BENCHMARKS.md), not a check"]
+async fn bench_handshake_and_one_request_pinned_vs_plain() {
+    let stack = Stack::start(
+        env!("CARGO_BIN_EXE_sealtune-worker"),
+        StackOptions {
+            tls: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let key = attested_tls_key(&stack).await.unwrap();
+    let plain_url = format!("http://127.0.0.1:{}", stack.port);
+    let tls_url = format!("https://127.0.0.1:{}", stack.tls_port.unwrap());
+    const N: usize = 200;
+    let mut times: [[Vec<f64>; 2]; 2] = Default::default();
+    for i in 0..N + 10 {
+        for (side, api) in [
+            ProviderApi::new(&plain_url).unwrap(),
+            ProviderApi::with_tls(&tls_url, Some(ProviderTls::Pinned(key))).unwrap(),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let t = std::time::Instant::now();
+            api.pending().await.unwrap();
+            let first = t.elapsed().as_secs_f64() * 1e3;
+            let t = std::time::Instant::now();
+            api.pending().await.unwrap();
+            let again = t.elapsed().as_secs_f64() * 1e3;
+            if i >= 10 {
+                times[side][0].push(first);
+                times[side][1].push(again);
+            }
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for (side, name) in ["plain HTTP", "HTTPS, pinned key"].iter().enumerate() {
+        let first = median(&mut times[side][0]);
+        let again = median(&mut times[side][1]);
+        println!(
+            "{name}: new connection + GET {first:.2} ms, same connection GET {again:.2} ms (median of {N})"
+        );
+    }
 }
