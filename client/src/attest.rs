@@ -34,9 +34,9 @@ use sealtune_verifier::verify::{
 use serde::Serialize;
 
 use crate::api::ProviderApi;
-use crate::tls::ProviderTls;
 use crate::chain::{Chain, ServiceView};
 use crate::error::{ClientError, Result};
+use crate::tls::ProviderTls;
 
 /// Inputs of a provider verification. Time and the nonce are inputs.
 #[derive(Debug, Clone, Default)]

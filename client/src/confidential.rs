@@ -146,7 +146,10 @@ mod tests {
             ..doc
         };
         let err = tee_keys_of(&body(&relayed, &rebound), signer, &nonce).unwrap_err();
-        assert!(err.to_string().contains("not signed by the TEE signer"), "{err}");
+        assert!(
+            err.to_string().contains("not signed by the TEE signer"),
+            "{err}"
+        );
         // An official broker publishes none.
         assert_eq!(
             tee_keys_of(b"{\"quote\":\"00\"}", signer, &nonce).unwrap(),

@@ -107,11 +107,13 @@ impl TlsPins {
     /// The pins in `file` (none when it does not exist yet); new pins are written there.
     pub fn load(file: &Path, allow_ca: bool) -> Result<Self> {
         let pins = match std::fs::read(file) {
-            Ok(bytes) => serde_json::from_slice::<PinFile>(&bytes)
-                .map_err(|e| {
-                    ClientError::Config(format!("TLS pin file {}: {e}", file.display()))
-                })?
-                .pins,
+            Ok(bytes) => {
+                serde_json::from_slice::<PinFile>(&bytes)
+                    .map_err(|e| {
+                        ClientError::Config(format!("TLS pin file {}: {e}", file.display()))
+                    })?
+                    .pins
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(ClientError::io(file, e)),
         };
@@ -159,12 +161,7 @@ impl TlsPins {
 
     /// Records (or, with `None`, forgets) the verified TLS key of `provider`, and saves the file
     /// when that changed anything (a plain-HTTP provider writes nothing).
-    pub fn record(
-        &self,
-        serving: Address,
-        provider: Address,
-        pin: Option<Pin>,
-    ) -> Result<()> {
+    pub fn record(&self, serving: Address, provider: Address, pin: Option<Pin>) -> Result<()> {
         {
             let mut map = self
                 .pins
@@ -212,7 +209,10 @@ mod tests {
         assert_eq!(strict.tls_for(s, p, "http://x").unwrap(), None);
         let err = strict.tls_for(s, p, "https://x").unwrap_err();
         assert!(matches!(err, ClientError::TlsNotPinned { .. }), "{err}");
-        assert!(err.to_string().contains("no attested TLS key is pinned"), "{err}");
+        assert!(
+            err.to_string().contains("no attested TLS key is pinned"),
+            "{err}"
+        );
         assert_eq!(
             TlsPins::in_memory(true).tls_for(s, p, "https://x").unwrap(),
             Some(ProviderTls::Ca)

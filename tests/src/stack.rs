@@ -390,7 +390,9 @@ fn worker_config(
     opts: &StackOptions,
 ) -> String {
     let url_lines = match tls_port {
-        Some(t) => format!("tls_listen = \"127.0.0.1:{t}\"\nserving_url = \"https://127.0.0.1:{t}\""),
+        Some(t) => {
+            format!("tls_listen = \"127.0.0.1:{t}\"\nserving_url = \"https://127.0.0.1:{t}\"")
+        }
         None => format!("serving_url = \"http://127.0.0.1:{port}\""),
     };
     format!(

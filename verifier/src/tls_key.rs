@@ -105,9 +105,7 @@ impl ServerCertVerifier for SpkiVerifier {
 }
 
 /// A rustls client configuration verifying with `verifier` (HTTP/1.1 over ALPN).
-pub fn client_config(
-    verifier: Arc<SpkiVerifier>,
-) -> Result<rustls::ClientConfig, rustls::Error> {
+pub fn client_config(verifier: Arc<SpkiVerifier>) -> Result<rustls::ClientConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

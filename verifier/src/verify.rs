@@ -696,9 +696,11 @@ fn push_report_data_links(
         // The 0G-layout answer (no nonce) binds no document, hence no keys: shown, not judged.
         (Some(_), None) => rep.push_info(
             "TEE keys",
-            Err("served without an attestation document binding them: not checked (ask with a \
+            Err(
+                "served without an attestation document binding them: not checked (ask with a \
                  nonce to check them)"
-                .into()),
+                    .into(),
+            ),
         ),
         (None, _) => {}
     }
@@ -1066,7 +1068,9 @@ mod tests {
     #[test]
     fn the_tee_keys_link_checks_the_signature_the_binding_and_the_tls_hash() {
         let tee = k256::ecdsa::SigningKey::from_slice(&[5u8; 32]).unwrap();
-        let dataset = k256::SecretKey::from_slice(&[6u8; 32]).unwrap().public_key();
+        let dataset = k256::SecretKey::from_slice(&[6u8; 32])
+            .unwrap()
+            .public_key();
         let tls = B256::repeat_byte(9);
         let keys = TeeKeys::sign(&tee, &dataset, Some(tls));
         let ok = link(&answer(&keys, None));
@@ -1078,10 +1082,17 @@ mod tests {
         swapped.tls_spki_sha256 = Some(B256::repeat_byte(8));
         let bad = link(&answer(&swapped, None));
         assert!(!bad.ok, "{bad:?}");
-        assert!(bad.detail.contains("not signed by the TEE signer"), "{}", bad.detail);
+        assert!(
+            bad.detail.contains("not signed by the TEE signer"),
+            "{}",
+            bad.detail
+        );
         // Genuine keys the document does not bind.
         let unbound = link(&answer(&keys, Some(B256::repeat_byte(3))));
-        assert!(!unbound.ok && unbound.detail.contains("dataset_key_hash"), "{unbound:?}");
+        assert!(
+            !unbound.ok && unbound.detail.contains("dataset_key_hash"),
+            "{unbound:?}"
+        );
         // Keys without any document.
         let mut alone = answer(&keys, None);
         alone.attestation_document = None;

@@ -109,7 +109,11 @@ impl TlsIdentity {
             rcgen::DnType::CommonName,
             "sealtune worker: TLS key derived in the TEE, pin tee_keys.tls_spki_sha256",
         );
-        let certificate = params.self_signed(&key).map_err(identity_error)?.der().clone();
+        let certificate = params
+            .self_signed(&key)
+            .map_err(identity_error)?
+            .der()
+            .clone();
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

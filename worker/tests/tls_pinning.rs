@@ -80,7 +80,10 @@ async fn served_tls_key(port: u16) -> B256 {
     .unwrap();
     api.pending().await.unwrap();
     let seen = api.tls_keys_seen();
-    assert!(!seen.is_empty() && seen.iter().all(|k| *k == seen[0]), "{seen:?}");
+    assert!(
+        !seen.is_empty() && seen.iter().all(|k| *k == seen[0]),
+        "{seen:?}"
+    );
     seen[0]
 }
 
@@ -124,9 +127,9 @@ impl Drop for Relay {
 impl Relay {
     async fn start(worker_tls: u16, worker_plain: u16) -> Relay {
         let key = rcgen::KeyPair::generate().unwrap();
-        let spki = B256::from(<[u8; 32]>::from(
-            <sha2::Sha256 as sha2::Digest>::digest(key.public_key_der()),
-        ));
+        let spki = B256::from(<[u8; 32]>::from(<sha2::Sha256 as sha2::Digest>::digest(
+            key.public_key_der(),
+        )));
         let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])
             .unwrap()
             .self_signed(&key)
@@ -262,7 +265,11 @@ async fn the_customer_works_over_the_pinned_key_and_every_other_tls_key_is_refus
     assert!(v.verified, "{}", v.render_human());
     assert_eq!(v.tls, TlsCheck::Attested);
     assert_eq!(v.tls_spki_sha256, Some(attested));
-    assert!(v.report.link("TEE keys").is_some_and(|l| l.ok), "{}", v.render_human());
+    assert!(
+        v.report.link("TEE keys").is_some_and(|l| l.ok),
+        "{}",
+        v.render_human()
+    );
     assert_eq!(
         c.tls_pins
             .get(stack.deployment.serving, provider)
@@ -328,15 +335,23 @@ async fn the_customer_works_over_the_pinned_key_and_every_other_tls_key_is_refus
     // Passthrough (the dstack gateway's `s` ports): TLS still ends at the worker; verified, pinned.
     relay.set(Mode::Passthrough);
     let v = c.verify_provider(provider, &verify_opts(3)).await.unwrap();
-    assert!(v.verified && v.tls == TlsCheck::Attested, "{}", v.render_human());
+    assert!(
+        v.verified && v.tls == TlsCheck::Attested,
+        "{}",
+        v.render_human()
+    );
     assert_eq!(v.tls_spki_sha256, Some(attested), "same config, same key");
-    c.task(provider, Some(&id)).await.expect("through the passthrough relay");
+    c.task(provider, Some(&id))
+        .await
+        .expect("through the passthrough relay");
     // The relay starts terminating TLS: every later request is refused...
     relay.set(Mode::Terminate);
     assert_wrong_key(&c.task(provider, Some(&id)).await.unwrap_err(), &relay);
     // ...and so is verifying again through it (the genuine quote, relayed, names another key).
     assert_wrong_key(
-        &c.verify_provider(provider, &verify_opts(4)).await.unwrap_err(),
+        &c.verify_provider(provider, &verify_opts(4))
+            .await
+            .unwrap_err(),
         &relay,
     );
     // `sealtune-verify quote --url https://…`: the TEE keys link compares the connection's key too.
@@ -417,7 +432,11 @@ async fn the_tls_key_survives_a_restart_and_changes_with_the_config() {
     // Clients that open a connection and never start (or finish) their handshake hold no one else.
     let mut stalled = Vec::new();
     for _ in 0..4 {
-        stalled.push(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+        stalled.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
     }
     let t = std::time::Instant::now();
     assert_eq!(served_tls_key(port).await, first);
@@ -428,7 +447,10 @@ async fn the_tls_key_survives_a_restart_and_changes_with_the_config() {
     assert_eq!(attested_tls_key(&stack).await, Some(first));
     assert_eq!(served_tls_key(port).await, first);
     // A changed measured config: another key (and another signer).
-    restart_with(&mut stack, |t| t.replace("queue_size = 5", "queue_size = 6")).await;
+    restart_with(&mut stack, |t| {
+        t.replace("queue_size = 5", "queue_size = 6")
+    })
+    .await;
     let changed = attested_tls_key(&stack).await.unwrap();
     assert_ne!(changed, first);
     assert_eq!(served_tls_key(port).await, changed);
