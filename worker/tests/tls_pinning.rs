@@ -5,6 +5,7 @@
 //! * the customer verifies the provider over HTTPS (the attested key pinned), creates a task with a
 //!   sealed dataset and a v2 request, follows it and downloads the model, all over the pinned
 //!   channel;
+//! * a server presenting the worker's certificate without its key fails the handshake signature;
 //! * through a TCP relay on the registered address: passing the TLS stream through (the dstack
 //!   gateway's passthrough) the key verifies and is pinned; terminating TLS with its own key (a
 //!   man in the middle, or a TLS-terminating gateway) it is refused with the specific error, both
@@ -233,6 +234,65 @@ async fn relay_one(
     Ok(())
 }
 
+/// A certificate and a key that does not belong to it.
+#[derive(Debug)]
+struct Mismatched(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for Mismatched {
+    fn resolve(
+        &self,
+        _: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+/// A TLS server presenting the worker's certificate (read from a handshake with it) with an
+/// Ed25519 key of its own, answering like the worker: its URL and the task serving it.
+async fn impostor_of(worker_tls: u16) -> (String, tokio::task::JoinHandle<()>) {
+    let recorder = Arc::new(sealtune_verifier::tls_key::SpkiVerifier::new(None));
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(
+        sealtune_verifier::tls_key::client_config(recorder).unwrap(),
+    ));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", worker_tls))
+        .await
+        .unwrap();
+    let conn = connector
+        .connect("sealtune-worker".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let cert = conn.get_ref().1.peer_certificates().unwrap()[0].clone();
+    let own = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let key = rustls::crypto::aws_lc_rs::sign::any_supported_type(
+        &rustls::pki_types::PrivateKeyDer::Pkcs8(own.serialize_der().into()),
+    )
+    .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_cert_resolver(Arc::new(Mismatched(Arc::new(
+        rustls::sign::CertifiedKey::new(vec![cert], key),
+    ))));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "https://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    );
+    let task = tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let _ = acceptor.accept(client).await;
+            });
+        }
+    });
+    (url, task)
+}
+
 fn assert_wrong_key(err: &ClientError, relay: &Relay) {
     match err {
         ClientError::TlsKeyNotAttested { got, .. } => assert_eq!(*got, relay.spki),
@@ -324,6 +384,20 @@ async fn the_customer_works_over_the_pinned_key_and_every_other_tls_key_is_refus
         .await
         .unwrap_err();
     assert_wrong_key(&err, &relay);
+
+    // A server that presents the worker's own certificate (public: any client sees it) without
+    // holding its key: its handshake signature does not verify under the attested key.
+    let impostor = impostor_of(tls_port).await;
+    let err = ProviderApi::with_tls(&impostor.0, Some(ProviderTls::Pinned(attested)))
+        .unwrap()
+        .pending()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Unreachable { message, .. } if message.contains("invalid peer certificate: BadSignature")),
+        "{err}"
+    );
+    drop(impostor);
 
     // The relay on the registered address (the host or the network routes the URL through it).
     let url = format!("https://127.0.0.1:{tls_port}");
