@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use alloy::primitives::{Address, B256};
-pub use sealtune_verifier::tls_key::{SpkiVerifier, spki_sha256};
+pub use sealtune_verifier::tls_key::{SpkiVerifier, is_https, spki_sha256};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ClientError, Result};
@@ -77,13 +77,6 @@ pub struct TlsPins {
 
 fn normalized(url: &str) -> &str {
     url.trim().trim_end_matches('/')
-}
-
-/// Whether `url` is an `https://` URL.
-pub fn is_https(url: &str) -> bool {
-    normalized(url)
-        .get(..8)
-        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
 }
 
 impl TlsPins {

@@ -477,10 +477,7 @@ pub async fn fetch_quote(url: &str, nonce: Option<&[u8; 32]>) -> Result<QuoteDoc
     // keys` link then requires it to be the attested one. No redirects: they would leave it.
     let recorder = Arc::new(crate::tls_key::SpkiVerifier::new(None));
     let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60));
-    if base
-        .get(..8)
-        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
-    {
+    if crate::tls_key::is_https(base) {
         let config =
             crate::tls_key::client_config(recorder.clone()).map_err(|e| fail(e.to_string()))?;
         builder = builder

@@ -13,6 +13,13 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest as _, Sha256};
 
+/// Whether `url` is an `https://` URL (scheme compared case-insensitively, surrounding space ignored).
+pub fn is_https(url: &str) -> bool {
+    url.trim()
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+}
+
 /// SHA-256 of the DER SubjectPublicKeyInfo of the certificate `der`: what `tls_spki_sha256` pins.
 pub fn spki_sha256(der: &[u8]) -> Option<B256> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
