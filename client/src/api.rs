@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{ClientError, Result};
 use crate::progress::Progress;
+use crate::tls::{ProviderTls, SpkiVerifier};
 
 /// Largest JSON or text answer read into memory (task lists, logs, quotes): 32 MiB.
 pub const MAX_JSON_BYTES: usize = 32 << 20;
@@ -139,11 +140,21 @@ pub struct Downloaded {
 pub struct ProviderApi {
     base: String,
     http: reqwest::Client,
+    /// The key-pinning verifier of its HTTPS connections ([`ProviderTls::Pinned`] / `Observe`).
+    verifier: Option<Arc<SpkiVerifier>>,
 }
 
 impl ProviderApi {
-    /// A client for the API at `url` (the service's registered URL, without `/v1`).
+    /// A client for the API at a plain `http://` `url` (the service's registered URL, without
+    /// `/v1`). An `https://` URL is refused ([`ClientError::TlsNotPinned`]): it needs
+    /// [`Self::with_tls`] and a pinned key (`crate::tls`).
     pub fn new(url: &str) -> Result<Self> {
+        Self::with_tls(url, None)
+    }
+
+    /// A client for the API at `url`, its HTTPS connections checked as `tls` says (`None`: plain
+    /// HTTP only).
+    pub fn with_tls(url: &str, tls: Option<ProviderTls>) -> Result<Self> {
         let base = url.trim().trim_end_matches('/').to_owned();
         let parsed: reqwest::Url = base.parse().map_err(|e| {
             ClientError::InvalidInput(format!("provider URL {url:?} is not a URL: {e}"))
@@ -153,14 +164,45 @@ impl ProviderApi {
                 "provider URL {url:?} must be http:// or https://"
             )));
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(15))
             // An idle timeout, not a total one: large models stream for long, stalled ones stop.
             .read_timeout(Duration::from_secs(120))
-            .user_agent(concat!("sealtune/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("sealtune/", env!("CARGO_PKG_VERSION")));
+        let verifier = match tls {
+            Some(ProviderTls::Pinned(key)) => Some(Arc::new(SpkiVerifier::new(Some(key)))),
+            Some(ProviderTls::Observe) => Some(Arc::new(SpkiVerifier::new(None))),
+            Some(ProviderTls::Ca) => None,
+            None if crate::tls::is_https(url) => {
+                return Err(ClientError::TlsNotPinned {
+                    provider: None,
+                    url: url.to_owned(),
+                });
+            }
+            None => None,
+        };
+        if tls.is_some() {
+            // A redirect would leave the checked channel (to plain HTTP, or another host).
+            builder = builder
+                .https_only(true)
+                .redirect(reqwest::redirect::Policy::none());
+        }
+        if let Some(v) = &verifier {
+            builder = builder.tls_backend_preconfigured(crate::tls::client_config(v.clone())?);
+        }
+        let http = builder
             .build()
             .map_err(|e| ClientError::Config(format!("HTTP client: {e}")))?;
-        Ok(Self { base, http })
+        Ok(Self {
+            base,
+            http,
+            verifier,
+        })
+    }
+
+    /// The SubjectPublicKeyInfo hashes of the TLS keys presented so far (`Observe` / `Pinned`).
+    pub fn tls_keys_seen(&self) -> Vec<B256> {
+        self.verifier.as_ref().map(|v| v.seen()).unwrap_or_default()
     }
 
     /// The base URL.
@@ -182,9 +224,22 @@ impl ProviderApi {
         url: &str,
         req: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response> {
-        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
-            url: url.to_owned(),
-            message: error_chain(&e),
+        let resp = req.send().await.map_err(|e| {
+            match self
+                .verifier
+                .as_ref()
+                .and_then(|v| Some((v.expected()?, v.refused()?)))
+            {
+                Some((expected, got)) => ClientError::TlsKeyNotAttested {
+                    url: url.to_owned(),
+                    expected,
+                    got,
+                },
+                None => ClientError::Unreachable {
+                    url: url.to_owned(),
+                    message: error_chain(&e),
+                },
+            }
         })?;
         if resp.status().is_success() {
             return Ok(resp);

@@ -17,10 +17,14 @@
 //! - Collateral for a hardware quote: the given file, else the verifier's cache and a PCCS / Intel
 //!   PCS (`sealtune_verifier::collateral::obtain`; offline: the cache only).
 //! - A dev answer (no TEE) fails the `dev attestation` link unless `allow_dev_quote`.
+//! - TLS: an `https://` provider's quote is fetched over a connection whose key is recorded
+//!   (`crate::tls`); when the provider attests a TLS key (`tee_keys.tls_spki_sha256`) every key the
+//!   connection presented must be that one ([`ClientError::TlsKeyNotAttested`] otherwise), and the
+//!   caller pins it ([`ProviderVerification::tls_pin`]).
 
 use std::path::PathBuf;
 
-use alloy::primitives::Address;
+use alloy::primitives::{Address, B256};
 use sealtune_verifier::collateral::CollateralSource;
 use sealtune_verifier::policy::Policy;
 use sealtune_verifier::report_data::BindingExpectations;
@@ -32,6 +36,7 @@ use serde::Serialize;
 use crate::api::ProviderApi;
 use crate::chain::{Chain, ServiceView};
 use crate::error::{ClientError, Result};
+use crate::tls::ProviderTls;
 
 /// Inputs of a provider verification. Time and the nonce are inputs.
 #[derive(Debug, Clone, Default)]
@@ -108,6 +113,41 @@ pub struct ProviderVerification {
     /// provider publishes none.
     #[serde(skip)]
     pub keys: Option<crate::confidential::ProviderKeys>,
+    /// What the connection's TLS was.
+    pub tls: TlsCheck,
+    /// The attested TLS key (SubjectPublicKeyInfo SHA-256) the connection ended at, when
+    /// [`TlsCheck::Attested`]: what later requests pin.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_spki_sha256: Option<B256>,
+}
+
+/// What `verify-provider` found of the provider's TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsCheck {
+    /// Plain HTTP: no TLS (the host and the network read and can change the traffic).
+    PlainHttp,
+    /// HTTPS ending at the key the provider's TEE attests (pinned for later requests).
+    Attested,
+    /// HTTPS, but the provider attests no TLS key: it may end outside the TEE (a TLS-terminating
+    /// gateway); later requests need `--allow-ca-tls`.
+    NotAttested,
+}
+
+impl TlsCheck {
+    fn describe(self) -> &'static str {
+        match self {
+            TlsCheck::PlainHttp => {
+                "plain HTTP: requests are readable by the host and the network (sealed datasets and v2 requests stay protected)"
+            }
+            TlsCheck::Attested => {
+                "HTTPS ends at the TLS key the provider's TEE attests: pinned for later requests"
+            }
+            TlsCheck::NotAttested => {
+                "HTTPS, but the provider attests no TLS key: its TLS may end outside the TEE (later requests need --allow-ca-tls)"
+            }
+        }
+    }
 }
 
 impl ProviderVerification {
@@ -124,12 +164,32 @@ impl ProviderVerification {
             out.push_str("note: the answer carries no attestation document for our nonce: it could be a replay\n");
         }
         out.push_str(&self.report.render_human());
+        out.push_str(&format!("TLS: {}", self.tls.describe()));
+        if let Some(k) = self.tls_spki_sha256 {
+            out.push_str(&format!(" (key SHA-256 {k})"));
+        }
+        out.push('\n');
         if let Some(key) = &self.dataset_key {
             out.push_str(&format!(
                 "dataset key {key} (signed by the TEE signer, bound by the attestation document): create-task seals datasets to it\n"
             ));
         }
         out
+    }
+
+    /// The pin of the attested TLS key, when verified and the connection ended at it.
+    pub fn tls_pin(&self, serving: Address, now: u64) -> Option<crate::tls::Pin> {
+        if !self.verified {
+            return None;
+        }
+        Some(crate::tls::Pin {
+            serving,
+            provider: self.provider,
+            url: self.url.clone(),
+            tee_signer: self.tee_signer,
+            tls_spki_sha256: self.tls_spki_sha256?,
+            verified_at: now,
+        })
     }
 
     /// `Ok(())` when verified, else a [`ClientError::Attestation`] naming the failed links.
@@ -239,7 +299,8 @@ pub async fn verify_provider(
     opts: &VerifyProviderOptions,
 ) -> Result<ProviderVerification> {
     let service = chain.service(provider).await?;
-    let api = ProviderApi::new(&service.url)?;
+    let https = crate::tls::is_https(&service.url);
+    let api = ProviderApi::with_tls(&service.url, https.then_some(ProviderTls::Observe))?;
     let quote = api.quote(Some(&opts.nonce)).await?;
     let doc = QuoteDocument::from_bytes(&quote.body).map_err(|e| ClientError::BadResponse {
         url: format!("{}/v1/quote", api.base()),
@@ -249,7 +310,13 @@ pub async fn verify_provider(
     let (report, fresh) =
         verify_quote_document(&service, chain.contracts().serving, &doc, collateral, opts)?;
     let keys = crate::confidential::tee_keys_of(&quote.body, service.tee_signer, &opts.nonce)?;
+    let tls = check_tls(&api, keys.as_ref())?;
     Ok(ProviderVerification {
+        tls,
+        tls_spki_sha256: keys
+            .as_ref()
+            .and_then(|k| k.tls_spki_sha256)
+            .filter(|_| tls == TlsCheck::Attested),
         dataset_key: keys
             .as_ref()
             .map(|k| hex::encode(sealtune_protocol::envelope::compressed(&k.dataset_key))),
@@ -265,4 +332,32 @@ pub async fn verify_provider(
         report,
         raw_quote: quote.body,
     })
+}
+
+/// The TLS of the connection `api` fetched the quote over, against the attested `keys`: every key
+/// it presented must be the attested one.
+fn check_tls(
+    api: &ProviderApi,
+    keys: Option<&crate::confidential::ProviderKeys>,
+) -> Result<TlsCheck> {
+    if !crate::tls::is_https(api.base()) {
+        return Ok(TlsCheck::PlainHttp);
+    }
+    let Some(attested) = keys.and_then(|k| k.tls_spki_sha256) else {
+        return Ok(TlsCheck::NotAttested);
+    };
+    let seen = api.tls_keys_seen();
+    if let Some(got) = seen.iter().find(|k| **k != attested) {
+        return Err(ClientError::TlsKeyNotAttested {
+            url: format!("{}/v1/quote", api.base()),
+            expected: attested,
+            got: *got,
+        });
+    }
+    if seen.is_empty() {
+        return Err(ClientError::Attestation(
+            "the HTTPS connection presented no TLS key to compare with the attested one".into(),
+        ));
+    }
+    Ok(TlsCheck::Attested)
 }

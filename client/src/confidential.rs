@@ -128,6 +128,28 @@ mod tests {
         };
         assert!(tee_keys_of(&body(&keys, &unbound), signer, &nonce).is_err());
         assert!(tee_keys_of(&body(&keys, &doc), signer, &[1u8; 32]).is_err());
+        // A TLS key hash the TEE signer did not sign (a relay publishing its own TLS key), with
+        // the document re-bound to the edited keys: the signature no longer covers them.
+        let tls_keys = TeeKeys::sign(&tee, &real, Some(B256::repeat_byte(1)));
+        let tls_doc = AttestationDocument {
+            dataset_key_hash: Some(tls_keys.hash()),
+            ..doc
+        };
+        let got = tee_keys_of(&body(&tls_keys, &tls_doc), signer, &nonce)
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.tls_spki_sha256, Some(B256::repeat_byte(1)));
+        let mut relayed = tls_keys.clone();
+        relayed.tls_spki_sha256 = Some(B256::repeat_byte(2));
+        let rebound = AttestationDocument {
+            dataset_key_hash: Some(relayed.hash()),
+            ..doc
+        };
+        let err = tee_keys_of(&body(&relayed, &rebound), signer, &nonce).unwrap_err();
+        assert!(
+            err.to_string().contains("not signed by the TEE signer"),
+            "{err}"
+        );
         // An official broker publishes none.
         assert_eq!(
             tee_keys_of(b"{\"quote\":\"00\"}", signer, &nonce).unwrap(),

@@ -90,6 +90,28 @@ pub enum ClientError {
         /// The transport error.
         message: String,
     },
+    /// The provider's HTTPS server presented another key than the one its TEE attested.
+    #[error(
+        "the provider's TLS key is not the attested one; run verify-provider again ({url} presented a key whose SubjectPublicKeyInfo SHA-256 is {got}; the attested key's is {expected})"
+    )]
+    TlsKeyNotAttested {
+        /// The request URL.
+        url: String,
+        /// The attested (pinned) key's hash.
+        expected: alloy::primitives::B256,
+        /// The presented key's hash.
+        got: alloy::primitives::B256,
+    },
+    /// An `https://` provider URL with no attested TLS key pinned for it.
+    #[error(
+        "the provider is reached over HTTPS ({url}) but no attested TLS key is pinned for it: refused (its TLS could end outside its TEE)"
+    )]
+    TlsNotPinned {
+        /// The provider, when known.
+        provider: Option<alloy::primitives::Address>,
+        /// Its registered URL.
+        url: String,
+    },
     /// The provider answered with an HTTP error.
     #[error("provider answered {status} to {method} {url}: {message}")]
     Http {
@@ -232,6 +254,8 @@ impl ClientError {
             Self::Http { .. } => "http",
             Self::BadResponse { .. } => "bad_response",
             Self::Attestation(_) => "attestation",
+            Self::TlsKeyNotAttested { .. } => "tls_key_not_attested",
+            Self::TlsNotPinned { .. } => "tls_not_pinned",
             Self::RootHashMismatch { .. } => "root_hash_mismatch",
             Self::Deliverable(_) => "deliverable",
             Self::Ecies(_) => "ecies",
@@ -268,6 +292,8 @@ impl ClientError {
             Self::Storage { .. } => exit::UNREACHABLE,
             Self::Http { .. } | Self::BadResponse { .. } => exit::PROVIDER,
             Self::Attestation(_)
+            | Self::TlsKeyNotAttested { .. }
+            | Self::TlsNotPinned { .. }
             | Self::RootHashMismatch { .. }
             | Self::Deliverable(_)
             | Self::Ecies(_)
@@ -321,6 +347,13 @@ impl ClientError {
             Self::Attestation(_) => h(
                 "do not send money or data to this provider; `sealtune verify-provider --provider <addr>` prints every link",
             ),
+            Self::TlsKeyNotAttested { .. } => h(
+                "run `sealtune verify-provider --provider <addr>` again: a provider restarted with another configuration has a new key; if verification then fails on the TLS key, something between you and the provider answers in its place (send it nothing)",
+            ),
+            Self::TlsNotPinned { provider, .. } => Some(format!(
+                "run `sealtune verify-provider --provider {}` first: it pins the TLS key the provider's TEE attests; for a provider whose TLS ends outside its TEE (a TLS-terminating gateway), --allow-ca-tls accepts a CA-verified certificate instead",
+                provider.map_or_else(|| "<addr>".to_owned(), |p| p.to_string())
+            )),
             Self::RootHashMismatch { .. } | Self::Deliverable(_) => h(
                 "the model was NOT acknowledged; download it again with `sealtune download-model`, and if it keeps failing do not acknowledge it",
             ),

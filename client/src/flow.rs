@@ -194,6 +194,9 @@ pub struct Client {
     pub chain: Chain,
     /// Where [`Client::download_model`] looks for 0G Storage nodes (none: the provider only).
     pub storage: StorageNodes,
+    /// The providers' pinned TLS keys ([`crate::tls`]): [`Client::verify_provider`] records them,
+    /// [`Client::provider_api`] reaches `https://` providers only through them.
+    pub tls_pins: Arc<crate::tls::TlsPins>,
     http: reqwest::Client,
 }
 
@@ -263,8 +266,15 @@ impl Client {
         Ok(Client {
             chain,
             storage: StorageNodes::default(),
+            tls_pins: Arc::new(crate::tls::TlsPins::in_memory(false)),
             http: reqwest::Client::new(),
         })
+    }
+
+    /// The same client with `pins` (e.g. the CLI's pin file, or `--allow-ca-tls`).
+    pub fn with_tls_pins(mut self, pins: crate::tls::TlsPins) -> Self {
+        self.tls_pins = Arc::new(pins);
+        self
     }
 
     pub(crate) fn key(&self) -> Result<&k256::ecdsa::SigningKey> {
@@ -276,10 +286,14 @@ impl Client {
         self.chain.user()
     }
 
-    /// The provider's service and an API client for its registered URL.
+    /// The provider's service and an API client for its registered URL: over `https://` only with
+    /// the TLS key pinned by [`Self::verify_provider`] (or CA-verified, when the pins allow it).
     pub async fn provider_api(&self, provider: Address) -> Result<(ServiceView, ProviderApi)> {
         let service = self.chain.service(provider).await?;
-        let api = ProviderApi::new(&service.url)?;
+        let tls = self
+            .tls_pins
+            .tls_for(self.chain.contracts().serving, provider, &service.url)?;
+        let api = ProviderApi::with_tls(&service.url, tls)?;
         Ok((service, api))
     }
 
@@ -355,13 +369,16 @@ impl Client {
         })
     }
 
-    /// Verify the provider's attestation against its on-chain service.
+    /// Verify the provider's attestation against its on-chain service, and pin (or, when it
+    /// attests none, forget) its TLS key for later requests.
     pub async fn verify_provider(
         &self,
         provider: Address,
         opts: &VerifyProviderOptions,
     ) -> Result<ProviderVerification> {
-        verify_provider(&self.chain, provider, opts).await
+        let v = verify_provider(&self.chain, provider, opts).await?;
+        record_tls_pin(&self.tls_pins, self.chain.contracts().serving, &v, opts.now)?;
+        Ok(v)
     }
 
     /// Create a fine-tuning task (see the module docs for the checks made first).
@@ -374,7 +391,7 @@ impl Client {
         let user = self.user()?;
         // Cheap local checks first: nothing is sent when the input is bad.
         check_request(req)?;
-        let (_service, api) = self.provider_api(req.provider).await?;
+        // Verified first: it pins the provider's attested TLS key the API client then requires.
         let verification = match &req.verify {
             VerifyMode::Verify(opts) => {
                 let v = self.verify_provider(req.provider, opts).await?;
@@ -383,6 +400,7 @@ impl Client {
             }
             VerifyMode::Skip => None,
         };
+        let (_service, api) = self.provider_api(req.provider).await?;
         let (account, tee_ack) = self.paying_sub_account(user, req).await?;
         let model_hash = model_hash(&api, &req.model).await?;
         let queued_behind = api.pending().await?;
@@ -832,4 +850,18 @@ impl Client {
             files: unzipped.map(|u| u.files),
         })
     }
+}
+
+/// Pins the verified provider's attested TLS key in `pins`; a verified provider that attests none
+/// loses an older pin. An unverified answer changes nothing.
+pub fn record_tls_pin(
+    pins: &crate::tls::TlsPins,
+    serving: Address,
+    v: &ProviderVerification,
+    now: u64,
+) -> Result<()> {
+    if !v.verified {
+        return Ok(());
+    }
+    pins.record(serving, v.provider, v.tls_pin(serving, now))
 }

@@ -57,6 +57,7 @@ pub mod model;
 pub mod progress;
 pub mod report;
 pub mod storage;
+pub mod tls;
 pub mod zgs;
 
 pub use error::{ClientError, Result};

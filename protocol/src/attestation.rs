@@ -387,6 +387,11 @@ pub struct ConfigDocument {
     pub models: Vec<MeasuredModel>,
     /// The sandbox walls, in a fixed order.
     pub sandbox: Vec<Wall>,
+    /// Whether the worker serves HTTPS itself, with a TLS key derived in the TEE (its SPKI hash in
+    /// [`TeeKeys::tls_spki_sha256`]). `false` is left out of the document, so a configuration
+    /// without it hashes as it did before the listener existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
 }
 
 impl ConfigDocument {

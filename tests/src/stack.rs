@@ -100,6 +100,9 @@ pub struct Stack {
     pub config_path: PathBuf,
     /// The worker's loopback port.
     pub port: u16,
+    /// The worker's HTTPS port ([`StackOptions::tls`]): then the registered `serving_url` is
+    /// `https://127.0.0.1:<tls_port>`.
+    pub tls_port: Option<u16>,
     /// The worker process, when running.
     pub worker: Option<ChildGuard>,
     /// An HTTP client for the worker's API.
@@ -134,6 +137,8 @@ pub struct StackOptions {
     pub uid_base: Option<u32>,
     /// More lines of the model entry (TOML), e.g. `lora_ranges = { r = [1, 16] }`.
     pub model_extra: &'static str,
+    /// Serve HTTPS too (`tls_listen`, a key derived in the TEE) and register the `https://` URL.
+    pub tls: bool,
 }
 
 impl Default for StackOptions {
@@ -148,6 +153,7 @@ impl Default for StackOptions {
             extra_limits: "",
             uid_base: None,
             model_extra: "",
+            tls: false,
         }
     }
 }
@@ -173,7 +179,8 @@ impl Stack {
         let script = dir.path().join("quick_train.py");
         std::fs::write(&script, QUICK_SCRIPT).unwrap_or_else(|e| panic!("quick script: {e}"));
         let port = free_port();
-        let config = worker_config(&anvil, &deployment, &dir, port, &opts);
+        let tls_port = opts.tls.then(free_port);
+        let config = worker_config(&anvil, &deployment, &dir, (port, tls_port), &opts);
         let config_path = dir.path().join("worker.toml");
         write_private(&config_path, &config);
         let mut stack = Stack {
@@ -182,6 +189,7 @@ impl Stack {
             dir,
             config_path,
             port,
+            tls_port,
             worker: None,
             http: reqwest::Client::new(),
             env: Vec::new(),
@@ -381,14 +389,20 @@ fn worker_config(
     anvil: &Anvil,
     deployment: &Deployment,
     dir: &tempfile::TempDir,
-    port: u16,
+    (port, tls_port): (u16, Option<u16>),
     opts: &StackOptions,
 ) -> String {
+    let url_lines = match tls_port {
+        Some(t) => {
+            format!("tls_listen = \"127.0.0.1:{t}\"\nserving_url = \"https://127.0.0.1:{t}\"")
+        }
+        None => format!("serving_url = \"http://127.0.0.1:{port}\""),
+    };
     format!(
         r#"
 data_dir = "{data}"
 listen = "127.0.0.1:{port}"
-serving_url = "http://127.0.0.1:{port}"
+{url_lines}
 private_key = "{key}"
 
 [chain]

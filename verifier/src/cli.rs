@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -474,10 +475,18 @@ pub async fn fetch_quote(url: &str, nonce: Option<&[u8; 32]>) -> Result<QuoteDoc
         url: full.clone(),
         message,
     };
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(60))
-        .build()
-        .map_err(|e| fail(e.to_string()))?;
+    // Over HTTPS, any key is accepted but recorded (the handshake signature is checked): the `TEE
+    // keys` link then requires it to be the attested one. No redirects: they would leave it.
+    let recorder = Arc::new(crate::tls_key::SpkiVerifier::new(None));
+    let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60));
+    if crate::tls_key::is_https(base) {
+        let config =
+            crate::tls_key::client_config(recorder.clone()).map_err(|e| fail(e.to_string()))?;
+        builder = builder
+            .tls_backend_preconfigured(config)
+            .redirect(reqwest::redirect::Policy::none());
+    }
+    let client = builder.build().map_err(|e| fail(e.to_string()))?;
     let resp = client
         .get(&full)
         .send()
@@ -501,6 +510,7 @@ pub async fn fetch_quote(url: &str, nonce: Option<&[u8; 32]>) -> Result<QuoteDoc
     }
     let mut doc = QuoteDocument::from_bytes(&body).map_err(|e| fail(e.to_string()))?;
     doc.zg_quote_signature = header;
+    doc.tls_keys_seen = recorder.seen().into_iter().map(|k| k.0).collect();
     Ok(doc)
 }
 

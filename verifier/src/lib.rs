@@ -58,5 +58,6 @@ pub mod policy;
 pub mod quote;
 pub mod report_data;
 pub mod settlement;
+pub mod tls_key;
 pub mod training_report;
 pub mod verify;

@@ -46,6 +46,12 @@ pub struct QuoteDocument {
     pub attestation_document: Option<serde_json::Value>,
     /// The `nvidia_payload` field as served (GPU evidence, checked by [`crate::gpu`]).
     pub nvidia_payload: Option<serde_json::Value>,
+    /// The `tee_keys` a sealtune provider publishes (dataset key, TLS key hash; checked by the
+    /// `TEE keys` link).
+    pub tee_keys: Option<serde_json::Value>,
+    /// SHA-256 of the SubjectPublicKeyInfo of every key the HTTPS connection the document was
+    /// fetched over presented (`--url https://…`, [`crate::tls_key`]); empty otherwise.
+    pub tls_keys_seen: Vec<[u8; 32]>,
 }
 
 impl QuoteDocument {
@@ -81,6 +87,8 @@ impl QuoteDocument {
                     .filter(|d| !d.is_null())
                     .cloned(),
                 nvidia_payload: v.get("nvidia_payload").filter(|d| !d.is_null()).cloned(),
+                tee_keys: v.get("tee_keys").filter(|d| !d.is_null()).cloned(),
+                tls_keys_seen: Vec::new(),
             });
         }
         let is_hex = !trimmed.is_empty()
@@ -319,7 +327,7 @@ impl VerificationReport {
 /// The link names of a quote check, in report order (docs/verifier.md): a link appears only when
 /// its check applies, never elsewhere in the list (the per-GPU links, `GPU report` to `GPU versions`,
 /// repeat once per GPU).
-pub const LINK_ORDER: [&str; 37] = [
+pub const LINK_ORDER: [&str; 38] = [
     "dev attestation",
     "policy",
     "quote parse",
@@ -338,6 +346,7 @@ pub const LINK_ORDER: [&str; 37] = [
     "signer binding",
     "nonce",
     "on-chain signer",
+    "TEE keys",
     "ZG-Quote-Signature",
     "event log",
     "compose hash",
@@ -682,12 +691,69 @@ fn push_report_data_links(
             onchain_signer(&binding, r, opts.allow_unacknowledged_signer),
         );
     }
+    match (&doc.tee_keys, &doc.attestation_document) {
+        (Some(keys), Some(_)) => rep.push("TEE keys", tee_keys(keys, doc)),
+        // The 0G-layout answer (no nonce) binds no document, hence no keys: shown, not judged.
+        (Some(_), None) => rep.push_info(
+            "TEE keys",
+            Err(
+                "served without an attestation document binding them: not checked (ask with a \
+                 nonce to check them)"
+                    .into(),
+            ),
+        ),
+        (None, _) => {}
+    }
     if let Some(sig) = &doc.zg_quote_signature {
         rep.push_info(
             "ZG-Quote-Signature",
             Ok(format!("header present: {sig} (reported, not checked)")),
         );
     }
+}
+
+/// `TEE keys`: the published keys (dataset key, and the TLS key's SubjectPublicKeyInfo hash when
+/// the worker serves HTTPS itself) are signed by the TEE signer the attestation document names, and
+/// the document's `dataset_key_hash` is their hash (docs/PROTOCOL.md §5.4). The document itself is
+/// the `signer binding` link's to check against report_data.
+fn tee_keys(keys: &serde_json::Value, doc: &QuoteDocument) -> Entry {
+    use sealtune_protocol::B256;
+    use sealtune_protocol::attestation::{AttestationDocument, TeeKeys};
+    let keys: TeeKeys = serde_json::from_value(keys.clone())
+        .map_err(|e| format!("the published tee_keys are malformed: {e}"))?;
+    let document = doc
+        .attestation_document
+        .as_ref()
+        .ok_or_else(|| "no attestation document binds the published tee_keys".to_owned())
+        .and_then(|d| AttestationDocument::from_json(d).map_err(|e| e.to_string()))?;
+    keys.verify_bound(&document).map_err(|e| e.to_string())?;
+    let seen = &doc.tls_keys_seen;
+    let tls = match keys.tls_spki_sha256 {
+        Some(h) => {
+            if let Some(other) = seen.iter().find(|k| k.as_slice() != h.as_slice()) {
+                return Err(format!(
+                    "the HTTPS connection this answer came over ended at TLS key {}, not at the \
+                     attested one {h}: its TLS ends outside the TEE (a terminating proxy, or a man \
+                     in the middle)",
+                    B256::from(*other)
+                ));
+            }
+            let ended = if seen.is_empty() {
+                ""
+            } else {
+                ", where this HTTPS connection ended"
+            };
+            format!("the worker's own HTTPS key (SubjectPublicKeyInfo SHA-256 {h}: pin it{ended})")
+        }
+        None if !seen.is_empty() => "no TLS key: this HTTPS connection's key is not attested (its \
+                                     TLS may end outside the TEE)"
+            .to_owned(),
+        None => "no TLS key (the worker serves no HTTPS of its own)".to_owned(),
+    };
+    Ok(format!(
+        "dataset key {} and {tls}, signed by the TEE signer {} and bound by the document's dataset_key_hash",
+        keys.dataset_key, document.signer
+    ))
 }
 
 /// `nonce`: the declared attestation document carries the nonce this verifier sent; an answer
@@ -963,5 +1029,77 @@ fn td_attributes(q: &ParsedQuote) -> Result<String, String> {
                 ))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sealtune_protocol::attestation::{AttestationDocument, TeeKeys};
+    use sealtune_protocol::{Address, B256};
+
+    /// A dev answer carrying `keys` and a document binding `bound` (the keys' own hash when `None`).
+    fn answer(keys: &TeeKeys, bound: Option<B256>) -> QuoteDocument {
+        let tee = k256::ecdsa::SigningKey::from_slice(&[5u8; 32]).unwrap();
+        let signer = Address::from_private_key(&tee);
+        let document = AttestationDocument {
+            dataset_key_hash: Some(bound.unwrap_or_else(|| keys.hash())),
+            ..AttestationDocument::new(signer, B256::repeat_byte(1), B256::repeat_byte(2))
+        };
+        QuoteDocument {
+            dev: true,
+            attestation_document: Some(serde_json::to_value(document).unwrap()),
+            tee_keys: Some(serde_json::to_value(keys).unwrap()),
+            ..Default::default()
+        }
+    }
+
+    fn link(doc: &QuoteDocument) -> Link {
+        let opts = VerifyOptions {
+            allow_dev_quote: true,
+            ..Default::default()
+        };
+        verify_document(doc, &opts)
+            .link("TEE keys")
+            .cloned()
+            .expect("a TEE keys link")
+    }
+
+    #[test]
+    fn the_tee_keys_link_checks_the_signature_the_binding_and_the_tls_hash() {
+        let tee = k256::ecdsa::SigningKey::from_slice(&[5u8; 32]).unwrap();
+        let dataset = k256::SecretKey::from_slice(&[6u8; 32])
+            .unwrap()
+            .public_key();
+        let tls = B256::repeat_byte(9);
+        let keys = TeeKeys::sign(&tee, &dataset, Some(tls));
+        let ok = link(&answer(&keys, None));
+        assert!(ok.ok && ok.required, "{ok:?}");
+        assert!(ok.detail.contains(&tls.to_string()), "{}", ok.detail);
+        // Another TLS key under the TEE signer's signature (a host swapping in its own key), the
+        // document re-bound to it: the signature no longer covers it.
+        let mut swapped = keys.clone();
+        swapped.tls_spki_sha256 = Some(B256::repeat_byte(8));
+        let bad = link(&answer(&swapped, None));
+        assert!(!bad.ok, "{bad:?}");
+        assert!(
+            bad.detail.contains("not signed by the TEE signer"),
+            "{}",
+            bad.detail
+        );
+        // Genuine keys the document does not bind.
+        let unbound = link(&answer(&keys, Some(B256::repeat_byte(3))));
+        assert!(
+            !unbound.ok && unbound.detail.contains("dataset_key_hash"),
+            "{unbound:?}"
+        );
+        // Keys without any document.
+        let mut alone = answer(&keys, None);
+        alone.attestation_document = None;
+        let alone = link(&alone);
+        assert!(
+            !alone.ok && !alone.required && alone.detail.contains("not checked"),
+            "{alone:?}"
+        );
     }
 }

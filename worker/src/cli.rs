@@ -465,6 +465,7 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     let attest =
         crate::attest::Attestation::open(&config.attestation, &config.data_dir, measured.hash)
             .await?;
+    let (attest, tls) = tls_identity(attest, config.tls_listen)?;
     if attest.is_dev() {
         tracing::warn!(
             "INSECURE DEV ATTESTATION: this worker has no TDX quote; every verifier rejects it unless told --allow-dev-quote. Never use it with real customers."
@@ -479,6 +480,14 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let tls = match tls {
+        Some((addr, identity)) => {
+            let l = identity.bind(addr).await?;
+            tracing::info!(tls_listen = %l.local_addr()?, tls_spki_sha256 = %identity.spki_sha256(), "HTTPS with the TLS key derived in the TEE");
+            Some(l)
+        }
+        None => None,
+    };
     tracing::info!(listen = %listener.local_addr()?, provider = %chain.address, tee_signer = %attest.signer(), "sealtune-worker serving");
 
     let worker = Arc::new(Worker {
@@ -497,7 +506,26 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         crash,
         downloads: Default::default(),
     });
-    serve_until_shutdown(worker, listener).await
+    serve_until_shutdown(worker, listener, tls).await
+}
+
+/// With `tls_listen` set: the worker's TLS identity (its key derived in the TEE, [`crate::tls`])
+/// and the attestation publishing its SubjectPublicKeyInfo hash in `tee_keys`.
+fn tls_identity(
+    attest: crate::attest::Attestation,
+    tls_listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<(
+    crate::attest::Attestation,
+    Option<(std::net::SocketAddr, crate::tls::TlsIdentity)>,
+)> {
+    let Some(addr) = tls_listen else {
+        return Ok((attest, None));
+    };
+    let identity = attest.tls_identity()?;
+    Ok((
+        attest.with_tls_key(identity.spki_sha256()),
+        Some((addr, identity)),
+    ))
 }
 
 /// Detects the training sandbox's layers (after every file of the data directory exists, so that
@@ -588,12 +616,13 @@ async fn register(config: &Config, signer: alloy::primitives::Address) -> anyhow
 /// How long a graceful stop waits for open HTTP requests before it closes their connections.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Runs the three pipeline lanes and the HTTP API until a shutdown signal, then stops a running
-/// child (its task is requeued) and waits for the lanes; open HTTP requests get
-/// [`SHUTDOWN_GRACE`], so a slow client cannot hold the stop.
+/// Runs the three pipeline lanes and the HTTP API (plain, and HTTPS when `tls` is given) until a
+/// shutdown signal, then stops a running child (its task is requeued) and waits for the lanes;
+/// open HTTP requests get [`SHUTDOWN_GRACE`], so a slow client cannot hold the stop.
 async fn serve_until_shutdown(
     worker: Arc<Worker>,
     listener: tokio::net::TcpListener,
+    tls: Option<crate::tls::TlsListener>,
 ) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let lanes = [
@@ -613,22 +642,37 @@ async fn serve_until_shutdown(
     let app = crate::api::router(worker.clone());
     let stop = shutdown.clone();
     // Cancelling `shutdown` also kills a running training child (its token is a child token).
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let signal = tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
         stop.cancel();
     });
+    let plain = axum::serve(listener, app.clone())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let https = async {
+        match tls {
+            Some(l) => {
+                axum::serve(l, app)
+                    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                    .await
+            }
+            None => Ok(()),
+        }
+    };
     let grace = async {
         shutdown.cancelled().await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     tokio::select! {
-        served = std::future::IntoFuture::into_future(server) => served?,
+        served = async { tokio::try_join!(std::future::IntoFuture::into_future(plain), https) } => {
+            served?;
+        }
         () = grace => tracing::warn!(
             "HTTP requests still open {} s after the stop: closing them",
             SHUTDOWN_GRACE.as_secs()
         ),
     }
+    signal.abort();
     for lane in lanes {
         let _ = lane.await;
     }

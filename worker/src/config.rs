@@ -11,6 +11,7 @@
 //! ```toml
 //! data_dir = "/var/lib/sealtune"          # SEALTUNE_DATA_DIR
 //! listen = "0.0.0.0:3080"                 # SEALTUNE_LISTEN
+//! tls_listen = "0.0.0.0:3443"             # optional: HTTPS with a key derived in the TEE
 //! serving_url = "https://ft.example.com"  # SEALTUNE_SERVING_URL (0G: servingUrl)
 //! private_key = "0x…"                     # SEALTUNE_PRIVATE_KEY  (0G: privateKeys, first entry)
 //!
@@ -158,6 +159,11 @@ pub struct Config {
     /// Address the HTTP API listens on (default `0.0.0.0:3080`).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Where the worker's own HTTPS listener listens (off by default). Its key is derived in the
+    /// TEE and its SubjectPublicKeyInfo hash published in `tee_keys` ([`crate::tls`]); whether it
+    /// is on is part of the measured config. `listen` keeps serving plain HTTP beside it.
+    #[serde(default)]
+    pub tls_listen: Option<SocketAddr>,
     /// The public URL registered on chain (`service.url`).
     #[serde(alias = "servingUrl", default)]
     pub serving_url: String,

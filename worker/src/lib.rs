@@ -25,3 +25,4 @@ pub mod parquet_pages;
 pub mod pipeline;
 pub mod storage;
 pub mod store;
+pub mod tls;

@@ -236,6 +236,7 @@ pub fn measure(
         limits: limits_of(config),
         models,
         sandbox: walls,
+        tls: config.tls_listen.is_some(),
     };
     let hash = document.hash();
     Ok(Measured { document, hash })

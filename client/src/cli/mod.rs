@@ -108,6 +108,15 @@ pub struct Cli {
     /// Config file (default ~/.config/sealtune/config.toml).
     #[arg(long, global = true, env = "SEALTUNE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Where verify-provider pins the TLS keys providers' TEEs attest, and later commands read
+    /// them (default ~/.local/state/sealtune/tls-pins.json).
+    #[arg(long, global = true, env = "SEALTUNE_TLS_PINS")]
+    pub tls_pins: Option<PathBuf>,
+    /// Reach an https:// provider that has no pinned TLS key with a CA-verified certificate (e.g.
+    /// behind a TLS-terminating gateway): that TLS may end OUTSIDE the provider's TEE. Off: such a
+    /// provider is refused until verify-provider pins the key its TEE attests.
+    #[arg(long, global = true, env = "SEALTUNE_ALLOW_CA_TLS")]
+    pub allow_ca_tls: bool,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -308,9 +317,22 @@ impl Ctx<'_> {
         self.settings()?.connect()
     }
 
-    /// The customer (needs the key).
+    /// The customer (needs the key), with the TLS pins.
     fn client(&self) -> Result<Client> {
-        Client::new(self.settings()?.connect_with_key()?)
+        Ok(Client::new(self.settings()?.connect_with_key()?)?.with_tls_pins(self.tls_pins()?))
+    }
+
+    /// The TLS pins: `--tls-pins`, else the default file (in memory when there is no home).
+    fn tls_pins(&self) -> Result<crate::tls::TlsPins> {
+        match self
+            .cli
+            .tls_pins
+            .clone()
+            .or_else(crate::tls::TlsPins::default_path)
+        {
+            Some(file) => crate::tls::TlsPins::load(&file, self.cli.allow_ca_tls),
+            None => Ok(crate::tls::TlsPins::in_memory(self.cli.allow_ca_tls)),
+        }
     }
 
     /// Whether to draw progress bars (a terminal, and no `--json`).

@@ -139,7 +139,9 @@ impl VerifyProviderArgs {
         let provider = parse_address("--provider", &self.provider)?;
         let opts = verify_options(&self.verify, ctx.env)?;
         dev_warning(self.verify.allow_dev_quote);
-        let v = crate::attest::verify_provider(&ctx.chain()?, provider, &opts).await?;
+        let chain = ctx.chain()?;
+        let v = crate::attest::verify_provider(&chain, provider, &opts).await?;
+        crate::flow::record_tls_pin(&ctx.tls_pins()?, chain.contracts().serving, &v, opts.now)?;
         if let Some(p) = &self.save_quote {
             std::fs::write(p, &v.raw_quote).map_err(|e| ClientError::io(p, e))?;
         }

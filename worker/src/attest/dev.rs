@@ -85,16 +85,17 @@ pub struct DevSource {
 }
 
 impl DevSource {
-    /// Loads (or creates once, from `rng`) the dev root secret, derives the signer for `key_path`
-    /// and the dataset key for [`super::dataset_key_path`] of it (the dev stand-in for the KMS), and
-    /// prepares the event log recording `config_hash`.
+    /// Loads (or creates once, from `rng`) the dev root secret, derives the signer for `key_path`,
+    /// the dataset key for [`super::dataset_key_path`] and the TLS key's secret for
+    /// [`super::tls_key_path`] of it (the dev stand-in for the KMS), and prepares the event log
+    /// recording `config_hash`.
     pub(super) fn open(
         config: &AttestConfig,
         data_dir: &Path,
         key_path: &str,
         config_hash: alloy::primitives::B256,
         rng: &mut impl CryptoRngCore,
-    ) -> Result<(Self, SigningKey, SigningKey), AttestError> {
+    ) -> Result<(Self, [SigningKey; 3]), AttestError> {
         tracing::warn!(
             "INSECURE: the `dev` attestation source is in use: no TEE, the TEE signer key is a cleartext \
              file in the data directory, /v1/quote serves no quote. Never run a real provider like this."
@@ -103,6 +104,7 @@ impl DevSource {
         let root = load_or_create_key(&root_file, rng)?;
         let key = derive_dev_key(&root, key_path)?;
         let dataset_key = derive_dev_key(&root, &super::dataset_key_path(key_path))?;
+        let tls_key = derive_dev_key(&root, &super::tls_key_path(key_path))?;
         let app_compose = match &config.app_compose {
             #[cfg(feature = "dev-app-compose")]
             None => DEV_APP_COMPOSE.to_string(),
@@ -133,8 +135,7 @@ impl DevSource {
                 event_log,
                 tcb_info,
             },
-            key,
-            dataset_key,
+            [key, dataset_key, tls_key],
         ))
     }
 }

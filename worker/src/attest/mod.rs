@@ -24,6 +24,9 @@
 //! way, so a changed config changes it too): customers seal datasets to its public key
 //! (`sealtune_protocol::envelope`). It is published as `tee_keys`, signed by the TEE signer, and its
 //! hash fills the attestation document's `dataset_key_hash` slot ([`Attestation::tee_keys`]).
+//! A third key, at [`tls_key_path`], seeds the worker's own TLS key when it serves HTTPS
+//! ([`crate::tls`]); its SubjectPublicKeyInfo hash then joins the published keys
+//! ([`Attestation::with_tls_key`]).
 
 mod dev;
 mod dstack;
@@ -296,6 +299,7 @@ pub struct Attestation {
     gpu: std::sync::Arc<dyn gpu::EvidenceSource>,
     dataset_key: k256::SecretKey,
     tee_keys: TeeKeys,
+    tls_secret: zeroize::Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Attestation {
@@ -351,25 +355,28 @@ impl Attestation {
     ) -> Result<Attestation, AttestError> {
         let key_path = signer_key_path(&config.key_path, config_hash);
         let data_path = dataset_key_path(&key_path);
-        let (source, key, dataset_key) = match config.source {
+        let tls_path = tls_key_path(&key_path);
+        let (source, key, dataset_key, tls_key) = match config.source {
             SourceKind::Dev if dev_forbidden() => return Err(AttestError::DevForbidden),
             SourceKind::Dev => {
-                let (s, key, dk) =
+                let (s, [key, dk, tk]) =
                     dev::DevSource::open(config, data_dir, &key_path, config_hash, rng)?;
-                (Source::Dev(s), key, dk)
+                (Source::Dev(s), key, dk, tk)
             }
             SourceKind::Dstack => {
                 let s = DstackSource::new(&config.dstack_socket, config.timeout_secs)?;
                 let key = s.get_key(&key_path).await?;
                 let dk = s.get_key(&data_path).await?;
+                let tk = s.get_key(&tls_path).await?;
                 s.record_config(config_hash).await?;
-                (Source::Dstack(s), key, dk)
+                (Source::Dstack(s), key, dk, tk)
             }
             SourceKind::Tappd => {
                 let s = TappdSource::new(&config.tappd_socket, config.timeout_secs)?;
                 let key = s.derive_key(&key_path).await?;
                 let dk = s.derive_key(&data_path).await?;
-                (Source::Tappd(s), key, dk)
+                let tk = s.derive_key(&tls_path).await?;
+                (Source::Tappd(s), key, dk, tk)
             }
             SourceKind::ConfigfsTsm => {
                 let s = TsmSource::open(&config.tsm_dir, config.timeout_secs)?;
@@ -383,9 +390,11 @@ impl Attestation {
                     Source::Tsm(s),
                     SigningKey::random(rng),
                     SigningKey::random(rng),
+                    SigningKey::random(rng),
                 )
             }
         };
+        let tls_secret = zeroize::Zeroizing::new(<[u8; 32]>::from(tls_key.to_bytes()));
         let dataset_key = k256::SecretKey::from(dataset_key.as_nonzero_scalar());
         let tee_keys = TeeKeys::sign(&key, &dataset_key.public_key(), None);
         let signer = Address::from_private_key(&key);
@@ -415,6 +424,7 @@ impl Attestation {
             gpu: config.gpu.open().into(),
             dataset_key,
             tee_keys,
+            tls_secret,
         })
     }
 
@@ -428,6 +438,12 @@ impl Attestation {
     /// attestation document's `dataset_key_hash`.
     pub fn tee_keys(&self) -> &TeeKeys {
         &self.tee_keys
+    }
+
+    /// The worker's own TLS identity: its key derived from the source's key for
+    /// [`tls_key_path`] (stable per config like the signer; random per start on configfs-tsm).
+    pub fn tls_identity(&self) -> Result<crate::tls::TlsIdentity, crate::tls::TlsError> {
+        crate::tls::TlsIdentity::from_secret(self.tls_secret.as_slice())
     }
 
     /// Publishes the SHA-256 of the worker's own TLS key (SubjectPublicKeyInfo) in the TEE keys,
@@ -594,6 +610,12 @@ impl Attestation {
 /// config hash as the signer does (a changed config cannot open datasets sealed to the old key).
 pub fn dataset_key_path(signer_key_path: &str) -> String {
     format!("{signer_key_path}/dataset")
+}
+
+/// The key derivation path of the worker's TLS key: `<signer key path>/tls` (see
+/// [`dataset_key_path`]; [`crate::tls`] turns the derived secret into an Ed25519 key).
+pub fn tls_key_path(signer_key_path: &str) -> String {
+    format!("{signer_key_path}/tls")
 }
 
 /// The key derivation path of the TEE signer for the config `config_hash`:
