@@ -307,6 +307,14 @@ pub struct MeasuredModel {
     /// document, so a single-process configuration hashes as it did before ranks existed.
     #[serde(default = "one_rank", skip_serializing_if = "is_one_rank")]
     pub ranks: u32,
+    /// A sealed checkpoint every this many steps (0: none). 0 is left out of the document, so a
+    /// configuration without checkpoints hashes as it did before they existed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub checkpoint_steps: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn one_rank() -> u32 {

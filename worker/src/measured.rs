@@ -325,6 +325,7 @@ fn measure_model(
         price_coefficient: model.price_coefficient.to_string(),
         storage_fee: model.storage_fee,
         ranks: model.ranks,
+        checkpoint_steps: model.checkpoint_steps,
     };
     if keep.is_some() {
         if let Some(p) = script_copy {

@@ -92,6 +92,11 @@ pub struct ModelConfig {
     /// ranks on CPU. Default 1 (one process). At most [`crate::exec::MAX_RANKS`].
     #[serde(default = "one_rank")]
     pub ranks: u32,
+    /// A sealed checkpoint every this many training steps (0, the default: none). Scripts that
+    /// checkpoint through the `sealtune` module (the stock ones) then resume from the last one after
+    /// a worker restart; others start again from step 0 (`pipeline::checkpoint`).
+    #[serde(default)]
+    pub checkpoint_steps: u32,
 }
 
 fn one_rank() -> u32 {

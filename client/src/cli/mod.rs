@@ -27,6 +27,7 @@ mod estimate;
 mod gateway;
 mod model;
 mod provider;
+mod checkpoints;
 mod report;
 mod task;
 
@@ -163,6 +164,12 @@ pub enum Command {
         after_help = "Example: sealtune get-report --provider 0x7099… --task-id 6f1c… --save report.json"
     )]
     GetReport(report::GetReportArgs),
+    /// List a task's sealed training checkpoints (step, loss, time, size): what a training the
+    /// provider restarts resumes from.
+    #[command(
+        after_help = "Example: sealtune list-checkpoints --provider 0x7099… --task 6f1c… --json"
+    )]
+    ListCheckpoints(checkpoints::ListCheckpointsArgs),
     /// Cancel a task that has not started training.
     CancelTask(CancelTaskArgs),
     /// Download the encrypted model, check its hash and TEE tag signature against the chain, then
@@ -235,6 +242,7 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
         Command::QueryProgress(a) => a.run(&ctx).await,
         Command::GetLog(a) => a.run(&ctx).await,
         Command::GetReport(a) => a.run(&ctx).await,
+        Command::ListCheckpoints(a) => a.run(&ctx).await,
         Command::CancelTask(a) => a.run(&ctx).await,
         Command::DownloadModel(a) => a.run(&ctx).await,
         Command::AcknowledgeModel(a) => a.run(&ctx).await,
