@@ -198,3 +198,90 @@ async fn killed_during_training_resumes_from_the_last_sealed_checkpoint_and_a_ta
     assert!(refused.contains("step 1/6"), "trained from the start:\n{log}");
     assert!(!log.contains("resumed at step"), "{log}");
 }
+
+/// The one real-training test of checkpoints: the stock LoRA script on SmolLM2-135M (6 steps, a
+/// sealed checkpoint every 2) and the worker `SIGKILL`ed mid-interval (once step 3 was reported).
+/// After the restart the Trainer resumes from the last sealed checkpoint: the first step reported is
+/// the one after it, the steps before it are not trained again, and the work lost is less than one
+/// checkpoint interval. The adapter is delivered and decrypts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_lora_script_killed_mid_interval_resumes_from_its_last_sealed_checkpoint() {
+    const EVERY: u64 = 2;
+    let mut stack = Stack::start(
+        env!("CARGO_BIN_EXE_sealtune-worker"),
+        StackOptions {
+            training_timeout: "600s",
+            ..Default::default()
+        },
+    )
+    .await;
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/training/lora_causal_lm.py"),
+        stack.dir.path().join("quick_train.py"),
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(&stack.config_path).unwrap();
+    let config = config.replacen(
+        "weights = { hf = ",
+        &format!("checkpoint_steps = {EVERY}\nweights = {{ hf = "),
+        1,
+    );
+    std::fs::write(&stack.config_path, config).unwrap();
+    stack.fund(2, 10, 5).await;
+    stack.worker = None;
+    stack.start_worker(None).await;
+    stack.ack_signer().await;
+    let params = PARAMS.replace("\"max_steps\":2", "\"max_steps\":6");
+    let hash = uploaded(&stack, 2, dataset_jsonl(16)).await;
+    let id = created(&stack, 2, &task_body(2, &hash, 1, &params)).await;
+
+    // Killed once step 3 is reported: past the checkpoint of step 2, before the one of step 4.
+    let before = wait_log(&stack, 2, &id, "step 3/6", Duration::from_secs(600)).await;
+    stack.worker = None;
+    let restarted = Instant::now();
+    assert!(before.contains("checkpoint of step 2 sealed"), "{before}");
+    let reached = (1..=6u64)
+        .filter(|s| before.contains(&format!("step {s}/6")))
+        .max()
+        .unwrap();
+
+    stack.start_worker(None).await;
+    let t = wait_state(&stack, 2, &id, &["Delivered", "Failed"], Duration::from_secs(600)).await;
+    let log = task_log(&stack, 2, &id).await;
+    assert_eq!(t["progress"], "Delivered", "{log}");
+    let resumed = after(&log, "resuming from the sealed checkpoint of step ");
+    let from: u64 = resumed["resuming from the sealed checkpoint of step ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(from >= 2 && from % EVERY == 0, "{log}");
+    assert!(
+        reached - from < EVERY,
+        "at most one checkpoint interval lost (reached {reached}, resumed from {from}):\n{log}"
+    );
+    assert!(
+        resumed.contains(&format!("resuming from checkpoint-{from}")),
+        "{log}"
+    );
+    for s in 1..=from {
+        assert!(
+            !resumed.contains(&format!("step {s}/6")),
+            "step {s} is not trained again:\n{log}"
+        );
+    }
+    assert!(resumed.contains(&format!("step {}/6", from + 1)), "{log}");
+    assert!(resumed.contains("step 6/6"), "{log}");
+    let first_step = after(resumed, &format!("step {}/6", from + 1));
+    eprintln!(
+        "BENCH resume: worker restart to delivery {:.1} s; {}",
+        restarted.elapsed().as_secs_f64(),
+        first_step.lines().next().unwrap_or_default()
+    );
+    for line in log.lines().filter(|l| l.contains("sealed (") || l.contains("opened in")) {
+        eprintln!("BENCH {line}");
+    }
+    let adapter = download_ack_decrypt(&stack, 2, &id).await;
+    assert!(adapter.len() > 8, "an adapter");
+}

@@ -59,27 +59,23 @@ pub fn wrap_aad(task_id: &str, step: u64, tag_digest: &[u8; 32]) -> Vec<u8> {
     aad
 }
 
-fn cipher(worker: &Worker, task_id: &str) -> aes_gcm::Aes256Gcm {
-    let key = worker.attest.checkpoint_key(task_id);
-    aes_gcm::Aes256Gcm::new(aes_gcm::Key::<aes_gcm::Aes256Gcm>::from_slice(key.as_slice()))
+fn cipher(task_key: &[u8; 32]) -> aes_gcm::Aes256Gcm {
+    aes_gcm::Aes256Gcm::new(aes_gcm::Key::<aes_gcm::Aes256Gcm>::from_slice(task_key))
 }
 
-/// `nonce ‖ ciphertext ‖ tag` of the file key.
-fn wrap(worker: &Worker, task_id: &str, aad: &[u8], key: &[u8; 32]) -> Result<Vec<u8>, String> {
+/// `nonce ‖ ciphertext ‖ tag` of the file key `key`, under the task's checkpoint key.
+fn wrap(task_key: &[u8; 32], aad: &[u8], key: &[u8; 32]) -> Result<Vec<u8>, String> {
     let mut nonce = [0u8; 12];
     rand_core::RngCore::fill_bytes(&mut OsRng, &mut nonce);
-    let sealed = cipher(worker, task_id)
-        .encrypt(
-            aes_gcm::Nonce::from_slice(&nonce),
-            Payload { msg: key, aad },
-        )
+    let sealed = cipher(task_key)
+        .encrypt(aes_gcm::Nonce::from_slice(&nonce), Payload { msg: key, aad })
         .map_err(|_| "wrapping the checkpoint key failed".to_owned())?;
     Ok([nonce.as_slice(), &sealed].concat())
 }
 
+/// The file key of [`wrap`]; refused unless the task key and `aad` are the ones it was wrapped with.
 fn unwrap(
-    worker: &Worker,
-    task_id: &str,
+    task_key: &[u8; 32],
     aad: &[u8],
     wrapped: &[u8],
 ) -> Result<deliverable::DeliverableKey, String> {
@@ -89,7 +85,7 @@ fn unwrap(
     };
     let (nonce, sealed) = wrapped.split_at_checked(12).ok_or_else(refused)?;
     let plain = zeroize::Zeroizing::new(
-        cipher(worker, task_id)
+        cipher(task_key)
             .decrypt(aes_gcm::Nonce::from_slice(nonce), Payload { msg: sealed, aad })
             .map_err(|_| refused())?,
     );
@@ -198,8 +194,7 @@ fn unseal(
         return Err("the sealed file is not the one recorded (its tags differ)".into());
     }
     let key = unwrap(
-        worker,
-        task_id,
+        &worker.attest.checkpoint_key(task_id),
         &wrap_aad(task_id, row.step, &row.tag_digest),
         &row.wrapped_key,
     )?;
@@ -298,8 +293,7 @@ fn seal_frozen(
     std::fs::rename(&part, &target).map_err(|e| e.to_string())?;
     let tag_digest = sealed.tag_digest.0;
     let wrapped_key = wrap(
-        worker,
-        task_id,
+        &worker.attest.checkpoint_key(task_id),
         &wrap_aad(task_id, step, &tag_digest),
         sealed.key.as_bytes(),
     )?;
@@ -346,5 +340,33 @@ async fn discard_sealed(worker: &Worker, task_id: &str) {
     let _ = crate::exec::sandbox::uid::remove_any(&worker.task_dir(task_id).join(SEALED_DIR));
     if let Err(e) = worker.store.remove_checkpoints(task_id).await {
         tracing::error!(task = task_id, "store: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrapped_key_opens_only_for_its_task_step_digest_and_key() {
+        let task_key = [7u8; 32];
+        let file_key = [9u8; 32];
+        let digest = [1u8; 32];
+        let aad = wrap_aad("task-a", 4, &digest);
+        let wrapped = wrap(&task_key, &aad, &file_key).unwrap();
+        let opened = unwrap(&task_key, &aad, &wrapped).unwrap();
+        assert_eq!(opened.as_bytes(), &file_key);
+        for other in [
+            wrap_aad("task-b", 4, &digest),
+            wrap_aad("task-a", 2, &digest),
+            wrap_aad("task-a", 4, &[2u8; 32]),
+        ] {
+            assert!(unwrap(&task_key, &other, &wrapped).is_err());
+        }
+        assert!(unwrap(&[8u8; 32], &aad, &wrapped).is_err(), "another TEE key");
+        let mut edited = wrapped.clone();
+        edited[20] ^= 1;
+        assert!(unwrap(&task_key, &aad, &edited).is_err());
+        assert!(unwrap(&task_key, &aad, &wrapped[..11]).is_err());
     }
 }
