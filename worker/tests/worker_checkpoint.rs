@@ -246,16 +246,25 @@ async fn stock_lora_script_killed_mid_interval_resumes_from_its_last_sealed_chec
         .unwrap();
 
     stack.start_worker(None).await;
-    let t = wait_state(&stack, 2, &id, &["Delivered", "Failed"], Duration::from_secs(600)).await;
-    let log = task_log(&stack, 2, &id).await;
-    assert_eq!(t["progress"], "Delivered", "{log}");
-    let resumed = after(&log, "resuming from the sealed checkpoint of step ");
-    let from: u64 = resumed["resuming from the sealed checkpoint of step ".len()..]
+    const RESUMING: &str = "resuming from the sealed checkpoint of step ";
+    let log = wait_log(&stack, 2, &id, RESUMING, Duration::from_secs(600)).await;
+    let from: u64 = after(&log, RESUMING)[RESUMING.len()..]
         .split(' ')
         .next()
         .unwrap()
         .parse()
         .unwrap();
+    let next = format!("step {}/6", from + 1);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !after(&task_log(&stack, 2, &id).await, RESUMING).contains(&next) {
+        assert!(Instant::now() < deadline, "no {next} after the restart");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let resume_time = restarted.elapsed();
+    let t = wait_state(&stack, 2, &id, &["Delivered", "Failed"], Duration::from_secs(600)).await;
+    let log = task_log(&stack, 2, &id).await;
+    assert_eq!(t["progress"], "Delivered", "{log}");
+    let resumed = after(&log, RESUMING);
     assert!(from >= 2 && from % EVERY == 0, "{log}");
     assert!(
         reached - from < EVERY,
@@ -273,13 +282,14 @@ async fn stock_lora_script_killed_mid_interval_resumes_from_its_last_sealed_chec
     }
     assert!(resumed.contains(&format!("step {}/6", from + 1)), "{log}");
     assert!(resumed.contains("step 6/6"), "{log}");
-    let first_step = after(resumed, &format!("step {}/6", from + 1));
     eprintln!(
-        "BENCH resume: worker restart to delivery {:.1} s; {}",
-        restarted.elapsed().as_secs_f64(),
-        first_step.lines().next().unwrap_or_default()
+        "BENCH resume: kill to the first resumed step ({next}) {:.1} s; reached step {reached}, resumed from {from}",
+        resume_time.as_secs_f64()
     );
-    for line in log.lines().filter(|l| l.contains("sealed (") || l.contains("opened in")) {
+    for line in log
+        .lines()
+        .filter(|l| l.contains("sealed (") || l.contains("opened in") || l.contains("trainer wrote"))
+    {
         eprintln!("BENCH {line}");
     }
     let adapter = download_ack_decrypt(&stack, 2, &id).await;

@@ -533,9 +533,19 @@ def _make_checkpoint_callback_class() -> type:
 
     class CheckpointCallback(TrainerCallback):
         """A transformers ``TrainerCallback`` that hands every checkpoint the Trainer saved to the
-        worker (``on_save`` runs after the whole ``checkpoint-<step>`` directory is written)."""
+        worker (``on_save`` runs after the whole ``checkpoint-<step>`` directory is written), and logs
+        how long the step's save paused training."""
+
+        def __init__(self) -> None:
+            self._step_end = None
+
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+            self._step_end = time.monotonic()
 
         def on_save(self, args, state, control, **kwargs):  # noqa: ANN001
+            if self._step_end is not None and _rank() == 0:
+                took = (time.monotonic() - self._step_end) * 1000
+                log(f"the trainer wrote checkpoint-{state.global_step} in {took:.0f} ms")
             checkpoint_saved(state.global_step)
 
     return CheckpointCallback
