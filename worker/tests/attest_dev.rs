@@ -197,7 +197,10 @@ async fn the_checkpoint_key_survives_a_restart_is_per_task_and_changes_with_the_
     let again = Attestation::open(&dev(), dir.path(), CONFIG).await.unwrap();
     assert_eq!(*a.checkpoint_key("t1"), *again.checkpoint_key("t1"));
     assert_ne!(*a.checkpoint_key("t1"), *a.checkpoint_key("t2"));
-    assert_ne!(a.checkpoint_key("t1").as_slice(), a.dataset_key().to_bytes().as_slice());
+    assert_ne!(
+        a.checkpoint_key("t1").as_slice(),
+        a.dataset_key().to_bytes().as_slice()
+    );
     let other = alloy::primitives::B256::repeat_byte(0x43);
     let b = Attestation::open(&dev(), dir.path(), other).await.unwrap();
     assert_ne!(*a.checkpoint_key("t1"), *b.checkpoint_key("t1"));

@@ -89,7 +89,9 @@ fn as_nobody(program: &str, arg: &Path) -> bool {
 
 /// The part of the log after the first `from`.
 fn after<'a>(log: &'a str, from: &str) -> &'a str {
-    &log[log.find(from).unwrap_or_else(|| panic!("no `{from}` in:\n{log}"))..]
+    &log[log
+        .find(from)
+        .unwrap_or_else(|| panic!("no `{from}` in:\n{log}"))..]
 }
 
 /// Starts a run of customer `who`'s task that the worker survives only until its first sealed
@@ -111,7 +113,11 @@ async fn killed_after_first_checkpoint(stack: &mut Stack, who: usize) -> String 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_during_training_resumes_from_the_last_sealed_checkpoint_and_a_tampered_one_is_refused()
  {
-    let mut stack = Stack::start(env!("CARGO_BIN_EXE_sealtune-worker"), StackOptions::default()).await;
+    let mut stack = Stack::start(
+        env!("CARGO_BIN_EXE_sealtune-worker"),
+        StackOptions::default(),
+    )
+    .await;
     std::fs::copy(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/checkpoint_standin.py"),
         stack.dir.path().join("quick_train.py"),
@@ -153,7 +159,10 @@ async fn killed_during_training_resumes_from_the_last_sealed_checkpoint_and_a_ta
     assert_eq!(meta.mode() & 0o777, 0o700, "{log}");
     assert_ne!(meta.uid(), 0, "the task uid's");
     assert!(log.contains(&format!("checkpoint dir mode 700 uid {}", meta.uid())));
-    assert!(!as_nobody("ls", &dir), "another uid cannot list the scratch");
+    assert!(
+        !as_nobody("ls", &dir),
+        "another uid cannot list the scratch"
+    );
     assert!(
         !as_nobody("cat", &dir.join("checkpoint-2/trainer_state.json")),
         "another uid cannot read the resumed checkpoint"
@@ -161,16 +170,29 @@ async fn killed_during_training_resumes_from_the_last_sealed_checkpoint_and_a_ta
     let (status, listed) = checkpoints(&stack, 2, &id).await;
     assert_eq!(status, 200);
     assert_eq!(listed[0]["step"], 2, "{listed}");
-    assert_eq!(listed[0]["loss"], 0.5, "the loss reported at step 2: {listed}");
+    assert_eq!(
+        listed[0]["loss"], 0.5,
+        "the loss reported at step 2: {listed}"
+    );
     assert!(listed[0]["sealedBytes"].as_u64().unwrap() > MARKER.len() as u64 * 64);
     assert!(listed[0]["createdAt"].as_i64().unwrap() > 0);
     assert_eq!(checkpoints(&stack, 3, &id).await.0, 404, "owner only");
 
-    let t = wait_state(&stack, 2, &id, &["Delivered", "Failed"], Duration::from_secs(60)).await;
+    let t = wait_state(
+        &stack,
+        2,
+        &id,
+        &["Delivered", "Failed"],
+        Duration::from_secs(60),
+    )
+    .await;
     let log = task_log(&stack, 2, &id).await;
     assert_eq!(t["progress"], "Delivered", "{log}");
     let resumed = after(&log, "resuming from the sealed checkpoint of step 2");
-    assert!(resumed.contains("step 3/6") && resumed.contains("step 6/6"), "{log}");
+    assert!(
+        resumed.contains("step 3/6") && resumed.contains("step 6/6"),
+        "{log}"
+    );
     assert!(
         !resumed.contains("step 1/6") && !resumed.contains("step 2/6"),
         "steps before the checkpoint are not repeated:\n{log}"
@@ -190,12 +212,22 @@ async fn killed_during_training_resumes_from_the_last_sealed_checkpoint_and_a_ta
     bytes[middle] ^= 1;
     std::fs::write(&sealed, bytes).unwrap();
     stack.start_worker(None).await;
-    let t = wait_state(&stack, 3, &id, &["Delivered", "Failed"], Duration::from_secs(60)).await;
+    let t = wait_state(
+        &stack,
+        3,
+        &id,
+        &["Delivered", "Failed"],
+        Duration::from_secs(60),
+    )
+    .await;
     let log = task_log(&stack, 3, &id).await;
     assert_eq!(t["progress"], "Delivered", "{log}");
     let refused = after(&log, "the sealed checkpoint of step 2 is refused");
     assert!(refused.contains("training starts from step 0"), "{log}");
-    assert!(refused.contains("step 1/6"), "trained from the start:\n{log}");
+    assert!(
+        refused.contains("step 1/6"),
+        "trained from the start:\n{log}"
+    );
     assert!(!log.contains("resumed at step"), "{log}");
 }
 
@@ -261,11 +293,18 @@ async fn stock_lora_script_killed_mid_interval_resumes_from_its_last_sealed_chec
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let resume_time = restarted.elapsed();
-    let t = wait_state(&stack, 2, &id, &["Delivered", "Failed"], Duration::from_secs(600)).await;
+    let t = wait_state(
+        &stack,
+        2,
+        &id,
+        &["Delivered", "Failed"],
+        Duration::from_secs(600),
+    )
+    .await;
     let log = task_log(&stack, 2, &id).await;
     assert_eq!(t["progress"], "Delivered", "{log}");
     let resumed = after(&log, RESUMING);
-    assert!(from >= 2 && from % EVERY == 0, "{log}");
+    assert!(from >= 2 && from.is_multiple_of(EVERY), "{log}");
     assert!(
         reached - from < EVERY,
         "at most one checkpoint interval lost (reached {reached}, resumed from {from}):\n{log}"
@@ -286,10 +325,9 @@ async fn stock_lora_script_killed_mid_interval_resumes_from_its_last_sealed_chec
         "BENCH resume: kill to the first resumed step ({next}) {:.1} s; reached step {reached}, resumed from {from}",
         resume_time.as_secs_f64()
     );
-    for line in log
-        .lines()
-        .filter(|l| l.contains("sealed (") || l.contains("opened in") || l.contains("trainer wrote"))
-    {
+    for line in log.lines().filter(|l| {
+        l.contains("sealed (") || l.contains("opened in") || l.contains("trainer wrote")
+    }) {
         eprintln!("BENCH {line}");
     }
     let adapter = download_ack_decrypt(&stack, 2, &id).await;

@@ -26,7 +26,11 @@ impl ListCheckpointsArgs {
                 self.task.task_id
             )
         } else {
-            format!("task {}: {} sealed checkpoint(s)\n", self.task.task_id, list.len())
+            format!(
+                "task {}: {} sealed checkpoint(s)\n",
+                self.task.task_id,
+                list.len()
+            )
         };
         for c in &list {
             let when = format!("sealed at unix {}", c.created_at);

@@ -23,11 +23,11 @@ use crate::error::{ClientError, Result};
 use crate::flow::Client;
 
 mod account;
+mod checkpoints;
 mod estimate;
 mod gateway;
 mod model;
 mod provider;
-mod checkpoints;
 mod report;
 mod task;
 

@@ -425,7 +425,8 @@ impl Attestation {
     /// earlier checkpoints can no longer be opened.
     pub fn checkpoint_key(&self, task_id: &str) -> zeroize::Zeroizing<[u8; 32]> {
         let secret = zeroize::Zeroizing::new(self.dataset_key.to_bytes());
-        let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"sealtune/checkpoint/v1"), secret.as_slice());
+        let hk =
+            hkdf::Hkdf::<sha2::Sha256>::new(Some(b"sealtune/checkpoint/v1"), secret.as_slice());
         let mut out = zeroize::Zeroizing::new([0u8; 32]);
         // 32 bytes is far below HKDF-SHA256's limit of 255 * 32.
         let _ = hk.expand(checkpoint_key_info(task_id).as_bytes(), out.as_mut_slice());

@@ -41,7 +41,12 @@ pub fn task_scratch(data_dir: &Path, task_id: &str, purpose: &str) -> PathBuf {
 /// Creates the task's scratch directory for `purpose` afresh (whatever was there is deleted, never
 /// followed): the levels above root's, 0711; the directory itself `uid`'s (root's without one), 0700.
 /// Refused when [`SCRATCH_ROOT`] is not a tmpfs (plaintext would reach a disk).
-pub fn create(data_dir: &Path, task_id: &str, purpose: &str, uid: Option<u32>) -> std::io::Result<PathBuf> {
+pub fn create(
+    data_dir: &Path,
+    task_id: &str,
+    purpose: &str,
+    uid: Option<u32>,
+) -> std::io::Result<PathBuf> {
     check_tmpfs(Path::new(SCRATCH_ROOT))?;
     let worker = worker_scratch(data_dir);
     let task = worker.join(task_id);
@@ -74,7 +79,11 @@ pub fn root_dir(path: &Path, mode: u32) -> std::io::Result<()> {
     }
     std::os::unix::fs::lchown(path, Some(0), Some(0)).or_else(|e| {
         // Not root (unit tests, a dev run): the directory is the worker's own.
-        if rustix::process::geteuid().is_root() { Err(e) } else { Ok(()) }
+        if rustix::process::geteuid().is_root() {
+            Err(e)
+        } else {
+            Ok(())
+        }
     })?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }

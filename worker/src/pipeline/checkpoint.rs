@@ -68,7 +68,10 @@ fn wrap(task_key: &[u8; 32], aad: &[u8], key: &[u8; 32]) -> Result<Vec<u8>, Stri
     let mut nonce = [0u8; 12];
     rand_core::RngCore::fill_bytes(&mut OsRng, &mut nonce);
     let sealed = cipher(task_key)
-        .encrypt(aes_gcm::Nonce::from_slice(&nonce), Payload { msg: key, aad })
+        .encrypt(
+            aes_gcm::Nonce::from_slice(&nonce),
+            Payload { msg: key, aad },
+        )
         .map_err(|_| "wrapping the checkpoint key failed".to_owned())?;
     Ok([nonce.as_slice(), &sealed].concat())
 }
@@ -86,7 +89,10 @@ fn unwrap(
     let (nonce, sealed) = wrapped.split_at_checked(12).ok_or_else(refused)?;
     let plain = zeroize::Zeroizing::new(
         cipher(task_key)
-            .decrypt(aes_gcm::Nonce::from_slice(nonce), Payload { msg: sealed, aad })
+            .decrypt(
+                aes_gcm::Nonce::from_slice(nonce),
+                Payload { msg: sealed, aad },
+            )
             .map_err(|_| refused())?,
     );
     let bytes: [u8; 32] = plain.as_slice().try_into().map_err(|_| refused())?;
@@ -203,8 +209,8 @@ fn unseal(
     let unpacked = staging.join("resume");
     deliverable::open_file(&sealed, &zip, &key, worker.attest.signer())
         .map_err(|e| e.to_string())?;
-    let result = deliverable::unzip_safely(&zip, &unpacked, &Default::default())
-        .map_err(|e| e.to_string());
+    let result =
+        deliverable::unzip_safely(&zip, &unpacked, &Default::default()).map_err(|e| e.to_string());
     let _ = std::fs::remove_file(&zip);
     result?;
     let target = dir.join(format!("checkpoint-{}", row.step));
@@ -256,14 +262,20 @@ pub(super) async fn on_saved(worker: &Arc<Worker>, task_id: &str, step: u64, los
 }
 
 /// Seals `checkpoint-<step>` of the task's scratch (see the module docs, steps 1 to 3).
-fn seal(worker: &Worker, task_id: &str, step: u64, loss: Option<f64>) -> Result<CheckpointRow, String> {
+fn seal(
+    worker: &Worker,
+    task_id: &str,
+    step: u64,
+    loss: Option<f64>,
+) -> Result<CheckpointRow, String> {
     let data_dir = &worker.config.data_dir;
-    let written = scratch::task_scratch(data_dir, task_id, SCRATCH).join(format!("checkpoint-{step}"));
+    let written =
+        scratch::task_scratch(data_dir, task_id, SCRATCH).join(format!("checkpoint-{step}"));
     let staging = staging_dir(worker, task_id)?;
     let frozen = staging.join(format!("checkpoint-{step}"));
     let _ = crate::exec::sandbox::uid::remove_any(&frozen);
-    let meta = std::fs::symlink_metadata(&written)
-        .map_err(|e| format!("{}: {e}", written.display()))?;
+    let meta =
+        std::fs::symlink_metadata(&written).map_err(|e| format!("{}: {e}", written.display()))?;
     if !meta.is_dir() {
         return Err(format!("{} is not a directory", written.display()));
     }
@@ -363,7 +375,10 @@ mod tests {
         ] {
             assert!(unwrap(&task_key, &other, &wrapped).is_err());
         }
-        assert!(unwrap(&[8u8; 32], &aad, &wrapped).is_err(), "another TEE key");
+        assert!(
+            unwrap(&[8u8; 32], &aad, &wrapped).is_err(),
+            "another TEE key"
+        );
         let mut edited = wrapped.clone();
         edited[20] ^= 1;
         assert!(unwrap(&task_key, &aad, &edited).is_err());

@@ -23,7 +23,11 @@ pub struct CheckpointRow {
 
 impl Store {
     /// Records a sealed checkpoint (replacing a row of the same step: an earlier attempt's).
-    pub async fn add_checkpoint(&self, task_id: &str, row: &CheckpointRow) -> Result<(), StoreError> {
+    pub async fn add_checkpoint(
+        &self,
+        task_id: &str,
+        row: &CheckpointRow,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT OR REPLACE INTO task_checkpoints
              (task_id, step, created_at, sealed_bytes, loss, tag_digest, wrapped_key)
