@@ -11,7 +11,9 @@
 //! * the owner lists the checkpoints (step, loss, time, size), another customer gets a 404;
 //! * once delivered, the task's checkpoints (rows, sealed files, scratch) are gone;
 //! * a sealed checkpoint tampered with while the worker is down is refused: the task log says so and
-//!   the task trains from step 1, and is delivered.
+//!   the task trains from step 1, and is delivered;
+//! * a checkpoint holding a link (to `/etc/shadow`) is not sealed: the worker, root, never reads
+//!   through what the script left, so nothing outside the task can come back to it at a resume.
 use std::os::unix::fs::MetadataExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
@@ -229,6 +231,51 @@ async fn killed_during_training_resumes_from_the_last_sealed_checkpoint_and_a_ta
         "trained from the start:\n{log}"
     );
     assert!(!log.contains("resumed at step"), "{log}");
+
+    // 4. A link in a checkpoint: not sealed, nothing recorded; the training goes on.
+    let mode = stack.dir.path().join("standin-mode");
+    std::fs::write(&mode, "link").unwrap();
+    stack
+        .env
+        .push(("QUICK_SCRIPT_MODE_FILE".into(), mode.display().to_string()));
+    stack.worker = None;
+    stack.start_worker(None).await;
+    stack.fund(4, 10, 5).await;
+    let id = submit(&stack, 4, 1).await;
+    let log = wait_log(
+        &stack,
+        4,
+        &id,
+        "checkpoint of step 4 not sealed",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(
+        after(&log, "checkpoint of step 2 not sealed").contains("symbolic link"),
+        "{log}"
+    );
+    assert_eq!(checkpoints(&stack, 4, &id).await.1, serde_json::json!([]));
+    assert!(
+        !data
+            .join("tasks")
+            .join(&id)
+            .join("checkpoints/2.sealed")
+            .exists()
+    );
+    let t = wait_state(
+        &stack,
+        4,
+        &id,
+        &["Delivered", "Failed"],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        t["progress"],
+        "Delivered",
+        "{}",
+        task_log(&stack, 4, &id).await
+    );
 }
 
 /// The one real-training test of checkpoints: the stock LoRA script on SmolLM2-135M (6 steps, a

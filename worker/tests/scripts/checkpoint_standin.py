@@ -4,7 +4,9 @@ It uses the `sealtune` checkpoint API exactly as the stock LoRA script does thro
 `sealtune.checkpointing()` gives the tmpfs checkpoint directory, the interval and the checkpoint to
 resume from; every `every` steps it writes `checkpoint-<step>/` there as a Trainer would (a state
 file, and a file holding a plaintext marker the test looks for on disk), then calls
-`sealtune.checkpoint_saved(step)`. Resuming, it reads the step back from the unsealed checkpoint,
+`sealtune.checkpoint_saved(step)`. With `link` in the file named by `QUICK_SCRIPT_MODE_FILE`, the
+checkpoint's secret file is a link to a file only root can read (the worker must not seal through
+it). Resuming, it reads the step back from the unsealed checkpoint,
 checks the marker survived the round trip, and goes on from the next step: steps are never repeated.
 """
 
@@ -23,6 +25,9 @@ p = argparse.ArgumentParser()
 for a in ("--data_path", "--model_path", "--config_path", "--output_dir"):
     p.add_argument(a, required=True)
 args = p.parse_args()
+
+mode_file = os.environ.get("QUICK_SCRIPT_MODE_FILE")
+mode = open(mode_file).read().strip() if mode_file and os.path.exists(mode_file) else "ok"
 
 ck = sealtune.checkpointing()
 if ck is None:
@@ -47,8 +52,11 @@ for step in range(start + 1, TOTAL + 1):
         os.makedirs(os.path.join(out, "optimizer"))
         with open(os.path.join(out, "trainer_state.json"), "w") as f:
             json.dump({"global_step": step}, f)
-        with open(os.path.join(out, "optimizer", "secret.txt"), "w") as f:
-            f.write(MARKER * 64)
+        if mode == "link":
+            os.symlink("/etc/shadow", os.path.join(out, "optimizer", "secret.txt"))
+        else:
+            with open(os.path.join(out, "optimizer", "secret.txt"), "w") as f:
+                f.write(MARKER * 64)
         sealtune.checkpoint_saved(step)
 
 os.makedirs(args.output_dir, exist_ok=True)
