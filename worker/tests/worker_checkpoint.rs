@@ -19,6 +19,8 @@ use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use sealtune_client::chain::{Chain, Contracts};
+use sealtune_client::flow::Client;
 use sealtune_e2e::chain::signer;
 use sealtune_e2e::stack::*;
 use sealtune_worker::exec::scratch;
@@ -74,6 +76,16 @@ async fn checkpoints(stack: &Stack, who: usize, id: &str) -> (u16, serde_json::V
     let r = stack.http.get(url).send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or_default())
+}
+
+/// Customer `who`'s client library (what `sealtune list-checkpoints` calls).
+fn customer(stack: &Stack, who: usize) -> Client {
+    let contracts = Contracts {
+        ledger: stack.deployment.ledger,
+        serving: stack.deployment.serving,
+    };
+    let chain = Chain::connect(&stack.anvil.endpoint, contracts, Some(signer(who))).unwrap();
+    Client::new(chain).unwrap()
 }
 
 /// Runs `cmd` as `nobody` (another uid than the task's): whether it succeeded.
@@ -179,6 +191,11 @@ async fn killed_during_training_resumes_from_the_last_sealed_checkpoint_and_a_ta
     assert!(listed[0]["sealedBytes"].as_u64().unwrap() > MARKER.len() as u64 * 64);
     assert!(listed[0]["createdAt"].as_i64().unwrap() > 0);
     assert_eq!(checkpoints(&stack, 3, &id).await.0, 404, "owner only");
+    let by_client = customer(&stack, 2)
+        .checkpoints(stack.provider_address(), &id)
+        .await
+        .unwrap();
+    assert_eq!((by_client[0].step, by_client[0].loss), (2, Some(0.5)));
 
     let t = wait_state(
         &stack,
