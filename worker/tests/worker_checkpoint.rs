@@ -13,7 +13,8 @@
 //! * a sealed checkpoint tampered with while the worker is down is refused: the task log says so and
 //!   the task trains from step 1, and is delivered;
 //! * a checkpoint holding a link (to `/etc/shadow`) is not sealed: the worker, root, never reads
-//!   through what the script left, so nothing outside the task can come back to it at a resume.
+//!   through what the script left, so nothing outside the task can come back to it at a resume;
+//! * a task that fails after a checkpoint keeps none (rows, sealed files, scratch).
 use std::os::unix::fs::MetadataExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
@@ -292,6 +293,32 @@ async fn killed_during_training_resumes_from_the_last_sealed_checkpoint_and_a_ta
         "Delivered",
         "{}",
         task_log(&stack, 4, &id).await
+    );
+
+    // 5. A task that fails after its checkpoints were sealed keeps none of them.
+    std::fs::write(&mode, "fail").unwrap();
+    stack.fund(5, 10, 5).await;
+    let id = submit(&stack, 5, 1).await;
+    let t = wait_state(
+        &stack,
+        5,
+        &id,
+        &["Delivered", "Failed"],
+        Duration::from_secs(60),
+    )
+    .await;
+    let log = task_log(&stack, 5, &id).await;
+    assert_eq!(t["progress"], "Failed", "{log}");
+    assert!(log.contains("checkpoint of step 4 sealed"), "{log}");
+    assert_eq!(
+        checkpoints(&stack, 5, &id).await.1,
+        serde_json::json!([]),
+        "{log}"
+    );
+    assert!(!data.join("tasks").join(&id).join("checkpoints").exists());
+    assert!(
+        !scratch::worker_scratch(&data).join(&id).exists(),
+        "no scratch left"
     );
 }
 

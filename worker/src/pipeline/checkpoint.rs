@@ -114,7 +114,9 @@ pub(super) async fn prepare(
     let data_dir = worker.config.data_dir.clone();
     let id = task.id.clone();
     let made = tokio::task::spawn_blocking(move || {
-        scratch::remove_task(&data_dir, &id)?;
+        // What a killed run left (this purpose only: another helper's scratch is its own).
+        let staging = scratch::worker_scratch(&data_dir).join(&id).join(STAGING);
+        crate::exec::sandbox::uid::remove_any(&staging)?;
         scratch::create(&data_dir, &id, SCRATCH, uid)
     })
     .await;

@@ -1,5 +1,6 @@
 //! Retention, in its own lane: the files of tasks that ended more than `limits.retention` ago are
-//! deleted (the task directory, the sealed model, its sealed checkpoints, and the dataset unless another task still needs
+//! deleted (the task directory, the sealed model, its sealed checkpoints and their rows, and the
+//! dataset unless another task still needs
 //! it or it was uploaded again since), and the row records when. Uploads that no task kept uses and
 //! that were last uploaded more than `limits.retention` ago are deleted too, with their owners.
 use std::sync::Arc;

@@ -6,7 +6,7 @@ resume from; every `every` steps it writes `checkpoint-<step>/` there as a Train
 file, and a file holding a plaintext marker the test looks for on disk), then calls
 `sealtune.checkpoint_saved(step)`. With `link` in the file named by `QUICK_SCRIPT_MODE_FILE`, the
 checkpoint's secret file is a link to a file only root can read (the worker must not seal through
-it). Resuming, it reads the step back from the unsealed checkpoint,
+it); with `fail`, the script fails after the checkpoint of step 4. Resuming, it reads the step back from the unsealed checkpoint,
 checks the marker survived the round trip, and goes on from the next step: steps are never repeated.
 """
 
@@ -58,6 +58,9 @@ for step in range(start + 1, TOTAL + 1):
             with open(os.path.join(out, "optimizer", "secret.txt"), "w") as f:
                 f.write(MARKER * 64)
         sealtune.checkpoint_saved(step)
+        if mode == "fail" and step == 4:
+            time.sleep(2)  # the worker seals it meanwhile
+            raise RuntimeError("the stand-in fails after its checkpoint of step 4")
 
 os.makedirs(args.output_dir, exist_ok=True)
 with open(os.path.join(args.output_dir, "adapter_model.safetensors"), "wb") as f:
