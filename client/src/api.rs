@@ -347,6 +347,16 @@ impl ProviderApi {
             .await
     }
 
+    /// `GET /v1/user/:addr/task/:id/checkpoints`: the task's sealed training checkpoints.
+    pub async fn checkpoints(
+        &self,
+        user: Address,
+        id: &str,
+    ) -> Result<Vec<sealtune_protocol::api::CheckpointInfo>> {
+        self.get_json(&format!("{}/task/{id}/checkpoints", Self::user_path(user)))
+            .await
+    }
+
     /// `POST /v1/user/:addr/task/:id/cancel` with the cancel signature.
     pub async fn cancel_task(&self, user: Address, id: &str, signature: &str) -> Result<String> {
         let url = self.url(&format!("{}/task/{id}/cancel", Self::user_path(user)));

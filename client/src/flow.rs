@@ -579,6 +579,17 @@ impl Client {
         Ok((id, log))
     }
 
+    /// The sealed training checkpoints of `task_id` (oldest first): step, loss, time, size.
+    pub async fn checkpoints(
+        &self,
+        provider: Address,
+        task_id: &str,
+    ) -> Result<Vec<sealtune_protocol::api::CheckpointInfo>> {
+        request::parse_task_id(task_id)?;
+        let (_, api) = self.provider_api(provider).await?;
+        api.checkpoints(self.user()?, task_id).await
+    }
+
     /// Cancel `task_id`: free before training; during training (sealtune providers) the training
     /// stops and the penalty share of the fee is charged (docs/customer-guide.md).
     pub async fn cancel_task(&self, provider: Address, task_id: &str) -> Result<String> {

@@ -117,3 +117,19 @@ mod tests {
         assert_eq!(lora.timestamp, Some(serde_json::json!("1700000000")));
     }
 }
+
+/// One sealed checkpoint of a task, as `GET /v1/user/:addr/task/:id/checkpoints` lists it (oldest
+/// first) to the task's owner: what it holds, never its key or its bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointInfo {
+    /// The global training step the checkpoint holds.
+    pub step: u64,
+    /// The last training loss the script reported at or before that step, when it reported one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f64>,
+    /// When it was sealed (unix seconds).
+    pub created_at: i64,
+    /// Size of the sealed file in bytes.
+    pub sealed_bytes: u64,
+}

@@ -316,6 +316,14 @@ pub struct MeasuredModel {
     /// did before LoRA options existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lora_ranges: Option<crate::params::LoraRanges>,
+    /// A sealed checkpoint every this many steps (0: none). 0 is left out of the document, so a
+    /// configuration without checkpoints hashes as it did before they existed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub checkpoint_steps: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn one_rank() -> u32 {

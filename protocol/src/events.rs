@@ -9,6 +9,7 @@
 //! | `log` | `level` (`debug`/`info`/`warn`/`error`), `message` | a log line for the task log |
 //! | `metric` | `name`, `value`, `step`? | one named value (eval loss, accuracy...) |
 //! | `chunk_sealed` | `index`, `plaintext_len`, `tag` (`0x` + 32 hex) | the child sealed model chunk `index` with the per-task key |
+//! | `checkpoint` | `step` | rank 0's trainer finished writing `checkpoint-<step>` in the task's checkpoint scratch directory: the worker seals it and deletes the plaintext |
 //! | `finished` | `output`: `{files, bytes, chunks}` | the script succeeded |
 //! | `failed` | `reason` | the script failed |
 //!
@@ -138,6 +139,12 @@ pub enum Event {
         /// The AES-GCM tag of the chunk.
         #[serde(with = "hex_tag")]
         tag: [u8; 16],
+    },
+    /// The trainer wrote `checkpoint-<step>` completely into the task's checkpoint scratch
+    /// directory (tmpfs): the worker seals it and deletes the plaintext.
+    Checkpoint {
+        /// The global step the checkpoint holds.
+        step: u64,
     },
     /// The script succeeded.
     Finished {

@@ -15,7 +15,7 @@
 //!
 //! | name | what |
 //! |---|---|
-//! | `emit_progress`, `emit_log`, `emit_metric` | one [`Event`] each, validated by `sealtune_protocol::events` |
+//! | `emit_progress`, `emit_log`, `emit_metric`, `emit_checkpoint` | one [`Event`] each, validated by `sealtune_protocol::events` |
 //! | `live_task()` | the task's paths when running inside a worker, else `None` |
 //! | `TokenCounter` | `protocol`'s token-counting rule (the fee's) with a `tokenizer.json` |
 //! | `SealStream` | the sealing stream: safetensors and small files zipped and sealed chunk by chunk |
@@ -105,6 +105,13 @@ fn emit_metric(name: String, value: f64, step: Option<u64>) -> PyResult<()> {
     emit_or_err(Event::Metric { name, value, step })
 }
 
+/// Tell the worker that the trainer finished writing `checkpoint-<step>` in the task's checkpoint
+/// directory (`checkpoint` event): the worker seals it and deletes the plaintext.
+#[pyfunction]
+fn emit_checkpoint(step: u64) -> PyResult<()> {
+    emit_or_err(Event::Checkpoint { step })
+}
+
 /// The task's paths as a dict when running inside a worker (`data_path`, `model_path`, `config_path`,
 /// `output_dir`, `sealing`), else `None`.
 #[pyfunction]
@@ -131,6 +138,7 @@ pub fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(emit_log, m)?)?;
     m.add_function(wrap_pyfunction!(emit_metric, m)?)?;
     m.add_function(wrap_pyfunction!(live_task, m)?)?;
+    m.add_function(wrap_pyfunction!(emit_checkpoint, m)?)?;
     m.add_class::<tokens::TokenCounter>()?;
     m.add_class::<seal::SealStream>()?;
     m.add("SealtuneError", m.py().get_type::<error::SealtuneError>())?;

@@ -34,7 +34,10 @@ Runs unchanged under 0G's execution contract::
   ``generation_config.json`` and the base model's tokenizer files): it loads with plain
   ``transformers.AutoModelForCausalLM.from_pretrained``.
 
-fp32 on CPU, bf16 on CUDA. No checkpoint is ever written (``save_strategy="no"``).
+fp32 on CPU, bf16 on CUDA. No checkpoint is written (``save_strategy="no"``), unless the worker
+seals checkpoints for this model (``sealtune.checkpointing()``, see ``checkpoint_settings``): then the
+Trainer checkpoints every K steps into the task's tmpfs checkpoint directory, the worker seals each one
+and deletes the plaintext, and a run interrupted by a worker restart resumes from the last one.
 """
 
 from __future__ import annotations
@@ -406,6 +409,22 @@ def evaluate(args, spec: dict) -> int:
     return 0
 
 
+def checkpoint_settings():
+    """(TrainingArguments overrides, callbacks, resume_from_checkpoint) for sealed checkpoints: none
+    outside a worker that checkpoints this model. Only rank 0 writes the model and optimizer files
+    (the Trainer's rule); every rank reads the same directory when it resumes."""
+    settings = sealtune.checkpointing() if sealtune is not None else None
+    if settings is None:
+        return {"save_strategy": "no"}, [], None
+    overrides = {
+        "output_dir": settings.dir,
+        "save_strategy": "steps",
+        "save_steps": settings.every,
+        "save_total_limit": None,  # the worker deletes each one once sealed
+    }
+    return overrides, [sealtune.CheckpointCallback()], settings.resume_from
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_path", required=True)
@@ -457,14 +476,14 @@ def main(argv: list[str] | None = None) -> int:
         keep_in_memory=True,
     )
 
+    checkpoint_overrides, checkpoint_callbacks, resume_from = checkpoint_settings()
     training_args = TrainingArguments(
-        output_dir=args.output_dir,
+        **{"output_dir": args.output_dir, **checkpoint_overrides},
         num_train_epochs=params["num_train_epochs"],
         per_device_train_batch_size=params["per_device_train_batch_size"],
         learning_rate=params["learning_rate"],
         max_steps=params["max_steps"],
         neftune_noise_alpha=params["neftune_noise_alpha"] or None,
-        save_strategy="no",
         logging_steps=1,
         report_to="none",
         disable_tqdm=True,
@@ -474,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=SEED,
     )
     callbacks = [sealtune.SealtuneCallback()] if sealtune is not None else []
+    callbacks += checkpoint_callbacks
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -481,7 +501,9 @@ def main(argv: list[str] | None = None) -> int:
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
         callbacks=callbacks,
     )
-    result = trainer.train()
+    if resume_from is not None:
+        print(f"resuming from {os.path.basename(resume_from)}", flush=True)
+    result = trainer.train(resume_from_checkpoint=resume_from)
     print(f"training done: {result.global_step} steps, loss {result.training_loss:.4f}", flush=True)
     if validation is not None:
         report_eval("", eval_loss(model, tokenizer, validation))

@@ -113,6 +113,10 @@ fn routes(upload_limit: usize) -> Vec<(&'static str, MethodRouter<Arc<Worker>>)>
         ("/v1/user/{addr}/task/{id}/cancel", post(cancel_task)),
         ("/v1/user/{addr}/task/{id}/log", get(task_log)),
         ("/v1/user/{addr}/task/{id}/report", get(task_report)),
+        (
+            "/v1/user/{addr}/task/{id}/checkpoints",
+            get(task_checkpoints),
+        ),
         ("/v1/user/{addr}/task/{id}/lora", post(download_lora)),
         (
             "/v1/user/{addr}/dataset",
@@ -444,6 +448,25 @@ async fn task_report(
             task.progress
         ))),
     }
+}
+
+/// The task's sealed checkpoints, oldest first, to its owner (`pipeline::checkpoint`).
+async fn task_checkpoints(
+    State(worker): State<Arc<Worker>>,
+    Path((addr, id)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<sealtune_protocol::api::CheckpointInfo>>> {
+    own_task(&worker, &addr, &id).await?;
+    let rows = worker.store.checkpoints(&id).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| sealtune_protocol::api::CheckpointInfo {
+                step: r.step,
+                loss: r.loss,
+                created_at: r.created_at,
+                sealed_bytes: r.sealed_bytes,
+            })
+            .collect(),
+    ))
 }
 
 fn parse_ts(v: Option<&Value>) -> ApiResult<u64> {

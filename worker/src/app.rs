@@ -48,10 +48,11 @@ impl CrashPoints {
     /// Every crash point, in pipeline order. The sealing points (`after-seal-written`,
     /// `-committed`, `-renamed`) are hit both where the executor child sealed (execute) and where
     /// finalize seals the training output.
-    pub const ALL: [&'static str; 17] = [
+    pub const ALL: [&'static str; 18] = [
         "after-setup",
         "after-model-key",
         "during-training",
+        "after-checkpoint-sealed",
         "after-seal-written",
         "after-seal-committed",
         "after-seal-renamed",

@@ -337,6 +337,7 @@ fn measure_model(
         ranks: model.ranks,
         evaluation_script: evaluation.as_ref().map(|e| e.0),
         lora_ranges: model.lora_ranges.clone(),
+        checkpoint_steps: model.checkpoint_steps,
     };
     if keep.is_some() {
         if let Some(p) = script_copy {

@@ -101,6 +101,11 @@ pub struct ModelConfig {
     /// `target_modules`, `merge`; PROTOCOL.md §3); absent: [`LoraRanges::default`]. Measured.
     #[serde(default)]
     pub lora_ranges: Option<LoraRanges>,
+    /// A sealed checkpoint every this many training steps (0, the default: none). Scripts that
+    /// checkpoint through the `sealtune` module (the stock ones) then resume from the last one after
+    /// a worker restart; others start again from step 0 (`pipeline::checkpoint`).
+    #[serde(default)]
+    pub checkpoint_steps: u32,
 }
 
 fn one_rank() -> u32 {

@@ -188,6 +188,24 @@ async fn dev_quote_body_with_a_nonce_binds_the_attestation_document() {
 
 /// A changed config is a new signer (the key path includes the config hash), and the dev event log
 /// records the config hash as the `sealtune-config` runtime event.
+/// The checkpoint key survives a restart (the same data directory and config), is per task, and a
+/// changed config gives another one (earlier checkpoints can no longer be opened).
+#[tokio::test]
+async fn the_checkpoint_key_survives_a_restart_is_per_task_and_changes_with_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Attestation::open(&dev(), dir.path(), CONFIG).await.unwrap();
+    let again = Attestation::open(&dev(), dir.path(), CONFIG).await.unwrap();
+    assert_eq!(*a.checkpoint_key("t1"), *again.checkpoint_key("t1"));
+    assert_ne!(*a.checkpoint_key("t1"), *a.checkpoint_key("t2"));
+    assert_ne!(
+        a.checkpoint_key("t1").as_slice(),
+        a.dataset_key().to_bytes().as_slice()
+    );
+    let other = alloy::primitives::B256::repeat_byte(0x43);
+    let b = Attestation::open(&dev(), dir.path(), other).await.unwrap();
+    assert_ne!(*a.checkpoint_key("t1"), *b.checkpoint_key("t1"));
+}
+
 #[tokio::test]
 async fn a_changed_config_is_a_new_signer_and_the_event_log_records_it() {
     let dir = tempfile::tempdir().unwrap();

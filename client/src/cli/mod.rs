@@ -23,6 +23,7 @@ use crate::error::{ClientError, Result};
 use crate::flow::Client;
 
 mod account;
+mod checkpoints;
 mod estimate;
 mod evaluate;
 mod gateway;
@@ -183,6 +184,12 @@ Then download-model, decrypt-model --unzip eval, check-evaluation --file eval"
     Evaluate(evaluate::EvaluateArgs),
     /// Show a decrypted evaluation report, checked against the chain (TEE signer, evaluated root).
     CheckEvaluation(evaluate::CheckEvaluationArgs),
+    /// List a task's sealed training checkpoints (step, loss, time, size): what a training the
+    /// provider restarts resumes from.
+    #[command(
+        after_help = "Example: sealtune list-checkpoints --provider 0x7099… --task 6f1c… --json"
+    )]
+    ListCheckpoints(checkpoints::ListCheckpointsArgs),
     /// Cancel a task that has not started training.
     CancelTask(CancelTaskArgs),
     /// Download the encrypted model, check its hash and TEE tag signature against the chain, then
@@ -257,6 +264,7 @@ pub async fn run(cli: &Cli, env: &RunEnv) -> Result<Output> {
         Command::GetReport(a) => a.run(&ctx).await,
         Command::Evaluate(a) => a.run(&ctx).await,
         Command::CheckEvaluation(a) => a.run(&ctx).await,
+        Command::ListCheckpoints(a) => a.run(&ctx).await,
         Command::CancelTask(a) => a.run(&ctx).await,
         Command::DownloadModel(a) => a.run(&ctx).await,
         Command::AcknowledgeModel(a) => a.run(&ctx).await,

@@ -222,6 +222,10 @@ def __getattr__(name: str) -> Any:
         if name not in _LAZY:
             _LAZY[name] = _make_callback_class()
         return _LAZY[name]
+    if name in _LAZY_FACTORIES:
+        if name not in _LAZY:
+            _LAZY[name] = _LAZY_FACTORIES[name]()
+        return _LAZY[name]
     raise AttributeError(f"module 'sealtune' has no attribute {name!r}")
 
 
@@ -473,3 +477,79 @@ def seal_model(
     )
     log(f"saved the model to {out} ({where})", "info" if live is not None else "warn")
     return {"sealed": False, "path": str(out)}
+
+
+# --------------------------------------------------------------------------------------------------
+# Sealed checkpoints (docs/provider-guide.md "Checkpoints")
+
+CHECKPOINT_DIR_ENV = "SEALTUNE_CHECKPOINT_DIR"
+CHECKPOINT_STEPS_ENV = "SEALTUNE_CHECKPOINT_STEPS"
+RESUME_FROM_ENV = "SEALTUNE_RESUME_FROM"
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where and how often the trainer checkpoints inside a worker that seals checkpoints.
+
+    ``dir`` is the task's checkpoint scratch directory (tmpfs, readable by this task only): give it to
+    ``TrainingArguments(output_dir=...)`` with ``save_strategy="steps"``, ``save_steps=every``, and add
+    ``CheckpointCallback()``; the worker seals every ``checkpoint-<step>`` as soon as the trainer wrote
+    it and deletes the plaintext. ``resume_from`` is the unsealed ``checkpoint-<step>`` of an earlier,
+    interrupted run (give it to ``trainer.train(resume_from_checkpoint=...)``), or ``None``.
+    """
+
+    dir: str
+    every: int
+    resume_from: str | None
+
+
+def checkpointing() -> Checkpointing | None:
+    """The task's checkpoint settings, or ``None`` when the worker does not checkpoint this model
+    (or outside a worker)."""
+    directory = os.environ.get(CHECKPOINT_DIR_ENV)
+    if not directory or not is_live():
+        return None
+    try:
+        every = int(os.environ.get(CHECKPOINT_STEPS_ENV, "0"))
+    except ValueError:
+        return None
+    if every <= 0:
+        return None
+    resume = os.environ.get(RESUME_FROM_ENV) or None
+    if resume is not None and not os.path.isdir(resume):
+        resume = None
+    return Checkpointing(dir=directory, every=every, resume_from=resume)
+
+
+def checkpoint_saved(step: int) -> None:
+    """Tell the worker that ``checkpoint-<step>`` is complete in the checkpoint directory (rank 0 only:
+    with several ranks the Trainer's files are written by rank 0, and the other ranks say nothing)."""
+    if _rank() == 0:
+        _native.emit_checkpoint(int(step))
+
+
+def _make_checkpoint_callback_class() -> type:
+    from transformers import TrainerCallback
+
+    class CheckpointCallback(TrainerCallback):
+        """A transformers ``TrainerCallback`` that hands every checkpoint the Trainer saved to the
+        worker (``on_save`` runs after the whole ``checkpoint-<step>`` directory is written), and logs
+        how long the step's save paused training."""
+
+        def __init__(self) -> None:
+            self._step_end = None
+
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+            self._step_end = time.monotonic()
+
+        def on_save(self, args, state, control, **kwargs):  # noqa: ANN001
+            if self._step_end is not None and _rank() == 0:
+                took = (time.monotonic() - self._step_end) * 1000
+                log(f"the trainer wrote checkpoint-{state.global_step} in {took:.0f} ms")
+            checkpoint_saved(state.global_step)
+
+    return CheckpointCallback
+
+
+_LAZY_FACTORIES = {"CheckpointCallback": _make_checkpoint_callback_class}
+__all__ += ["Checkpointing", "CheckpointCallback", "checkpoint_saved", "checkpointing"]

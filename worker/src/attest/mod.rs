@@ -428,6 +428,21 @@ impl Attestation {
         })
     }
 
+    /// The key that wraps task `task_id`'s checkpoint keys (`pipeline::checkpoint`): HKDF-SHA256
+    /// over the dataset key's secret (derived by the TEE's key source for this config, never on
+    /// disk), info [`checkpoint_key_info`]. The same after a restart; another config (another
+    /// dataset key), or configfs-tsm's fresh key at every start, gives another key, and the
+    /// earlier checkpoints can no longer be opened.
+    pub fn checkpoint_key(&self, task_id: &str) -> zeroize::Zeroizing<[u8; 32]> {
+        let secret = zeroize::Zeroizing::new(self.dataset_key.to_bytes());
+        let hk =
+            hkdf::Hkdf::<sha2::Sha256>::new(Some(b"sealtune/checkpoint/v1"), secret.as_slice());
+        let mut out = zeroize::Zeroizing::new([0u8; 32]);
+        // 32 bytes is far below HKDF-SHA256's limit of 255 * 32.
+        let _ = hk.expand(checkpoint_key_info(task_id).as_bytes(), out.as_mut_slice());
+        out
+    }
+
     /// The dataset key's secret half: opens the dataset envelopes customers seal to it
     /// (`sealtune_protocol::envelope`). Never give it to the executor child or write it anywhere.
     pub fn dataset_key(&self) -> &k256::SecretKey {
@@ -604,6 +619,12 @@ impl Attestation {
         }
         Ok(body)
     }
+}
+
+/// The HKDF info of a task's checkpoint key: `checkpoint/<task id>` (a key path below the dataset
+/// key's, which already names the config).
+pub fn checkpoint_key_info(task_id: &str) -> String {
+    format!("checkpoint/{task_id}")
 }
 
 /// The key derivation path of the dataset key: `<signer key path>/dataset`, so it changes with the

@@ -42,6 +42,7 @@ mod leftover;
 mod prepare;
 pub mod ranks;
 pub mod sandbox;
+pub mod scratch;
 
 use std::io::Write as _;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -113,6 +114,38 @@ pub struct ExecSpec {
     /// worker's `$VIRTUAL_ENV`.
     #[serde(default)]
     pub venv: Option<PathBuf>,
+    /// Sealed checkpoints: where every rank's trainer writes them and where it resumes from
+    /// (`pipeline::checkpoint`); `None`: the model does not checkpoint.
+    #[serde(default)]
+    pub checkpoint: Option<CheckpointSpec>,
+}
+
+/// The checkpoint settings a script reads with `sealtune.checkpointing()` (environment variables).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointSpec {
+    /// The task's checkpoint scratch directory (tmpfs, the task uid's, 0700: [`scratch`]).
+    pub dir: PathBuf,
+    /// Checkpoint every this many steps.
+    pub every: u32,
+    /// The unsealed checkpoint of an interrupted run to resume from.
+    pub resume_from: Option<PathBuf>,
+}
+
+impl CheckpointSpec {
+    /// `SEALTUNE_CHECKPOINT_DIR`, `SEALTUNE_CHECKPOINT_STEPS` and `SEALTUNE_RESUME_FROM` (empty: none).
+    pub fn env(&self) -> [(&'static str, String); 3] {
+        [
+            ("SEALTUNE_CHECKPOINT_DIR", self.dir.display().to_string()),
+            ("SEALTUNE_CHECKPOINT_STEPS", self.every.to_string()),
+            (
+                "SEALTUNE_RESUME_FROM",
+                self.resume_from
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+        ]
+    }
 }
 
 /// Sealing in the child: the per-task AES key (never the TEE key) and the sealed file's path.
@@ -431,7 +464,8 @@ impl Launch<'_> {
             plan.join_network_fd = rank0.map(|fd| fd.as_raw_fd());
         }
         let main = rank.is_none_or(|r| r.is_main());
-        let env = rank.map_or_else(Vec::new, |r| r.env(ranks::threads_per_rank(r.world)));
+        let mut env = rank.map_or_else(Vec::new, |r| r.env(ranks::threads_per_rank(r.world)));
+        env.extend(self.spec.checkpoint.iter().flat_map(CheckpointSpec::env));
         let seal = self.spec.seal.as_ref().filter(|_| main);
         let mut child = start_child(
             self.worker_exe,

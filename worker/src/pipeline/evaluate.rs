@@ -237,6 +237,7 @@ pub(super) async fn run(
         seal: None,
         venv: worker.config.python_venv.clone(),
         dataset_type: task.dataset_type.clone(),
+        checkpoint: None,
     };
     worker
         .task_log(
@@ -248,7 +249,7 @@ pub(super) async fn run(
             ),
         )
         .await;
-    let (outcome, observed) = run_child(worker, task, &dir, &spec, 1, shutdown).await;
+    let (outcome, observed) = run_child(worker, task, &dir, &spec, (1, 0), shutdown).await;
     discard(&dir, &tuned, &inputs_.data_path);
     if let Some(stopped) = worker
         .store

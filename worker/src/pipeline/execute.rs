@@ -9,6 +9,10 @@
 //! and puts the task back in `SetUp`, not counting the stopped attempt: the operator stopped the
 //! worker, the task did nothing wrong, and it trains again at the next start.
 //!
+//! A model with `checkpoint_steps` checkpoints sealed while it trains, and a task trained again
+//! after a restart (or a graceful stop) resumes from its last sealed checkpoint
+//! ([`super::checkpoint`]).
+//!
 //! While the child runs, the customer's account is watched and a cancel can stop it: a task stopped
 //! during training is settled by [`super::cancel`], never delivered.
 use std::path::PathBuf;
@@ -80,6 +84,7 @@ pub(super) async fn execute(
         }),
         venv: worker.config.python_venv.clone(),
         dataset_type: task.dataset_type.clone(),
+        checkpoint: None, // set once the run's uid is known (`run_child`)
     };
     worker
         .task_log(
@@ -90,8 +95,15 @@ pub(super) async fn execute(
             ),
         )
         .await;
-    let (outcome, observed) =
-        run_child(worker, task, &spec_dir, &spec, model.ranks, shutdown).await;
+    let (outcome, observed) = run_child(
+        worker,
+        task,
+        &spec_dir,
+        &spec,
+        (model.ranks, model.checkpoint_steps),
+        shutdown,
+    )
+    .await;
     crate::confidential::discard_plaintext(&spec_dir, Some(&spec.data_path));
     if let Some(stopped) = worker
         .store
@@ -104,6 +116,7 @@ pub(super) async fn execute(
         if shutdown.is_cancelled() {
             return Ok(());
         }
+        super::checkpoint::discard(worker, &task.id).await;
         return super::cancel::settle_cancelled(worker, &stopped).await;
     }
     match outcome {
@@ -112,7 +125,9 @@ pub(super) async fn execute(
             if let Some(sealed) = &outcome.sealed {
                 commit_child_seal(worker, task, &spec_dir, &secret, sealed).await?;
             }
-            enter_trained(worker, task).await
+            enter_trained(worker, task).await?;
+            super::checkpoint::discard(worker, &task.id).await;
+            Ok(())
         }
         Err(exec::ExecError::Cancelled) if shutdown.is_cancelled() => requeue(worker, task).await,
         Err(e) => Err(StepError::Fail(format!("training failed: {e}"))),
@@ -211,7 +226,7 @@ async fn requeue(worker: &Worker, task: &Task) -> Result<(), StepError> {
         worker
             .task_log(
                 &task.id,
-                "the worker is stopping: training stopped; the task is queued again and trains from the start when the worker is back",
+                "the worker is stopping: training stopped; the task is queued again and trains again when the worker is back (from its last sealed checkpoint, if any)",
             )
             .await;
     }
@@ -239,7 +254,7 @@ async fn start_attempt(worker: &Worker, task: &Task) -> Result<Option<i64>, Step
         worker
             .task_log(
                 &task.id,
-                "the worker restarted during training: training again from the start",
+                "the worker restarted during training: training again (from the last sealed checkpoint, if any, else from the start)",
             )
             .await;
     }
@@ -314,7 +329,7 @@ pub(super) async fn run_child(
     task: &Task,
     dir: &std::path::Path,
     spec: &ExecSpec,
-    ranks: u32,
+    (ranks, checkpoint_steps): (u32, u32),
     shutdown: &CancellationToken,
 ) -> (Result<exec::ExecOutcome, exec::ExecError>, Observed) {
     let limits = ExecLimits {
@@ -338,6 +353,11 @@ pub(super) async fn run_child(
             },
         )
         .await;
+    let spec = &ExecSpec {
+        checkpoint: super::checkpoint::prepare(worker, task, checkpoint_steps, jail.uid()).await,
+        ..spec.clone()
+    };
+    let checkpointing = spec.checkpoint.is_some();
     // Cancelled by the worker's shutdown (the child is killed, the task requeued).
     let cancel = shutdown.child_token();
     *worker.running.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -352,6 +372,10 @@ pub(super) async fn run_child(
     let logger = tokio::spawn(async move {
         while let Some(event) = rx.recv().await {
             observed.see(&event);
+            if let (Event::Checkpoint { step }, true) = (&event, checkpointing) {
+                let loss = observed.curve.last().map(|p| p.loss);
+                super::checkpoint::on_saved(&log_worker, &log_id, *step, loss).await;
+            }
             if matches!(event, Event::Progress { .. }) {
                 log_worker.metrics.training_steps.inc();
             }
@@ -388,9 +412,10 @@ pub(super) async fn run_child(
     };
     let result = exec::spawn_ranks(launch, ranks, tx, cancel).await;
     watcher.abort();
+    let mut observed = logger.await.unwrap_or_default();
+    super::checkpoint::clear_scratch(worker, &task.id).await;
     let _ = worker.chain.set_occupied(false).await;
     *worker.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    let mut observed = logger.await.unwrap_or_default();
     observed.wall_time_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     (result, observed)
 }

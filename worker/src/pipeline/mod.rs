@@ -31,6 +31,7 @@ use crate::models::{ModelConfig, Weights};
 use crate::store::{StatePredicate, StoreError, Task, TaskState};
 
 pub mod cancel;
+pub mod checkpoint;
 pub mod evaluate;
 pub mod execute;
 pub mod finalize;
@@ -141,6 +142,7 @@ async fn tasks_where(worker: &Worker, pred: StatePredicate) -> Result<Vec<Task>,
 async fn fail_or_retry(worker: &Worker, id: &str, e: StepError) -> Option<String> {
     match e {
         StepError::Fail(reason) => {
+            checkpoint::discard(worker, id).await;
             if let Ok(true) = worker.store.fail(id, &reason, worker.clock.now()).await {
                 worker.metrics.state(TaskState::Failed);
             }

@@ -1,5 +1,6 @@
 //! Retention, in its own lane: the files of tasks that ended more than `limits.retention` ago are
-//! deleted (the task directory, the sealed model, and the dataset unless another task still needs
+//! deleted (the task directory, the sealed model, its sealed checkpoints and their rows, and the
+//! dataset unless another task still needs
 //! it or it was uploaded again since), and the row records when. Uploads that no task kept uses and
 //! that were last uploaded more than `limits.retention` ago are deleted too, with their owners.
 use std::sync::Arc;
@@ -43,6 +44,7 @@ pub async fn run_retention_lane(worker: Arc<Worker>, shutdown: CancellationToken
 /// Deletes one ended task's files and records it (best effort: what cannot be deleted now is not
 /// retried).
 async fn clean(worker: &Worker, task: &Task) {
+    super::checkpoint::discard(worker, &task.id).await;
     let _ = tokio::fs::remove_dir_all(worker.task_dir(&task.id)).await;
     if let Some(root) = task.model_root_hash {
         let _ = worker.files.remove(&root).await;

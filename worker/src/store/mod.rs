@@ -14,6 +14,7 @@ use alloy::primitives::{Address, B256, U256};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+pub mod checkpoint;
 pub mod intake;
 pub mod report;
 pub mod task;

@@ -40,6 +40,7 @@ impl Task {
             seal: None,
             venv: None,
             dataset_type: None,
+            checkpoint: None,
         };
         Task { dir, spec }
     }
