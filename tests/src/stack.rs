@@ -141,6 +141,21 @@ pub struct StackOptions {
     pub tls: bool,
 }
 
+/// What [`Stack::v2_body`] signs.
+#[derive(Debug, Clone, Copy)]
+pub struct V2Request<'a> {
+    /// `datasetHash`.
+    pub dataset_hash: &'a str,
+    /// The model hash the signature names (the body always carries [`MODEL_HASH`]).
+    pub signed_model: alloy::primitives::B256,
+    /// `trainingParams`.
+    pub params: &'a str,
+    /// The request nonce.
+    pub nonce: u64,
+    /// Whether the worker waits for the task to be created on chain before answering.
+    pub wait: bool,
+}
+
 impl Default for StackOptions {
     fn default() -> Self {
         StackOptions {
@@ -198,6 +213,63 @@ impl Stack {
         stack.start_worker(None).await;
         stack.ack_signer().await;
         stack
+    }
+
+    /// The dataset key the worker attests: `tee_keys` from `/v1/quote?nonce=…`, checked against the
+    /// attestation document for `nonce` (signed by the TEE signer, bound by `dataset_key_hash`).
+    pub async fn attested_dataset_key(&self, nonce: [u8; 32]) -> k256::PublicKey {
+        let body: serde_json::Value = self
+            .http
+            .get(self.url(&format!("/v1/quote?nonce={}", hex::encode(nonce))))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let doc = sealtune_protocol::attestation::AttestationDocument::from_json(
+            &body["attestation_document"],
+        )
+        .unwrap();
+        assert_eq!(doc.nonce.as_slice(), nonce);
+        let keys: sealtune_protocol::attestation::TeeKeys =
+            serde_json::from_value(body["tee_keys"].clone()).unwrap();
+        keys.verify_bound(&doc).unwrap()
+    }
+
+    /// A create-task body in sealtune's request v2 form, signed by customer `who` for this stack's
+    /// provider and serving contract (`signed_model`: the model hash the signature names).
+    pub fn v2_body(&self, who: usize, request: V2Request<'_>) -> serde_json::Value {
+        let body = sealtune_protocol::api::CreateTaskBody {
+            user_address: signer(who).address().to_checksum(None),
+            pre_trained_model_hash: MODEL_HASH.into(),
+            dataset_hash: request.dataset_hash.into(),
+            training_params: request.params.into(),
+            fee: Some("0".into()),
+            nonce: request.nonce.to_string(),
+            signature: String::new(),
+            wait: request.wait,
+            dataset_type: None,
+            request_version: Some(2),
+        };
+        let wire = sealtune_protocol::request::CreateTask::from_wire(
+            &body.user_address,
+            &body.nonce,
+            &body.dataset_hash,
+            "0",
+        )
+        .unwrap();
+        let signed = sealtune_protocol::request_v2::TaskRequest::for_body(
+            &body,
+            &wire,
+            self.provider_address(),
+            request.signed_model,
+            request.dataset_hash.parse().unwrap(),
+        );
+        let domain = sealtune_protocol::request_v2::domain(DEV_CHAIN_ID, self.deployment.serving);
+        let mut value = serde_json::to_value(&body).unwrap();
+        value["signature"] = signed.sign(&k256_key(who), &domain).to_hex_v27().into();
+        value
     }
 
     /// `http://127.0.0.1:<port><path>` on the worker.

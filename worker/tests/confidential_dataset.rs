@@ -8,7 +8,6 @@ use std::time::Duration;
 use alloy::primitives::B256;
 use sealtune_e2e::chain::*;
 use sealtune_e2e::stack::*;
-use sealtune_protocol::attestation::{AttestationDocument, TeeKeys};
 use sealtune_protocol::envelope::{self, EnvelopeWriter, HEADER_LEN};
 use serde_json::Value;
 
@@ -17,20 +16,7 @@ const MARKER: &str = "zq-confidential-marker-7f3a";
 /// The dataset key the worker attests: `tee_keys` checked against the signer and bound by the
 /// attestation document for a fresh nonce.
 async fn dataset_key(stack: &Stack) -> k256::PublicKey {
-    let nonce = [0x42u8; 32];
-    let body: Value = stack
-        .http
-        .get(stack.url(&format!("/v1/quote?nonce={}", hex::encode(nonce))))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let doc = AttestationDocument::from_json(&body["attestation_document"]).unwrap();
-    assert_eq!(doc.nonce.as_slice(), nonce);
-    let keys: TeeKeys = serde_json::from_value(body["tee_keys"].clone()).unwrap();
-    keys.verify_bound(&doc).unwrap()
+    stack.attested_dataset_key([0x42; 32]).await
 }
 
 /// Customer `who`'s dataset with `records` records, each carrying the marker.
@@ -215,37 +201,16 @@ fn v2_body(
     signed_model: B256,
     params: &str,
 ) -> Value {
-    let body = sealtune_protocol::api::CreateTaskBody {
-        user_address: signer(who).address().to_checksum(None),
-        pre_trained_model_hash: MODEL_HASH.into(),
-        dataset_hash: dataset_hash.into(),
-        training_params: params.into(),
-        fee: Some("0".into()),
-        nonce: "5".into(),
-        signature: String::new(),
-        wait: false,
-        dataset_type: None,
-        request_version: Some(2),
-    };
-    let wire = sealtune_protocol::request::CreateTask::from_wire(
-        &body.user_address,
-        &body.nonce,
-        &body.dataset_hash,
-        "0",
+    stack.v2_body(
+        who,
+        V2Request {
+            dataset_hash,
+            signed_model,
+            params,
+            nonce: 5,
+            wait: false,
+        },
     )
-    .unwrap();
-    let request = sealtune_protocol::request_v2::TaskRequest::for_body(
-        &body,
-        &wire,
-        stack.provider_address(),
-        signed_model,
-        dataset_hash.parse::<B256>().unwrap(),
-    );
-    let domain = sealtune_protocol::request_v2::domain(DEV_CHAIN_ID, stack.deployment.serving);
-    let signature = request.sign(&k256_key(who), &domain);
-    let mut value = serde_json::to_value(&body).unwrap();
-    value["signature"] = signature.to_hex_v27().into();
-    value
 }
 
 /// Under v2, a body whose `trainingParams` (10 epochs: ten times the fee; a LoRA `r`), fee ceiling or

@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::{Address, U256};
 use sealtune_client::attest::VerifyProviderOptions;
 use sealtune_client::chain::{Chain, Contracts};
 use sealtune_client::evaluate::{EvaluateRequest, read_signed};
@@ -17,7 +17,6 @@ use sealtune_client::flow::{Client, DatasetSource};
 use sealtune_client::progress::NoProgress;
 use sealtune_e2e::chain::*;
 use sealtune_e2e::stack::*;
-use sealtune_protocol::attestation::{AttestationDocument, TeeKeys};
 use sealtune_protocol::deliverable::{DeliverableKey, OsRng};
 use sealtune_protocol::evaluation::{
     EvaluationParams, REPORT_FILE, SignedEvaluation, seal_model_key,
@@ -26,19 +25,7 @@ use serde_json::Value;
 
 /// The dataset key the worker attests (checked against the signer, bound for our nonce).
 async fn dataset_key(stack: &Stack) -> k256::PublicKey {
-    let nonce = [0x24u8; 32];
-    let body: Value = stack
-        .http
-        .get(stack.url(&format!("/v1/quote?nonce={}", hex::encode(nonce))))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let doc = AttestationDocument::from_json(&body["attestation_document"]).unwrap();
-    let keys: TeeKeys = serde_json::from_value(body["tee_keys"].clone()).unwrap();
-    keys.verify_bound(&doc).unwrap()
+    stack.attested_dataset_key([0x24; 32]).await
 }
 
 /// The `trainingParams` of customer `who`'s evaluation of `task` with `key`, sealed for
@@ -68,36 +55,16 @@ fn eval_params(
 
 /// A v2 create-task body of customer `who` for the stack's model.
 fn v2_body(stack: &Stack, who: usize, dataset_hash: &str, nonce: u64, params: &str) -> Value {
-    let body = sealtune_protocol::api::CreateTaskBody {
-        user_address: signer(who).address().to_checksum(None),
-        pre_trained_model_hash: MODEL_HASH.into(),
-        dataset_hash: dataset_hash.into(),
-        training_params: params.into(),
-        fee: Some("0".into()),
-        nonce: nonce.to_string(),
-        signature: String::new(),
-        wait: true,
-        dataset_type: None,
-        request_version: Some(2),
-    };
-    let wire = sealtune_protocol::request::CreateTask::from_wire(
-        &body.user_address,
-        &body.nonce,
-        &body.dataset_hash,
-        "0",
+    stack.v2_body(
+        who,
+        V2Request {
+            dataset_hash,
+            signed_model: MODEL_HASH.parse().unwrap(),
+            params,
+            nonce,
+            wait: true,
+        },
     )
-    .unwrap();
-    let request = sealtune_protocol::request_v2::TaskRequest::for_body(
-        &body,
-        &wire,
-        stack.provider_address(),
-        MODEL_HASH.parse().unwrap(),
-        dataset_hash.parse::<B256>().unwrap(),
-    );
-    let domain = sealtune_protocol::request_v2::domain(DEV_CHAIN_ID, stack.deployment.serving);
-    let mut value = serde_json::to_value(&body).unwrap();
-    value["signature"] = request.sign(&k256_key(who), &domain).to_hex_v27().into();
-    value
 }
 
 /// The refusal of a create-task `body`: its status and error text.
