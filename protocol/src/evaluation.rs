@@ -52,7 +52,7 @@ use serde_json::Value;
 use crate::deliverable::DeliverableKey;
 use crate::ecies::{self, EciesError, PublicKey};
 use crate::report::{MAX_DOCUMENT_LEN, ReportError};
-use crate::sig::{self, Signature};
+use crate::sig;
 
 /// The evaluation report format version written in every document.
 pub const EVALUATION_VERSION: u32 = 1;
@@ -375,13 +375,8 @@ impl SignedEvaluation {
         let digest = report
             .message(self.document.as_bytes())
             .eip712_signing_hash(domain);
-        let recovered = Signature::from_hex(&self.signature)?.recover_address(&digest)?;
-        if recovered != report.tee_signer {
-            return Err(ReportError::WrongSigner {
-                recovered,
-                claimed: report.tee_signer,
-            });
-        }
+        let recovered =
+            crate::report::recover_claimed_signer(&self.signature, &digest, report.tee_signer)?;
         Ok((report, recovered))
     }
 }

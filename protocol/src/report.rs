@@ -299,15 +299,23 @@ impl SignedReport {
         let digest = report
             .message(self.document.as_bytes())
             .eip712_signing_hash(domain);
-        let recovered = Signature::from_hex(&self.signature)?.recover_address(&digest)?;
-        if recovered != report.tee_signer {
-            return Err(ReportError::WrongSigner {
-                recovered,
-                claimed: report.tee_signer,
-            });
-        }
+        let recovered = recover_claimed_signer(&self.signature, &digest, report.tee_signer)?;
         Ok((report, recovered))
     }
+}
+
+/// The signer of `digest` by the hex `signature`, which must be the `claimed` TEE signer (the rule of
+/// every signed report: training and evaluation).
+pub(crate) fn recover_claimed_signer(
+    signature: &str,
+    digest: &B256,
+    claimed: Address,
+) -> Result<Address, ReportError> {
+    let recovered = Signature::from_hex(signature)?.recover_address(digest)?;
+    if recovered != claimed {
+        return Err(ReportError::WrongSigner { recovered, claimed });
+    }
+    Ok(recovered)
 }
 
 #[cfg(test)]
