@@ -88,26 +88,16 @@ fn subject(
     facts: &ChainFacts,
     user: Option<Address>,
 ) -> Result<String, String> {
-    if report.chain_id != facts.chain_id || report.serving_contract != facts.serving {
-        return Err(format!(
-            "the report is for chain {} contract {}, not chain {} contract {}",
-            report.chain_id, report.serving_contract, facts.chain_id, facts.serving
-        ));
-    }
-    if report.provider != facts.signer.provider {
-        return Err(format!(
-            "the report names provider {}, not {}",
-            report.provider, facts.signer.provider
-        ));
-    }
-    if let Some(user) = user
-        && user != report.user
-    {
-        return Err(format!(
-            "the report is for customer {}, not {user}",
-            report.user
-        ));
-    }
+    crate::training_report::check_subject(
+        crate::training_report::ReportSubject {
+            chain_id: report.chain_id,
+            serving: report.serving_contract,
+            provider: report.provider,
+            user: report.user,
+        },
+        facts,
+        user,
+    )?;
     Ok(format!(
         "evaluation {} of customer {}'s task {} with provider {}",
         report.task_id, report.user, report.evaluated_task_id, report.provider

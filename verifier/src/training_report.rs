@@ -85,26 +85,16 @@ fn subject_link(
     facts: &ChainFacts,
     user: Option<Address>,
 ) -> Result<String, String> {
-    if report.chain_id != facts.chain_id || report.serving_contract != facts.serving {
-        return Err(format!(
-            "the report is for chain {} contract {}, not chain {} contract {}",
-            report.chain_id, report.serving_contract, facts.chain_id, facts.serving
-        ));
-    }
-    if report.provider != facts.signer.provider {
-        return Err(format!(
-            "the report names provider {}, not {}",
-            report.provider, facts.signer.provider
-        ));
-    }
-    if let Some(user) = user
-        && user != report.user
-    {
-        return Err(format!(
-            "the report is for customer {}, not {user}",
-            report.user
-        ));
-    }
+    check_subject(
+        ReportSubject {
+            chain_id: report.chain_id,
+            serving: report.serving_contract,
+            provider: report.provider,
+            user: report.user,
+        },
+        facts,
+        user,
+    )?;
     Ok(format!(
         "task {} of customer {} with provider {}",
         report.task_id, report.user, report.provider
@@ -141,4 +131,42 @@ pub fn metrics_line(report: &TrainingReport) -> String {
     parts.push(format!("tokens {}", report.tokens_billed));
     parts.push(format!("wall time {} ms", report.wall_time_ms));
     parts.join(", ")
+}
+
+/// Who a signed report (training or evaluation) says it is about.
+pub(crate) struct ReportSubject {
+    pub(crate) chain_id: u64,
+    pub(crate) serving: Address,
+    pub(crate) provider: Address,
+    pub(crate) user: Address,
+}
+
+/// The report names the chain, contract and provider asked about, and `user` when the caller
+/// expects one: the one subject rule of every signed report.
+pub(crate) fn check_subject(
+    report: ReportSubject,
+    facts: &ChainFacts,
+    user: Option<Address>,
+) -> Result<(), String> {
+    if report.chain_id != facts.chain_id || report.serving != facts.serving {
+        return Err(format!(
+            "the report is for chain {} contract {}, not chain {} contract {}",
+            report.chain_id, report.serving, facts.chain_id, facts.serving
+        ));
+    }
+    if report.provider != facts.signer.provider {
+        return Err(format!(
+            "the report names provider {}, not {}",
+            report.provider, facts.signer.provider
+        ));
+    }
+    if let Some(user) = user
+        && user != report.user
+    {
+        return Err(format!(
+            "the report is for customer {}, not {user}",
+            report.user
+        ));
+    }
+    Ok(())
 }
